@@ -1,0 +1,277 @@
+//! One person's state at the end of a day, and what they did that day.
+//!
+//! State fields are last-writer-wins registers stamped with the event time, so a person's
+//! state after a set of events does not depend on the order the events arrived in. Day
+//! flows are sets (a slot checked, a fever seen), so they are order-free too.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Diagnosis, Direction, Fact, HistoryKind, IsolationKind, Placement, Role, Slot, Symptom};
+use crate::tally::{Measure, Tally};
+use crate::unit::UnitKey;
+
+/// Rules the fold needs that an operator may tune.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rules {
+    /// A reading at or above this is a fever (national standard: 37.3 °C).
+    pub fever_threshold_celsius: f64,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self { fever_threshold_celsius: 37.3 }
+    }
+}
+
+/// Orders writes to a register: event time first, then the event id's hash so that two
+/// events at the same instant still resolve the same way whatever their arrival order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Stamp {
+    pub at_millis: i64,
+    pub tiebreak: u64,
+}
+
+impl Stamp {
+    pub fn new(at_millis: i64, event_id: &str) -> Self {
+        // FNV-1a: stable across builds and platforms, unlike std's hasher.
+        let tiebreak = event_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        Self { at_millis, tiebreak }
+    }
+}
+
+/// A last-writer-wins register.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lww<T> {
+    pub value: T,
+    pub stamp: Stamp,
+}
+
+impl<T> Lww<T> {
+    fn write(&mut self, value: T, stamp: Stamp) {
+        if stamp >= self.stamp {
+            self.value = value;
+            self.stamp = stamp;
+        }
+    }
+}
+
+/// Who the person is and where they stand, at the end of a day.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PersonState {
+    /// Role and city from the registration; `None` until registered.
+    pub registration: Lww<Option<(Role, String)>>,
+    pub placement: Lww<Placement>,
+    /// Registered and not left.
+    pub enrolled: Lww<bool>,
+    pub on_campus: Lww<bool>,
+    pub in_key_area: Lww<bool>,
+    pub two_histories: Lww<Option<(HistoryKind, NaiveDate)>>,
+    pub isolation: Lww<Option<IsolationKind>>,
+    pub diagnosis: Lww<Option<Diagnosis>>,
+    pub sick_absent: Lww<bool>,
+    pub on_leave: Lww<bool>,
+}
+
+/// What the person did on one day; each flag counts the person once that day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayFlows {
+    pub slots_checked: Vec<Slot>,
+    pub fever: bool,
+    pub symptoms: Vec<Symptom>,
+    pub suspected_new: bool,
+    pub confirmed_new: bool,
+    pub released: bool,
+    pub returned: bool,
+    pub health_card: bool,
+    pub gate_in: bool,
+    pub gate_out: bool,
+}
+
+fn insert<T: PartialEq>(set: &mut Vec<T>, item: T) {
+    if !set.contains(&item) {
+        set.push(item);
+    }
+}
+
+/// A person's state at the end of one day together with that day's flows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PersonDay {
+    pub state: PersonState,
+    pub flows: DayFlows,
+}
+
+/// Where a person counts on a day and what they add there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contribution {
+    pub units: Vec<UnitKey>,
+    pub tally: Tally,
+}
+
+impl PersonDay {
+    /// The day after: same state, nothing done yet.
+    pub fn carried(&self) -> PersonDay {
+        PersonDay { state: self.state.clone(), flows: DayFlows::default() }
+    }
+
+    /// Applies an event that happened on this day.
+    pub fn apply(&mut self, fact: &Fact, stamp: Stamp, rules: &Rules) {
+        self.apply_state(fact, stamp);
+        self.apply_flows(fact, rules);
+    }
+
+    /// Applies only the state part: used for days after the event's own day.
+    pub fn apply_state(&mut self, fact: &Fact, stamp: Stamp) {
+        let s = &mut self.state;
+        match fact {
+            Fact::Registered { role, placement, city, on_campus } => {
+                s.registration.write(Some((*role, city.clone())), stamp);
+                s.placement.write(placement.clone(), stamp);
+                s.enrolled.write(true, stamp);
+                s.on_campus.write(*on_campus, stamp);
+            }
+            Fact::Moved { placement } => s.placement.write(placement.clone(), stamp),
+            Fact::Left => s.enrolled.write(false, stamp),
+            Fact::Diagnosed(d) => s.diagnosis.write(Some(*d), stamp),
+            Fact::SickAbsenceStarted { .. } => s.sick_absent.write(true, stamp),
+            Fact::SickAbsenceEnded => s.sick_absent.write(false, stamp),
+            Fact::Whereabouts { in_key_area, on_campus, .. } => {
+                s.in_key_area.write(*in_key_area, stamp);
+                s.on_campus.write(*on_campus, stamp);
+            }
+            Fact::TwoHistories { kind, date } => s.two_histories.write(Some((*kind, *date)), stamp),
+            Fact::Returned { .. } => {
+                s.on_campus.write(true, stamp);
+                s.in_key_area.write(false, stamp);
+            }
+            Fact::IsolationStarted { kind, .. } => s.isolation.write(Some(*kind), stamp),
+            Fact::Released => s.isolation.write(None, stamp),
+            Fact::GatePassed(direction) => s.on_campus.write(*direction == Direction::In, stamp),
+            Fact::LeaveRequested { .. } => s.on_leave.write(true, stamp),
+            Fact::LeaveClosed => s.on_leave.write(false, stamp),
+            Fact::Temperature { .. } | Fact::Symptoms(_) | Fact::HealthCard { .. } => {}
+        }
+    }
+
+    fn apply_flows(&mut self, fact: &Fact, rules: &Rules) {
+        let f = &mut self.flows;
+        match fact {
+            Fact::Temperature { slot, celsius } => {
+                insert(&mut f.slots_checked, *slot);
+                f.fever |= *celsius >= rules.fever_threshold_celsius;
+            }
+            Fact::Symptoms(symptoms) => symptoms.iter().for_each(|s| insert(&mut f.symptoms, *s)),
+            Fact::HealthCard { .. } => f.health_card = true,
+            Fact::Diagnosed(Diagnosis::Suspected) => f.suspected_new = true,
+            Fact::Diagnosed(Diagnosis::Confirmed) => f.confirmed_new = true,
+            Fact::Released => f.released = true,
+            Fact::Returned { .. } => f.returned = true,
+            Fact::GatePassed(Direction::In) => f.gate_in = true,
+            Fact::GatePassed(Direction::Out) => f.gate_out = true,
+            _ => {}
+        }
+    }
+
+    /// Where this person counts today and what they add; `None` while not enrolled.
+    pub fn contribution(&self, school: &str) -> Option<Contribution> {
+        let s = &self.state;
+        let (role, city) = s.registration.value.as_ref()?;
+        if !s.enrolled.value {
+            return None;
+        }
+        let f = &self.flows;
+        let mut t = Tally::default();
+        t.mark(Measure::Population, true);
+        t.mark(Measure::population_of(*role), true);
+        t.mark(Measure::PresentOnCampus, s.on_campus.value);
+        t.mark(Measure::InKeyArea, s.in_key_area.value);
+        t.mark(Measure::TwoHistories, s.two_histories.value.is_some());
+        t.mark(Measure::ChecksExpected, s.on_campus.value && !s.on_leave.value);
+        for slot in &f.slots_checked {
+            t.mark(Measure::checked(*slot), true);
+        }
+        t.mark(Measure::Fever, f.fever);
+        for symptom in &f.symptoms {
+            t.mark(Measure::symptom(*symptom), true);
+        }
+        t.mark(Measure::SuspectedNew, f.suspected_new);
+        t.mark(Measure::SuspectedCurrent, s.diagnosis.value == Some(Diagnosis::Suspected));
+        t.mark(Measure::ConfirmedNew, f.confirmed_new);
+        t.mark(Measure::ConfirmedCurrent, s.diagnosis.value == Some(Diagnosis::Confirmed));
+        t.mark(Measure::HomeObservation, s.isolation.value == Some(IsolationKind::Home));
+        t.mark(Measure::CentralizedObservation, s.isolation.value == Some(IsolationKind::Centralized));
+        t.mark(Measure::Released, f.released);
+        t.mark(Measure::SickAbsent, s.sick_absent.value);
+        t.mark(Measure::Returned, f.returned);
+        t.mark(Measure::HealthCards, f.health_card);
+        t.mark(Measure::GateIn, f.gate_in);
+        t.mark(Measure::GateOut, f.gate_out);
+        Some(Contribution { units: UnitKey::for_person(city, school, &s.placement.value), tally: t })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registered(class: &str) -> Fact {
+        Fact::Registered {
+            role: Role::Student,
+            placement: Placement { department: "D".into(), grade: "G".into(), class: class.into(), dorm: "R".into() },
+            city: "C".into(),
+            on_campus: true,
+        }
+    }
+
+    #[test]
+    fn three_fever_readings_count_one_person_with_fever() {
+        let rules = Rules::default();
+        let mut day = PersonDay::default();
+        day.apply(&registered("A"), Stamp::new(0, "r"), &rules);
+        for (i, c) in [38.1, 37.3, 39.0].into_iter().enumerate() {
+            day.apply(&Fact::Temperature { slot: Slot::Morning, celsius: c }, Stamp::new(i as i64 + 1, "t"), &rules);
+        }
+        let tally = day.contribution("S").unwrap().tally;
+        assert_eq!(tally.get(Measure::Fever), 1);
+        assert_eq!(tally.get(Measure::CheckedMorning), 1);
+    }
+
+    #[test]
+    fn threshold_is_inclusive_and_configurable() {
+        let strict = Rules { fever_threshold_celsius: 37.5 };
+        let mut day = PersonDay::default();
+        day.apply(&registered("A"), Stamp::new(0, "r"), &strict);
+        day.apply(&Fact::Temperature { slot: Slot::Noon, celsius: 37.4 }, Stamp::new(1, "t"), &strict);
+        assert_eq!(day.contribution("S").unwrap().tally.get(Measure::Fever), 0);
+        day.apply(&Fact::Temperature { slot: Slot::Noon, celsius: 37.5 }, Stamp::new(2, "u"), &strict);
+        assert_eq!(day.contribution("S").unwrap().tally.get(Measure::Fever), 1);
+    }
+
+    #[test]
+    fn later_event_time_wins_whatever_the_arrival_order() {
+        let rules = Rules::default();
+        let early = Fact::Moved { placement: Placement { department: "D".into(), grade: "G".into(), class: "B".into(), dorm: String::new() } };
+        let late = Fact::Moved { placement: Placement { department: "D".into(), grade: "G".into(), class: "C".into(), dorm: String::new() } };
+        let mut a = PersonDay::default();
+        a.apply(&registered("A"), Stamp::new(0, "r"), &rules);
+        let mut b = a.clone();
+        a.apply(&early, Stamp::new(5, "e"), &rules);
+        a.apply(&late, Stamp::new(9, "l"), &rules);
+        b.apply(&late, Stamp::new(9, "l"), &rules);
+        b.apply(&early, Stamp::new(5, "e"), &rules);
+        assert_eq!(a, b);
+        assert_eq!(a.state.placement.value.class, "C");
+    }
+
+    #[test]
+    fn nobody_counts_before_registration_or_after_leaving() {
+        let rules = Rules::default();
+        let mut day = PersonDay::default();
+        day.apply(&Fact::Temperature { slot: Slot::Morning, celsius: 36.5 }, Stamp::new(1, "t"), &rules);
+        assert!(day.contribution("S").is_none());
+        day.apply(&registered("A"), Stamp::new(0, "r"), &rules);
+        assert_eq!(day.contribution("S").unwrap().tally.get(Measure::CheckedMorning), 1);
+        day.apply(&Fact::Left, Stamp::new(2, "l"), &rules);
+        assert!(day.contribution("S").is_none());
+    }
+}
