@@ -134,6 +134,10 @@ impl Tally {
         self.0.iter_mut().zip(other.0).for_each(|(a, b)| *a -= b);
     }
 
+    pub fn negated(&self) -> Tally {
+        Tally(self.0.map(|v| -v))
+    }
+
     pub fn is_zero(&self) -> bool {
         self.0.iter().all(|&v| v == 0)
     }

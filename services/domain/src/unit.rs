@@ -119,6 +119,16 @@ impl UnitKey {
         Some(UnitKey { level, path: head.to_owned() })
     }
 
+    /// The unit directly above this one; `city` is the city of the school it belongs to.
+    pub fn parent(&self, city: &str) -> Option<UnitKey> {
+        match self.level {
+            Level::Province => None,
+            Level::City => Some(Self::province()),
+            Level::School => Some(Self::city(city)),
+            _ => self.parent_within_school(),
+        }
+    }
+
     /// Whether `self` lies under `ancestor` (or is it), judged by the path.
     pub fn is_within(&self, ancestor: &UnitKey) -> bool {
         match ancestor.level {

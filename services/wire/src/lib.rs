@@ -1,1 +1,20 @@
-//! placeholder
+//! The `daybook.v1` protobuf types, compiled from `proto/`, and the one place where they
+//! turn into domain types and back. Validation happens here, on the way in: a bad field
+//! becomes a [`FieldError`] that names it.
+
+pub mod pb {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    tonic::include_proto!("daybook.v1");
+}
+
+/// For gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("daybook_descriptor");
+
+/// Version of the event schema carried in the log's headers.
+pub const SCHEMA_VERSION: &str = "1";
+
+mod event;
+mod report;
+
+pub use event::{FieldError, event_from_proto};
+pub use report::{level_from_proto, level_to_proto, report_to_proto};

@@ -1,0 +1,210 @@
+//! Folding a batch of log records into the projections.
+//!
+//! The folder keeps what it touched in memory (person timelines, unit histories) and
+//! writes everything a batch changed, with the batch's log positions, in one sled batch.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::FixedOffset;
+use domain::person::Stamp;
+use domain::timeline::{DayChange, Timeline};
+use domain::{Day, Envelope, Payload, Rules, Tally, UnitKey};
+use eventlog::{Polled, TopicPartition};
+use prost::Message;
+
+use crate::AggregateError;
+use crate::store::{self, Projections, UnitInfo};
+
+/// What one batch did, for metrics and logs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub folded: u64,
+    /// Same (school, event id) as an event folded before.
+    pub duplicates: u64,
+    /// Offsets below the stored position: re-delivered by the log, already folded.
+    pub replayed: u64,
+    /// Records that do not decode or validate; the intake never writes such records.
+    pub unreadable: u64,
+}
+
+pub struct Folder {
+    projections: Projections,
+    rules: Rules,
+    zone: FixedOffset,
+    timelines: HashMap<String, Timeline>,
+    units: HashMap<UnitKey, BTreeMap<Day, Tally>>,
+    known_units: HashSet<UnitKey>,
+    positions: BTreeMap<TopicPartition, u64>,
+    // What the current batch changed.
+    dirty_timelines: HashSet<String>,
+    dirty_unit_days: HashSet<(UnitKey, Day)>,
+    new_units: Vec<(UnitKey, UnitInfo)>,
+    seen: HashSet<Vec<u8>>,
+}
+
+impl Folder {
+    pub fn new(projections: Projections, rules: Rules, zone: FixedOffset) -> Result<Self, AggregateError> {
+        let positions = projections.positions()?;
+        Ok(Self {
+            projections,
+            rules,
+            zone,
+            timelines: HashMap::new(),
+            units: HashMap::new(),
+            known_units: HashSet::new(),
+            positions,
+            dirty_timelines: HashSet::new(),
+            dirty_unit_days: HashSet::new(),
+            new_units: Vec::new(),
+            seen: HashSet::new(),
+        })
+    }
+
+    /// Next offset to fold in `tp`, as stored with the state.
+    pub fn position(&self, tp: &TopicPartition) -> Option<u64> {
+        self.positions.get(tp).copied()
+    }
+
+    pub fn positions(&self) -> &BTreeMap<TopicPartition, u64> {
+        &self.positions
+    }
+
+    /// Folds `records` and stores the result with the new positions, atomically.
+    pub fn fold_batch(&mut self, records: &[Polled]) -> Result<BatchOutcome, AggregateError> {
+        let mut outcome = BatchOutcome::default();
+        let mut batch = sled::Batch::default();
+        let mut moved: BTreeMap<TopicPartition, u64> = BTreeMap::new();
+        for polled in records {
+            let next = self.positions.get(&polled.at).copied().unwrap_or(0);
+            if polled.offset < next {
+                outcome.replayed += 1;
+                continue;
+            }
+            self.positions.insert(polled.at.clone(), polled.offset + 1);
+            moved.insert(polled.at.clone(), polled.offset + 1);
+            let envelope = match wire::pb::Event::decode(polled.record.payload.as_slice())
+                .map_err(|e| e.to_string())
+                .and_then(|pb| wire::event_from_proto(pb).map_err(|e| e.to_string()))
+            {
+                Ok(envelope) => envelope,
+                Err(reason) => {
+                    tracing::error!(at = %polled.at, offset = polled.offset, %reason, "skipping unreadable record");
+                    outcome.unreadable += 1;
+                    continue;
+                }
+            };
+            let seen = store::seen_key(&envelope.school, &envelope.event_id);
+            if self.seen.contains(&seen) || self.projections.tree.contains_key(&seen)? {
+                outcome.duplicates += 1;
+                continue;
+            }
+            self.fold(&envelope)?;
+            batch.insert(seen.clone(), &[]);
+            self.seen.insert(seen);
+            outcome.folded += 1;
+        }
+        self.write_into(&mut batch);
+        for (tp, next) in moved {
+            batch.insert(store::position_key(&tp), &next.to_be_bytes());
+        }
+        self.projections.tree.apply_batch(batch)?;
+        self.seen.clear();
+        Ok(outcome)
+    }
+
+    fn fold(&mut self, envelope: &Envelope) -> Result<(), AggregateError> {
+        let Payload::Person { person_id, fact } = &envelope.payload else {
+            // Inspections are validated and kept in the log; their projection is future work.
+            return Ok(());
+        };
+        let day = envelope.occurred_at.with_timezone(&self.zone).date_naive();
+        let stamp = Stamp::new(envelope.occurred_at.timestamp_millis(), &envelope.event_id);
+        let key = format!("{}/{person_id}", envelope.school);
+        if !self.timelines.contains_key(&key) {
+            let loaded = self.projections.timeline(&envelope.school, person_id)?;
+            self.timelines.insert(key.clone(), loaded);
+        }
+        let timeline = self.timelines.get_mut(&key).expect("loaded above");
+        let changes = timeline.apply(&envelope.school, day, fact, stamp, &self.rules);
+        self.dirty_timelines.insert(key);
+        for change in changes {
+            self.apply_change(&change)?;
+        }
+        Ok(())
+    }
+
+    /// Moves one person's contribution on one day (and its state part on the days after
+    /// it, up to the person's next entry) from the old units to the new ones.
+    fn apply_change(&mut self, change: &DayChange) -> Result<(), AggregateError> {
+        if let Some(old) = &change.old {
+            let minus = old.tally.negated();
+            for unit in &old.units {
+                self.add_to_unit(unit, change, &minus, None)?;
+            }
+        }
+        if let Some(new) = &change.new {
+            let city = new.units.get(1).map(|c| c.path.clone()).unwrap_or_default();
+            for unit in &new.units {
+                self.add_to_unit(unit, change, &new.tally, Some(&city))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `delta` to `unit` on `change.day`, and its state part to the unit's existing
+    /// days after it within the change's span. `city` registers the unit if it is new.
+    fn add_to_unit(&mut self, unit: &UnitKey, change: &DayChange, delta: &Tally, city: Option<&str>) -> Result<(), AggregateError> {
+        if let Some(city) = city {
+            self.register_unit(unit, city)?;
+        }
+        if !self.units.contains_key(unit) {
+            let loaded = self.projections.unit_days(unit)?;
+            self.units.insert(unit.clone(), loaded);
+        }
+        let days = self.units.get_mut(unit).expect("loaded above");
+        if !days.contains_key(&change.day) {
+            let inherited = days.range(..change.day).next_back().map(|(_, t)| t.state_only()).unwrap_or_default();
+            days.insert(change.day, inherited);
+        }
+        days.get_mut(&change.day).expect("inserted above").add(delta);
+        self.dirty_unit_days.insert((unit.clone(), change.day));
+        let state = delta.state_only();
+        if state.is_zero() {
+            return Ok(());
+        }
+        let after = change.day.succ_opt().unwrap_or(change.day);
+        let span: Vec<Day> = match change.until {
+            Some(until) => days.range(after..until).map(|(d, _)| *d).collect(),
+            None => days.range(after..).map(|(d, _)| *d).collect(),
+        };
+        for day in span {
+            days.get_mut(&day).expect("listed above").add(&state);
+            self.dirty_unit_days.insert((unit.clone(), day));
+        }
+        Ok(())
+    }
+
+    fn register_unit(&mut self, unit: &UnitKey, city: &str) -> Result<(), AggregateError> {
+        if self.known_units.contains(unit) {
+            return Ok(());
+        }
+        if self.projections.unit(unit)?.is_none() {
+            self.new_units.push((unit.clone(), UnitInfo { parent: unit.parent(city), city: city.to_owned() }));
+        }
+        self.known_units.insert(unit.clone());
+        Ok(())
+    }
+
+    fn write_into(&mut self, batch: &mut sled::Batch) {
+        for key in self.dirty_timelines.drain() {
+            let (school, person) = key.split_once('/').expect("keys are school/person");
+            batch.insert(store::person_key(school, person), store::encode(&self.timelines[&key]));
+        }
+        for (unit, day) in self.dirty_unit_days.drain() {
+            batch.insert(store::unit_day_key(&unit, day), store::encode(&self.units[&unit][&day]));
+        }
+        for (unit, info) in self.new_units.drain(..) {
+            batch.insert(store::unit_key(&unit), store::encode(&info));
+        }
+    }
+}

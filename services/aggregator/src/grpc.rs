@@ -1,0 +1,84 @@
+//! The `Reports` gRPC service: daily reports, unit listings and fold status.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use domain::{Day, UnitKey};
+use eventlog::EventLog;
+use tonic::{Request, Response, Status};
+use wire::pb;
+
+use crate::{AggregateError, Projections};
+
+pub struct ReportsService<L> {
+    projections: Projections,
+    log: L,
+    folded_total: Arc<AtomicU64>,
+}
+
+impl<L: EventLog> ReportsService<L> {
+    pub fn new(projections: Projections, log: L, folded_total: Arc<AtomicU64>) -> Self {
+        Self { projections, log, folded_total }
+    }
+
+    pub fn into_server(self) -> pb::reports_server::ReportsServer<Self> {
+        pb::reports_server::ReportsServer::new(self)
+    }
+}
+
+fn internal(e: AggregateError) -> Status {
+    tracing::error!(error = %e, "report query failed");
+    Status::internal(e.to_string())
+}
+
+fn parse_unit(field: &str, text: &str) -> Result<UnitKey, Status> {
+    text.parse().map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
+}
+
+#[tonic::async_trait]
+impl<L: EventLog> pb::reports_server::Reports for ReportsService<L> {
+    async fn get_daily_report(&self, request: Request<pb::DailyReportRequest>) -> Result<Response<pb::DailyReport>, Status> {
+        let request = request.into_inner();
+        let unit = parse_unit("unit", &request.unit)?;
+        let day = Day::parse_from_str(&request.date, "%Y-%m-%d")
+            .map_err(|_| Status::invalid_argument(format!("date: {:?} is not a date in the form YYYY-MM-DD", request.date)))?;
+        match self.projections.daily_report(&unit, day).map_err(internal)? {
+            Some(report) => Ok(Response::new(wire::report_to_proto(&report))),
+            None => Err(Status::not_found(format!("unit: {unit} has no one registered in it"))),
+        }
+    }
+
+    async fn list_units(&self, request: Request<pb::ListUnitsRequest>) -> Result<Response<pb::ListUnitsResponse>, Status> {
+        let request = request.into_inner();
+        let level = wire::level_from_proto(request.level);
+        let parent = if request.parent.is_empty() { None } else { Some(parse_unit("parent", &request.parent)?) };
+        let units = self.projections.units(level, parent.as_ref()).map_err(internal)?;
+        Ok(Response::new(pb::ListUnitsResponse {
+            units: units
+                .into_iter()
+                .map(|(unit, info)| pb::Unit {
+                    level: wire::level_to_proto(unit.level) as i32,
+                    unit: unit.to_string(),
+                    parent: info.parent.map(|p| p.to_string()).unwrap_or_default(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let positions = self.projections.positions().map_err(internal)?;
+        let ends = self.log.end_offsets().map_err(|e| Status::unavailable(e.to_string()))?;
+        let partitions: Vec<pb::PartitionStatus> = ends
+            .into_iter()
+            .map(|(tp, end)| {
+                let position = positions.get(&tp).copied().unwrap_or(0);
+                pb::PartitionStatus { topic: tp.topic, partition: tp.partition, end_offset: end, position, lag: end.saturating_sub(position) }
+            })
+            .collect();
+        Ok(Response::new(pb::StatusResponse {
+            total_lag: partitions.iter().map(|p| p.lag).sum(),
+            partitions,
+            events_folded: self.folded_total.load(Ordering::Relaxed),
+        }))
+    }
+}

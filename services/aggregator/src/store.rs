@@ -1,0 +1,172 @@
+//! The projection store: one sled tree, keys by prefix. Everything an aggregator writes
+//! for a batch of events (timelines, unit days, units, seen ids, log positions) goes in
+//! one atomic `apply_batch`, so a crash leaves either all of a batch or none of it.
+//!
+//! | prefix | key                              | value                      |
+//! |--------|----------------------------------|----------------------------|
+//! | `p`    | school/person                    | the person's [`Timeline`]  |
+//! | `u`    | unit key, NUL, YYYY-MM-DD        | the unit's [`Tally`]       |
+//! | `n`    | unit key                         | [`UnitInfo`]               |
+//! | `e`    | school/event id                  | empty: the event is folded |
+//! | `o`    | topic/partition                  | next offset to fold (u64)  |
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use domain::timeline::Timeline;
+use domain::{DailyReport, Day, Level, Tally, UnitKey};
+use eventlog::TopicPartition;
+use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+
+use crate::AggregateError;
+
+/// What the store keeps about a unit besides its tallies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitInfo {
+    pub parent: Option<UnitKey>,
+    /// The city of the unit's school (empty for the province).
+    pub city: String,
+}
+
+pub(crate) fn person_key(school: &str, person: &str) -> Vec<u8> {
+    format!("p\0{school}/{person}").into_bytes()
+}
+
+pub(crate) fn unit_day_prefix(unit: &UnitKey) -> Vec<u8> {
+    format!("u\0{unit}\0").into_bytes()
+}
+
+pub(crate) fn unit_day_key(unit: &UnitKey, day: Day) -> Vec<u8> {
+    let mut key = unit_day_prefix(unit);
+    key.extend_from_slice(day.format("%Y-%m-%d").to_string().as_bytes());
+    key
+}
+
+pub(crate) fn unit_key(unit: &UnitKey) -> Vec<u8> {
+    format!("n\0{unit}").into_bytes()
+}
+
+pub(crate) fn seen_key(school: &str, event_id: &str) -> Vec<u8> {
+    format!("e\0{school}/{event_id}").into_bytes()
+}
+
+pub(crate) fn position_key(tp: &TopicPartition) -> Vec<u8> {
+    format!("o\0{tp}").into_bytes()
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("projection values always serialize")
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, AggregateError> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| AggregateError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: e.to_string() })
+}
+
+/// Opens the projection tree in `dir`.
+pub fn open(dir: &Path) -> Result<sled::Tree, AggregateError> {
+    let db = sled::open(dir)?;
+    Ok(db.open_tree("projections")?)
+}
+
+/// Read side of the projections: what report queries use. Sees every batch the
+/// aggregator has applied.
+#[derive(Clone)]
+pub struct Projections {
+    pub(crate) tree: sled::Tree,
+}
+
+impl std::fmt::Debug for Projections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projections").finish_non_exhaustive()
+    }
+}
+
+impl Projections {
+    pub fn new(tree: sled::Tree) -> Self {
+        Self { tree }
+    }
+
+    pub fn unit(&self, unit: &UnitKey) -> Result<Option<UnitInfo>, AggregateError> {
+        let key = unit_key(unit);
+        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
+    }
+
+    /// The unit's report for `day`; `None` if no one was ever placed in the unit. A day
+    /// with no events inherits the state counts of the last day before it.
+    pub fn daily_report(&self, unit: &UnitKey, day: Day) -> Result<Option<DailyReport>, AggregateError> {
+        if self.unit(unit)?.is_none() {
+            return Ok(None);
+        }
+        let key = unit_day_key(unit, day);
+        let tally = match self.tree.get(&key)? {
+            Some(v) => decode::<Tally>(&key, &v)?,
+            None => match self.tree.range(unit_day_prefix(unit)..key).next_back() {
+                Some(item) => {
+                    let (k, v) = item?;
+                    decode::<Tally>(&k, &v)?.state_only()
+                }
+                None => Tally::default(),
+            },
+        };
+        Ok(Some(DailyReport::from_tally(unit.clone(), day, &tally)))
+    }
+
+    /// Units at `level` (all levels if `None`) lying under `parent` (everything if `None`).
+    pub fn units(&self, level: Option<Level>, parent: Option<&UnitKey>) -> Result<Vec<(UnitKey, UnitInfo)>, AggregateError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(b"n\0") {
+            let (k, v) = item?;
+            let text = std::str::from_utf8(&k[2..]).map_err(|e| AggregateError::Corrupt { key: String::from_utf8_lossy(&k).into(), reason: e.to_string() })?;
+            let unit: UnitKey = text.parse().map_err(|e: domain::unit::UnitKeyError| AggregateError::Corrupt { key: text.into(), reason: e.to_string() })?;
+            let info: UnitInfo = decode(&k, &v)?;
+            if level.is_some_and(|l| l != unit.level) {
+                continue;
+            }
+            let under = match parent {
+                None => true,
+                Some(p) if p.level == Level::Province => unit.level != Level::Province,
+                Some(p) if p.level == Level::City => info.city == p.path && unit.level > Level::City,
+                Some(p) => unit != *p && unit.is_within(p),
+            };
+            if under {
+                out.push((unit, info));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Next offset to fold, per partition the aggregator has seen.
+    pub fn positions(&self) -> Result<BTreeMap<TopicPartition, u64>, AggregateError> {
+        let mut out = BTreeMap::new();
+        for item in self.tree.scan_prefix(b"o\0") {
+            let (k, v) = item?;
+            let text = String::from_utf8_lossy(&k[2..]).into_owned();
+            let corrupt = |reason: &str| AggregateError::Corrupt { key: text.clone(), reason: reason.into() };
+            let (topic, partition) = text.rsplit_once('/').ok_or_else(|| corrupt("no partition"))?;
+            let partition = partition.parse().map_err(|_| corrupt("bad partition"))?;
+            let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| corrupt("offset is not 8 bytes"))?;
+            out.insert(TopicPartition { topic: topic.into(), partition }, u64::from_be_bytes(bytes));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn timeline(&self, school: &str, person: &str) -> Result<Timeline, AggregateError> {
+        let key = person_key(school, person);
+        Ok(self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()?.unwrap_or_default())
+    }
+
+    pub(crate) fn unit_days(&self, unit: &UnitKey) -> Result<BTreeMap<Day, Tally>, AggregateError> {
+        let prefix = unit_day_prefix(unit);
+        let mut out = BTreeMap::new();
+        for item in self.tree.scan_prefix(&prefix) {
+            let (k, v) = item?;
+            let day_text = std::str::from_utf8(&k[prefix.len()..]).unwrap_or_default();
+            let day = Day::parse_from_str(day_text, "%Y-%m-%d")
+                .map_err(|e| AggregateError::Corrupt { key: String::from_utf8_lossy(&k).into(), reason: e.to_string() })?;
+            out.insert(day, decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+}

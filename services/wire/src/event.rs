@@ -1,0 +1,336 @@
+//! Protobuf events to domain events, with validation.
+
+use chrono::{DateTime, NaiveDate};
+use domain::event::{
+    ChecklistItem, ChecklistResult, Diagnosis, Direction, HistoryKind, Inspection, IsolationKind, Placement, Role, Slot, Symptom,
+};
+use domain::{Envelope, Fact, Payload};
+
+use crate::pb;
+
+/// A field that failed validation, named by its path in the request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+fn bad(field: &str, reason: impl Into<String>) -> FieldError {
+    FieldError { field: field.to_owned(), reason: reason.into() }
+}
+
+const TEMPERATURE_RANGE: std::ops::RangeInclusive<f64> = 30.0..=45.0;
+
+/// A required code: school, department, person and so on. Codes end up in unit keys,
+/// where ':' and '/' are separators.
+fn code(field: &str, value: String) -> Result<String, FieldError> {
+    optional_code(field, value.clone())?;
+    if value.is_empty() {
+        return Err(bad(field, "must not be empty"));
+    }
+    Ok(value)
+}
+
+fn optional_code(field: &str, value: String) -> Result<String, FieldError> {
+    if value.len() > 128 {
+        return Err(bad(field, format!("is {} bytes long, at most 128 allowed", value.len())));
+    }
+    if let Some(c) = value.chars().find(|c| matches!(c, '/' | ':') || c.is_whitespace() || c.is_control()) {
+        return Err(bad(field, format!("{value:?} contains {c:?}; codes may not contain '/', ':' or spaces")));
+    }
+    Ok(value)
+}
+
+fn date(field: &str, value: &str) -> Result<NaiveDate, FieldError> {
+    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| bad(field, format!("{value:?} is not a date in the form YYYY-MM-DD")))
+}
+
+fn enum_value<E: TryFrom<i32>>(field: &str, raw: i32) -> Result<E, FieldError> {
+    match E::try_from(raw) {
+        Ok(v) if raw != 0 => Ok(v),
+        Ok(_) => Err(bad(field, "must be set")),
+        Err(_) => Err(bad(field, format!("{raw} is not a known value"))),
+    }
+}
+
+/// Validates a posted event and turns it into the domain's envelope.
+pub fn event_from_proto(event: pb::Event) -> Result<Envelope, FieldError> {
+    let event_id = code("event_id", event.event_id)?;
+    if event.source.trim().is_empty() {
+        return Err(bad("source", "must not be empty"));
+    }
+    let school = code("school", event.school)?;
+    let occurred_at = DateTime::parse_from_rfc3339(&event.occurred_at).map_err(|_| {
+        bad("occurred_at", format!("{:?} is not an RFC 3339 time with a zone offset, e.g. 2020-02-26T07:40:00+08:00", event.occurred_at))
+    })?;
+    let payload = match event.payload {
+        None => return Err(bad("payload", "missing; set one of roster, health, movement, inspection")),
+        Some(pb::event::Payload::Roster(r)) => roster(r)?,
+        Some(pb::event::Payload::Health(h)) => health(h)?,
+        Some(pb::event::Payload::Movement(m)) => movement(m)?,
+        Some(pb::event::Payload::Inspection(i)) => Payload::Inspection(inspection(i)?),
+    };
+    Ok(Envelope { event_id, source: event.source, school, occurred_at, payload })
+}
+
+fn placement(prefix: &str, p: Option<pb::Placement>, role: Option<Role>) -> Result<Placement, FieldError> {
+    let p = p.ok_or_else(|| bad(prefix, "missing"))?;
+    let placement = Placement {
+        department: code(&format!("{prefix}.department"), p.department)?,
+        grade: optional_code(&format!("{prefix}.grade"), p.grade)?,
+        class: optional_code(&format!("{prefix}.class_name"), p.class_name)?,
+        dorm: optional_code(&format!("{prefix}.dorm"), p.dorm)?,
+    };
+    if role == Some(Role::Student) && (placement.grade.is_empty() || placement.class.is_empty()) {
+        return Err(bad(&format!("{prefix}.class_name"), "a student needs a grade and a class"));
+    }
+    if !placement.class.is_empty() && placement.grade.is_empty() {
+        return Err(bad(&format!("{prefix}.grade"), "a class needs its grade"));
+    }
+    Ok(placement)
+}
+
+fn roster(r: pb::RosterEvent) -> Result<Payload, FieldError> {
+    use pb::roster_event::Change;
+    let person_id = code("roster.person_id", r.person_id)?;
+    let fact = match r.change {
+        None => return Err(bad("roster.change", "missing; set one of registered, moved, left")),
+        Some(Change::Registered(reg)) => {
+            let role = match enum_value::<pb::Role>("roster.registered.role", reg.role)? {
+                pb::Role::Unspecified => unreachable!("refused by enum_value"),
+                pb::Role::Student => Role::Student,
+                pb::Role::Teacher => Role::Teacher,
+                pb::Role::Staff => Role::Staff,
+                pb::Role::TemporaryHire => Role::TemporaryHire,
+                pb::Role::PropertyManagement => Role::PropertyManagement,
+                pb::Role::CanteenWorker => Role::CanteenWorker,
+                pb::Role::OtherResident => Role::OtherResident,
+            };
+            Fact::Registered {
+                role,
+                placement: placement("roster.registered.placement", reg.placement, Some(role))?,
+                city: code("roster.registered.city", reg.city)?,
+                on_campus: reg.on_campus,
+            }
+        }
+        Some(Change::Moved(m)) => Fact::Moved { placement: placement("roster.moved.placement", m.placement, None)? },
+        Some(Change::Left(_)) => Fact::Left,
+    };
+    Ok(Payload::Person { person_id, fact })
+}
+
+fn health(h: pb::HealthEvent) -> Result<Payload, FieldError> {
+    use pb::health_event::Kind;
+    let person_id = code("health.person_id", h.person_id)?;
+    let fact = match h.kind {
+        None => return Err(bad("health.kind", "missing; set one of temperature, symptoms, health_card, diagnosis, sick_absence_started, sick_absence_ended")),
+        Some(Kind::Temperature(t)) => {
+            let slot = match enum_value::<pb::Slot>("health.temperature.slot", t.slot)? {
+                pb::Slot::Unspecified => unreachable!("refused by enum_value"),
+                pb::Slot::Morning => Slot::Morning,
+                pb::Slot::Noon => Slot::Noon,
+                pb::Slot::Evening => Slot::Evening,
+                pb::Slot::Gate => Slot::Gate,
+                pb::Slot::Canteen => Slot::Canteen,
+            };
+            if !TEMPERATURE_RANGE.contains(&t.celsius) {
+                return Err(bad("health.temperature.celsius", format!("{} is outside 30.0..=45.0", t.celsius)));
+            }
+            Fact::Temperature { slot, celsius: t.celsius }
+        }
+        Some(Kind::Symptoms(s)) => {
+            if s.symptoms.is_empty() {
+                return Err(bad("health.symptoms.symptoms", "must list at least one symptom"));
+            }
+            let symptoms = s
+                .symptoms
+                .iter()
+                .enumerate()
+                .map(|(i, raw)| {
+                    Ok(match enum_value::<pb::Symptom>(&format!("health.symptoms.symptoms[{i}]"), *raw)? {
+                        pb::Symptom::Unspecified => unreachable!("refused by enum_value"),
+                        pb::Symptom::Fever => Symptom::Fever,
+                        pb::Symptom::Cough => Symptom::Cough,
+                        pb::Symptom::Fatigue => Symptom::Fatigue,
+                        pb::Symptom::OtherRespiratory => Symptom::OtherRespiratory,
+                    })
+                })
+                .collect::<Result<_, FieldError>>()?;
+            Fact::Symptoms(symptoms)
+        }
+        Some(Kind::HealthCard(c)) => Fact::HealthCard { abnormal_last_14_days: c.abnormal_last_14_days },
+        Some(Kind::Diagnosis(d)) => Fact::Diagnosed(match enum_value::<pb::DiagnosisKind>("health.diagnosis.kind", d.kind)? {
+            pb::DiagnosisKind::DiagnosisUnspecified => unreachable!("refused by enum_value"),
+            pb::DiagnosisKind::DiagnosisSuspected => Diagnosis::Suspected,
+            pb::DiagnosisKind::DiagnosisConfirmed => Diagnosis::Confirmed,
+            pb::DiagnosisKind::DiagnosisExcluded => Diagnosis::Excluded,
+            pb::DiagnosisKind::DiagnosisRecovered => Diagnosis::Recovered,
+        }),
+        Some(Kind::SickAbsenceStarted(s)) => Fact::SickAbsenceStarted { reason: s.reason },
+        Some(Kind::SickAbsenceEnded(_)) => Fact::SickAbsenceEnded,
+    };
+    Ok(Payload::Person { person_id, fact })
+}
+
+fn movement(m: pb::MovementEvent) -> Result<Payload, FieldError> {
+    use pb::movement_event::Kind;
+    let person_id = code("movement.person_id", m.person_id)?;
+    let fact = match m.kind {
+        None => return Err(bad("movement.kind", "missing; set one of whereabouts, two_histories, returned, isolation_started, released, gate_passed, leave_requested, leave_closed")),
+        Some(Kind::Whereabouts(w)) => {
+            if w.province.trim().is_empty() {
+                return Err(bad("movement.whereabouts.province", "must not be empty"));
+            }
+            Fact::Whereabouts { province: w.province, city: w.city, in_key_area: w.in_key_area, on_campus: w.on_campus }
+        }
+        Some(Kind::TwoHistories(t)) => Fact::TwoHistories {
+            kind: match enum_value::<pb::HistoryKind>("movement.two_histories.kind", t.kind)? {
+                pb::HistoryKind::HistoryUnspecified => unreachable!("refused by enum_value"),
+                pb::HistoryKind::HistoryTravel => HistoryKind::Travel,
+                pb::HistoryKind::HistoryContact => HistoryKind::Contact,
+            },
+            date: date("movement.two_histories.date", &t.date)?,
+        },
+        Some(Kind::Returned(r)) => {
+            if !(1..=6).contains(&r.batch) {
+                return Err(bad("movement.returned.batch", format!("{} is outside 1..=6", r.batch)));
+            }
+            Fact::Returned { date: date("movement.returned.date", &r.date)?, batch: r.batch }
+        }
+        Some(Kind::IsolationStarted(i)) => Fact::IsolationStarted {
+            kind: match enum_value::<pb::IsolationKind>("movement.isolation_started.kind", i.kind)? {
+                pb::IsolationKind::IsolationUnspecified => unreachable!("refused by enum_value"),
+                pb::IsolationKind::IsolationHome => IsolationKind::Home,
+                pb::IsolationKind::IsolationCentralized => IsolationKind::Centralized,
+            },
+            place: i.place,
+            roommates: i
+                .roommates
+                .into_iter()
+                .enumerate()
+                .map(|(n, r)| code(&format!("movement.isolation_started.roommates[{n}]"), r))
+                .collect::<Result<_, _>>()?,
+        },
+        Some(Kind::Released(_)) => Fact::Released,
+        Some(Kind::GatePassed(g)) => Fact::GatePassed(match enum_value::<pb::Direction>("movement.gate_passed.direction", g.direction)? {
+            pb::Direction::Unspecified => unreachable!("refused by enum_value"),
+            pb::Direction::In => Direction::In,
+            pb::Direction::Out => Direction::Out,
+        }),
+        Some(Kind::LeaveRequested(l)) => Fact::LeaveRequested { until: date("movement.leave_requested.until", &l.until)?, reason: l.reason },
+        Some(Kind::LeaveClosed(_)) => Fact::LeaveClosed,
+    };
+    Ok(Payload::Person { person_id, fact })
+}
+
+fn checklist_item(field: &str, raw: i32) -> Result<ChecklistItem, FieldError> {
+    use pb::ChecklistItem as P;
+    Ok(match enum_value::<P>(field, raw)? {
+        P::ChecklistUnspecified => unreachable!("refused by enum_value"),
+        P::ChecklistEntranceTemperature => ChecklistItem::EntranceTemperature,
+        P::ChecklistMasksRequired => ChecklistItem::MasksRequired,
+        P::ChecklistStaffProtection => ChecklistItem::StaffProtection,
+        P::ChecklistStaffHealthMonitored => ChecklistItem::StaffHealthMonitored,
+        P::ChecklistDisinfectionVentilation => ChecklistItem::DisinfectionVentilation,
+        P::ChecklistThermometersSanitizer => ChecklistItem::ThermometersSanitizer,
+        P::ChecklistNoContactService => ChecklistItem::NoContactService,
+        P::ChecklistHealthPublicity => ChecklistItem::HealthPublicity,
+        P::ChecklistStaffTrained => ChecklistItem::StaffTrained,
+    })
+}
+
+fn inspection(i: pb::InspectionEvent) -> Result<Inspection, FieldError> {
+    use pb::inspection_event::Kind;
+    match i.kind {
+        None => Err(bad("inspection.kind", "missing; set one of inspected, rectified")),
+        Some(Kind::Inspected(ins)) => {
+            let inspection_id = code("inspection.inspected.inspection_id", ins.inspection_id)?;
+            let city = code("inspection.inspected.city", ins.city)?;
+            let mut items = Vec::with_capacity(ins.items.len());
+            for (n, r) in ins.items.into_iter().enumerate() {
+                let field = format!("inspection.inspected.items[{n}]");
+                let item = checklist_item(&format!("{field}.item"), r.item)?;
+                if items.iter().any(|i: &ChecklistResult| i.item == item) {
+                    return Err(bad(&format!("{field}.item"), format!("{item:?} is listed twice")));
+                }
+                let deadline = if r.passed {
+                    None
+                } else {
+                    if r.finding.trim().is_empty() {
+                        return Err(bad(&format!("{field}.finding"), "a failed item needs a finding"));
+                    }
+                    Some(date(&format!("{field}.deadline"), &r.deadline)?)
+                };
+                items.push(ChecklistResult { item, passed: r.passed, finding: r.finding, deadline });
+            }
+            if items.len() != ChecklistItem::ALL.len() {
+                return Err(bad("inspection.inspected.items", format!("has {} items; the checklist has 9, each once", items.len())));
+            }
+            Ok(Inspection::Inspected { inspection_id, city, items })
+        }
+        Some(Kind::Rectified(r)) => Ok(Inspection::Rectified {
+            inspection_id: code("inspection.rectified.inspection_id", r.inspection_id)?,
+            item: checklist_item("inspection.rectified.item", r.item)?,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temperature(celsius: f64) -> pb::Event {
+        pb::Event {
+            event_id: "e1".into(),
+            source: "test".into(),
+            school: "S1".into(),
+            occurred_at: "2020-02-26T07:40:00+08:00".into(),
+            payload: Some(pb::event::Payload::Health(pb::HealthEvent {
+                person_id: "P1".into(),
+                kind: Some(pb::health_event::Kind::Temperature(pb::TemperatureTaken { slot: pb::Slot::Morning as i32, celsius })),
+            })),
+        }
+    }
+
+    #[test]
+    fn a_good_event_converts() {
+        let envelope = event_from_proto(temperature(36.6)).unwrap();
+        assert_eq!(envelope.person_id(), Some("P1"));
+        assert_eq!(envelope.payload, Payload::Person { person_id: "P1".into(), fact: Fact::Temperature { slot: Slot::Morning, celsius: 36.6 } });
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_reason() {
+        assert_eq!(event_from_proto(temperature(52.1)).unwrap_err().to_string(), "health.temperature.celsius: 52.1 is outside 30.0..=45.0");
+        let mut e = temperature(36.6);
+        e.occurred_at = "yesterday".into();
+        assert!(event_from_proto(e).unwrap_err().to_string().starts_with("occurred_at: \"yesterday\" is not an RFC 3339 time"));
+        let mut e = temperature(36.6);
+        e.school = "S/1".into();
+        assert_eq!(event_from_proto(e).unwrap_err().field, "school");
+        let mut e = temperature(36.6);
+        e.payload = None;
+        assert_eq!(event_from_proto(e).unwrap_err().field, "payload");
+        let mut e = temperature(f64::NAN);
+        e.event_id = "e2".into();
+        assert_eq!(event_from_proto(e).unwrap_err().field, "health.temperature.celsius");
+    }
+
+    #[test]
+    fn a_student_without_a_class_is_refused() {
+        let e = pb::Event {
+            payload: Some(pb::event::Payload::Roster(pb::RosterEvent {
+                person_id: "P1".into(),
+                change: Some(pb::roster_event::Change::Registered(pb::Registered {
+                    role: pb::Role::Student as i32,
+                    placement: Some(pb::Placement { department: "D1".into(), ..Default::default() }),
+                    city: "Wuhan".into(),
+                    on_campus: true,
+                })),
+            })),
+            ..temperature(36.6)
+        };
+        assert_eq!(event_from_proto(e).unwrap_err().to_string(), "roster.registered.placement.class_name: a student needs a grade and a class");
+    }
+}

@@ -1,0 +1,90 @@
+//! Domain reports to protobuf.
+
+use domain::event::{Role, Slot, Symptom};
+use domain::{DailyReport, Level};
+
+use crate::pb;
+
+pub fn level_to_proto(level: Level) -> pb::Level {
+    match level {
+        Level::Province => pb::Level::Province,
+        Level::City => pb::Level::City,
+        Level::School => pb::Level::School,
+        Level::Department => pb::Level::Department,
+        Level::Grade => pb::Level::Grade,
+        Level::Class => pb::Level::Class,
+        Level::Dorm => pb::Level::Dorm,
+    }
+}
+
+/// `None` for `LEVEL_UNSPECIFIED` (or an unknown number): every level.
+pub fn level_from_proto(raw: i32) -> Option<Level> {
+    Some(match pb::Level::try_from(raw).ok()? {
+        pb::Level::Unspecified => return None,
+        pb::Level::Province => Level::Province,
+        pb::Level::City => Level::City,
+        pb::Level::School => Level::School,
+        pb::Level::Department => Level::Department,
+        pb::Level::Grade => Level::Grade,
+        pb::Level::Class => Level::Class,
+        pb::Level::Dorm => Level::Dorm,
+    })
+}
+
+fn slot_to_proto(slot: Slot) -> pb::Slot {
+    match slot {
+        Slot::Morning => pb::Slot::Morning,
+        Slot::Noon => pb::Slot::Noon,
+        Slot::Evening => pb::Slot::Evening,
+        Slot::Gate => pb::Slot::Gate,
+        Slot::Canteen => pb::Slot::Canteen,
+    }
+}
+
+pub fn report_to_proto(r: &DailyReport) -> pb::DailyReport {
+    let role = |wanted: Role| r.population_by_role.iter().find(|(role, _)| *role == wanted).map_or(0, |(_, n)| *n);
+    let symptom = |wanted: Symptom| r.symptoms.iter().find(|(s, _)| *s == wanted).map_or(0, |(_, n)| *n);
+    pb::DailyReport {
+        unit: r.unit.to_string(),
+        level: level_to_proto(r.unit.level) as i32,
+        date: r.date.format("%Y-%m-%d").to_string(),
+        population: r.population,
+        population_by_role: Some(pb::RoleCounts {
+            student: role(Role::Student),
+            teacher: role(Role::Teacher),
+            staff: role(Role::Staff),
+            temporary_hire: role(Role::TemporaryHire),
+            property_management: role(Role::PropertyManagement),
+            canteen_worker: role(Role::CanteenWorker),
+            other_resident: role(Role::OtherResident),
+        }),
+        present_on_campus: r.present_on_campus,
+        in_key_area: r.in_key_area,
+        two_histories: r.two_histories,
+        checks: r
+            .checks
+            .iter()
+            .map(|c| pb::SlotCoverage { slot: slot_to_proto(c.slot) as i32, done: c.done, expected: c.expected })
+            .collect(),
+        fever: r.fever,
+        symptoms: Some(pb::SymptomCounts {
+            fever: symptom(Symptom::Fever),
+            cough: symptom(Symptom::Cough),
+            fatigue: symptom(Symptom::Fatigue),
+            other_respiratory: symptom(Symptom::OtherRespiratory),
+        }),
+        suspected_new: r.suspected_new,
+        suspected_current: r.suspected_current,
+        confirmed_new: r.confirmed_new,
+        confirmed_current: r.confirmed_current,
+        home_observation: r.home_observation,
+        centralized_observation: r.centralized_observation,
+        released: r.released,
+        sick_absent: r.sick_absent,
+        returned: r.returned,
+        health_cards: r.health_cards,
+        gate_in: r.gate_in,
+        gate_out: r.gate_out,
+        zero_report: r.zero_report,
+    }
+}
