@@ -153,7 +153,13 @@ impl Folder {
 
     /// Adds `delta` to `unit` on `change.day`, and its state part to the unit's existing
     /// days after it within the change's span. `city` registers the unit if it is new.
-    fn add_to_unit(&mut self, unit: &UnitKey, change: &DayChange, delta: &Tally, city: Option<&str>) -> Result<(), AggregateError> {
+    fn add_to_unit(
+        &mut self,
+        unit: &UnitKey,
+        change: &DayChange,
+        delta: &Tally,
+        city: Option<&str>,
+    ) -> Result<(), AggregateError> {
         if let Some(city) = city {
             self.register_unit(unit, city)?;
         }
@@ -162,13 +168,17 @@ impl Folder {
             self.units.insert(unit.clone(), loaded);
         }
         let days = self.units.get_mut(unit).expect("loaded above");
-        if !days.contains_key(&change.day) {
-            let inherited = days.range(..change.day).next_back().map(|(_, t)| t.state_only()).unwrap_or_default();
-            days.insert(change.day, inherited);
-        }
-        days.get_mut(&change.day).expect("inserted above").add(delta);
-        self.dirty_unit_days.insert((unit.clone(), change.day));
         let state = delta.state_only();
+        // The delta's span ends where the person's next entry begins; a day there without
+        // a record would inherit this delta, so pin it down first with what it holds now.
+        if let Some(until) = change.until.filter(|_| !state.is_zero())
+            && materialize(days, until)
+        {
+            self.dirty_unit_days.insert((unit.clone(), until));
+        }
+        materialize(days, change.day);
+        days.get_mut(&change.day).expect("materialized above").add(delta);
+        self.dirty_unit_days.insert((unit.clone(), change.day));
         if state.is_zero() {
             return Ok(());
         }
@@ -207,4 +217,15 @@ impl Folder {
             batch.insert(store::unit_key(&unit), store::encode(&info));
         }
     }
+}
+
+/// Gives `day` its own record, holding the state it inherits from the day before it.
+/// Returns whether a record was added.
+fn materialize(days: &mut BTreeMap<Day, Tally>, day: Day) -> bool {
+    if days.contains_key(&day) {
+        return false;
+    }
+    let inherited = days.range(..day).next_back().map(|(_, t)| t.state_only()).unwrap_or_default();
+    days.insert(day, inherited);
+    true
 }

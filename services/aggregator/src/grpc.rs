@@ -37,18 +37,25 @@ fn parse_unit(field: &str, text: &str) -> Result<UnitKey, Status> {
 
 #[tonic::async_trait]
 impl<L: EventLog> pb::reports_server::Reports for ReportsService<L> {
-    async fn get_daily_report(&self, request: Request<pb::DailyReportRequest>) -> Result<Response<pb::DailyReport>, Status> {
+    async fn get_daily_report(
+        &self,
+        request: Request<pb::DailyReportRequest>,
+    ) -> Result<Response<pb::DailyReport>, Status> {
         let request = request.into_inner();
         let unit = parse_unit("unit", &request.unit)?;
-        let day = Day::parse_from_str(&request.date, "%Y-%m-%d")
-            .map_err(|_| Status::invalid_argument(format!("date: {:?} is not a date in the form YYYY-MM-DD", request.date)))?;
+        let day = Day::parse_from_str(&request.date, "%Y-%m-%d").map_err(|_| {
+            Status::invalid_argument(format!("date: {:?} is not a date in the form YYYY-MM-DD", request.date))
+        })?;
         match self.projections.daily_report(&unit, day).map_err(internal)? {
             Some(report) => Ok(Response::new(wire::report_to_proto(&report))),
             None => Err(Status::not_found(format!("unit: {unit} has no one registered in it"))),
         }
     }
 
-    async fn list_units(&self, request: Request<pb::ListUnitsRequest>) -> Result<Response<pb::ListUnitsResponse>, Status> {
+    async fn list_units(
+        &self,
+        request: Request<pb::ListUnitsRequest>,
+    ) -> Result<Response<pb::ListUnitsResponse>, Status> {
         let request = request.into_inner();
         let level = wire::level_from_proto(request.level);
         let parent = if request.parent.is_empty() { None } else { Some(parse_unit("parent", &request.parent)?) };
@@ -72,7 +79,13 @@ impl<L: EventLog> pb::reports_server::Reports for ReportsService<L> {
             .into_iter()
             .map(|(tp, end)| {
                 let position = positions.get(&tp).copied().unwrap_or(0);
-                pb::PartitionStatus { topic: tp.topic, partition: tp.partition, end_offset: end, position, lag: end.saturating_sub(position) }
+                pb::PartitionStatus {
+                    topic: tp.topic,
+                    partition: tp.partition,
+                    end_offset: end,
+                    position,
+                    lag: end.saturating_sub(position),
+                }
             })
             .collect();
         Ok(Response::new(pb::StatusResponse {

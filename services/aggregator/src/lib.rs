@@ -74,11 +74,31 @@ impl std::fmt::Debug for AggregatorMetrics {
 impl AggregatorMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register("daybook_events_folded", "Events folded into the projections", self.folded.clone());
-        registry.register("daybook_events_duplicate_skipped", "Events skipped at fold time: event id folded before", self.duplicates.clone());
-        registry.register("daybook_records_replayed_skipped", "Log records below the stored position, skipped", self.replayed.clone());
-        registry.register("daybook_records_unreadable", "Log records that did not decode or validate", self.unreadable.clone());
-        registry.register("daybook_folds_per_second", "Events folded during the last second", self.folds_per_second.clone());
-        registry.register("daybook_log_position", "Next offset the aggregator folds, per partition", self.position.clone());
+        registry.register(
+            "daybook_events_duplicate_skipped",
+            "Events skipped at fold time: event id folded before",
+            self.duplicates.clone(),
+        );
+        registry.register(
+            "daybook_records_replayed_skipped",
+            "Log records below the stored position, skipped",
+            self.replayed.clone(),
+        );
+        registry.register(
+            "daybook_records_unreadable",
+            "Log records that did not decode or validate",
+            self.unreadable.clone(),
+        );
+        registry.register(
+            "daybook_folds_per_second",
+            "Events folded during the last second",
+            self.folds_per_second.clone(),
+        );
+        registry.register(
+            "daybook_log_position",
+            "Next offset the aggregator folds, per partition",
+            self.position.clone(),
+        );
         registry.register("daybook_log_lag", "Records in the log not yet folded, per partition", self.lag.clone());
     }
 }
@@ -116,7 +136,14 @@ pub async fn run<L: EventLog>(
         };
         if !records.is_empty() {
             // Folding is CPU and sled work: keep it off the async workers.
-            let outcome = tokio::task::block_in_place(|| folder.fold_batch(&records))?;
+            let (returned, outcome) = tokio::task::spawn_blocking(move || {
+                let outcome = folder.fold_batch(&records);
+                (folder, outcome)
+            })
+            .await
+            .expect("fold task panicked");
+            folder = returned;
+            let outcome = outcome?;
             metrics.folded.inc_by(outcome.folded);
             metrics.duplicates.inc_by(outcome.duplicates);
             metrics.replayed.inc_by(outcome.replayed);

@@ -16,8 +16,8 @@ use std::path::Path;
 use domain::timeline::Timeline;
 use domain::{DailyReport, Day, Level, Tally, UnitKey};
 use eventlog::TopicPartition;
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::AggregateError;
 
@@ -114,12 +114,22 @@ impl Projections {
     }
 
     /// Units at `level` (all levels if `None`) lying under `parent` (everything if `None`).
-    pub fn units(&self, level: Option<Level>, parent: Option<&UnitKey>) -> Result<Vec<(UnitKey, UnitInfo)>, AggregateError> {
+    pub fn units(
+        &self,
+        level: Option<Level>,
+        parent: Option<&UnitKey>,
+    ) -> Result<Vec<(UnitKey, UnitInfo)>, AggregateError> {
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(b"n\0") {
             let (k, v) = item?;
-            let text = std::str::from_utf8(&k[2..]).map_err(|e| AggregateError::Corrupt { key: String::from_utf8_lossy(&k).into(), reason: e.to_string() })?;
-            let unit: UnitKey = text.parse().map_err(|e: domain::unit::UnitKeyError| AggregateError::Corrupt { key: text.into(), reason: e.to_string() })?;
+            let text = std::str::from_utf8(&k[2..]).map_err(|e| AggregateError::Corrupt {
+                key: String::from_utf8_lossy(&k).into(),
+                reason: e.to_string(),
+            })?;
+            let unit: UnitKey = text.parse().map_err(|e: domain::unit::UnitKeyError| AggregateError::Corrupt {
+                key: text.into(),
+                reason: e.to_string(),
+            })?;
             let info: UnitInfo = decode(&k, &v)?;
             if level.is_some_and(|l| l != unit.level) {
                 continue;
@@ -163,8 +173,10 @@ impl Projections {
         for item in self.tree.scan_prefix(&prefix) {
             let (k, v) = item?;
             let day_text = std::str::from_utf8(&k[prefix.len()..]).unwrap_or_default();
-            let day = Day::parse_from_str(day_text, "%Y-%m-%d")
-                .map_err(|e| AggregateError::Corrupt { key: String::from_utf8_lossy(&k).into(), reason: e.to_string() })?;
+            let day = Day::parse_from_str(day_text, "%Y-%m-%d").map_err(|e| AggregateError::Corrupt {
+                key: String::from_utf8_lossy(&k).into(),
+                reason: e.to_string(),
+            })?;
             out.insert(day, decode(&k, &v)?);
         }
         Ok(out)

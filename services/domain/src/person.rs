@@ -35,7 +35,8 @@ pub struct Stamp {
 impl Stamp {
     pub fn new(at_millis: i64, event_id: &str) -> Self {
         // FNV-1a: stable across builds and platforms, unlike std's hasher.
-        let tiebreak = event_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let tiebreak =
+            event_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
         Self { at_millis, tiebreak }
     }
 }
@@ -250,8 +251,12 @@ mod tests {
     #[test]
     fn later_event_time_wins_whatever_the_arrival_order() {
         let rules = Rules::default();
-        let early = Fact::Moved { placement: Placement { department: "D".into(), grade: "G".into(), class: "B".into(), dorm: String::new() } };
-        let late = Fact::Moved { placement: Placement { department: "D".into(), grade: "G".into(), class: "C".into(), dorm: String::new() } };
+        let early = Fact::Moved {
+            placement: Placement { department: "D".into(), grade: "G".into(), class: "B".into(), dorm: String::new() },
+        };
+        let late = Fact::Moved {
+            placement: Placement { department: "D".into(), grade: "G".into(), class: "C".into(), dorm: String::new() },
+        };
         let mut a = PersonDay::default();
         a.apply(&registered("A"), Stamp::new(0, "r"), &rules);
         let mut b = a.clone();

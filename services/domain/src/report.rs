@@ -2,10 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Day;
 use crate::event::{Role, Slot, Symptom};
 use crate::tally::{Measure, Tally};
 use crate::unit::UnitKey;
-use crate::Day;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotCoverage {

@@ -44,7 +44,8 @@ impl Timeline {
         self.days.insert(day, updated);
         changes.push(DayChange { day, until: self.next_day_after(day), old, new });
 
-        let later: Vec<Day> = self.days.range(day.succ_opt().unwrap_or(day)..).map(|(d, _)| *d).filter(|d| *d > day).collect();
+        let later: Vec<Day> =
+            self.days.range(day.succ_opt().unwrap_or(day)..).map(|(d, _)| *d).filter(|d| *d > day).collect();
         for later_day in later {
             let entry = self.days.get_mut(&later_day).expect("listed above");
             let old = entry.contribution(school);
@@ -108,7 +109,17 @@ mod tests {
         t.apply("S", day(1), &registered(), Stamp::new(day_ms(1), "a"), &rules);
         t.apply("S", day(3), &Fact::GatePassed(crate::event::Direction::Out), Stamp::new(day_ms(3), "b"), &rules);
         // Late: isolation started on day 2; days 2 and 3 change, day 3 inherits it.
-        let changes = t.apply("S", day(2), &Fact::IsolationStarted { kind: crate::event::IsolationKind::Home, place: String::new(), roommates: vec![] }, Stamp::new(day_ms(2), "c"), &rules);
+        let changes = t.apply(
+            "S",
+            day(2),
+            &Fact::IsolationStarted {
+                kind: crate::event::IsolationKind::Home,
+                place: String::new(),
+                roommates: vec![],
+            },
+            Stamp::new(day_ms(2), "c"),
+            &rules,
+        );
         let days: Vec<Day> = changes.iter().map(|c| c.day).collect();
         assert_eq!(days, [day(2), day(3)]);
         assert_eq!(changes[0].until, Some(day(3)));

@@ -24,15 +24,8 @@ pub enum Level {
 }
 
 impl Level {
-    pub const ALL: [Level; 7] = [
-        Self::Province,
-        Self::City,
-        Self::School,
-        Self::Department,
-        Self::Grade,
-        Self::Class,
-        Self::Dorm,
-    ];
+    pub const ALL: [Level; 7] =
+        [Self::Province, Self::City, Self::School, Self::Department, Self::Grade, Self::Class, Self::Dorm];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,10 +44,7 @@ impl FromStr for Level {
     type Err = UnitKeyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Level::ALL
-            .into_iter()
-            .find(|level| level.as_str() == s)
-            .ok_or_else(|| UnitKeyError::UnknownLevel(s.to_owned()))
+        Level::ALL.into_iter().find(|level| level.as_str() == s).ok_or_else(|| UnitKeyError::UnknownLevel(s.to_owned()))
     }
 }
 
@@ -136,8 +126,7 @@ impl UnitKey {
             Level::City => false,
             _ => {
                 self.path == ancestor.path
-                    || self.path.starts_with(&format!("{}/", ancestor.path))
-                        && self.level > ancestor.level
+                    || self.path.starts_with(&format!("{}/", ancestor.path)) && self.level > ancestor.level
             }
         }
     }
@@ -184,7 +173,15 @@ mod tests {
 
     #[test]
     fn keys_round_trip_through_text() {
-        for text in ["province", "city:Wuhan", "school:S1", "department:S1/D1", "grade:S1/D1/G1", "class:S1/D1/G1/C1", "dorm:S1/B2"] {
+        for text in [
+            "province",
+            "city:Wuhan",
+            "school:S1",
+            "department:S1/D1",
+            "grade:S1/D1/G1",
+            "class:S1/D1/G1/C1",
+            "dorm:S1/B2",
+        ] {
             let key: UnitKey = text.parse().unwrap();
             assert_eq!(key.to_string(), text);
         }
@@ -201,7 +198,18 @@ mod tests {
     fn a_student_counts_in_seven_units_and_staff_in_fewer() {
         let student = Placement { department: "D1".into(), grade: "G1".into(), class: "C1".into(), dorm: "B2".into() };
         let units: Vec<String> = UnitKey::for_person("Wuhan", "S1", &student).iter().map(ToString::to_string).collect();
-        assert_eq!(units, ["province", "city:Wuhan", "school:S1", "class:S1/D1/G1/C1", "grade:S1/D1/G1", "department:S1/D1", "dorm:S1/B2"]);
+        assert_eq!(
+            units,
+            [
+                "province",
+                "city:Wuhan",
+                "school:S1",
+                "class:S1/D1/G1/C1",
+                "grade:S1/D1/G1",
+                "department:S1/D1",
+                "dorm:S1/B2"
+            ]
+        );
         let staff = Placement { department: "D1".into(), ..Placement::default() };
         assert_eq!(UnitKey::for_person("Wuhan", "S1", &staff).len(), 4);
     }

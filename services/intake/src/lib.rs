@@ -60,8 +60,16 @@ impl std::fmt::Debug for IntakeMetrics {
 impl IntakeMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register("daybook_events_accepted", "Events durable in the log, by kind", self.accepted.clone());
-        registry.register("daybook_events_duplicate", "Events answered as duplicates, by kind", self.duplicates.clone());
-        registry.register("daybook_events_refused", "Events refused as invalid, by kind and field", self.refused.clone());
+        registry.register(
+            "daybook_events_duplicate",
+            "Events answered as duplicates, by kind",
+            self.duplicates.clone(),
+        );
+        registry.register(
+            "daybook_events_refused",
+            "Events refused as invalid, by kind and field",
+            self.refused.clone(),
+        );
     }
 }
 
@@ -89,7 +97,8 @@ impl<L: EventLog> IntakeService<L> {
         let mut new_ids: Vec<(usize, Vec<u8>, EventKind)> = Vec::new();
         let mut in_this_request = HashSet::new();
         for (index, event) in events.into_iter().enumerate() {
-            let mut result = pb::PublishResult { index: index as u64, event_id: event.event_id.clone(), ..Default::default() };
+            let mut result =
+                pb::PublishResult { index: index as u64, event_id: event.event_id.clone(), ..Default::default() };
             let payload = event.encode_to_vec();
             let kind_hint = kind_of(&event);
             match wire::event_from_proto(event) {
@@ -160,16 +169,25 @@ impl<L: EventLog> pb::intake_server::Intake for IntakeService<L> {
         Ok(Response::new(result))
     }
 
-    async fn publish_batch(&self, request: Request<pb::PublishBatchRequest>) -> Result<Response<pb::PublishBatchResponse>, Status> {
+    async fn publish_batch(
+        &self,
+        request: Request<pb::PublishBatchRequest>,
+    ) -> Result<Response<pb::PublishBatchResponse>, Status> {
         let events = request.into_inner().events;
         if events.len() > MAX_BATCH {
-            return Err(Status::invalid_argument(format!("events: {} events, at most {MAX_BATCH} per batch", events.len())));
+            return Err(Status::invalid_argument(format!(
+                "events: {} events, at most {MAX_BATCH} per batch",
+                events.len()
+            )));
         }
         let results = self.publish_many(events).await?;
         Ok(Response::new(pb::PublishBatchResponse { results }))
     }
 
-    async fn publish_stream(&self, request: Request<Streaming<pb::Event>>) -> Result<Response<pb::PublishStreamResponse>, Status> {
+    async fn publish_stream(
+        &self,
+        request: Request<Streaming<pb::Event>>,
+    ) -> Result<Response<pb::PublishStreamResponse>, Status> {
         let mut chunks = request.into_inner().ready_chunks(1024);
         let mut response = pb::PublishStreamResponse::default();
         let mut base = 0u64;
@@ -180,10 +198,7 @@ impl<L: EventLog> pb::intake_server::Intake for IntakeService<L> {
                 result.index += base;
                 match pb::Outcome::try_from(result.outcome) {
                     Ok(pb::Outcome::Accepted) => response.accepted += 1,
-                    Ok(pb::Outcome::Duplicate) => {
-                        response.duplicates += 1;
-                        response.problems.push(result);
-                    }
+                    Ok(pb::Outcome::Duplicate) => response.duplicates += 1,
                     _ => {
                         response.rejected += 1;
                         response.problems.push(result);

@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, NaiveDate};
 use domain::event::{
-    ChecklistItem, ChecklistResult, Diagnosis, Direction, HistoryKind, Inspection, IsolationKind, Placement, Role, Slot, Symptom,
+    ChecklistItem, ChecklistResult, Diagnosis, Direction, HistoryKind, Inspection, IsolationKind, Placement, Role,
+    Slot, Symptom,
 };
 use domain::{Envelope, Fact, Payload};
 
@@ -43,7 +44,8 @@ fn optional_code(field: &str, value: String) -> Result<String, FieldError> {
 }
 
 fn date(field: &str, value: &str) -> Result<NaiveDate, FieldError> {
-    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| bad(field, format!("{value:?} is not a date in the form YYYY-MM-DD")))
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .map_err(|_| bad(field, format!("{value:?} is not a date in the form YYYY-MM-DD")))
 }
 
 fn enum_value<E: TryFrom<i32>>(field: &str, raw: i32) -> Result<E, FieldError> {
@@ -62,7 +64,13 @@ pub fn event_from_proto(event: pb::Event) -> Result<Envelope, FieldError> {
     }
     let school = code("school", event.school)?;
     let occurred_at = DateTime::parse_from_rfc3339(&event.occurred_at).map_err(|_| {
-        bad("occurred_at", format!("{:?} is not an RFC 3339 time with a zone offset, e.g. 2020-02-26T07:40:00+08:00", event.occurred_at))
+        bad(
+            "occurred_at",
+            format!(
+                "{:?} is not an RFC 3339 time with a zone offset, e.g. 2020-02-26T07:40:00+08:00",
+                event.occurred_at
+            ),
+        )
     })?;
     let payload = match event.payload {
         None => return Err(bad("payload", "missing; set one of roster, health, movement, inspection")),
@@ -124,7 +132,12 @@ fn health(h: pb::HealthEvent) -> Result<Payload, FieldError> {
     use pb::health_event::Kind;
     let person_id = code("health.person_id", h.person_id)?;
     let fact = match h.kind {
-        None => return Err(bad("health.kind", "missing; set one of temperature, symptoms, health_card, diagnosis, sick_absence_started, sick_absence_ended")),
+        None => {
+            return Err(bad(
+                "health.kind",
+                "missing; set one of temperature, symptoms, health_card, diagnosis, sick_absence_started, sick_absence_ended",
+            ));
+        }
         Some(Kind::Temperature(t)) => {
             let slot = match enum_value::<pb::Slot>("health.temperature.slot", t.slot)? {
                 pb::Slot::Unspecified => unreachable!("refused by enum_value"),
@@ -160,13 +173,15 @@ fn health(h: pb::HealthEvent) -> Result<Payload, FieldError> {
             Fact::Symptoms(symptoms)
         }
         Some(Kind::HealthCard(c)) => Fact::HealthCard { abnormal_last_14_days: c.abnormal_last_14_days },
-        Some(Kind::Diagnosis(d)) => Fact::Diagnosed(match enum_value::<pb::DiagnosisKind>("health.diagnosis.kind", d.kind)? {
-            pb::DiagnosisKind::DiagnosisUnspecified => unreachable!("refused by enum_value"),
-            pb::DiagnosisKind::DiagnosisSuspected => Diagnosis::Suspected,
-            pb::DiagnosisKind::DiagnosisConfirmed => Diagnosis::Confirmed,
-            pb::DiagnosisKind::DiagnosisExcluded => Diagnosis::Excluded,
-            pb::DiagnosisKind::DiagnosisRecovered => Diagnosis::Recovered,
-        }),
+        Some(Kind::Diagnosis(d)) => {
+            Fact::Diagnosed(match enum_value::<pb::DiagnosisKind>("health.diagnosis.kind", d.kind)? {
+                pb::DiagnosisKind::DiagnosisUnspecified => unreachable!("refused by enum_value"),
+                pb::DiagnosisKind::DiagnosisSuspected => Diagnosis::Suspected,
+                pb::DiagnosisKind::DiagnosisConfirmed => Diagnosis::Confirmed,
+                pb::DiagnosisKind::DiagnosisExcluded => Diagnosis::Excluded,
+                pb::DiagnosisKind::DiagnosisRecovered => Diagnosis::Recovered,
+            })
+        }
         Some(Kind::SickAbsenceStarted(s)) => Fact::SickAbsenceStarted { reason: s.reason },
         Some(Kind::SickAbsenceEnded(_)) => Fact::SickAbsenceEnded,
     };
@@ -177,7 +192,12 @@ fn movement(m: pb::MovementEvent) -> Result<Payload, FieldError> {
     use pb::movement_event::Kind;
     let person_id = code("movement.person_id", m.person_id)?;
     let fact = match m.kind {
-        None => return Err(bad("movement.kind", "missing; set one of whereabouts, two_histories, returned, isolation_started, released, gate_passed, leave_requested, leave_closed")),
+        None => {
+            return Err(bad(
+                "movement.kind",
+                "missing; set one of whereabouts, two_histories, returned, isolation_started, released, gate_passed, leave_requested, leave_closed",
+            ));
+        }
         Some(Kind::Whereabouts(w)) => {
             if w.province.trim().is_empty() {
                 return Err(bad("movement.whereabouts.province", "must not be empty"));
@@ -213,12 +233,16 @@ fn movement(m: pb::MovementEvent) -> Result<Payload, FieldError> {
                 .collect::<Result<_, _>>()?,
         },
         Some(Kind::Released(_)) => Fact::Released,
-        Some(Kind::GatePassed(g)) => Fact::GatePassed(match enum_value::<pb::Direction>("movement.gate_passed.direction", g.direction)? {
-            pb::Direction::Unspecified => unreachable!("refused by enum_value"),
-            pb::Direction::In => Direction::In,
-            pb::Direction::Out => Direction::Out,
-        }),
-        Some(Kind::LeaveRequested(l)) => Fact::LeaveRequested { until: date("movement.leave_requested.until", &l.until)?, reason: l.reason },
+        Some(Kind::GatePassed(g)) => {
+            Fact::GatePassed(match enum_value::<pb::Direction>("movement.gate_passed.direction", g.direction)? {
+                pb::Direction::Unspecified => unreachable!("refused by enum_value"),
+                pb::Direction::In => Direction::In,
+                pb::Direction::Out => Direction::Out,
+            })
+        }
+        Some(Kind::LeaveRequested(l)) => {
+            Fact::LeaveRequested { until: date("movement.leave_requested.until", &l.until)?, reason: l.reason }
+        }
         Some(Kind::LeaveClosed(_)) => Fact::LeaveClosed,
     };
     Ok(Payload::Person { person_id, fact })
@@ -265,7 +289,10 @@ fn inspection(i: pb::InspectionEvent) -> Result<Inspection, FieldError> {
                 items.push(ChecklistResult { item, passed: r.passed, finding: r.finding, deadline });
             }
             if items.len() != ChecklistItem::ALL.len() {
-                return Err(bad("inspection.inspected.items", format!("has {} items; the checklist has 9, each once", items.len())));
+                return Err(bad(
+                    "inspection.inspected.items",
+                    format!("has {} items; the checklist has 9, each once", items.len()),
+                ));
             }
             Ok(Inspection::Inspected { inspection_id, city, items })
         }
@@ -288,7 +315,10 @@ mod tests {
             occurred_at: "2020-02-26T07:40:00+08:00".into(),
             payload: Some(pb::event::Payload::Health(pb::HealthEvent {
                 person_id: "P1".into(),
-                kind: Some(pb::health_event::Kind::Temperature(pb::TemperatureTaken { slot: pb::Slot::Morning as i32, celsius })),
+                kind: Some(pb::health_event::Kind::Temperature(pb::TemperatureTaken {
+                    slot: pb::Slot::Morning as i32,
+                    celsius,
+                })),
             })),
         }
     }
@@ -297,15 +327,26 @@ mod tests {
     fn a_good_event_converts() {
         let envelope = event_from_proto(temperature(36.6)).unwrap();
         assert_eq!(envelope.person_id(), Some("P1"));
-        assert_eq!(envelope.payload, Payload::Person { person_id: "P1".into(), fact: Fact::Temperature { slot: Slot::Morning, celsius: 36.6 } });
+        assert_eq!(
+            envelope.payload,
+            Payload::Person { person_id: "P1".into(), fact: Fact::Temperature { slot: Slot::Morning, celsius: 36.6 } }
+        );
     }
 
     #[test]
     fn errors_name_the_field_and_the_reason() {
-        assert_eq!(event_from_proto(temperature(52.1)).unwrap_err().to_string(), "health.temperature.celsius: 52.1 is outside 30.0..=45.0");
+        assert_eq!(
+            event_from_proto(temperature(52.1)).unwrap_err().to_string(),
+            "health.temperature.celsius: 52.1 is outside 30.0..=45.0"
+        );
         let mut e = temperature(36.6);
         e.occurred_at = "yesterday".into();
-        assert!(event_from_proto(e).unwrap_err().to_string().starts_with("occurred_at: \"yesterday\" is not an RFC 3339 time"));
+        assert!(
+            event_from_proto(e)
+                .unwrap_err()
+                .to_string()
+                .starts_with("occurred_at: \"yesterday\" is not an RFC 3339 time")
+        );
         let mut e = temperature(36.6);
         e.school = "S/1".into();
         assert_eq!(event_from_proto(e).unwrap_err().field, "school");
@@ -331,6 +372,9 @@ mod tests {
             })),
             ..temperature(36.6)
         };
-        assert_eq!(event_from_proto(e).unwrap_err().to_string(), "roster.registered.placement.class_name: a student needs a grade and a class");
+        assert_eq!(
+            event_from_proto(e).unwrap_err().to_string(),
+            "roster.registered.placement.class_name: a student needs a grade and a class"
+        );
     }
 }

@@ -1,0 +1,11 @@
+//! The `daybook` binary's library: configuration, the one-process server, and the
+//! clients behind the `report` command. `main.rs` only parses flags and dispatches here,
+//! so tests start the very same server in-process on port 0.
+
+pub mod config;
+pub mod metrics_http;
+pub mod report;
+pub mod server;
+
+pub use config::{ServeArgs, ServeConfig};
+pub use server::{Running, start};

@@ -1,0 +1,182 @@
+//! `daybook report`: a unit's daily report from a running server, as a table or JSON.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use tonic::transport::Channel;
+use wire::pb;
+use wire::pb::reports_client::ReportsClient;
+
+pub async fn connect(target: &str) -> anyhow::Result<ReportsClient<Channel>> {
+    ReportsClient::connect(target.to_owned()).await.with_context(|| format!("connecting to daybook at {target}"))
+}
+
+pub async fn fetch(client: &mut ReportsClient<Channel>, unit: &str, date: &str) -> anyhow::Result<pb::DailyReport> {
+    let request = pb::DailyReportRequest { unit: unit.to_owned(), date: date.to_owned() };
+    let report = client
+        .get_daily_report(request)
+        .await
+        .map_err(|s| anyhow::anyhow!("{}: {}", code_name(s.code()), s.message()))?;
+    Ok(report.into_inner())
+}
+
+fn code_name(code: tonic::Code) -> String {
+    format!("{code:?}").to_lowercase()
+}
+
+/// Waits until the aggregator has folded everything the log holds, so that a report read
+/// next includes every acknowledged event.
+pub async fn wait_until_folded(
+    client: &mut ReportsClient<Channel>,
+    timeout: Duration,
+) -> anyhow::Result<pb::StatusResponse> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let status = client.get_status(pb::StatusRequest {}).await?.into_inner();
+        if status.total_lag == 0 {
+            return Ok(status);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the aggregator still lags {} events after {timeout:?}",
+            status.total_lag
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn percent(done: u32, expected: u32) -> String {
+    if expected == 0 { "-".to_owned() } else { format!("{:.1}%", f64::from(done) * 100.0 / f64::from(expected)) }
+}
+
+/// The report as a table a person reads: one line per count, Chinese term beside it.
+pub fn render(r: &pb::DailyReport) -> String {
+    let mut out = String::new();
+    let verdict = if r.zero_report {
+        "zero report: nothing abnormal (零报告)"
+    } else {
+        "ABNORMAL: see fever, symptoms, cases or sick absence"
+    };
+    let _ = writeln!(out, "Daily report (日报告) for {} on {}: {verdict}", r.unit, r.date);
+    let roles = r.population_by_role.unwrap_or_default();
+    let symptoms = r.symptoms.unwrap_or_default();
+    // The Chinese term goes last: its characters are double-width and would break columns.
+    let mut row = |label: &str, value: String| {
+        let (english, chinese) = label.split_once(" (").map_or((label, ""), |(e, c)| (e, c.trim_end_matches(')')));
+        let _ = writeln!(out, "  {english:<42} {value:>16}  {chinese}");
+    };
+    row("population (人数)", r.population.to_string());
+    row("  students (学生)", roles.student.to_string());
+    row("  teachers (教师)", roles.teacher.to_string());
+    row("  staff (职工)", roles.staff.to_string());
+    row("  temporary hires (临时聘用)", roles.temporary_hire.to_string());
+    row("  property management (物业)", roles.property_management.to_string());
+    row("  canteen workers (食堂)", roles.canteen_worker.to_string());
+    row("  other residents (其他)", roles.other_resident.to_string());
+    row("present on campus (在校)", r.present_on_campus.to_string());
+    row("in a key area (在重点地区)", r.in_key_area.to_string());
+    row("with two histories (两史人员)", r.two_histories.to_string());
+    for c in &r.checks {
+        let slot = pb::Slot::try_from(c.slot)
+            .map(|s| s.as_str_name().trim_start_matches("SLOT_").to_lowercase())
+            .unwrap_or_default();
+        let value = if c.expected > 0 {
+            format!("{}/{} {}", c.done, c.expected, percent(c.done, c.expected))
+        } else {
+            c.done.to_string()
+        };
+        row(&format!("temperature checks, {slot} (体温检测)"), value);
+    }
+    row("persons with fever (发热)", r.fever.to_string());
+    row("symptom: fever (发热症状)", symptoms.fever.to_string());
+    row("symptom: cough (咳嗽)", symptoms.cough.to_string());
+    row("symptom: fatigue (乏力)", symptoms.fatigue.to_string());
+    row("symptom: other respiratory (其他呼吸道症状)", symptoms.other_respiratory.to_string());
+    row("suspected, new today / current (疑似)", format!("{} / {}", r.suspected_new, r.suspected_current));
+    row("confirmed, new today / current (确诊)", format!("{} / {}", r.confirmed_new, r.confirmed_current));
+    row("under home observation (居家观察)", r.home_observation.to_string());
+    row("under centralized observation (集中观察)", r.centralized_observation.to_string());
+    row("released from observation today (解除观察)", r.released.to_string());
+    row("sick absent (因病缺勤)", r.sick_absent.to_string());
+    row("returned today (返校)", r.returned.to_string());
+    row("health cards submitted (健康卡)", r.health_cards.to_string());
+    row("gate: entered / left (门岗进出)", format!("{} / {}", r.gate_in, r.gate_out));
+    out
+}
+
+/// The report as JSON for scripts; field names as in the protobuf.
+pub fn to_json(r: &pb::DailyReport) -> serde_json::Value {
+    let roles = r.population_by_role.unwrap_or_default();
+    let symptoms = r.symptoms.unwrap_or_default();
+    serde_json::json!({
+        "unit": r.unit,
+        "level": pb::Level::try_from(r.level).map(|l| l.as_str_name()).unwrap_or_default(),
+        "date": r.date,
+        "zero_report": r.zero_report,
+        "population": r.population,
+        "population_by_role": {
+            "student": roles.student, "teacher": roles.teacher, "staff": roles.staff,
+            "temporary_hire": roles.temporary_hire, "property_management": roles.property_management,
+            "canteen_worker": roles.canteen_worker, "other_resident": roles.other_resident,
+        },
+        "present_on_campus": r.present_on_campus,
+        "in_key_area": r.in_key_area,
+        "two_histories": r.two_histories,
+        "checks": r.checks.iter().map(|c| serde_json::json!({
+            "slot": pb::Slot::try_from(c.slot).map(|s| s.as_str_name()).unwrap_or_default(),
+            "done": c.done, "expected": c.expected,
+        })).collect::<Vec<_>>(),
+        "fever": r.fever,
+        "symptoms": {
+            "fever": symptoms.fever, "cough": symptoms.cough, "fatigue": symptoms.fatigue,
+            "other_respiratory": symptoms.other_respiratory,
+        },
+        "suspected_new": r.suspected_new,
+        "suspected_current": r.suspected_current,
+        "confirmed_new": r.confirmed_new,
+        "confirmed_current": r.confirmed_current,
+        "home_observation": r.home_observation,
+        "centralized_observation": r.centralized_observation,
+        "released": r.released,
+        "sick_absent": r.sick_absent,
+        "returned": r.returned,
+        "health_cards": r.health_cards,
+        "gate_in": r.gate_in,
+        "gate_out": r.gate_out,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> pb::DailyReport {
+        pb::DailyReport {
+            unit: "school:S001".into(),
+            date: "2020-03-02".into(),
+            population: 1234,
+            fever: 2,
+            checks: vec![pb::SlotCoverage { slot: pb::Slot::Morning as i32, done: 3, expected: 4 }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_table_shows_each_count_with_its_label() {
+        let table = render(&sample());
+        assert!(table.starts_with("Daily report (日报告) for school:S001 on 2020-03-02: ABNORMAL"), "{table}");
+        let line = |label: &str| table.lines().find(|l| l.trim_start().starts_with(label)).unwrap().to_owned();
+        assert!(line("population").contains(" 1234  人数"), "{table}");
+        assert!(line("persons with fever").contains(" 2  发热"), "{table}");
+        assert!(line("temperature checks, morning").contains("3/4 75.0%"), "{table}");
+    }
+
+    #[test]
+    fn json_carries_the_same_numbers() {
+        let json = to_json(&sample());
+        assert_eq!(json["population"], 1234);
+        assert_eq!(json["checks"][0]["slot"], "SLOT_MORNING");
+        assert_eq!(json["checks"][0]["expected"], 4);
+    }
+}

@@ -1,0 +1,309 @@
+//! End-to-end scenarios on the embedded default: the real server on port 0, events posted
+//! with a real gRPC client, exact report numbers asserted at every level.
+
+use tests::{School, Server, Slot, Symptom, checks, start, student, teacher};
+use wire::pb;
+
+const DAY: &str = "2020-03-02";
+
+#[tokio::test]
+async fn fever_in_a_dorm_shared_by_two_classes_counts_each_person_once_at_every_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path()).await;
+    let mut s1 = School::new("S1", "Guangzhou", DAY);
+    let mut events = vec![
+        s1.register("07:00", &student("A", "C01", "B1")),
+        s1.register("07:00", &student("B", "C02", "B1")),
+        s1.register("07:00", &student("C", "C01", "B2")),
+        s1.register("07:00", &teacher("T")),
+    ];
+    for (person, celsius) in [("A", 38.2), ("B", 36.5), ("C", 36.6), ("T", 36.4)] {
+        events.push(s1.temperature("07:30", person, Slot::Morning, celsius));
+    }
+    for (person, celsius) in [("A", 38.5), ("B", 36.6), ("C", 36.7)] {
+        events.push(s1.temperature("12:00", person, Slot::Noon, celsius));
+    }
+    events.push(s1.temperature("19:00", "A", Slot::Evening, 37.0));
+    events.push(s1.symptoms("13:00", "B", &[Symptom::Cough]));
+    events.push(s1.sick_absence("12:30", "A"));
+    let mut s2 = School::new("S2", "Shenzhen", DAY);
+    events.push(s2.register("07:00", &teacher("X")));
+    server.post_all(events).await;
+
+    let dorm = server.report("dorm:S1/B1", DAY).await;
+    assert_eq!((dorm.population, dorm.fever, dorm.sick_absent), (2, 1, 1));
+    assert_eq!(dorm.symptoms.unwrap().cough, 1);
+    assert_eq!(checks(&dorm, Slot::Morning), (2, 2));
+    assert_eq!(checks(&dorm, Slot::Evening), (1, 2));
+    assert!(!dorm.zero_report);
+
+    let quiet_dorm = server.report("dorm:S1/B2", DAY).await;
+    assert_eq!((quiet_dorm.population, quiet_dorm.fever), (1, 0));
+    assert_eq!(checks(&quiet_dorm, Slot::Noon), (1, 1));
+    assert!(quiet_dorm.zero_report);
+
+    let c01 = server.report("class:S1/D1/2019/C01", DAY).await;
+    assert_eq!((c01.population, c01.fever, c01.sick_absent, c01.symptoms.unwrap().cough), (2, 1, 1, 0));
+    let c02 = server.report("class:S1/D1/2019/C02", DAY).await;
+    assert_eq!((c02.population, c02.fever, c02.symptoms.unwrap().cough), (1, 0, 1));
+    assert!(!c02.zero_report);
+
+    let grade = server.report("grade:S1/D1/2019", DAY).await;
+    assert_eq!((grade.population, grade.fever, grade.symptoms.unwrap().cough), (3, 1, 1));
+    assert_eq!(checks(&grade, Slot::Morning), (3, 3));
+    assert_eq!(checks(&grade, Slot::Evening), (1, 3));
+
+    for unit in ["department:S1/D1", "school:S1", "city:Guangzhou"] {
+        let r = server.report(unit, DAY).await;
+        assert_eq!((r.population, r.fever, r.sick_absent, r.present_on_campus), (4, 1, 1, 4), "{unit}");
+        let roles = r.population_by_role.unwrap();
+        assert_eq!((roles.student, roles.teacher), (3, 1), "{unit}");
+        assert_eq!(checks(&r, Slot::Morning), (4, 4), "{unit}");
+        assert_eq!(checks(&r, Slot::Noon), (3, 4), "{unit}");
+    }
+    let province = server.report("province", DAY).await;
+    assert_eq!((province.population, province.fever), (5, 1));
+    let shenzhen = server.report("city:Shenzhen", DAY).await;
+    assert_eq!((shenzhen.population, shenzhen.fever), (1, 0));
+    assert!(shenzhen.zero_report);
+
+    let schools = server
+        .reports
+        .list_units(pb::ListUnitsRequest { level: pb::Level::School as i32, parent: "city:Guangzhou".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .units;
+    assert_eq!(schools.iter().map(|u| u.unit.as_str()).collect::<Vec<_>>(), ["school:S1"]);
+    let dorms = server
+        .reports
+        .list_units(pb::ListUnitsRequest { level: pb::Level::Dorm as i32, parent: "school:S1".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .units;
+    assert_eq!(dorms.len(), 2);
+    server.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_repeated_event_id_is_accepted_once_and_answered_as_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path()).await;
+    let mut s = School::new("S1", "Guangzhou", DAY);
+    server.post_all(vec![s.register("07:00", &student("A", "C01", "B1"))]).await;
+    let reading = s.temperature("07:30", "A", Slot::Morning, 38.0);
+    let first = server.intake.publish(reading.clone()).await.unwrap().into_inner();
+    assert_eq!(first.outcome, pb::Outcome::Accepted as i32);
+    let again = server.intake.publish(reading.clone()).await.unwrap().into_inner();
+    assert_eq!(again.outcome, pb::Outcome::Duplicate as i32);
+    // Also inside one batch, and with a body that differs: the id decides.
+    let mut altered = reading.clone();
+    altered.occurred_at = format!("{DAY}T12:00:00+08:00");
+    let fresh = s.symptoms("08:00", "A", &[Symptom::Fever]);
+    let results = server
+        .intake
+        .publish_batch(pb::PublishBatchRequest { events: vec![altered, fresh.clone(), fresh] })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let outcomes: Vec<i32> = results.iter().map(|r| r.outcome).collect();
+    assert_eq!(outcomes, [pb::Outcome::Duplicate as i32, pb::Outcome::Accepted as i32, pb::Outcome::Duplicate as i32]);
+
+    let report = server.report("class:S1/D1/2019/C01", DAY).await;
+    assert_eq!((report.fever, report.symptoms.unwrap().fever), (1, 1));
+    assert_eq!(checks(&report, Slot::Noon), (0, 1), "the altered duplicate was not folded");
+    let status = server.reports.get_status(pb::StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.events_folded, 3, "registration, one reading, one symptom report");
+    server.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bad_event_in_a_good_batch_is_refused_by_index_and_the_rest_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path()).await;
+    let mut s = School::new("S1", "Guangzhou", DAY);
+    let mut no_payload = s.temperature("07:31", "A", Slot::Morning, 36.5);
+    no_payload.payload = None;
+    let events = vec![
+        s.register("07:00", &student("A", "C01", "B1")),
+        s.temperature("07:30", "A", Slot::Morning, 52.1),
+        s.temperature("12:00", "A", Slot::Noon, 36.5),
+        no_payload,
+    ];
+    let results = server.intake.publish_batch(pb::PublishBatchRequest { events }).await.unwrap().into_inner().results;
+    let summary: Vec<(u64, i32, &str)> = results.iter().map(|r| (r.index, r.outcome, r.error.as_str())).collect();
+    assert_eq!(
+        summary,
+        [
+            (0, pb::Outcome::Accepted as i32, ""),
+            (1, pb::Outcome::Rejected as i32, "health.temperature.celsius: 52.1 is outside 30.0..=45.0"),
+            (2, pb::Outcome::Accepted as i32, ""),
+            (3, pb::Outcome::Rejected as i32, "payload: missing; set one of roster, health, movement, inspection"),
+        ]
+    );
+    let report = server.report("school:S1", DAY).await;
+    assert_eq!(report.population, 1);
+    assert_eq!(checks(&report, Slot::Morning), (0, 1));
+    assert_eq!(checks(&report, Slot::Noon), (1, 1));
+
+    // A single bad event is refused with INVALID_ARGUMENT, the field named.
+    let status = server.intake.publish(s.temperature("19:00", "A", Slot::Evening, 29.0)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(status.message(), "health.temperature.celsius: 29 is outside 30.0..=45.0");
+    let mut late_zone = s.temperature("19:00", "A", Slot::Evening, 36.0);
+    late_zone.occurred_at = "2020-03-02 19:00".into();
+    let status = server.intake.publish(late_zone).await.unwrap_err();
+    assert!(status.message().starts_with("occurred_at: "), "{}", status.message());
+    server.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_person_moving_class_mid_day_counts_in_the_new_class_for_that_whole_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path()).await;
+    let mut s = School::new("S1", "Guangzhou", "2020-03-01");
+    let mut events =
+        vec![s.register("07:00", &student("A", "C01", "B1")), s.temperature("07:30", "A", Slot::Morning, 36.5)];
+    s.on(DAY);
+    events.push(s.temperature("07:30", "A", Slot::Morning, 36.6));
+    events.push(s.move_to("10:00", "A", "D1", "2019", "C02", "B3"));
+    events.push(s.temperature("12:00", "A", Slot::Noon, 37.8));
+    server.post_all(events).await;
+
+    let before = server.report("class:S1/D1/2019/C01", "2020-03-01").await;
+    assert_eq!((before.population, checks(&before, Slot::Morning)), (1, (1, 1)));
+    let new_class_before = server.report("class:S1/D1/2019/C02", "2020-03-01").await;
+    assert_eq!(new_class_before.population, 0);
+
+    let old_class = server.report("class:S1/D1/2019/C01", DAY).await;
+    assert_eq!((old_class.population, old_class.fever, checks(&old_class, Slot::Morning)), (0, 0, (0, 0)));
+    let new_class = server.report("class:S1/D1/2019/C02", DAY).await;
+    assert_eq!((new_class.population, new_class.fever), (1, 1));
+    assert_eq!(checks(&new_class, Slot::Morning), (1, 1));
+    assert_eq!(checks(&new_class, Slot::Noon), (1, 1));
+    assert_eq!(server.report("dorm:S1/B1", DAY).await.population, 0);
+    assert_eq!(server.report("dorm:S1/B3", DAY).await.fever, 1);
+    let grade = server.report("grade:S1/D1/2019", DAY).await;
+    assert_eq!((grade.population, grade.fever, checks(&grade, Slot::Morning)), (1, 1, (1, 1)));
+
+    // A day without events inherits who is where, not what they did.
+    let next = server.report("class:S1/D1/2019/C02", "2020-03-03").await;
+    assert_eq!((next.population, next.fever, checks(&next, Slot::Morning)), (1, 0, (0, 1)));
+    assert!(next.zero_report);
+    server.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_late_reading_revises_the_day_it_happened_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path()).await;
+    let mut s = School::new("S1", "Guangzhou", "2020-03-01");
+    let register = s.register("07:00", &student("A", "C01", "B1"));
+    let late = s.temperature("19:00", "A", Slot::Evening, 38.1);
+    s.on(DAY);
+    server.post_all(vec![register, s.temperature("07:30", "A", Slot::Morning, 36.5)]).await;
+    assert_eq!(server.report("school:S1", "2020-03-01").await.fever, 0);
+    server.post_all(vec![late]).await;
+    let revised = server.report("school:S1", "2020-03-01").await;
+    assert_eq!((revised.fever, checks(&revised, Slot::Evening)), (1, (1, 1)));
+    assert_eq!(server.report("school:S1", DAY).await.fever, 0);
+    server.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn diagnoses_and_observation_move_people_between_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path()).await;
+    let mut s = School::new("S1", "Guangzhou", "2020-03-01");
+    let mut events = vec![
+        s.register("07:00", &student("A", "C01", "B1")),
+        s.register("07:00", &teacher("T")),
+        s.diagnosis("09:00", "A", pb::DiagnosisKind::DiagnosisSuspected),
+        s.two_histories("09:00", "T", "2020-02-20"),
+        s.isolation("10:00", "T", pb::IsolationKind::IsolationHome),
+        s.gate("18:00", "T", pb::Direction::Out),
+    ];
+    s.on(DAY);
+    events.push(s.diagnosis("09:00", "A", pb::DiagnosisKind::DiagnosisConfirmed));
+    server.post_all(events).await;
+    let first = server.report("school:S1", "2020-03-01").await;
+    assert_eq!((first.suspected_new, first.suspected_current, first.confirmed_current), (1, 1, 0));
+    assert_eq!((first.two_histories, first.home_observation, first.present_on_campus, first.gate_out), (1, 1, 1, 1));
+    let second = server.report("school:S1", DAY).await;
+    assert_eq!(
+        (second.suspected_new, second.suspected_current, second.confirmed_new, second.confirmed_current),
+        (0, 0, 1, 1)
+    );
+    assert_eq!((second.home_observation, second.gate_out), (1, 0));
+    server.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn queries_name_what_is_wrong_and_unknown_units_are_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path()).await;
+    let mut s = School::new("S1", "Guangzhou", DAY);
+    server.post_all(vec![s.register("07:00", &teacher("T"))]).await;
+    server.report("school:S1", DAY).await;
+    let err = server
+        .reports
+        .get_daily_report(pb::DailyReportRequest { unit: "class:S1".into(), date: DAY.into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().starts_with("unit: class key needs 4 path segments"), "{}", err.message());
+    let err = server
+        .reports
+        .get_daily_report(pb::DailyReportRequest { unit: "school:S9".into(), date: DAY.into() })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let err = server
+        .reports
+        .get_daily_report(pb::DailyReportRequest { unit: "school:S1".into(), date: "3/2/2020".into() })
+        .await
+        .unwrap_err();
+    assert!(err.message().starts_with("date: "), "{}", err.message());
+    server.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn health_reflection_and_metrics_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server: Server = start(dir.path()).await;
+    let mut s = School::new("S1", "Guangzhou", DAY);
+    server.post_all(vec![s.register("07:00", &teacher("T"))]).await;
+    let _ = server.intake.publish(s.temperature("07:30", "T", Slot::Morning, 99.0)).await;
+    server.report("school:S1", DAY).await;
+
+    let channel = tonic::transport::Channel::from_shared(server.target.clone()).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest { service: "daybook.v1.Intake".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(serving.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+    let metrics = http_get(server.running.http_addr, "/metrics").await;
+    assert!(metrics.contains("daybook_events_accepted_total{kind=\"roster\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("daybook_events_refused_total{kind=\"health\",field=\"health.temperature.celsius\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("daybook_events_folded_total 1"), "{metrics}");
+    server.running.stop().await.unwrap();
+}
+
+/// A plain HTTP/1.0 GET, enough for a metrics page.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"), "{body}");
+    body
+}

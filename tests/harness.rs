@@ -1,0 +1,205 @@
+//! Shared by the end-to-end tests: start the real server in-process on port 0 with a
+//! data directory, talk to it with real gRPC clients, and build events tersely.
+
+use std::path::Path;
+use std::time::Duration;
+
+use daybook::{Running, ServeArgs};
+use tonic::transport::Channel;
+use wire::pb;
+use wire::pb::intake_client::IntakeClient;
+use wire::pb::reports_client::ReportsClient;
+
+pub use wire::pb::{Outcome, Role, Slot, Symptom};
+
+pub struct Server {
+    pub running: Running,
+    pub intake: IntakeClient<Channel>,
+    pub reports: ReportsClient<Channel>,
+    pub target: String,
+}
+
+/// Starts `daybook serve` on `dir` with both servers on free ports.
+pub async fn start(dir: &Path) -> Server {
+    let args = ServeArgs {
+        data_dir: Some(dir.to_owned()),
+        grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
+        http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        partitions: Some(4),
+        ..ServeArgs::default()
+    };
+    let running = daybook::start(&args.resolve().unwrap()).await.expect("server starts");
+    let target = format!("http://{}", running.grpc_addr);
+    let intake = IntakeClient::connect(target.clone()).await.expect("intake client connects");
+    let reports = ReportsClient::connect(target.clone()).await.expect("reports client connects");
+    Server { running, intake, reports, target }
+}
+
+impl Server {
+    /// The unit's report once everything acknowledged so far is folded.
+    pub async fn report(&mut self, unit: &str, date: &str) -> pb::DailyReport {
+        daybook::report::wait_until_folded(&mut self.reports, Duration::from_secs(60))
+            .await
+            .expect("aggregator catches up");
+        daybook::report::fetch(&mut self.reports, unit, date)
+            .await
+            .unwrap_or_else(|e| panic!("report of {unit} on {date}: {e}"))
+    }
+
+    /// Posts events in one batch and asserts every one is accepted.
+    pub async fn post_all(&mut self, events: Vec<pb::Event>) {
+        let results = self
+            .intake
+            .publish_batch(pb::PublishBatchRequest { events })
+            .await
+            .expect("batch answered")
+            .into_inner()
+            .results;
+        for r in &results {
+            assert_eq!(r.outcome, Outcome::Accepted as i32, "event {} not accepted: {}", r.event_id, r.error);
+        }
+    }
+}
+
+/// Builds events for one school on one day; times are "HH:MM" on that day at +08:00.
+pub struct School {
+    pub code: String,
+    pub city: String,
+    pub date: String,
+    next_id: u32,
+}
+
+pub struct Person<'a> {
+    pub id: &'a str,
+    pub role: Role,
+    pub department: &'a str,
+    pub grade: &'a str,
+    pub class: &'a str,
+    pub dorm: &'a str,
+}
+
+impl School {
+    pub fn new(code: &str, city: &str, date: &str) -> Self {
+        Self { code: code.into(), city: city.into(), date: date.into(), next_id: 0 }
+    }
+
+    pub fn on(&mut self, date: &str) -> &mut Self {
+        self.date = date.into();
+        self
+    }
+
+    fn event(&mut self, time: &str, payload: pb::event::Payload) -> pb::Event {
+        self.next_id += 1;
+        pb::Event {
+            event_id: format!("{}-{}-{}", self.code, self.date, self.next_id),
+            source: "test".into(),
+            school: self.code.clone(),
+            occurred_at: format!("{}T{time}:00+08:00", self.date),
+            payload: Some(payload),
+        }
+    }
+
+    fn health(&mut self, time: &str, person: &str, kind: pb::health_event::Kind) -> pb::Event {
+        self.event(time, pb::event::Payload::Health(pb::HealthEvent { person_id: person.into(), kind: Some(kind) }))
+    }
+
+    fn movement(&mut self, time: &str, person: &str, kind: pb::movement_event::Kind) -> pb::Event {
+        self.event(time, pb::event::Payload::Movement(pb::MovementEvent { person_id: person.into(), kind: Some(kind) }))
+    }
+
+    pub fn register(&mut self, time: &str, p: &Person) -> pb::Event {
+        let registered = pb::Registered {
+            role: p.role as i32,
+            placement: Some(placement(p.department, p.grade, p.class, p.dorm)),
+            city: self.city.clone(),
+            on_campus: true,
+        };
+        self.event(
+            time,
+            pb::event::Payload::Roster(pb::RosterEvent {
+                person_id: p.id.into(),
+                change: Some(pb::roster_event::Change::Registered(registered)),
+            }),
+        )
+    }
+
+    pub fn move_to(
+        &mut self,
+        time: &str,
+        person: &str,
+        department: &str,
+        grade: &str,
+        class: &str,
+        dorm: &str,
+    ) -> pb::Event {
+        let moved = pb::Moved { placement: Some(placement(department, grade, class, dorm)) };
+        self.event(
+            time,
+            pb::event::Payload::Roster(pb::RosterEvent {
+                person_id: person.into(),
+                change: Some(pb::roster_event::Change::Moved(moved)),
+            }),
+        )
+    }
+
+    pub fn temperature(&mut self, time: &str, person: &str, slot: Slot, celsius: f64) -> pb::Event {
+        self.health(
+            time,
+            person,
+            pb::health_event::Kind::Temperature(pb::TemperatureTaken { slot: slot as i32, celsius }),
+        )
+    }
+
+    pub fn symptoms(&mut self, time: &str, person: &str, symptoms: &[Symptom]) -> pb::Event {
+        let symptoms = symptoms.iter().map(|s| *s as i32).collect();
+        self.health(time, person, pb::health_event::Kind::Symptoms(pb::SymptomsReported { symptoms }))
+    }
+
+    pub fn diagnosis(&mut self, time: &str, person: &str, kind: pb::DiagnosisKind) -> pb::Event {
+        self.health(time, person, pb::health_event::Kind::Diagnosis(pb::Diagnosis { kind: kind as i32 }))
+    }
+
+    pub fn sick_absence(&mut self, time: &str, person: &str) -> pb::Event {
+        self.health(
+            time,
+            person,
+            pb::health_event::Kind::SickAbsenceStarted(pb::SickAbsenceStarted { reason: "fever".into() }),
+        )
+    }
+
+    pub fn isolation(&mut self, time: &str, person: &str, kind: pb::IsolationKind) -> pb::Event {
+        let started = pb::IsolationStarted { kind: kind as i32, place: "campus".into(), roommates: vec![] };
+        self.movement(time, person, pb::movement_event::Kind::IsolationStarted(started))
+    }
+
+    pub fn two_histories(&mut self, time: &str, person: &str, date: &str) -> pb::Event {
+        let declared = pb::TwoHistoriesDeclared { kind: pb::HistoryKind::HistoryTravel as i32, date: date.into() };
+        self.movement(time, person, pb::movement_event::Kind::TwoHistories(declared))
+    }
+
+    pub fn gate(&mut self, time: &str, person: &str, direction: pb::Direction) -> pb::Event {
+        self.movement(
+            time,
+            person,
+            pb::movement_event::Kind::GatePassed(pb::GatePassed { direction: direction as i32 }),
+        )
+    }
+}
+
+fn placement(department: &str, grade: &str, class: &str, dorm: &str) -> pb::Placement {
+    pb::Placement { department: department.into(), grade: grade.into(), class_name: class.into(), dorm: dorm.into() }
+}
+
+pub fn student<'a>(id: &'a str, class: &'a str, dorm: &'a str) -> Person<'a> {
+    Person { id, role: Role::Student, department: "D1", grade: "2019", class, dorm }
+}
+
+pub fn teacher(id: &str) -> Person<'_> {
+    Person { id, role: Role::Teacher, department: "D1", grade: "", class: "", dorm: "" }
+}
+
+/// Done / expected of one slot.
+pub fn checks(report: &pb::DailyReport, slot: Slot) -> (u32, u32) {
+    let c = report.checks.iter().find(|c| c.slot == slot as i32).expect("every slot is reported");
+    (c.done, c.expected)
+}

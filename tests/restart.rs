@@ -1,0 +1,48 @@
+//! Restart: stop the server, start it again on the same directory: every number is
+//! unchanged, duplicates are still known, and new events fold on top.
+
+use tests::{School, Slot, checks, start, student, teacher};
+use wire::pb;
+
+const DAY: &str = "2020-03-02";
+
+#[tokio::test]
+async fn reports_survive_a_restart_and_new_events_fold_on_top() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = School::new("S1", "Guangzhou", DAY);
+    let mut events = vec![s.register("07:00", &student("A", "C01", "B1")), s.register("07:00", &teacher("T"))];
+    events.push(s.temperature("07:30", "A", Slot::Morning, 38.0));
+    events.push(s.temperature("07:30", "T", Slot::Morning, 36.4));
+    let reading = events[2].clone();
+
+    let mut server = start(dir.path()).await;
+    server.post_all(events).await;
+    let units = [
+        "province",
+        "city:Guangzhou",
+        "school:S1",
+        "department:S1/D1",
+        "grade:S1/D1/2019",
+        "class:S1/D1/2019/C01",
+        "dorm:S1/B1",
+    ];
+    let mut before = Vec::new();
+    for unit in units {
+        before.push(server.report(unit, DAY).await);
+    }
+    server.running.stop().await.unwrap();
+
+    let mut server = start(dir.path()).await;
+    for (unit, earlier) in units.iter().zip(&before) {
+        assert_eq!(&server.report(unit, DAY).await, earlier, "{unit} changed across the restart");
+    }
+    let again = server.intake.publish(reading).await.unwrap().into_inner();
+    assert_eq!(again.outcome, pb::Outcome::Duplicate as i32);
+    server.post_all(vec![s.temperature("12:00", "T", Slot::Noon, 37.9)]).await;
+    let school = server.report("school:S1", DAY).await;
+    assert_eq!((school.population, school.fever), (2, 2));
+    assert_eq!(checks(&school, Slot::Noon), (1, 2));
+    let status = server.reports.get_status(pb::StatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.total_lag, 0);
+    server.running.stop().await.unwrap();
+}
