@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::FixedOffset;
 use domain::person::Stamp;
 use domain::timeline::{DayChange, Timeline};
-use domain::{Day, Envelope, Payload, Rules, Tally, UnitKey};
+use domain::{Day, Envelope, Level, Payload, Rules, Tally, UnitKey};
 use eventlog::{Polled, TopicPartition};
 use prost::Message;
 
@@ -162,6 +162,11 @@ impl Folder {
     ) -> Result<(), AggregateError> {
         if let Some(city) = city {
             self.register_unit(unit, city)?;
+        }
+        if unit.level <= Level::City {
+            // Cities and the province are summed from their schools when read: a school's
+            // tallies are complete where its partition is folded, a city's nowhere.
+            return Ok(());
         }
         if !self.units.contains_key(unit) {
             let loaded = self.projections.unit_days(unit)?;

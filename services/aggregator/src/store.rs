@@ -94,23 +94,43 @@ impl Projections {
     }
 
     /// The unit's report for `day`; `None` if no one was ever placed in the unit. A day
-    /// with no events inherits the state counts of the last day before it.
+    /// with no events inherits the state counts of the last day before it. Cities and the
+    /// province are the sums of their schools.
     pub fn daily_report(&self, unit: &UnitKey, day: Day) -> Result<Option<DailyReport>, AggregateError> {
-        if self.unit(unit)?.is_none() {
-            return Ok(None);
-        }
-        let key = unit_day_key(unit, day);
-        let tally = match self.tree.get(&key)? {
-            Some(v) => decode::<Tally>(&key, &v)?,
-            None => match self.tree.range(unit_day_prefix(unit)..key).next_back() {
-                Some(item) => {
-                    let (k, v) = item?;
-                    decode::<Tally>(&k, &v)?.state_only()
+        let tally = match unit.level {
+            Level::Province | Level::City => {
+                if unit.level == Level::City && self.unit(unit)?.is_none() {
+                    return Ok(None);
                 }
-                None => Tally::default(),
-            },
+                let mut sum = Tally::default();
+                for (school, _) in self.units(Some(Level::School), Some(unit))? {
+                    sum.add(&self.tally_on(&school, day)?);
+                }
+                sum
+            }
+            _ => {
+                if self.unit(unit)?.is_none() {
+                    return Ok(None);
+                }
+                self.tally_on(unit, day)?
+            }
         };
         Ok(Some(DailyReport::from_tally(unit.clone(), day, &tally)))
+    }
+
+    /// The unit's tally on `day`: its own record, or the state of the last one before.
+    fn tally_on(&self, unit: &UnitKey, day: Day) -> Result<Tally, AggregateError> {
+        let key = unit_day_key(unit, day);
+        if let Some(v) = self.tree.get(&key)? {
+            return decode(&key, &v);
+        }
+        match self.tree.range(unit_day_prefix(unit)..key).next_back() {
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(decode::<Tally>(&k, &v)?.state_only())
+            }
+            None => Ok(Tally::default()),
+        }
     }
 
     /// Units at `level` (all levels if `None`) lying under `parent` (everything if `None`).

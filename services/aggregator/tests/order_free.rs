@@ -43,7 +43,9 @@ fn random_event(rng: &mut Rng, id: usize) -> pb::Event {
     use pb::health_event::Kind as H;
     use pb::movement_event::Kind as M;
     use pb::roster_event::Change as R;
-    let person = format!("P{}", rng.below(5));
+    // Two schools, each in its own city: a school's city is a property of the school.
+    let (school, city) = *rng.pick(&[("S1", "Guangzhou"), ("S2", "Foshan")]);
+    let person = format!("P{}", rng.below(4));
     let placement = |rng: &mut Rng| pb::Placement {
         department: "D1".into(),
         grade: "G1".into(),
@@ -58,7 +60,7 @@ fn random_event(rng: &mut Rng, id: usize) -> pb::Event {
             change: Some(R::Registered(pb::Registered {
                 role: *rng.pick(&[pb::Role::Student as i32]),
                 placement: Some(placement(rng)),
-                city: rng.pick(&["Guangzhou", "Foshan"]).to_string(),
+                city: city.to_string(),
                 on_campus: rng.below(2) == 0,
             })),
         }),
@@ -92,7 +94,7 @@ fn random_event(rng: &mut Rng, id: usize) -> pb::Event {
     pb::Event {
         event_id: format!("e{id}"),
         source: "prop".into(),
-        school: "S1".into(),
+        school: school.into(),
         occurred_at: format!("{}T{:02}:{:02}:00+08:00", d.format("%Y-%m-%d"), rng.below(24), rng.below(60)),
         payload: Some(payload),
     }
@@ -108,19 +110,20 @@ fn topic_of(event: &pb::Event) -> &'static str {
 
 /// Reports recomputed from scratch: each person's events in time order, summed per day.
 fn reference(events: &[pb::Event], rules: &Rules, zone: FixedOffset) -> BTreeMap<(UnitKey, Day), Tally> {
-    let mut by_person: HashMap<String, Vec<Envelope>> = HashMap::new();
+    let mut by_person: HashMap<(String, String), Vec<Envelope>> = HashMap::new();
     for e in events {
         let envelope = wire::event_from_proto(e.clone()).unwrap();
-        by_person.entry(envelope.person_id().unwrap().to_owned()).or_default().push(envelope);
+        let person = (envelope.school.clone(), envelope.person_id().unwrap().to_owned());
+        by_person.entry(person).or_default().push(envelope);
     }
     let mut sums: BTreeMap<(UnitKey, Day), Tally> = BTreeMap::new();
-    for list in by_person.values_mut() {
+    for ((school, _), list) in &mut by_person {
         list.sort_by_key(|e| Stamp::new(e.occurred_at.timestamp_millis(), &e.event_id));
         let mut timeline = Timeline::default();
         for e in list.iter() {
             let Payload::Person { fact, .. } = &e.payload else { unreachable!() };
             timeline.apply(
-                "S1",
+                school,
                 e.occurred_at.with_timezone(&zone).date_naive(),
                 fact,
                 Stamp::new(e.occurred_at.timestamp_millis(), &e.event_id),
@@ -128,7 +131,7 @@ fn reference(events: &[pb::Event], rules: &Rules, zone: FixedOffset) -> BTreeMap
             );
         }
         for n in 0..DAYS + 2 {
-            let Some(contribution) = timeline.on(day(n)).and_then(|pd| pd.contribution("S1")) else { continue };
+            let Some(contribution) = timeline.on(day(n)).and_then(|pd| pd.contribution(school)) else { continue };
             for unit in contribution.units {
                 sums.entry((unit, day(n))).or_default().add(&contribution.tally);
             }
@@ -162,7 +165,7 @@ fn folds_equal_a_recomputation_whatever_the_order_batching_duplicates_and_restar
                 let offset = next_offset.entry(topic).or_insert(0);
                 *offset += 1;
                 let record =
-                    Record { topic: topic.into(), key: "S1".into(), headers: vec![], payload: e.encode_to_vec() };
+                    Record { topic: topic.into(), key: e.school.clone(), headers: vec![], payload: e.encode_to_vec() };
                 Polled { at: TopicPartition { topic: topic.into(), partition: 0 }, offset: *offset - 1, record }
             })
             .collect();
