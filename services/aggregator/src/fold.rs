@@ -40,6 +40,12 @@ pub struct Folder {
     dirty_unit_days: HashSet<(UnitKey, Day)>,
     new_units: Vec<(UnitKey, UnitInfo)>,
     seen: HashSet<Vec<u8>>,
+    /// Whether to leave what changed in the outbox for the changelog (Kafka mode, where
+    /// every instance's view is built from all instances' changes).
+    changelog: bool,
+    /// The log partition of each school folded: a unit's version is its partition's
+    /// position, summed over the topics.
+    school_partition: HashMap<String, u32>,
 }
 
 impl Folder {
@@ -57,7 +63,15 @@ impl Folder {
             dirty_unit_days: HashSet::new(),
             new_units: Vec::new(),
             seen: HashSet::new(),
+            changelog: false,
+            school_partition: HashMap::new(),
         })
+    }
+
+    /// Also writes every change to the outbox, from which [`crate::changelog`] publishes it.
+    pub fn with_changelog(mut self) -> Self {
+        self.changelog = true;
+        self
     }
 
     /// Next offset to fold in `tp`, as stored with the state.
@@ -98,6 +112,7 @@ impl Folder {
                 outcome.duplicates += 1;
                 continue;
             }
+            self.school_partition.insert(envelope.school.clone(), polled.at.partition);
             self.fold(&envelope)?;
             batch.insert(seen.clone(), &[]);
             self.seen.insert(seen);
@@ -215,12 +230,28 @@ impl Folder {
             let (school, person) = key.split_once('/').expect("keys are school/person");
             batch.insert(store::person_key(school, person), store::encode(&self.timelines[&key]));
         }
+        let mut changed = Vec::new();
         for (unit, day) in self.dirty_unit_days.drain() {
-            batch.insert(store::unit_day_key(&unit, day), store::encode(&self.units[&unit][&day]));
+            changed.push((unit.clone(), store::unit_day_key(&unit, day), store::encode(&self.units[&unit][&day])));
         }
         for (unit, info) in self.new_units.drain(..) {
-            batch.insert(store::unit_key(&unit), store::encode(&info));
+            changed.push((unit.clone(), store::unit_key(&unit), store::encode(&info)));
         }
+        for (unit, key, value) in changed {
+            if self.changelog {
+                let version = self.version_of(&unit);
+                batch.insert(store::outbox_key(&key), store::encode(&(version, value.clone())));
+            }
+            batch.insert(key, value);
+        }
+    }
+
+    /// How far the unit's school is folded: its partition's positions summed over the
+    /// topics. Grows with every fold, so a view keeps the newest of two copies.
+    fn version_of(&self, unit: &UnitKey) -> u64 {
+        let school = unit.path.split('/').next().unwrap_or_default();
+        let Some(partition) = self.school_partition.get(school) else { return 0 };
+        self.positions.iter().filter(|(tp, _)| tp.partition == *partition).map(|(_, n)| n).sum()
     }
 }
 

@@ -19,6 +19,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+pub mod changelog;
 pub mod fold;
 pub mod grpc;
 pub mod store;
@@ -104,9 +105,11 @@ impl AggregatorMetrics {
 }
 
 /// Consumes `log` as group `group` and folds everything into `projections` until
-/// `shutdown` completes.
-pub async fn run<L: EventLog>(
+/// `shutdown` completes. With a `changelog`, every change is also published there (after
+/// it is stored, before the log position is committed to the group).
+pub async fn run<L: EventLog, C: EventLog>(
     log: L,
+    changelog: Option<C>,
     group: &str,
     projections: Projections,
     config: FoldConfig,
@@ -114,13 +117,33 @@ pub async fn run<L: EventLog>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AggregateError> {
     let mut folder = Folder::new(projections.clone(), config.rules, config.zone)?;
+    if changelog.is_some() {
+        folder = folder.with_changelog();
+    }
     let stored = projections.clone();
     let lookup: eventlog::PositionLookup = Arc::new(move |tp| stored.positions().ok().and_then(|p| p.get(tp).copied()));
     let mut consumer = log.subscribe(group, lookup)?;
     tokio::pin!(shutdown);
     let mut second = Instant::now();
     let mut folded_this_second = 0u64;
+    // Whatever a crash left in the outbox goes out first.
+    let mut outbox_pending = changelog.is_some();
     loop {
+        if outbox_pending && let Some(changelog) = &changelog {
+            match changelog::publish_outbox(&projections, changelog).await {
+                Ok(_) => outbox_pending = false,
+                Err(AggregateError::Log(LogError::Unavailable(reason))) => {
+                    tracing::warn!(%reason, "changelog unavailable; retrying");
+                    tokio::select! {
+                        () = &mut shutdown => return Ok(()),
+                        () = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            let positions: Vec<_> = folder.positions().iter().map(|(tp, n)| (tp.clone(), *n)).collect();
+            consumer.commit(&positions)?;
+        }
         let records = tokio::select! {
             () = &mut shutdown => return Ok(()),
             polled = consumer.poll(4096, Duration::from_millis(200)) => polled,
@@ -150,14 +173,52 @@ pub async fn run<L: EventLog>(
             metrics.unreadable.inc_by(outcome.unreadable);
             metrics.folded_total.fetch_add(outcome.folded, std::sync::atomic::Ordering::Relaxed);
             folded_this_second += outcome.folded;
-            let positions: Vec<_> = folder.positions().iter().map(|(tp, n)| (tp.clone(), *n)).collect();
-            consumer.commit(&positions)?;
+            if changelog.is_some() {
+                outbox_pending = true;
+            } else {
+                let positions: Vec<_> = folder.positions().iter().map(|(tp, n)| (tp.clone(), *n)).collect();
+                consumer.commit(&positions)?;
+            }
         }
         if second.elapsed() >= Duration::from_secs(1) {
             metrics.folds_per_second.set(i64::try_from(folded_this_second).unwrap_or(i64::MAX));
             folded_this_second = 0;
             second = Instant::now();
             update_lag(&log, &folder, &metrics);
+        }
+    }
+}
+
+/// Applies the changelog to `view` until `shutdown` completes. `group` must be this
+/// instance's own: every instance reads every partition of the changelog.
+pub async fn run_view<C: EventLog>(
+    changelog: C,
+    group: &str,
+    view: Projections,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AggregateError> {
+    let stored = view.clone();
+    let lookup: eventlog::PositionLookup = Arc::new(move |tp| stored.positions().ok().and_then(|p| p.get(tp).copied()));
+    let mut consumer = changelog.subscribe(group, lookup)?;
+    tokio::pin!(shutdown);
+    loop {
+        let records = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            polled = consumer.poll(8192, Duration::from_millis(200)) => polled,
+        };
+        match records {
+            Ok(records) if !records.is_empty() => {
+                let target = view.clone();
+                tokio::task::spawn_blocking(move || changelog::apply(&target, &records))
+                    .await
+                    .expect("view task panicked")?;
+            }
+            Ok(_) => {}
+            Err(LogError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "changelog unavailable; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
         }
     }
 }

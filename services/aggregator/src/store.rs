@@ -9,6 +9,8 @@
 //! | `n`    | unit key                         | [`UnitInfo`]               |
 //! | `e`    | school/event id                  | empty: the event is folded |
 //! | `o`    | topic/partition                  | next offset to fold (u64)  |
+//! | `x`    | a `u` or `n` key                 | outbox: (version, value) not yet in the changelog |
+//! | `w`    | a `u` or `n` key                 | view only: version of the value held |
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -53,6 +55,14 @@ pub(crate) fn seen_key(school: &str, event_id: &str) -> Vec<u8> {
 
 pub(crate) fn position_key(tp: &TopicPartition) -> Vec<u8> {
     format!("o\0{tp}").into_bytes()
+}
+
+pub(crate) fn outbox_key(key: &[u8]) -> Vec<u8> {
+    [b"x".as_slice(), key].concat()
+}
+
+pub(crate) fn version_key(key: &[u8]) -> Vec<u8> {
+    [b"w".as_slice(), key].concat()
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {

@@ -60,7 +60,7 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Running> {
     let aggregator_log = log.clone();
     let stop = on_shutdown(&stop_rx);
     tasks.push(spawn_part(&shutdown, async move {
-        aggregator::run(aggregator_log, "aggregator", projections, fold, aggregator_metrics, stop)
+        aggregator::run(aggregator_log, None::<EmbeddedLog>, "aggregator", projections, fold, aggregator_metrics, stop)
             .await
             .context("aggregator stopped")
     }));
