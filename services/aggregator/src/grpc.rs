@@ -4,21 +4,45 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use domain::{Day, UnitKey};
-use eventlog::EventLog;
+use eventlog::{EventLog, TopicPartition};
 use tonic::{Request, Response, Status};
 use wire::pb;
 
 use crate::{AggregateError, Projections};
 
-pub struct ReportsService<L> {
+/// One partition the reports depend on: how far the log goes and how far it is folded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub at: TopicPartition,
+    pub end: u64,
+    pub position: u64,
+}
+
+/// Tells, for `GetStatus`, how far behind the reports are; it differs by log.
+pub type StatusSource = Arc<dyn Fn() -> Result<Vec<PartitionLag>, String> + Send + Sync>;
+
+/// The status of a single process on a log: the log's ends against the positions stored
+/// with the projections.
+pub fn local_status<L: EventLog>(log: L, projections: Projections) -> StatusSource {
+    Arc::new(move || {
+        let positions = projections.positions().map_err(|e| e.to_string())?;
+        let ends = log.end_offsets().map_err(|e| e.to_string())?;
+        Ok(ends
+            .into_iter()
+            .map(|(at, end)| PartitionLag { position: positions.get(&at).copied().unwrap_or(0), at, end })
+            .collect())
+    })
+}
+
+pub struct ReportsService {
     projections: Projections,
-    log: L,
+    status: StatusSource,
     folded_total: Arc<AtomicU64>,
 }
 
-impl<L: EventLog> ReportsService<L> {
-    pub fn new(projections: Projections, log: L, folded_total: Arc<AtomicU64>) -> Self {
-        Self { projections, log, folded_total }
+impl ReportsService {
+    pub fn new(projections: Projections, status: StatusSource, folded_total: Arc<AtomicU64>) -> Self {
+        Self { projections, status, folded_total }
     }
 
     pub fn into_server(self) -> pb::reports_server::ReportsServer<Self> {
@@ -36,7 +60,7 @@ fn parse_unit(field: &str, text: &str) -> Result<UnitKey, Status> {
 }
 
 #[tonic::async_trait]
-impl<L: EventLog> pb::reports_server::Reports for ReportsService<L> {
+impl pb::reports_server::Reports for ReportsService {
     async fn get_daily_report(
         &self,
         request: Request<pb::DailyReportRequest>,
@@ -73,19 +97,20 @@ impl<L: EventLog> pb::reports_server::Reports for ReportsService<L> {
     }
 
     async fn get_status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
-        let positions = self.projections.positions().map_err(internal)?;
-        let ends = self.log.end_offsets().map_err(|e| Status::unavailable(e.to_string()))?;
-        let partitions: Vec<pb::PartitionStatus> = ends
+        // Kafka answers offsets with blocking calls.
+        let status = self.status.clone();
+        let lags = tokio::task::spawn_blocking(move || status())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(Status::unavailable)?;
+        let partitions: Vec<pb::PartitionStatus> = lags
             .into_iter()
-            .map(|(tp, end)| {
-                let position = positions.get(&tp).copied().unwrap_or(0);
-                pb::PartitionStatus {
-                    topic: tp.topic,
-                    partition: tp.partition,
-                    end_offset: end,
-                    position,
-                    lag: end.saturating_sub(position),
-                }
+            .map(|l| pb::PartitionStatus {
+                topic: l.at.topic,
+                partition: l.at.partition,
+                end_offset: l.end,
+                position: l.position,
+                lag: l.end.saturating_sub(l.position),
             })
             .collect();
         Ok(Response::new(pb::StatusResponse {

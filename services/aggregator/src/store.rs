@@ -76,8 +76,12 @@ pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T,
 
 /// Opens the projection tree in `dir`.
 pub fn open(dir: &Path) -> Result<sled::Tree, AggregateError> {
-    let db = sled::open(dir)?;
-    Ok(db.open_tree("projections")?)
+    Ok(open_db(dir)?.open_tree("projections")?)
+}
+
+/// Opens the sled database in `dir`, for a process that keeps several trees there.
+pub fn open_db(dir: &Path) -> Result<sled::Db, AggregateError> {
+    Ok(sled::open(dir)?)
 }
 
 /// Read side of the projections: what report queries use. Sees every batch the

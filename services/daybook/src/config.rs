@@ -22,9 +22,13 @@ pub struct ServeArgs {
     /// Address of the HTTP server for Prometheus metrics at /metrics.
     #[arg(long, env = "DAYBOOK_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
-    /// The event log: `embedded` (a durable log under --data-dir).
+    /// The event log: `embedded` (a durable log under --data-dir, one process) or
+    /// `kafka://host:port[,host:port]?prefix=daybook.&partitions=12` (see deploy/KAFKA.md).
     #[arg(long, env = "DAYBOOK_LOG")]
     pub log: Option<String>,
+    /// The aggregators' consumer group on Kafka: instances in one group split the schools.
+    #[arg(long, env = "DAYBOOK_GROUP")]
+    pub group: Option<String>,
     /// Partitions per topic of the embedded log; fixed when the log is created.
     #[arg(long, env = "DAYBOOK_PARTITIONS")]
     pub partitions: Option<u32>,
@@ -50,6 +54,7 @@ impl ServeArgs {
             grpc_addr: self.grpc_addr.or(fallback.grpc_addr),
             http_addr: self.http_addr.or(fallback.http_addr),
             log: self.log.or(fallback.log),
+            group: self.group.or(fallback.group),
             partitions: self.partitions.or(fallback.partitions),
             fever_threshold: self.fever_threshold.or(fallback.fever_threshold),
             utc_offset: self.utc_offset.or(fallback.utc_offset),
@@ -66,7 +71,11 @@ impl ServeArgs {
             data_dir: self.data_dir.unwrap_or(d.data_dir),
             grpc_addr: self.grpc_addr.unwrap_or(d.grpc_addr),
             http_addr: self.http_addr.unwrap_or(d.http_addr),
-            log: self.log.unwrap_or(d.log),
+            log: match self.log {
+                None => d.log,
+                Some(text) => LogChoice::parse(&text)?,
+            },
+            group: self.group.unwrap_or(d.group),
             partitions: self.partitions.unwrap_or(d.partitions),
             fever_threshold: self.fever_threshold.unwrap_or(d.fever_threshold),
             utc_offset,
@@ -77,7 +86,6 @@ impl ServeArgs {
             "fever-threshold: {} is outside 35.0..=40.0",
             config.fever_threshold
         );
-        anyhow::ensure!(config.log == "embedded", "log: {:?} is not supported; use `embedded`", config.log);
         Ok(config)
     }
 }
@@ -86,13 +94,35 @@ fn parse_offset(text: &str) -> anyhow::Result<FixedOffset> {
     text.parse::<FixedOffset>().map_err(|_| anyhow::anyhow!("utc-offset: {text:?} is not an offset like +08:00"))
 }
 
+/// Which event log to use.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogChoice {
+    Embedded,
+    Kafka(Box<eventlog::KafkaConfig>),
+}
+
+impl LogChoice {
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        if text == "embedded" {
+            return Ok(Self::Embedded);
+        }
+        if text.starts_with("kafka://") {
+            return Ok(Self::Kafka(Box::new(
+                eventlog::KafkaConfig::from_url(text).map_err(|e| anyhow::anyhow!("log: {e}"))?,
+            )));
+        }
+        anyhow::bail!("log: {text:?} is neither `embedded` nor a kafka://host:port URL")
+    }
+}
+
 /// The settings in force.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
-    pub log: String,
+    pub log: LogChoice,
+    pub group: String,
     pub partitions: u32,
     pub fever_threshold: f64,
     pub utc_offset: FixedOffset,
@@ -104,7 +134,8 @@ impl Default for ServeConfig {
             data_dir: PathBuf::from("daybook-data"),
             grpc_addr: "127.0.0.1:50051".parse().expect("valid address"),
             http_addr: "127.0.0.1:9464".parse().expect("valid address"),
-            log: "embedded".to_owned(),
+            log: LogChoice::Embedded,
+            group: "daybook-aggregators".to_owned(),
             partitions: 16,
             fever_threshold: 37.3,
             utc_offset: FixedOffset::east_opt(8 * 3600).expect("valid offset"),

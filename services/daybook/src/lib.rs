@@ -3,9 +3,10 @@
 //! so tests start the very same server in-process on port 0.
 
 pub mod config;
+pub mod kafka;
 pub mod metrics_http;
 pub mod report;
 pub mod server;
 
 pub use config::{ServeArgs, ServeConfig};
-pub use server::{Running, start};
+pub use server::{Roles, Running, start, start_roles};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
-use daybook::{ServeArgs, report};
+use daybook::{Roles, ServeArgs, report};
 
 #[derive(Parser)]
 #[command(name = "daybook", version, about = "Event-sourced daily reports for epidemic prevention in schools")]
@@ -20,8 +20,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run intake, the embedded log, the aggregator and reports in one process.
+    /// Run intake, the log, the aggregator and reports in one process.
     Serve(ServeArgs),
+    /// Run only the gRPC intake, appending to a Kafka log (`--log kafka://…`).
+    Intake(ServeArgs),
+    /// Run only an aggregator of a Kafka log, with the report queries; start several to
+    /// share the schools.
+    Aggregate(ServeArgs),
     /// Post a synthetic day of the province's events to a running server.
     Simulate(SimulateArgs),
     /// Print the daily report of a unit.
@@ -80,7 +85,7 @@ fn today() -> NaiveDate {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let quiet = !matches!(cli.command, Command::Serve(_));
+    let quiet = !matches!(cli.command, Command::Serve(_) | Command::Intake(_) | Command::Aggregate(_));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -93,15 +98,9 @@ async fn main() -> anyhow::Result<()> {
         None => ServeArgs::default(),
     };
     match cli.command {
-        Command::Serve(args) => {
-            let config = args.or(file).resolve()?;
-            let running = daybook::start(&config).await?;
-            eprintln!(
-                "daybook serving gRPC on {} and metrics on http://{}/metrics; Ctrl-C stops",
-                running.grpc_addr, running.http_addr
-            );
-            running.run_until(ctrl_c()).await
-        }
+        Command::Serve(args) => serve(args.or(file), Roles::All).await,
+        Command::Intake(args) => serve(args.or(file), Roles::Intake).await,
+        Command::Aggregate(args) => serve(args.or(file), Roles::Aggregate).await,
         Command::Simulate(args) => {
             let summary =
                 simulate(&args.target, args.scale, args.seed, args.date.unwrap_or_else(today), args.streams).await?;
@@ -123,8 +122,23 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn ctrl_c() {
-    let _ = tokio::signal::ctrl_c().await;
+async fn serve(args: ServeArgs, roles: Roles) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    let running = daybook::start_roles(&config, roles).await?;
+    eprintln!(
+        "daybook {roles:?} serving gRPC on {} and metrics on http://{}/metrics; Ctrl-C stops",
+        running.grpc_addr, running.http_addr
+    );
+    running.run_until(shutdown_signal()).await
+}
+
+/// Ctrl-C or SIGTERM (what service managers send).
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }
 
 async fn simulate(target: &str, scale: f64, seed: u64, date: NaiveDate, streams: usize) -> anyhow::Result<String> {
@@ -180,5 +194,5 @@ async fn demo(args: ServeArgs, scale: f64) -> anyhow::Result<()> {
         println!("   For one of them:  cargo run -p daybook -- report --target {target} --unit {}", school.unit);
     }
     println!("   Metrics:          curl http://{}/metrics\n\nStill serving; Ctrl-C stops.", running.http_addr);
-    running.run_until(ctrl_c()).await
+    running.run_until(shutdown_signal()).await
 }

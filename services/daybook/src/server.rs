@@ -1,20 +1,24 @@
-//! `daybook serve`: intake, embedded log, aggregator and reports in one process.
+//! The daybook server: intake, aggregator and reports, all in one process (`serve`) or,
+//! over Kafka, as separate processes (`intake`, `aggregate`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use aggregator::grpc::ReportsService;
 use aggregator::{AggregatorMetrics, FoldConfig, Projections};
 use anyhow::Context;
 use domain::Rules;
-use eventlog::EmbeddedLog;
+use eventlog::{EmbeddedLog, EventLog};
 use intake::{IntakeMetrics, IntakeService};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use wire::pb::intake_server::IntakeServer;
+use wire::pb::reports_server::ReportsServer;
 
-use crate::config::ServeConfig;
+use crate::config::{LogChoice, ServeConfig};
 
 /// A running server; [`Running::stop`] shuts it down and releases the data directory.
 #[derive(Debug)]
@@ -32,48 +36,121 @@ fn on_shutdown(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 
     }
 }
 
-/// Opens the data directory, binds both addresses and starts every part.
+/// Which parts a process runs: `serve` runs both; over Kafka they can run apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roles {
+    /// Intake and aggregator (`daybook serve`).
+    All,
+    /// gRPC intake to the log (`daybook intake`).
+    Intake,
+    /// Log to projections, and the report queries (`daybook aggregate`).
+    Aggregate,
+}
+
+impl Roles {
+    fn intake(self) -> bool {
+        self != Roles::Aggregate
+    }
+
+    fn aggregate(self) -> bool {
+        self != Roles::Intake
+    }
+}
+
+/// Starts `daybook serve`: every part, in this process.
 pub async fn start(config: &ServeConfig) -> anyhow::Result<Running> {
+    start_roles(config, Roles::All).await
+}
+
+/// Opens the data directory and the log, binds both addresses and starts `roles`.
+pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<Running> {
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
-    let log = EmbeddedLog::open(&dir.join("log"), config.partitions).context("opening the embedded log")?;
+    match &config.log {
+        LogChoice::Embedded => {
+            anyhow::ensure!(
+                roles == Roles::All,
+                "log: the embedded log serves one process; run `daybook serve`, or use a kafka:// log"
+            );
+            let log = EmbeddedLog::open(&dir.join("log"), config.partitions).context("opening the embedded log")?;
+            let status = {
+                let log = log.clone();
+                move |folded: Projections| aggregator::grpc::local_status(log, folded)
+            };
+            build(config, roles, log, None::<EmbeddedLog>, status).await
+        }
+        LogChoice::Kafka(kafka) => {
+            let (events, changelog) = crate::kafka::connect((**kafka).clone()).await?;
+            let status = {
+                let (events, changelog, group) = (events.clone(), changelog.clone(), config.group.clone());
+                move |view: Projections| crate::kafka::status(events, changelog, view, group)
+            };
+            build(config, roles, events, Some(changelog), status).await
+        }
+    }
+}
+
+async fn build<L: EventLog, C: EventLog>(
+    config: &ServeConfig,
+    roles: Roles,
+    log: L,
+    changelog: Option<C>,
+    status: impl FnOnce(Projections) -> aggregator::grpc::StatusSource,
+) -> anyhow::Result<Running> {
+    let dir = &config.data_dir;
     let mut registry = Registry::default();
-    let intake_metrics = IntakeMetrics::default();
-    intake_metrics.register(&mut registry);
-    let aggregator_metrics = AggregatorMetrics::default();
-    aggregator_metrics.register(&mut registry);
-
-    let intake =
-        IntakeService::open(log.clone(), &dir.join("intake"), intake_metrics).context("opening the intake index")?;
-    let projections =
-        Projections::new(aggregator::store::open(&dir.join("projections")).context("opening the projections")?);
-    let reports = aggregator::grpc::ReportsService::new(
-        projections.clone(),
-        log.clone(),
-        aggregator_metrics.folded_total.clone(),
-    );
-
     let (shutdown, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    let (health, health_service) = tonic_health::server::health_reporter();
 
-    let fold = FoldConfig { rules: Rules { fever_threshold_celsius: config.fever_threshold }, zone: config.utc_offset };
-    let aggregator_log = log.clone();
-    let stop = on_shutdown(&stop_rx);
-    tasks.push(spawn_part(&shutdown, async move {
-        aggregator::run(aggregator_log, None::<EmbeddedLog>, "aggregator", projections, fold, aggregator_metrics, stop)
-            .await
-            .context("aggregator stopped")
-    }));
+    let intake = if roles.intake() {
+        let metrics = IntakeMetrics::default();
+        metrics.register(&mut registry);
+        let service =
+            IntakeService::open(log.clone(), &dir.join("intake"), metrics).context("opening the intake index")?;
+        health.set_serving::<IntakeServer<IntakeService<L>>>().await;
+        Some(service.into_server())
+    } else {
+        None
+    };
+
+    let reports = if roles.aggregate() {
+        let metrics = AggregatorMetrics::default();
+        metrics.register(&mut registry);
+        let db = aggregator::store::open_db(&dir.join("projections")).context("opening the projections")?;
+        let folded = Projections::new(db.open_tree("projections")?);
+        let fold =
+            FoldConfig { rules: Rules { fever_threshold_celsius: config.fever_threshold }, zone: config.utc_offset };
+        // Over Kafka every instance reads the whole changelog into its view; on the
+        // embedded log the one aggregator's projections are complete already.
+        let readable = match &changelog {
+            Some(changelog) => {
+                let view = Projections::new(db.open_tree("view")?);
+                let group = format!("{}-view-{}", config.group, instance_id(dir)?);
+                let (changelog, target, stop) = (changelog.clone(), view.clone(), on_shutdown(&stop_rx));
+                tasks.push(spawn_part(&shutdown, async move {
+                    aggregator::run_view(changelog, &group, target, stop).await.context("view stopped")
+                }));
+                view
+            }
+            None => folded.clone(),
+        };
+        let reports = ReportsService::new(readable.clone(), status(readable), metrics.folded_total.clone());
+        let (events, changelog, group, stop) =
+            (log.clone(), changelog.clone(), config.group.clone(), on_shutdown(&stop_rx));
+        tasks.push(spawn_part(&shutdown, async move {
+            aggregator::run(events, changelog, &group, folded, fold, metrics, stop).await.context("aggregator stopped")
+        }));
+        health.set_serving::<ReportsServer<ReportsService>>().await;
+        Some(reports.into_server())
+    } else {
+        None
+    };
 
     let grpc = TcpListener::bind(config.grpc_addr)
         .await
         .with_context(|| format!("binding gRPC address {}", config.grpc_addr))?;
     let grpc_addr = grpc.local_addr()?;
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<wire::pb::intake_server::IntakeServer<IntakeService<EmbeddedLog>>>().await;
-    health
-        .set_serving::<wire::pb::reports_server::ReportsServer<aggregator::grpc::ReportsService<EmbeddedLog>>>()
-        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(wire::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -81,8 +158,8 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Running> {
     let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(intake.into_server())
-        .add_service(reports.into_server());
+        .add_optional_service(intake)
+        .add_optional_service(reports);
     let stop = on_shutdown(&stop_rx);
     tasks.push(spawn_part(&shutdown, async move {
         router.serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stop).await.context("gRPC server stopped")
@@ -95,8 +172,20 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Running> {
     let stop = on_shutdown(&stop_rx);
     tasks.push(spawn_part(&shutdown, crate::metrics_http::serve(http, Arc::new(registry), stop)));
 
-    tracing::info!(%grpc_addr, %http_addr, data_dir = %dir.display(), "daybook serving");
+    tracing::info!(%grpc_addr, %http_addr, data_dir = %dir.display(), ?roles, "daybook serving");
     Ok(Running { grpc_addr, http_addr, shutdown, tasks })
+}
+
+/// A name for this aggregator that survives restarts: its view's consumer group.
+fn instance_id(dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = dir.join("instance-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        return Ok(id.trim().to_owned());
+    }
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+    let id = format!("{:x}-{:x}", std::process::id(), nanos);
+    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
 }
 
 impl Running {

@@ -77,7 +77,8 @@ fn parse_tree_name(name: &[u8]) -> Option<TopicPartition> {
 }
 
 fn offset_of(key: &[u8], at: &TopicPartition) -> Result<u64, LogError> {
-    let bytes: [u8; 8] = key.try_into().map_err(|_| LogError::Corrupt { at: at.clone(), reason: "offset key is not 8 bytes".into() })?;
+    let bytes: [u8; 8] =
+        key.try_into().map_err(|_| LogError::Corrupt { at: at.clone(), reason: "offset key is not 8 bytes".into() })?;
     Ok(u64::from_be_bytes(bytes))
 }
 
@@ -94,9 +95,13 @@ impl EventLog for EmbeddedLog {
             let mut next = inner.next.lock().expect("log offsets lock poisoned");
             let mut batches: HashMap<TopicPartition, sled::Batch> = HashMap::new();
             for record in &records {
-                let tp = TopicPartition { topic: record.topic.clone(), partition: partition_for(&record.key, inner.partitions) };
+                let tp = TopicPartition {
+                    topic: record.topic.clone(),
+                    partition: partition_for(&record.key, inner.partitions),
+                };
                 let offset = next.entry(tp.clone()).or_insert(0);
-                let value = postcard::to_stdvec(record).map_err(|e| LogError::Corrupt { at: tp.clone(), reason: e.to_string() })?;
+                let value = postcard::to_stdvec(record)
+                    .map_err(|e| LogError::Corrupt { at: tp.clone(), reason: e.to_string() })?;
                 batches.entry(tp.clone()).or_default().insert(&offset.to_be_bytes(), value);
                 out.push(Appended { partition: tp.partition, offset: *offset });
                 *offset += 1;
@@ -113,7 +118,12 @@ impl EventLog for EmbeddedLog {
 
     fn subscribe(&self, _group: &str, positions: PositionLookup) -> Result<EmbeddedConsumer, LogError> {
         // One process owns the embedded log, so every consumer is given every partition.
-        Ok(EmbeddedConsumer { log: self.clone(), positions, cursor: HashMap::new(), wake: self.inner.appended.subscribe() })
+        Ok(EmbeddedConsumer {
+            log: self.clone(),
+            positions,
+            cursor: HashMap::new(),
+            wake: self.inner.appended.subscribe(),
+        })
     }
 
     fn end_offsets(&self) -> Result<Vec<(TopicPartition, u64)>, LogError> {
@@ -149,7 +159,8 @@ impl EmbeddedConsumer {
             for item in tree.range(from.to_be_bytes()..end.to_be_bytes()).take(max - out.len()) {
                 let (k, v) = item?;
                 let offset = offset_of(&k, &tp)?;
-                let record: Record = postcard::from_bytes(&v).map_err(|e| LogError::Corrupt { at: tp.clone(), reason: e.to_string() })?;
+                let record: Record = postcard::from_bytes(&v)
+                    .map_err(|e| LogError::Corrupt { at: tp.clone(), reason: e.to_string() })?;
                 out.push(Polled { at: tp.clone(), offset, record });
                 last = offset + 1;
             }
@@ -181,7 +192,12 @@ mod tests {
     use super::*;
 
     fn record(topic: &str, key: &str, payload: &str) -> Record {
-        Record { topic: topic.into(), key: key.into(), headers: vec![("kind".into(), topic.into())], payload: payload.as_bytes().to_vec() }
+        Record {
+            topic: topic.into(),
+            key: key.into(),
+            headers: vec![("kind".into(), topic.into())],
+            payload: payload.as_bytes().to_vec(),
+        }
     }
 
     #[tokio::test]

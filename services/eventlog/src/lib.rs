@@ -7,6 +7,9 @@
 //! client on that and nothing earlier. Consumers decide where to start through a
 //! [`PositionLookup`], because aggregators store their position together with the state
 //! it produced and must resume exactly there.
+//!
+//! Two implementations: [`EmbeddedLog`] (sled, one process) and [`KafkaLog`] (a Kafka
+//! cluster through librdkafka, chosen with a `kafka://` URL, see [`KafkaConfig::from_url`]).
 
 use std::fmt;
 use std::future::Future;
@@ -16,8 +19,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod embedded;
+mod kafka;
 
 pub use embedded::EmbeddedLog;
+pub use kafka::{DEFAULT_TOPICS, KafkaConfig, KafkaConsumer, KafkaLog};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -69,8 +74,9 @@ pub struct Polled {
     pub record: Record,
 }
 
-/// Answers, for a partition a consumer is given, the next offset to read (`None`: from the
-/// beginning). Called again whenever partitions are reassigned.
+/// Answers, for a partition a consumer is given, the next offset to read. `None`: the
+/// embedded log reads from the beginning; Kafka from the group's committed offset, or
+/// the beginning if the group has none. Called again whenever partitions are reassigned.
 pub type PositionLookup = Arc<dyn Fn(&TopicPartition) -> Option<u64> + Send + Sync>;
 
 pub trait EventLog: Clone + Send + Sync + 'static {

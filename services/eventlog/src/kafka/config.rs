@@ -1,0 +1,266 @@
+//! How to reach and shape the Kafka log: one typed struct, its defaults, and the
+//! `kafka://` URL form that a service's `--log` flag carries.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+
+use crate::LogError;
+
+/// The short topic names intake writes (`Record.topic`); on the broker each is
+/// `{topic_prefix}{topic}`.
+pub const DEFAULT_TOPICS: [&str; 4] = ["roster", "health", "movement", "inspection"];
+
+/// Where the Kafka log lives and how its clients behave. Defaults: [`KafkaConfig::new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// Prepended to every short topic name on the broker, so several deployments (or
+    /// tests) can share a cluster.
+    pub topic_prefix: String,
+    /// The short topic names this log carries; appending to any other is refused.
+    pub topics: Vec<String>,
+    /// Partitions of the topics `connect` creates. Existing topics keep theirs.
+    pub partitions: i32,
+    /// Replication factor of the topics `connect` creates.
+    pub replication: i32,
+    /// Topic-level settings of the topics `connect` creates (`cleanup.policy`, ...).
+    pub topic_config: BTreeMap<String, String>,
+    /// The longest an `append` waits for the broker's acknowledgement before it answers
+    /// `Unavailable`.
+    pub delivery_timeout: Duration,
+    /// How long the producer lingers to batch records (`linger.ms`).
+    pub linger: Duration,
+    /// `compression.type` of produced batches: `lz4` (built into librdkafka), `gzip`,
+    /// `none`.
+    pub compression: String,
+    /// The deadline of admin and metadata requests: creating topics in `connect`, and
+    /// `end_offsets`.
+    pub request_timeout: Duration,
+    /// How long the group waits for a consumer that stopped heartbeating
+    /// (`session.timeout.ms`); a consumer that is dropped leaves at once.
+    pub session_timeout: Duration,
+    /// How long the broker may hold a fetch while waiting for data (`fetch.wait.max.ms`).
+    pub fetch_wait: Duration,
+    /// Extra librdkafka properties for the producer (and admin client), applied last.
+    pub producer_properties: BTreeMap<String, String>,
+    /// Extra librdkafka properties for consumers, applied last.
+    pub consumer_properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self::new("127.0.0.1:9092")
+    }
+}
+
+impl KafkaConfig {
+    /// The defaults, for the cluster at `brokers`.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic_prefix: "daybook.".to_owned(),
+            topics: DEFAULT_TOPICS.iter().map(|t| (*t).to_owned()).collect(),
+            partitions: 12,
+            replication: 1,
+            topic_config: BTreeMap::new(),
+            delivery_timeout: Duration::from_secs(10),
+            linger: Duration::from_millis(5),
+            compression: "lz4".to_owned(),
+            request_timeout: Duration::from_secs(10),
+            session_timeout: Duration::from_secs(10),
+            fetch_wait: Duration::from_millis(100),
+            producer_properties: BTreeMap::new(),
+            consumer_properties: BTreeMap::new(),
+        }
+    }
+
+    /// Parses `kafka://host:port[,host:port][/]?key=value&...`. Keys: `prefix`,
+    /// `partitions`, `replication`, `topics` (comma-separated short names),
+    /// `delivery_timeout_ms`, `linger_ms`, `compression`, `request_timeout_ms`,
+    /// `session_timeout_ms`, `fetch_wait_ms`. Values may be percent-encoded. Unknown keys
+    /// are refused, so a typo does not go unnoticed.
+    pub fn from_url(url: &str) -> Result<Self, LogError> {
+        let bad = |why: String| LogError::Config(format!("kafka url {url:?}: {why}"));
+        let rest = url.strip_prefix("kafka://").ok_or_else(|| bad("does not start with kafka://".into()))?;
+        let (hosts, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let hosts = hosts.strip_suffix('/').unwrap_or(hosts);
+        if hosts.is_empty() || hosts.split(',').any(|h| h.is_empty() || h.contains('/')) {
+            return Err(bad("expected host:port[,host:port]".into()));
+        }
+        let mut config = Self::new(hosts);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').ok_or_else(|| bad(format!("{pair:?} is not key=value")))?;
+            let value = percent_decode(value).ok_or_else(|| bad(format!("{key}: bad percent-encoding")))?;
+            let number = |v: &str| v.parse::<u64>().map_err(|_| bad(format!("{key}: {v:?} is not a whole number")));
+            match key {
+                "prefix" => config.topic_prefix = value,
+                "partitions" => {
+                    config.partitions = number(&value)?.try_into().map_err(|_| bad(format!("{key}: too large")))?
+                }
+                "replication" => {
+                    config.replication = number(&value)?.try_into().map_err(|_| bad(format!("{key}: too large")))?
+                }
+                "topics" => config.topics = value.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+                "delivery_timeout_ms" => config.delivery_timeout = Duration::from_millis(number(&value)?),
+                "linger_ms" => config.linger = Duration::from_millis(number(&value)?),
+                "compression" => config.compression = value,
+                "request_timeout_ms" => config.request_timeout = Duration::from_millis(number(&value)?),
+                "session_timeout_ms" => config.session_timeout = Duration::from_millis(number(&value)?),
+                "fetch_wait_ms" => config.fetch_wait = Duration::from_millis(number(&value)?),
+                _ => return Err(bad(format!("unknown key {key:?}"))),
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The broker-side name of short topic `topic`.
+    pub fn kafka_topic(&self, topic: &str) -> String {
+        format!("{}{topic}", self.topic_prefix)
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), LogError> {
+        let bad = |why: &str| Err(LogError::Config(format!("kafka: {why}")));
+        if self.brokers.trim().is_empty() {
+            return bad("no brokers");
+        }
+        if self.topics.is_empty() {
+            return bad("no topics");
+        }
+        if self.partitions < 1 || self.replication < 1 {
+            return bad("partitions and replication must be at least 1");
+        }
+        if self.delivery_timeout < Duration::from_millis(100) || self.linger >= self.delivery_timeout {
+            return bad("delivery timeout must be at least 100 ms and longer than linger");
+        }
+        if self.request_timeout.is_zero() || self.session_timeout < Duration::from_millis(100) {
+            return bad("request and session timeouts must be positive");
+        }
+        Ok(())
+    }
+
+    /// Settings every client shares.
+    fn common(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", "daybook-eventlog")
+            // Come back quickly once a broker returns.
+            .set("reconnect.backoff.ms", "100")
+            .set("reconnect.backoff.max.ms", "1000")
+            .set("socket.timeout.ms", millis(self.request_timeout.max(Duration::from_millis(10))))
+            .set("log.connection.close", "false");
+        c
+    }
+
+    pub(crate) fn producer(&self) -> ClientConfig {
+        let mut c = self.common();
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &self.compression)
+            .set("linger.ms", millis(self.linger))
+            // `append` gives up at `delivery_timeout` and retires the producer before
+            // librdkafka times anything out itself (see `KafkaLog::retire`); this is
+            // only the backstop.
+            .set("message.timeout.ms", millis(self.delivery_timeout + Duration::from_secs(5)))
+            .set("request.timeout.ms", millis(self.delivery_timeout));
+        for (k, v) in &self.producer_properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    pub(crate) fn consumer(&self, group: &str) -> ClientConfig {
+        let mut c = self.common();
+        let heartbeat = (self.session_timeout / 5).max(Duration::from_millis(10));
+        c.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            // Eager: every rebalance revokes everything and assigns afresh, so every
+            // partition a consumer is given is looked up again (see `Rebalancer`).
+            // Round-robin spreads all partitions of all topics, not each topic's range.
+            .set("partition.assignment.strategy", "roundrobin")
+            .set("session.timeout.ms", millis(self.session_timeout))
+            .set("heartbeat.interval.ms", millis(heartbeat))
+            .set("fetch.wait.max.ms", millis(self.fetch_wait))
+            // No transactions are written; read up to the high watermark, which is what
+            // `end_offsets` reports, so lag is end minus position.
+            .set("isolation.level", "read_uncommitted")
+            .set("enable.partition.eof", "false");
+        for (k, v) in &self.consumer_properties {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+fn millis(d: Duration) -> String {
+    d.as_millis().to_string()
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_sets_brokers_and_options() {
+        let c = KafkaConfig::from_url("kafka://k1:9092,k2:9093?prefix=test.&partitions=3&delivery_timeout_ms=2500")
+            .unwrap();
+        assert_eq!(c.brokers, "k1:9092,k2:9093");
+        assert_eq!(c.topic_prefix, "test.");
+        assert_eq!(c.partitions, 3);
+        assert_eq!(c.delivery_timeout, Duration::from_millis(2500));
+        assert_eq!(c.kafka_topic("health"), "test.health");
+        assert_eq!(c.replication, 1);
+        assert_eq!(c.topics, DEFAULT_TOPICS);
+    }
+
+    #[test]
+    fn a_bare_url_takes_the_defaults() {
+        let c = KafkaConfig::from_url("kafka://127.0.0.1:9092/").unwrap();
+        assert_eq!(c, KafkaConfig::new("127.0.0.1:9092"));
+        assert_eq!(c.topic_prefix, "daybook.");
+    }
+
+    #[test]
+    fn values_may_be_percent_encoded() {
+        let c = KafkaConfig::from_url("kafka://h:1?prefix=a%2Fb.&topics=x,y").unwrap();
+        assert_eq!(c.topic_prefix, "a/b.");
+        assert_eq!(c.topics, ["x", "y"]);
+    }
+
+    #[test]
+    fn bad_urls_are_refused_with_the_reason() {
+        for (url, why) in [
+            ("http://h:1", "kafka://"),
+            ("kafka://", "host:port"),
+            ("kafka://h:1?partitions=zero", "not a whole number"),
+            ("kafka://h:1?partitions=0", "at least 1"),
+            ("kafka://h:1?prefx=a", "unknown key \"prefx\""),
+            ("kafka://h:1?prefix", "not key=value"),
+        ] {
+            let err = KafkaConfig::from_url(url).unwrap_err().to_string();
+            assert!(err.contains(why), "{url}: {err}");
+        }
+    }
+}
