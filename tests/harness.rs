@@ -4,7 +4,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use daybook::{Running, ServeArgs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use daybook::{Roles, Running, ServeArgs};
 use tonic::transport::Channel;
 use wire::pb;
 use wire::pb::intake_client::IntakeClient;
@@ -19,16 +23,55 @@ pub struct Server {
     pub target: String,
 }
 
-/// Starts `daybook serve` on `dir` with both servers on free ports.
-pub async fn start(dir: &Path) -> Server {
-    let args = ServeArgs {
-        data_dir: Some(dir.to_owned()),
-        grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
-        http_addr: Some("127.0.0.1:0".parse().unwrap()),
-        partitions: Some(4),
-        ..ServeArgs::default()
-    };
-    let running = daybook::start(&args.resolve().unwrap()).await.expect("server starts");
+/// The event log a test runs on. Each scenario is written once and run on both.
+#[derive(Clone)]
+pub enum Backend {
+    Embedded,
+    /// A real broker, with topics and groups of this test's own.
+    Kafka {
+        broker: Arc<testbroker::Broker>,
+        prefix: String,
+    },
+}
+
+impl Backend {
+    pub fn kafka() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+        let prefix = format!("t{}-{nanos:x}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        Backend::Kafka { broker: Arc::new(testbroker::broker()), prefix }
+    }
+
+    /// Serve settings on `dir` with both servers on free ports.
+    pub fn args(&self, dir: &Path) -> ServeArgs {
+        let (log, group) = match self {
+            Backend::Embedded => (None, None),
+            Backend::Kafka { broker, prefix } => (
+                Some(format!("kafka://{}?prefix={prefix}.&partitions=4", broker.addr)),
+                Some(format!("{prefix}-aggregators")),
+            ),
+        };
+        ServeArgs {
+            data_dir: Some(dir.to_owned()),
+            grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
+            http_addr: Some("127.0.0.1:0".parse().unwrap()),
+            partitions: Some(4),
+            log,
+            group,
+            ..ServeArgs::default()
+        }
+    }
+}
+
+/// Starts `daybook serve` on `dir`.
+pub async fn start(dir: &Path, backend: &Backend) -> Server {
+    start_roles(dir, backend, Roles::All).await
+}
+
+/// Starts the parts of daybook in `roles` on `dir`.
+pub async fn start_roles(dir: &Path, backend: &Backend, roles: Roles) -> Server {
+    let config = backend.args(dir).resolve().unwrap();
+    let running = daybook::start_roles(&config, roles).await.expect("server starts");
     let target = format!("http://{}", running.grpc_addr);
     let intake = IntakeClient::connect(target.clone()).await.expect("intake client connects");
     let reports = ReportsClient::connect(target.clone()).await.expect("reports client connects");

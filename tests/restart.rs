@@ -1,13 +1,22 @@
 //! Restart: stop the server, start it again on the same directory: every number is
 //! unchanged, duplicates are still known, and new events fold on top.
 
-use tests::{School, Slot, checks, start, student, teacher};
+use tests::{Backend, School, Slot, checks, start, student, teacher};
 use wire::pb;
 
 const DAY: &str = "2020-03-02";
 
 #[tokio::test]
-async fn reports_survive_a_restart_and_new_events_fold_on_top() {
+async fn on_the_embedded_log_reports_survive_a_restart_and_new_events_fold_on_top() {
+    reports_survive_a_restart_and_new_events_fold_on_top(Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_kafka_reports_survive_a_restart_and_new_events_fold_on_top() {
+    reports_survive_a_restart_and_new_events_fold_on_top(Backend::kafka()).await;
+}
+
+async fn reports_survive_a_restart_and_new_events_fold_on_top(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let mut s = School::new("S1", "Guangzhou", DAY);
     let mut events = vec![s.register("07:00", &student("A", "C01", "B1")), s.register("07:00", &teacher("T"))];
@@ -15,7 +24,7 @@ async fn reports_survive_a_restart_and_new_events_fold_on_top() {
     events.push(s.temperature("07:30", "T", Slot::Morning, 36.4));
     let reading = events[2].clone();
 
-    let mut server = start(dir.path()).await;
+    let mut server = start(dir.path(), &backend).await;
     server.post_all(events).await;
     let units = [
         "province",
@@ -32,7 +41,7 @@ async fn reports_survive_a_restart_and_new_events_fold_on_top() {
     }
     server.running.stop().await.unwrap();
 
-    let mut server = start(dir.path()).await;
+    let mut server = start(dir.path(), &backend).await;
     for (unit, earlier) in units.iter().zip(&before) {
         assert_eq!(&server.report(unit, DAY).await, earlier, "{unit} changed across the restart");
     }

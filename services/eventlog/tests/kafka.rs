@@ -8,12 +8,11 @@
 //! start of its last batch plus one, which real Kafka does not.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use testbroker::{Broker, Tansu};
 
 use eventlog::{
     Appended, DEFAULT_TOPICS, EventLog, KafkaConfig, KafkaConsumer, KafkaLog, LogConsumer, LogError, Polled, Record,
@@ -23,120 +22,9 @@ use eventlog::{
 // ---------------------------------------------------------------------------------------
 // The broker
 
-fn tansu_binary() -> PathBuf {
-    let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>());
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
-    on_path.chain(cargo_home.map(|c| c.join("bin"))).map(|dir| dir.join("tansu")).find(|p| p.is_file()).unwrap_or_else(
-        || {
-            panic!(
-                "the Kafka tests need a broker: set DAYBOOK_TEST_KAFKA=host:port, or put tansu on PATH \
-             (install it with deploy/kafka-broker.sh install)"
-            )
-        },
-    )
-}
-
-/// A tansu this test started; stopped when dropped.
-struct Tansu {
-    port: u16,
-    storage: String,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Tansu {
-    fn start(storage: &str) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut tansu = Self { port, storage: storage.to_owned(), dir: tempfile::tempdir().unwrap(), child: None };
-        tansu.restart();
-        tansu
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn restart(&mut self) {
-        assert!(self.child.is_none(), "tansu is running");
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log =
-            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("tansu.log")).unwrap();
-        let child = Command::new(tansu_binary())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                &self.storage,
-            ])
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("tansu starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(self.addr()).is_err() {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("tansu exited with {status}: {}", self.log());
-            }
-            assert!(Instant::now() < deadline, "tansu did not answer on {}: {}", self.addr(), self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Stops it as an operator would (SIGTERM), killing it if that does not work.
-    fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        while TcpStream::connect(self.addr()).is_ok() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// The broker of one test: the one in `DAYBOOK_TEST_KAFKA`, or a tansu of its own.
-struct Broker {
-    addr: String,
-    _own: Option<Tansu>,
-}
-
 fn broker() -> Broker {
     init_tracing();
-    match std::env::var("DAYBOOK_TEST_KAFKA") {
-        Ok(addr) if !addr.trim().is_empty() => Broker { addr, _own: None },
-        _ => {
-            let tansu = Tansu::start("sqlite://tansu.db");
-            Broker { addr: tansu.addr(), _own: Some(tansu) }
-        }
-    }
+    testbroker::broker()
 }
 
 fn init_tracing() {

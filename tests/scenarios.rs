@@ -1,15 +1,44 @@
-//! End-to-end scenarios on the embedded default: the real server on port 0, events posted
-//! with a real gRPC client, exact report numbers asserted at every level.
+//! End-to-end scenarios: the real server on port 0, events posted with a real gRPC
+//! client, exact report numbers asserted at every level. Each scenario runs on the
+//! embedded log and on a real Kafka broker (tansu), with identical expectations.
 
-use tests::{School, Server, Slot, Symptom, checks, start, student, teacher};
+use tests::{Backend, School, Server, Slot, Symptom, checks, start, student, teacher};
 use wire::pb;
 
 const DAY: &str = "2020-03-02";
 
-#[tokio::test]
-async fn fever_in_a_dorm_shared_by_two_classes_counts_each_person_once_at_every_level() {
+/// Runs each scenario once per backend.
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(tests::Backend::Embedded).await
+            })*
+        }
+        mod kafka {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                super::$scenario(tests::Backend::kafka()).await
+            })*
+        }
+    };
+}
+
+on_every_backend!(
+    fever_in_a_dorm_shared_by_two_classes_counts_each_person_once_at_every_level,
+    a_repeated_event_id_is_accepted_once_and_answered_as_duplicate,
+    a_bad_event_in_a_good_batch_is_refused_by_index_and_the_rest_is_kept,
+    a_person_moving_class_mid_day_counts_in_the_new_class_for_that_whole_day,
+    a_late_reading_revises_the_day_it_happened_on,
+    diagnoses_and_observation_move_people_between_counts,
+    queries_name_what_is_wrong_and_unknown_units_are_not_found,
+    health_reflection_and_metrics_are_served,
+);
+
+async fn fever_in_a_dorm_shared_by_two_classes_counts_each_person_once_at_every_level(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path()).await;
+    let mut server = start(dir.path(), &backend).await;
     let mut s1 = School::new("S1", "Guangzhou", DAY);
     let mut events = vec![
         s1.register("07:00", &student("A", "C01", "B1")),
@@ -86,10 +115,9 @@ async fn fever_in_a_dorm_shared_by_two_classes_counts_each_person_once_at_every_
     server.running.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_repeated_event_id_is_accepted_once_and_answered_as_duplicate() {
+async fn a_repeated_event_id_is_accepted_once_and_answered_as_duplicate(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path()).await;
+    let mut server = start(dir.path(), &backend).await;
     let mut s = School::new("S1", "Guangzhou", DAY);
     server.post_all(vec![s.register("07:00", &student("A", "C01", "B1"))]).await;
     let reading = s.temperature("07:30", "A", Slot::Morning, 38.0);
@@ -119,10 +147,9 @@ async fn a_repeated_event_id_is_accepted_once_and_answered_as_duplicate() {
     server.running.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_bad_event_in_a_good_batch_is_refused_by_index_and_the_rest_is_kept() {
+async fn a_bad_event_in_a_good_batch_is_refused_by_index_and_the_rest_is_kept(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path()).await;
+    let mut server = start(dir.path(), &backend).await;
     let mut s = School::new("S1", "Guangzhou", DAY);
     let mut no_payload = s.temperature("07:31", "A", Slot::Morning, 36.5);
     no_payload.payload = None;
@@ -159,10 +186,9 @@ async fn a_bad_event_in_a_good_batch_is_refused_by_index_and_the_rest_is_kept() 
     server.running.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_person_moving_class_mid_day_counts_in_the_new_class_for_that_whole_day() {
+async fn a_person_moving_class_mid_day_counts_in_the_new_class_for_that_whole_day(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path()).await;
+    let mut server = start(dir.path(), &backend).await;
     let mut s = School::new("S1", "Guangzhou", "2020-03-01");
     let mut events =
         vec![s.register("07:00", &student("A", "C01", "B1")), s.temperature("07:30", "A", Slot::Morning, 36.5)];
@@ -195,10 +221,9 @@ async fn a_person_moving_class_mid_day_counts_in_the_new_class_for_that_whole_da
     server.running.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_late_reading_revises_the_day_it_happened_on() {
+async fn a_late_reading_revises_the_day_it_happened_on(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path()).await;
+    let mut server = start(dir.path(), &backend).await;
     let mut s = School::new("S1", "Guangzhou", "2020-03-01");
     let register = s.register("07:00", &student("A", "C01", "B1"));
     let late = s.temperature("19:00", "A", Slot::Evening, 38.1);
@@ -212,10 +237,9 @@ async fn a_late_reading_revises_the_day_it_happened_on() {
     server.running.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn diagnoses_and_observation_move_people_between_counts() {
+async fn diagnoses_and_observation_move_people_between_counts(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path()).await;
+    let mut server = start(dir.path(), &backend).await;
     let mut s = School::new("S1", "Guangzhou", "2020-03-01");
     let mut events = vec![
         s.register("07:00", &student("A", "C01", "B1")),
@@ -240,10 +264,9 @@ async fn diagnoses_and_observation_move_people_between_counts() {
     server.running.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn queries_name_what_is_wrong_and_unknown_units_are_not_found() {
+async fn queries_name_what_is_wrong_and_unknown_units_are_not_found(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path()).await;
+    let mut server = start(dir.path(), &backend).await;
     let mut s = School::new("S1", "Guangzhou", DAY);
     server.post_all(vec![s.register("07:00", &teacher("T"))]).await;
     server.report("school:S1", DAY).await;
@@ -269,10 +292,9 @@ async fn queries_name_what_is_wrong_and_unknown_units_are_not_found() {
     server.running.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn health_reflection_and_metrics_are_served() {
+async fn health_reflection_and_metrics_are_served(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server: Server = start(dir.path()).await;
+    let mut server: Server = start(dir.path(), &backend).await;
     let mut s = School::new("S1", "Guangzhou", DAY);
     server.post_all(vec![s.register("07:00", &teacher("T"))]).await;
     let _ = server.intake.publish(s.temperature("07:30", "T", Slot::Morning, 99.0)).await;
@@ -286,6 +308,15 @@ async fn health_reflection_and_metrics_are_served() {
         .unwrap()
         .into_inner();
     assert_eq!(serving.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+    // The status names the partitions the reports depend on: over Kafka also the changelog.
+    let status = server.reports.get_status(pb::StatusRequest {}).await.unwrap().into_inner();
+    let topics: std::collections::BTreeSet<String> = status.partitions.iter().map(|p| p.topic.clone()).collect();
+    let expected: &[&str] = match backend {
+        Backend::Embedded => &["roster"],
+        Backend::Kafka { .. } => &["health", "inspection", "movement", "roster", "unit-records"],
+    };
+    assert_eq!(topics.iter().map(String::as_str).collect::<Vec<_>>(), expected);
 
     let metrics = http_get(server.running.http_addr, "/metrics").await;
     assert!(metrics.contains("daybook_events_accepted_total{kind=\"roster\"} 1"), "{metrics}");
