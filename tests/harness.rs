@@ -36,10 +36,12 @@ pub enum Backend {
 
 impl Backend {
     pub fn kafka() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
-        let prefix = format!("t{}-{nanos:x}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        Backend::Kafka { broker: Arc::new(testbroker::broker()), prefix }
+        Backend::Kafka { broker: Arc::new(testbroker::broker()), prefix: unique_prefix() }
+    }
+
+    /// Kafka on a broker the test manages itself (to restart it, say).
+    pub fn on_broker(addr: &str) -> Self {
+        Backend::Kafka { broker: Arc::new(testbroker::Broker::at(addr)), prefix: unique_prefix() }
     }
 
     /// Serve settings on `dir` with both servers on free ports.
@@ -63,6 +65,13 @@ impl Backend {
     }
 }
 
+/// Topic prefix and group names of one test, so tests can share a broker.
+fn unique_prefix() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("t{}-{nanos:x}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
 /// Starts `daybook serve` on `dir`.
 pub async fn start(dir: &Path, backend: &Backend) -> Server {
     start_roles(dir, backend, Roles::All).await
@@ -72,6 +81,11 @@ pub async fn start(dir: &Path, backend: &Backend) -> Server {
 pub async fn start_roles(dir: &Path, backend: &Backend, roles: Roles) -> Server {
     let config = backend.args(dir).resolve().unwrap();
     let running = daybook::start_roles(&config, roles).await.expect("server starts");
+    connect(running).await
+}
+
+/// gRPC clients for a running server.
+pub async fn connect(running: Running) -> Server {
     let target = format!("http://{}", running.grpc_addr);
     let intake = IntakeClient::connect(target.clone()).await.expect("intake client connects");
     let reports = ReportsClient::connect(target.clone()).await.expect("reports client connects");
@@ -81,12 +95,17 @@ pub async fn start_roles(dir: &Path, backend: &Backend, roles: Roles) -> Server 
 impl Server {
     /// The unit's report once everything acknowledged so far is folded.
     pub async fn report(&mut self, unit: &str, date: &str) -> pb::DailyReport {
-        daybook::report::wait_until_folded(&mut self.reports, Duration::from_secs(60))
-            .await
-            .expect("aggregator catches up");
+        self.caught_up().await;
         daybook::report::fetch(&mut self.reports, unit, date)
             .await
             .unwrap_or_else(|e| panic!("report of {unit} on {date}: {e}"))
+    }
+
+    /// Waits until every event acknowledged so far is in the reports.
+    pub async fn caught_up(&mut self) {
+        daybook::report::wait_until_folded(&mut self.reports, Duration::from_secs(120))
+            .await
+            .expect("aggregator catches up");
     }
 
     /// Posts events in one batch and asserts every one is accepted.
@@ -245,4 +264,49 @@ pub fn teacher(id: &str) -> Person<'_> {
 pub fn checks(report: &pb::DailyReport, slot: Slot) -> (u32, u32) {
     let c = report.checks.iter().find(|c| c.slot == slot as i32).expect("every slot is reported");
     (c.done, c.expected)
+}
+
+impl Server {
+    /// Every unit's report on `date` (the province included), by unit key, once caught up.
+    pub async fn all_reports(&mut self, date: &str) -> std::collections::BTreeMap<String, pb::DailyReport> {
+        self.caught_up().await;
+        let units =
+            self.reports.list_units(pb::ListUnitsRequest::default()).await.expect("units listed").into_inner().units;
+        let mut out = std::collections::BTreeMap::new();
+        for unit in units.into_iter().map(|u| u.unit).chain(["province".to_owned()]) {
+            let report = daybook::report::fetch(&mut self.reports, &unit, date).await.expect("report");
+            out.insert(unit, report);
+        }
+        out
+    }
+
+    /// Events folded by this aggregator since it started.
+    pub async fn events_folded(&mut self) -> u64 {
+        self.reports.get_status(pb::StatusRequest {}).await.expect("status").into_inner().events_folded
+    }
+}
+
+/// A small province of `schools` schools in three cities, `persons` each, with a day of
+/// checks, fevers, symptoms and class moves: enough to spread over partitions.
+pub fn small_province_day(schools: usize, persons: usize, date: &str) -> Vec<pb::Event> {
+    let mut events = Vec::new();
+    for s in 0..schools {
+        let mut school = School::new(&format!("S{s:02}"), ["Guangzhou", "Foshan", "Shantou"][s % 3], date);
+        for p in 0..persons {
+            let id = format!("P{p:03}");
+            let (class, dorm) = (format!("C{}", p % 4), format!("R{}", p / 6));
+            events.push(school.register("06:00", &student(&id, &class, &dorm)));
+            for (time, slot) in [("07:30", Slot::Morning), ("12:00", Slot::Noon), ("19:00", Slot::Evening)] {
+                let celsius = if (p * 7 + s) % 23 == 0 && slot == Slot::Noon { 38.2 } else { 36.5 };
+                events.push(school.temperature(time, &id, slot, celsius));
+            }
+            if (p + s) % 11 == 0 {
+                events.push(school.symptoms("13:00", &id, &[Symptom::Cough]));
+            }
+            if (p + 2 * s) % 13 == 0 {
+                events.push(school.move_to("10:00", &id, "D1", "2019", "C9", "R99"));
+            }
+        }
+    }
+    events
 }

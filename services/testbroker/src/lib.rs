@@ -117,6 +117,13 @@ pub struct Broker {
     _own: Option<Tansu>,
 }
 
+impl Broker {
+    /// A broker someone else runs.
+    pub fn at(addr: &str) -> Self {
+        Broker { addr: addr.to_owned(), _own: None }
+    }
+}
+
 pub fn broker() -> Broker {
     match std::env::var("DAYBOOK_TEST_KAFKA") {
         Ok(addr) if !addr.trim().is_empty() => Broker { addr, _own: None },
