@@ -4,14 +4,39 @@
 //! (school and below; cities and the province are summed from schools when read) goes
 //! into an outbox in the same sled batch as the state, then to a compacted changelog
 //! topic keyed by the record's key. Every aggregator applies the whole changelog to its
-//! own view, so any instance answers for every unit. Each value carries a version (how
-//! far its school's partition was folded), and a view keeps the highest: a new owner
-//! replaying a partition, or an old owner still flushing, never winds a report back.
+//! own view, so any instance answers for every unit.
+//!
+//! Each value carries its reach: how far its school's partition was folded, per topic. A
+//! view refuses a value whose reach the held value's reach covers (it was folded from a
+//! subset of the same events: a new owner replaying the partition, an old owner still
+//! flushing, a restart after a crash). Any other value is newer in some events and taken;
+//! if it lacks some events of the held value, the owner folds those next and publishes
+//! the records they touch again, so the view converges on the full fold.
+
+use std::collections::{BTreeMap, HashMap};
 
 use eventlog::{EventLog, Polled, Record};
+use serde::{Deserialize, Serialize};
 
 use crate::AggregateError;
 use crate::store::{self, Projections};
+
+/// Next offset to fold per topic, for one partition.
+pub type Reach = BTreeMap<String, u64>;
+
+/// One unit record on its way through the changelog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub partition: u32,
+    pub reach: Reach,
+    /// The record's value as the store keeps it.
+    pub value: Vec<u8>,
+}
+
+/// Whether `a` has folded everything `b` has.
+pub fn covers(a: &Reach, b: &Reach) -> bool {
+    b.iter().all(|(topic, n)| a.get(topic).copied().unwrap_or(0) >= *n)
+}
 
 /// The changelog's topic (short name; the Kafka log adds its prefix).
 pub const TOPIC: &str = "unit-records";
@@ -27,6 +52,8 @@ pub async fn publish_outbox<L: EventLog>(fold: &Projections, changelog: &L) -> R
     if pending.is_empty() {
         return Ok(0);
     }
+    // Publish only what survives a crash, so a restarted owner never lags its own copies.
+    fold.tree.flush_async().await?;
     let records = pending
         .iter()
         .map(|(k, v)| Record {
@@ -45,30 +72,32 @@ pub async fn publish_outbox<L: EventLog>(fold: &Projections, changelog: &L) -> R
     Ok(pending.len())
 }
 
-/// Applies changelog records to a view, keeping the highest version of each key, and
+/// Applies changelog records to a view, refusing copies older than the one held, and
 /// stores the changelog positions with them in one batch.
 pub fn apply(view: &Projections, records: &[Polled]) -> Result<(), AggregateError> {
     let mut batch = sled::Batch::default();
-    let mut newest: std::collections::HashMap<Vec<u8>, (u64, Vec<u8>)> = std::collections::HashMap::new();
-    let mut positions = std::collections::BTreeMap::new();
+    let mut held: HashMap<Vec<u8>, Reach> = HashMap::new();
+    let mut taken: HashMap<Vec<u8>, Change> = HashMap::new();
+    let mut positions = BTreeMap::new();
     for polled in records {
         positions.insert(polled.at.clone(), polled.offset + 1);
         let key = polled.record.key.as_bytes().to_vec();
-        let (version, value): (u64, Vec<u8>) = store::decode(&key, &polled.record.payload)?;
-        let held = match newest.get(&key) {
-            Some((v, _)) => Some(*v),
-            None => {
-                let vk = store::version_key(&key);
-                view.tree.get(&vk)?.map(|b| u64::from_be_bytes(b.as_ref().try_into().unwrap_or([0; 8])))
-            }
-        };
-        if held.is_none_or(|held| version >= held) {
-            newest.insert(key, (version, value));
+        let change: Change = store::decode(&key, &polled.record.payload)?;
+        if !held.contains_key(&key) {
+            let vk = store::version_key(&key);
+            let stored = view.tree.get(&vk)?.map(|b| store::decode::<Reach>(&vk, &b)).transpose()?;
+            held.insert(key.clone(), stored.unwrap_or_default());
         }
+        let current = held.get_mut(&key).expect("inserted above");
+        if !current.is_empty() && covers(current, &change.reach) {
+            continue;
+        }
+        *current = change.reach.clone();
+        taken.insert(key, change);
     }
-    for (key, (version, value)) in newest {
-        batch.insert(store::version_key(&key), &version.to_be_bytes());
-        batch.insert(key, value);
+    for (key, change) in taken {
+        batch.insert(store::version_key(&key), store::encode(&change.reach));
+        batch.insert(key, change.value);
     }
     for (tp, next) in positions {
         batch.insert(store::position_key(&tp), &next.to_be_bytes());

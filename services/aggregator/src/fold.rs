@@ -13,6 +13,7 @@ use eventlog::{Polled, TopicPartition};
 use prost::Message;
 
 use crate::AggregateError;
+use crate::changelog::Change;
 use crate::store::{self, Projections, UnitInfo};
 
 /// What one batch did, for metrics and logs.
@@ -43,8 +44,7 @@ pub struct Folder {
     /// Whether to leave what changed in the outbox for the changelog (Kafka mode, where
     /// every instance's view is built from all instances' changes).
     changelog: bool,
-    /// The log partition of each school folded: a unit's version is its partition's
-    /// position, summed over the topics.
+    /// The log partition of each school folded, for the reach of its records.
     school_partition: HashMap<String, u32>,
 }
 
@@ -239,19 +239,25 @@ impl Folder {
         }
         for (unit, key, value) in changed {
             if self.changelog {
-                let version = self.version_of(&unit);
-                batch.insert(store::outbox_key(&key), store::encode(&(version, value.clone())));
+                let change = self.change_of(&unit, value.clone());
+                batch.insert(store::outbox_key(&key), store::encode(&change));
             }
             batch.insert(key, value);
         }
     }
 
-    /// How far the unit's school is folded: its partition's positions summed over the
-    /// topics. Grows with every fold, so a view keeps the newest of two copies.
-    fn version_of(&self, unit: &UnitKey) -> u64 {
+    /// A unit record as the changelog carries it: tagged with how far its school's
+    /// partition was folded, so that views can tell an older copy from a newer one.
+    fn change_of(&self, unit: &UnitKey, value: Vec<u8>) -> Change {
         let school = unit.path.split('/').next().unwrap_or_default();
-        let Some(partition) = self.school_partition.get(school) else { return 0 };
-        self.positions.iter().filter(|(tp, _)| tp.partition == *partition).map(|(_, n)| n).sum()
+        let partition = self.school_partition.get(school).copied().unwrap_or(0);
+        let reach = self
+            .positions
+            .iter()
+            .filter(|(tp, _)| tp.partition == partition)
+            .map(|(tp, n)| (tp.topic.clone(), *n))
+            .collect();
+        Change { partition, reach, value }
     }
 }
 

@@ -8,9 +8,12 @@ use aggregator::grpc::{PartitionLag, StatusSource};
 use anyhow::Context;
 use eventlog::{EventLog, KafkaConfig, KafkaLog};
 
-/// Connects to the event topics and to the changelog, creating what is missing.
-pub async fn connect(events: KafkaConfig) -> anyhow::Result<(KafkaLog, KafkaLog)> {
+/// Connects to the event topics and to the changelog of aggregator group `group`,
+/// creating what is missing.
+pub async fn connect(events: KafkaConfig, group: &str) -> anyhow::Result<(KafkaLog, KafkaLog)> {
     let mut changelog = events.clone();
+    // Each group folds on its own and publishes its own changelog.
+    changelog.topic_prefix = format!("{}{group}.", events.topic_prefix);
     changelog.topics = vec![aggregator::changelog::TOPIC.to_owned()];
     // Keyed by unit record, newest version wins: compaction keeps the topic the size of
     // the projections, not of their history.

@@ -42,7 +42,8 @@ pub async fn wait_until_folded(
             "the aggregator still lags {} events after {timeout:?}",
             status.total_lag
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Over Kafka a status costs the broker a few requests per partition.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

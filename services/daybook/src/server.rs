@@ -80,7 +80,7 @@ pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<R
             build(config, roles, log, None::<EmbeddedLog>, status).await
         }
         LogChoice::Kafka(kafka) => {
-            let (events, changelog) = crate::kafka::connect((**kafka).clone()).await?;
+            let (events, changelog) = crate::kafka::connect((**kafka).clone(), &config.group).await?;
             let status = {
                 let (events, changelog, group) = (events.clone(), changelog.clone(), config.group.clone());
                 move |view: Projections| crate::kafka::status(events, changelog, view, group)

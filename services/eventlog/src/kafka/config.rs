@@ -80,7 +80,8 @@ impl KafkaConfig {
     /// Parses `kafka://host:port[,host:port][/]?key=value&...`. Keys: `prefix`,
     /// `partitions`, `replication`, `topics` (comma-separated short names),
     /// `delivery_timeout_ms`, `linger_ms`, `compression`, `request_timeout_ms`,
-    /// `session_timeout_ms`, `fetch_wait_ms`. Values may be percent-encoded. Unknown keys
+    /// `session_timeout_ms`, `fetch_wait_ms`, and `producer.<librdkafka property>` /
+    /// `consumer.<librdkafka property>`. Values may be percent-encoded. Unknown keys
     /// are refused, so a typo does not go unnoticed.
     pub fn from_url(url: &str) -> Result<Self, LogError> {
         let bad = |why: String| LogError::Config(format!("kafka url {url:?}: {why}"));
@@ -110,6 +111,13 @@ impl KafkaConfig {
                 "request_timeout_ms" => config.request_timeout = Duration::from_millis(number(&value)?),
                 "session_timeout_ms" => config.session_timeout = Duration::from_millis(number(&value)?),
                 "fetch_wait_ms" => config.fetch_wait = Duration::from_millis(number(&value)?),
+                // Any librdkafka property, passed through: `producer.batch.num.messages=1`.
+                _ if key.starts_with("producer.") => {
+                    config.producer_properties.insert(key["producer.".len()..].to_owned(), value);
+                }
+                _ if key.starts_with("consumer.") => {
+                    config.consumer_properties.insert(key["consumer.".len()..].to_owned(), value);
+                }
                 _ => return Err(bad(format!("unknown key {key:?}"))),
             }
         }
