@@ -49,11 +49,12 @@ pub async fn publish_outbox<L: EventLog>(fold: &Projections, changelog: &L) -> R
         let (k, v) = item?;
         pending.push((k.to_vec(), v.to_vec()));
     }
+    // Publish (and let the caller commit) only what survives a crash, so a restarted
+    // owner never lags its own copies.
+    fold.tree.flush_async().await?;
     if pending.is_empty() {
         return Ok(0);
     }
-    // Publish only what survives a crash, so a restarted owner never lags its own copies.
-    fold.tree.flush_async().await?;
     let records = pending
         .iter()
         .map(|(k, v)| Record {

@@ -120,9 +120,7 @@ pub async fn run<L: EventLog, C: EventLog>(
     if changelog.is_some() {
         folder = folder.with_changelog();
     }
-    let stored = projections.clone();
-    let lookup: eventlog::PositionLookup = Arc::new(move |tp| stored.positions().ok().and_then(|p| p.get(tp).copied()));
-    let mut consumer = log.subscribe(group, lookup)?;
+    let mut consumer = log.subscribe(group, stored_positions(&projections))?;
     tokio::pin!(shutdown);
     let mut second = Instant::now();
     let mut folded_this_second = 0u64;
@@ -202,9 +200,7 @@ pub async fn run_view<C: EventLog>(
     view: Projections,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AggregateError> {
-    let stored = view.clone();
-    let lookup: eventlog::PositionLookup = Arc::new(move |tp| stored.positions().ok().and_then(|p| p.get(tp).copied()));
-    let mut consumer = changelog.subscribe(group, lookup)?;
+    let mut consumer = changelog.subscribe(group, stored_positions(&view))?;
     tokio::pin!(shutdown);
     loop {
         let records = tokio::select! {
@@ -226,6 +222,14 @@ pub async fn run_view<C: EventLog>(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Where to read a partition: where the stored state ends. The stored state is the truth:
+/// a partition it has nothing of starts at 0, never at the group's committed offset
+/// (which may run ahead of what survived a crash).
+fn stored_positions(projections: &Projections) -> eventlog::PositionLookup {
+    let stored = projections.clone();
+    Arc::new(move |tp| Some(stored.positions().ok().and_then(|p| p.get(tp).copied()).unwrap_or(0)))
 }
 
 fn update_lag<L: EventLog>(log: &L, folder: &Folder, metrics: &AggregatorMetrics) {
