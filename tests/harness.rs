@@ -230,8 +230,23 @@ impl School {
     }
 
     pub fn isolation(&mut self, time: &str, person: &str, kind: pb::IsolationKind) -> pb::Event {
-        let started = pb::IsolationStarted { kind: kind as i32, place: "campus".into(), roommates: vec![] };
+        self.isolation_with(time, person, kind, &[])
+    }
+
+    pub fn isolation_with(
+        &mut self,
+        time: &str,
+        person: &str,
+        kind: pb::IsolationKind,
+        roommates: &[&str],
+    ) -> pb::Event {
+        let roommates = roommates.iter().map(|r| r.to_string()).collect();
+        let started = pb::IsolationStarted { kind: kind as i32, place: "campus".into(), roommates };
         self.movement(time, person, pb::movement_event::Kind::IsolationStarted(started))
+    }
+
+    pub fn release(&mut self, time: &str, person: &str) -> pb::Event {
+        self.movement(time, person, pb::movement_event::Kind::Released(pb::Released {}))
     }
 
     pub fn two_histories(&mut self, time: &str, person: &str, date: &str) -> pb::Event {

@@ -26,6 +26,7 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    a_roommates_fever_on_day_13_extends_centralized_observation,
     fever_in_a_dorm_shared_by_two_classes_counts_each_person_once_at_every_level,
     a_repeated_event_id_is_accepted_once_and_answered_as_duplicate,
     a_bad_event_in_a_good_batch_is_refused_by_index_and_the_rest_is_kept,
@@ -337,4 +338,39 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     stream.read_to_string(&mut body).await.unwrap();
     assert!(body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"), "{body}");
     body
+}
+
+async fn a_roommates_fever_on_day_13_extends_centralized_observation(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &backend).await;
+    let centralized = pb::IsolationKind::IsolationCentralized;
+    let mut s = School::new("S1", "Guangzhou", "2020-03-01");
+    let mut events = vec![
+        s.register("07:00", &student("A", "C01", "B1")),
+        s.register("07:00", &student("B", "C01", "B1")),
+        s.register("07:00", &student("C", "C02", "B2")),
+        // Only A's isolation names B: roommates go both ways all the same.
+        s.isolation_with("09:00", "A", centralized, &["B"]),
+        s.isolation("09:00", "B", centralized),
+        s.isolation("09:00", "C", centralized),
+    ];
+    s.on("2020-03-13");
+    events.push(s.temperature("12:00", "B", Slot::Noon, 38.2));
+    s.on("2020-03-16");
+    events.push(s.release("10:00", "C"));
+    server.post_all(events).await;
+
+    let first = server.report("school:S1", "2020-03-01").await;
+    assert_eq!((first.centralized_observation, first.observation_started), (3, 3));
+    let extended = server.report("school:S1", "2020-03-13").await;
+    assert_eq!(extended.observation_extended, 2, "B by its own fever, A by its roommate's");
+    let fourteen_days = server.report("school:S1", "2020-03-15").await;
+    assert_eq!(fourteen_days.due_for_release, 1, "only C, who had no roommate with signs");
+    let released = server.report("school:S1", "2020-03-16").await;
+    assert_eq!((released.released, released.due_for_release, released.centralized_observation), (1, 0, 2));
+    assert_eq!(server.report("school:S1", "2020-03-26").await.due_for_release, 0);
+    let due = server.report("school:S1", "2020-03-27").await;
+    assert_eq!(due.due_for_release, 2, "fourteen days after the fever on day 13");
+    assert_eq!(server.report("class:S1/D1/2019/C01", "2020-03-27").await.due_for_release, 2);
+    server.running.stop().await.unwrap();
 }

@@ -3,12 +3,12 @@
 //! The folder keeps what it touched in memory (person timelines, unit histories) and
 //! writes everything a batch changed, with the batch's log positions, in one sled batch.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::FixedOffset;
 use domain::person::Stamp;
 use domain::timeline::{DayChange, Timeline};
-use domain::{Day, Envelope, Level, Payload, Rules, Tally, UnitKey};
+use domain::{Day, Envelope, Fact, Level, Payload, Rules, Tally, UnitKey};
 use eventlog::{Polled, TopicPartition};
 use prost::Message;
 
@@ -44,6 +44,9 @@ pub struct Folder {
     /// Whether to leave what changed in the outbox for the changelog (Kafka mode, where
     /// every instance's view is built from all instances' changes).
     changelog: bool,
+    /// Who named whom as a roommate (`school/person` → persons naming them).
+    roommate_index: HashMap<String, BTreeSet<String>>,
+    dirty_roommates: HashSet<String>,
     /// The log partition of each school folded, for the reach of its records.
     school_partition: HashMap<String, u32>,
 }
@@ -64,6 +67,8 @@ impl Folder {
             new_units: Vec::new(),
             seen: HashSet::new(),
             changelog: false,
+            roommate_index: HashMap::new(),
+            dirty_roommates: HashSet::new(),
             school_partition: HashMap::new(),
         })
     }
@@ -132,20 +137,105 @@ impl Folder {
             // Inspections are validated and kept in the log; their projection is future work.
             return Ok(());
         };
+        let school = envelope.school.as_str();
         let day = envelope.occurred_at.with_timezone(&self.zone).date_naive();
         let stamp = Stamp::new(envelope.occurred_at.timestamp_millis(), &envelope.event_id);
-        let key = format!("{}/{person_id}", envelope.school);
-        if !self.timelines.contains_key(&key) {
-            let loaded = self.projections.timeline(&envelope.school, person_id)?;
-            self.timelines.insert(key.clone(), loaded);
-        }
-        let timeline = self.timelines.get_mut(&key).expect("loaded above");
-        let changes = timeline.apply(&envelope.school, day, fact, stamp, &self.rules);
+        self.fold_fact(school, person_id, day, fact, stamp)?;
+        self.share_with_roommates(school, person_id, day, fact, stamp)
+    }
+
+    /// Folds one fact into one person's timeline and the units they count in.
+    fn fold_fact(
+        &mut self,
+        school: &str,
+        person: &str,
+        day: Day,
+        fact: &Fact,
+        stamp: Stamp,
+    ) -> Result<(), AggregateError> {
+        let key = format!("{school}/{person}");
+        let rules = self.rules;
+        let changes = self.timeline(school, person)?.apply(school, day, fact, stamp, &rules);
         self.dirty_timelines.insert(key);
         for change in changes {
             self.apply_change(&change)?;
         }
         Ok(())
+    }
+
+    fn timeline(&mut self, school: &str, person: &str) -> Result<&mut Timeline, AggregateError> {
+        let key = format!("{school}/{person}");
+        if !self.timelines.contains_key(&key) {
+            let loaded = self.projections.timeline(school, person)?;
+            self.timelines.insert(key.clone(), loaded);
+        }
+        Ok(self.timelines.get_mut(&key).expect("loaded above"))
+    }
+
+    /// Centralized-observation roommates extend each other's period: abnormal signs of
+    /// one become a `RoommateShowedSigns` of the others. Roommates are whoever either
+    /// side's isolation event names, and signs travel whichever arrives first, so the
+    /// result does not depend on the order of events.
+    fn share_with_roommates(
+        &mut self,
+        school: &str,
+        person: &str,
+        day: Day,
+        fact: &Fact,
+        stamp: Stamp,
+    ) -> Result<(), AggregateError> {
+        let abnormal = match fact {
+            Fact::Temperature { celsius, .. } => *celsius >= self.rules.fever_threshold_celsius,
+            Fact::Symptoms(_) => true,
+            _ => false,
+        };
+        if abnormal {
+            let mut targets = self.named_by(school, person)?;
+            if let Some((_, latest)) = self.timeline(school, person)?.days.iter().next_back() {
+                targets.extend(latest.state.roommates.value.iter().cloned());
+            }
+            for roommate in targets.into_iter().filter(|r| r != person) {
+                self.fold_fact(school, &roommate, day, &Fact::RoommateShowedSigns { onset: day }, stamp)?;
+            }
+        }
+        if let Fact::IsolationStarted { roommates, .. } = fact {
+            for roommate in roommates.iter().filter(|r| *r != person) {
+                let key = format!("{school}/{roommate}");
+                let named = self.roommate_index.entry(key.clone()).or_default();
+                if named.insert(person.to_owned()) {
+                    self.dirty_roommates.insert(key);
+                }
+                let theirs = self.abnormal_days(school, roommate)?;
+                let mine = self.abnormal_days(school, person)?;
+                for onset in mine {
+                    self.fold_fact(school, roommate, onset, &Fact::RoommateShowedSigns { onset }, stamp)?;
+                }
+                for onset in theirs {
+                    self.fold_fact(school, person, onset, &Fact::RoommateShowedSigns { onset }, stamp)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Persons whose isolation event named `person` as a roommate.
+    fn named_by(&mut self, school: &str, person: &str) -> Result<BTreeSet<String>, AggregateError> {
+        let key = format!("{school}/{person}");
+        if !self.roommate_index.contains_key(&key) {
+            let loaded = self.projections.roommates_of(school, person)?;
+            self.roommate_index.insert(key.clone(), loaded);
+        }
+        Ok(self.roommate_index[&key].clone())
+    }
+
+    fn abnormal_days(&mut self, school: &str, person: &str) -> Result<Vec<Day>, AggregateError> {
+        let timeline = self.timeline(school, person)?;
+        Ok(timeline
+            .days
+            .values()
+            .next_back()
+            .map(|d| d.state.abnormal_days.iter().copied().collect())
+            .unwrap_or_default())
     }
 
     /// Moves one person's contribution on one day (and its state part on the days after
@@ -229,6 +319,10 @@ impl Folder {
         for key in self.dirty_timelines.drain() {
             let (school, person) = key.split_once('/').expect("keys are school/person");
             batch.insert(store::person_key(school, person), store::encode(&self.timelines[&key]));
+        }
+        for key in self.dirty_roommates.drain() {
+            let (school, person) = key.split_once('/').expect("keys are school/person");
+            batch.insert(store::roommates_key(school, person), store::encode(&self.roommate_index[&key]));
         }
         let mut changed = Vec::new();
         for (unit, day) in self.dirty_unit_days.drain() {

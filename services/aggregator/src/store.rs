@@ -9,6 +9,7 @@
 //! | `n`    | unit key                         | [`UnitInfo`]               |
 //! | `e`    | school/event id                  | empty: the event is folded |
 //! | `o`    | topic/partition                  | next offset to fold (u64)  |
+//! | `r`    | school/person                    | persons whose isolation named them as roommate |
 //! | `x`    | a `u` or `n` key                 | outbox: (version, value) not yet in the changelog |
 //! | `w`    | a `u` or `n` key                 | view only: version of the value held |
 
@@ -33,6 +34,10 @@ pub struct UnitInfo {
 
 pub(crate) fn person_key(school: &str, person: &str) -> Vec<u8> {
     format!("p\0{school}/{person}").into_bytes()
+}
+
+pub(crate) fn roommates_key(school: &str, person: &str) -> Vec<u8> {
+    format!("r\0{school}/{person}").into_bytes()
 }
 
 pub(crate) fn unit_day_prefix(unit: &UnitKey) -> Vec<u8> {
@@ -198,6 +203,15 @@ impl Projections {
 
     pub(crate) fn timeline(&self, school: &str, person: &str) -> Result<Timeline, AggregateError> {
         let key = person_key(school, person);
+        Ok(self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()?.unwrap_or_default())
+    }
+
+    pub(crate) fn roommates_of(
+        &self,
+        school: &str,
+        person: &str,
+    ) -> Result<std::collections::BTreeSet<String>, AggregateError> {
+        let key = roommates_key(school, person);
         Ok(self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()?.unwrap_or_default())
     }
 

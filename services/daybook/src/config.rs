@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// A reading at or above this is a fever, in °C.
     #[arg(long, env = "DAYBOOK_FEVER_THRESHOLD")]
     pub fever_threshold: Option<f64>,
+    /// Days of home or centralized medical observation.
+    #[arg(long, env = "DAYBOOK_OBSERVATION_DAYS")]
+    pub observation_days: Option<u32>,
     /// The province's UTC offset; it decides which day an event belongs to.
     #[arg(long, env = "DAYBOOK_UTC_OFFSET")]
     pub utc_offset: Option<String>,
@@ -57,6 +60,7 @@ impl ServeArgs {
             group: self.group.or(fallback.group),
             partitions: self.partitions.or(fallback.partitions),
             fever_threshold: self.fever_threshold.or(fallback.fever_threshold),
+            observation_days: self.observation_days.or(fallback.observation_days),
             utc_offset: self.utc_offset.or(fallback.utc_offset),
         }
     }
@@ -78,9 +82,15 @@ impl ServeArgs {
             group: self.group.unwrap_or(d.group),
             partitions: self.partitions.unwrap_or(d.partitions),
             fever_threshold: self.fever_threshold.unwrap_or(d.fever_threshold),
+            observation_days: self.observation_days.unwrap_or(d.observation_days),
             utc_offset,
         };
         anyhow::ensure!(config.partitions >= 1, "partitions: must be at least 1");
+        anyhow::ensure!(
+            (1..=60).contains(&config.observation_days),
+            "observation-days: {} is outside 1..=60",
+            config.observation_days
+        );
         anyhow::ensure!(
             (35.0..=40.0).contains(&config.fever_threshold),
             "fever-threshold: {} is outside 35.0..=40.0",
@@ -125,6 +135,7 @@ pub struct ServeConfig {
     pub group: String,
     pub partitions: u32,
     pub fever_threshold: f64,
+    pub observation_days: u32,
     pub utc_offset: FixedOffset,
 }
 
@@ -138,6 +149,7 @@ impl Default for ServeConfig {
             group: "daybook-aggregators".to_owned(),
             partitions: 16,
             fever_threshold: 37.3,
+            observation_days: 14,
             utc_offset: FixedOffset::east_opt(8 * 3600).expect("valid offset"),
         }
     }

@@ -98,6 +98,9 @@ pub fn render(r: &pb::DailyReport) -> String {
     row("confirmed, new today / current (确诊)", format!("{} / {}", r.confirmed_new, r.confirmed_current));
     row("under home observation (居家观察)", r.home_observation.to_string());
     row("under centralized observation (集中观察)", r.centralized_observation.to_string());
+    row("observation started today (新增观察)", r.observation_started.to_string());
+    row("due for release (期满待解除)", r.due_for_release.to_string());
+    row("observation extended today (延长观察)", r.observation_extended.to_string());
     row("released from observation today (解除观察)", r.released.to_string());
     row("sick absent (因病缺勤)", r.sick_absent.to_string());
     row("returned today (返校)", r.returned.to_string());
@@ -140,6 +143,9 @@ pub fn to_json(r: &pb::DailyReport) -> serde_json::Value {
         "home_observation": r.home_observation,
         "centralized_observation": r.centralized_observation,
         "released": r.released,
+        "observation_started": r.observation_started,
+        "due_for_release": r.due_for_release,
+        "observation_extended": r.observation_extended,
         "sick_absent": r.sick_absent,
         "returned": r.returned,
         "health_cards": r.health_cards,

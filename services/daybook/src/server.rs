@@ -119,8 +119,10 @@ async fn build<L: EventLog, C: EventLog>(
         metrics.register(&mut registry);
         let db = aggregator::store::open_db(&dir.join("projections")).context("opening the projections")?;
         let folded = Projections::new(db.open_tree("projections")?);
-        let fold =
-            FoldConfig { rules: Rules { fever_threshold_celsius: config.fever_threshold }, zone: config.utc_offset };
+        let fold = FoldConfig {
+            rules: Rules { fever_threshold_celsius: config.fever_threshold, observation_days: config.observation_days },
+            zone: config.utc_offset,
+        };
         // Over Kafka every instance reads the whole changelog into its view; on the
         // embedded log the one aggregator's projections are complete already.
         let readable = match &changelog {

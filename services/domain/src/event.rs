@@ -151,25 +151,62 @@ pub enum Direction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Fact {
     // roster
-    Registered { role: Role, placement: Placement, city: String, on_campus: bool },
-    Moved { placement: Placement },
+    Registered {
+        role: Role,
+        placement: Placement,
+        city: String,
+        on_campus: bool,
+    },
+    Moved {
+        placement: Placement,
+    },
     Left,
     // health
-    Temperature { slot: Slot, celsius: f64 },
+    Temperature {
+        slot: Slot,
+        celsius: f64,
+    },
     Symptoms(Vec<Symptom>),
-    HealthCard { abnormal_last_14_days: bool },
+    HealthCard {
+        abnormal_last_14_days: bool,
+    },
     Diagnosed(Diagnosis),
-    SickAbsenceStarted { reason: String },
+    SickAbsenceStarted {
+        reason: String,
+    },
     SickAbsenceEnded,
     // movement
-    Whereabouts { province: String, city: String, in_key_area: bool, on_campus: bool },
-    TwoHistories { kind: HistoryKind, date: NaiveDate },
-    Returned { date: NaiveDate, batch: u32 },
-    IsolationStarted { kind: IsolationKind, place: String, roommates: Vec<String> },
+    Whereabouts {
+        province: String,
+        city: String,
+        in_key_area: bool,
+        on_campus: bool,
+    },
+    TwoHistories {
+        kind: HistoryKind,
+        date: NaiveDate,
+    },
+    Returned {
+        date: NaiveDate,
+        batch: u32,
+    },
+    IsolationStarted {
+        kind: IsolationKind,
+        place: String,
+        roommates: Vec<String>,
+    },
     Released,
     GatePassed(Direction),
-    LeaveRequested { until: NaiveDate, reason: String },
+    LeaveRequested {
+        until: NaiveDate,
+        reason: String,
+    },
     LeaveClosed,
+    /// Not posted by anyone: the fold derives it when a centralized-observation roommate
+    /// shows abnormal signs, so that this person's period runs again from `onset`.
+    RoommateShowedSigns {
+        onset: NaiveDate,
+    },
 }
 
 impl Fact {

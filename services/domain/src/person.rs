@@ -4,6 +4,8 @@
 //! state after a set of events does not depend on the order the events arrived in. Day
 //! flows are sets (a slot checked, a fever seen), so they are order-free too.
 
+use std::collections::BTreeSet;
+
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
@@ -16,12 +18,28 @@ use crate::unit::UnitKey;
 pub struct Rules {
     /// A reading at or above this is a fever (national standard: 37.3 °C).
     pub fever_threshold_celsius: f64,
+    /// Length of home or centralized medical observation (DOMAIN.md: 14 days).
+    pub observation_days: u32,
 }
 
 impl Default for Rules {
     fn default() -> Self {
-        Self { fever_threshold_celsius: 37.3 }
+        Self { fever_threshold_celsius: 37.3, observation_days: 14 }
     }
+}
+
+/// Where a person under observation stands on a day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observation {
+    pub kind: IsolationKind,
+    /// The period runs from here: the return or last contact date, or the latest onset
+    /// of abnormal signs (own, or of a centralized-observation roommate) since.
+    pub start: NaiveDate,
+    pub expected_end: NaiveDate,
+    /// The period has run out with no abnormal signs: the person may be released.
+    pub due_for_release: bool,
+    /// Abnormal signs that day started the period again.
+    pub extended_today: bool,
 }
 
 /// Orders writes to a register: event time first, then the event id's hash so that two
@@ -72,6 +90,16 @@ pub struct PersonState {
     pub diagnosis: Lww<Option<Diagnosis>>,
     pub sick_absent: Lww<bool>,
     pub on_leave: Lww<bool>,
+    /// Return date from a key area, or the travel / last contact date of two histories.
+    pub exposure: Lww<Option<NaiveDate>>,
+    /// The day observation began, while it lasts.
+    pub isolation_since: Lww<Option<NaiveDate>>,
+    /// Centralized-observation roommates, as the isolation event named them.
+    pub roommates: Lww<Vec<String>>,
+    /// Days with abnormal signs (a fever reading, a symptom report). Grows only.
+    pub abnormal_days: BTreeSet<NaiveDate>,
+    /// Days on which a roommate showed abnormal signs. Grows only.
+    pub roommate_onsets: BTreeSet<NaiveDate>,
 }
 
 /// What the person did on one day; each flag counts the person once that day.
@@ -87,6 +115,7 @@ pub struct DayFlows {
     pub health_card: bool,
     pub gate_in: bool,
     pub gate_out: bool,
+    pub observation_started: bool,
 }
 
 fn insert<T: PartialEq>(set: &mut Vec<T>, item: T) {
@@ -115,14 +144,14 @@ impl PersonDay {
         PersonDay { state: self.state.clone(), flows: DayFlows::default() }
     }
 
-    /// Applies an event that happened on this day.
-    pub fn apply(&mut self, fact: &Fact, stamp: Stamp, rules: &Rules) {
-        self.apply_state(fact, stamp);
+    /// Applies an event that happened on `day`, this entry's day.
+    pub fn apply(&mut self, fact: &Fact, stamp: Stamp, day: NaiveDate, rules: &Rules) {
+        self.apply_state(fact, stamp, day, rules);
         self.apply_flows(fact, rules);
     }
 
-    /// Applies only the state part: used for days after the event's own day.
-    pub fn apply_state(&mut self, fact: &Fact, stamp: Stamp) {
+    /// Applies only the state part of an event of `day`: also used for later days.
+    pub fn apply_state(&mut self, fact: &Fact, stamp: Stamp, day: NaiveDate, rules: &Rules) {
         let s = &mut self.state;
         match fact {
             Fact::Registered { role, placement, city, on_campus } => {
@@ -133,6 +162,14 @@ impl PersonDay {
             }
             Fact::Moved { placement } => s.placement.write(placement.clone(), stamp),
             Fact::Left => s.enrolled.write(false, stamp),
+            Fact::Temperature { celsius, .. } => {
+                if *celsius >= rules.fever_threshold_celsius {
+                    s.abnormal_days.insert(day);
+                }
+            }
+            Fact::Symptoms(_) => {
+                s.abnormal_days.insert(day);
+            }
             Fact::Diagnosed(d) => s.diagnosis.write(Some(*d), stamp),
             Fact::SickAbsenceStarted { .. } => s.sick_absent.write(true, stamp),
             Fact::SickAbsenceEnded => s.sick_absent.write(false, stamp),
@@ -140,18 +177,55 @@ impl PersonDay {
                 s.in_key_area.write(*in_key_area, stamp);
                 s.on_campus.write(*on_campus, stamp);
             }
-            Fact::TwoHistories { kind, date } => s.two_histories.write(Some((*kind, *date)), stamp),
-            Fact::Returned { .. } => {
+            Fact::TwoHistories { kind, date } => {
+                s.two_histories.write(Some((*kind, *date)), stamp);
+                s.exposure.write(Some(*date), stamp);
+            }
+            Fact::Returned { date, batch } => {
                 s.on_campus.write(true, stamp);
                 s.in_key_area.write(false, stamp);
+                // Batch 3 comes back from Hubei or another key area.
+                if *batch == 3 {
+                    s.exposure.write(Some(*date), stamp);
+                }
             }
-            Fact::IsolationStarted { kind, .. } => s.isolation.write(Some(*kind), stamp),
-            Fact::Released => s.isolation.write(None, stamp),
+            Fact::IsolationStarted { kind, roommates, .. } => {
+                s.isolation.write(Some(*kind), stamp);
+                s.isolation_since.write(Some(day), stamp);
+                s.roommates.write(roommates.clone(), stamp);
+            }
+            Fact::Released => {
+                s.isolation.write(None, stamp);
+                s.isolation_since.write(None, stamp);
+            }
+            Fact::RoommateShowedSigns { onset } => {
+                s.roommate_onsets.insert(*onset);
+            }
             Fact::GatePassed(direction) => s.on_campus.write(*direction == Direction::In, stamp),
             Fact::LeaveRequested { .. } => s.on_leave.write(true, stamp),
             Fact::LeaveClosed => s.on_leave.write(false, stamp),
-            Fact::Temperature { .. } | Fact::Symptoms(_) | Fact::HealthCard { .. } => {}
+            Fact::HealthCard { .. } => {}
         }
+    }
+
+    /// The observation rule of DOMAIN.md, on `day`: 14 days (configurable) from the
+    /// return or last contact date; abnormal signs of the person or a roommate during the
+    /// period start it again from their onset; due for release when it has run out.
+    pub fn observation(&self, day: NaiveDate, rules: &Rules) -> Option<Observation> {
+        let s = &self.state;
+        let kind = s.isolation.value?;
+        let since = s.isolation_since.value.unwrap_or(day);
+        let first = s.exposure.value.filter(|e| *e <= since).unwrap_or(since);
+        let onsets = s.abnormal_days.iter().chain(&s.roommate_onsets).filter(|d| **d >= first && **d <= day);
+        let start = onsets.clone().copied().max().unwrap_or(first).max(first);
+        let expected_end = start + chrono::Days::new(u64::from(rules.observation_days));
+        Some(Observation {
+            kind,
+            start,
+            expected_end,
+            due_for_release: day >= expected_end,
+            extended_today: start == day && onsets.into_iter().any(|d| *d == day) && day > first,
+        })
     }
 
     fn apply_flows(&mut self, fact: &Fact, rules: &Rules) {
@@ -167,14 +241,16 @@ impl PersonDay {
             Fact::Diagnosed(Diagnosis::Confirmed) => f.confirmed_new = true,
             Fact::Released => f.released = true,
             Fact::Returned { .. } => f.returned = true,
+            Fact::IsolationStarted { .. } => f.observation_started = true,
             Fact::GatePassed(Direction::In) => f.gate_in = true,
             Fact::GatePassed(Direction::Out) => f.gate_out = true,
             _ => {}
         }
     }
 
-    /// Where this person counts today and what they add; `None` while not enrolled.
-    pub fn contribution(&self, school: &str) -> Option<Contribution> {
+    /// Where this person counts on `day` (this entry's day) and what they add; `None`
+    /// while not enrolled.
+    pub fn contribution(&self, school: &str, day: NaiveDate, rules: &Rules) -> Option<Contribution> {
         let s = &self.state;
         let (role, city) = s.registration.value.as_ref()?;
         if !s.enrolled.value {
@@ -207,6 +283,10 @@ impl PersonDay {
         t.mark(Measure::HealthCards, f.health_card);
         t.mark(Measure::GateIn, f.gate_in);
         t.mark(Measure::GateOut, f.gate_out);
+        let observation = self.observation(day, rules);
+        t.mark(Measure::ObservationStarted, f.observation_started);
+        t.mark(Measure::DueForRelease, observation.is_some_and(|o| o.due_for_release));
+        t.mark(Measure::ObservationExtended, observation.is_some_and(|o| o.extended_today));
         Some(Contribution { units: UnitKey::for_person(city, school, &s.placement.value), tally: t })
     }
 }
@@ -214,6 +294,10 @@ impl PersonDay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn d() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2020, 3, 2).unwrap()
+    }
 
     fn registered(class: &str) -> Fact {
         Fact::Registered {
@@ -228,24 +312,29 @@ mod tests {
     fn three_fever_readings_count_one_person_with_fever() {
         let rules = Rules::default();
         let mut day = PersonDay::default();
-        day.apply(&registered("A"), Stamp::new(0, "r"), &rules);
+        day.apply(&registered("A"), Stamp::new(0, "r"), d(), &rules);
         for (i, c) in [38.1, 37.3, 39.0].into_iter().enumerate() {
-            day.apply(&Fact::Temperature { slot: Slot::Morning, celsius: c }, Stamp::new(i as i64 + 1, "t"), &rules);
+            day.apply(
+                &Fact::Temperature { slot: Slot::Morning, celsius: c },
+                Stamp::new(i as i64 + 1, "t"),
+                d(),
+                &rules,
+            );
         }
-        let tally = day.contribution("S").unwrap().tally;
+        let tally = day.contribution("S", d(), &Rules::default()).unwrap().tally;
         assert_eq!(tally.get(Measure::Fever), 1);
         assert_eq!(tally.get(Measure::CheckedMorning), 1);
     }
 
     #[test]
     fn threshold_is_inclusive_and_configurable() {
-        let strict = Rules { fever_threshold_celsius: 37.5 };
+        let strict = Rules { fever_threshold_celsius: 37.5, ..Rules::default() };
         let mut day = PersonDay::default();
-        day.apply(&registered("A"), Stamp::new(0, "r"), &strict);
-        day.apply(&Fact::Temperature { slot: Slot::Noon, celsius: 37.4 }, Stamp::new(1, "t"), &strict);
-        assert_eq!(day.contribution("S").unwrap().tally.get(Measure::Fever), 0);
-        day.apply(&Fact::Temperature { slot: Slot::Noon, celsius: 37.5 }, Stamp::new(2, "u"), &strict);
-        assert_eq!(day.contribution("S").unwrap().tally.get(Measure::Fever), 1);
+        day.apply(&registered("A"), Stamp::new(0, "r"), d(), &strict);
+        day.apply(&Fact::Temperature { slot: Slot::Noon, celsius: 37.4 }, Stamp::new(1, "t"), d(), &strict);
+        assert_eq!(day.contribution("S", d(), &Rules::default()).unwrap().tally.get(Measure::Fever), 0);
+        day.apply(&Fact::Temperature { slot: Slot::Noon, celsius: 37.5 }, Stamp::new(2, "u"), d(), &strict);
+        assert_eq!(day.contribution("S", d(), &Rules::default()).unwrap().tally.get(Measure::Fever), 1);
     }
 
     #[test]
@@ -258,12 +347,12 @@ mod tests {
             placement: Placement { department: "D".into(), grade: "G".into(), class: "C".into(), dorm: String::new() },
         };
         let mut a = PersonDay::default();
-        a.apply(&registered("A"), Stamp::new(0, "r"), &rules);
+        a.apply(&registered("A"), Stamp::new(0, "r"), d(), &rules);
         let mut b = a.clone();
-        a.apply(&early, Stamp::new(5, "e"), &rules);
-        a.apply(&late, Stamp::new(9, "l"), &rules);
-        b.apply(&late, Stamp::new(9, "l"), &rules);
-        b.apply(&early, Stamp::new(5, "e"), &rules);
+        a.apply(&early, Stamp::new(5, "e"), d(), &rules);
+        a.apply(&late, Stamp::new(9, "l"), d(), &rules);
+        b.apply(&late, Stamp::new(9, "l"), d(), &rules);
+        b.apply(&early, Stamp::new(5, "e"), d(), &rules);
         assert_eq!(a, b);
         assert_eq!(a.state.placement.value.class, "C");
     }
@@ -272,11 +361,11 @@ mod tests {
     fn nobody_counts_before_registration_or_after_leaving() {
         let rules = Rules::default();
         let mut day = PersonDay::default();
-        day.apply(&Fact::Temperature { slot: Slot::Morning, celsius: 36.5 }, Stamp::new(1, "t"), &rules);
-        assert!(day.contribution("S").is_none());
-        day.apply(&registered("A"), Stamp::new(0, "r"), &rules);
-        assert_eq!(day.contribution("S").unwrap().tally.get(Measure::CheckedMorning), 1);
-        day.apply(&Fact::Left, Stamp::new(2, "l"), &rules);
-        assert!(day.contribution("S").is_none());
+        day.apply(&Fact::Temperature { slot: Slot::Morning, celsius: 36.5 }, Stamp::new(1, "t"), d(), &rules);
+        assert!(day.contribution("S", d(), &Rules::default()).is_none());
+        day.apply(&registered("A"), Stamp::new(0, "r"), d(), &rules);
+        assert_eq!(day.contribution("S", d(), &Rules::default()).unwrap().tally.get(Measure::CheckedMorning), 1);
+        day.apply(&Fact::Left, Stamp::new(2, "l"), d(), &rules);
+        assert!(day.contribution("S", d(), &Rules::default()).is_none());
     }
 }

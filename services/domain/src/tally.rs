@@ -66,6 +66,9 @@ measures! {
     HealthCards: Flow,
     GateIn: Flow,
     GateOut: Flow,
+    ObservationStarted: Flow,
+    DueForRelease: State,
+    ObservationExtended: Flow,
 }
 
 impl Measure {

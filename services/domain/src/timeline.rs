@@ -37,24 +37,48 @@ impl Timeline {
             Some(existing) => existing.clone(),
             None => self.days.range(..day).next_back().map(|(_, before)| before.carried()).unwrap_or_default(),
         };
-        let old = entry.contribution(school);
+        let old = entry.contribution(school, day, rules);
         let mut updated = entry;
-        updated.apply(fact, stamp, rules);
-        let new = updated.contribution(school);
+        updated.apply(fact, stamp, day, rules);
+        let new = updated.contribution(school, day, rules);
         self.days.insert(day, updated);
         changes.push(DayChange { day, until: self.next_day_after(day), old, new });
 
-        let later: Vec<Day> =
-            self.days.range(day.succ_opt().unwrap_or(day)..).map(|(d, _)| *d).filter(|d| *d > day).collect();
+        let later: Vec<Day> = self.days.range(day..).map(|(d, _)| *d).filter(|d| *d > day).collect();
         for later_day in later {
             let entry = self.days.get_mut(&later_day).expect("listed above");
-            let old = entry.contribution(school);
-            entry.apply_state(fact, stamp);
-            let new = entry.contribution(school);
+            let old = entry.contribution(school, later_day, rules);
+            entry.apply_state(fact, stamp, day, rules);
+            let new = entry.contribution(school, later_day, rules);
             if old != new {
                 let until = self.next_day_after(later_day);
                 changes.push(DayChange { day: later_day, until, old, new });
             }
+        }
+        changes.extend(self.mark_due_days(school, day, rules));
+        changes
+    }
+
+    /// Time alone makes a person due for release. Days without an entry inherit the day
+    /// before, so the day a period runs out gets an entry of its own.
+    fn mark_due_days(&mut self, school: &str, from: Day, rules: &Rules) -> Vec<DayChange> {
+        let mut changes = Vec::new();
+        let start = self.days.range(..=from).next_back().map_or(from, |(d, _)| *d);
+        let entries: Vec<Day> = self.days.range(start..).map(|(d, _)| *d).collect();
+        for entry_day in entries {
+            let entry = &self.days[&entry_day];
+            let Some(observation) = entry.observation(entry_day, rules) else { continue };
+            let end = observation.expected_end;
+            let next = self.next_day_after(entry_day);
+            if end <= entry_day || next.is_some_and(|n| n <= end) {
+                continue;
+            }
+            let carried = entry.carried();
+            // What unit records hold for `end` now: the entry's state as of its own day.
+            let old = carried.contribution(school, entry_day, rules);
+            let new = carried.contribution(school, end, rules);
+            self.days.insert(end, carried);
+            changes.push(DayChange { day: end, until: next, old, new });
         }
         changes
     }
@@ -97,7 +121,7 @@ mod tests {
         let mut t = Timeline::default();
         t.apply("S", day(1), &registered(), Stamp::new(1, "a"), &rules);
         t.apply("S", day(1), &Fact::Temperature { slot: Slot::Morning, celsius: 38.0 }, Stamp::new(2, "b"), &rules);
-        let next = t.on(day(5)).unwrap().contribution("S").unwrap().tally;
+        let next = t.on(day(5)).unwrap().contribution("S", day(5), &rules).unwrap().tally;
         assert_eq!(next.get(Measure::Population), 1);
         assert_eq!(next.get(Measure::Fever), 0);
     }
@@ -121,17 +145,91 @@ mod tests {
             &rules,
         );
         let days: Vec<Day> = changes.iter().map(|c| c.day).collect();
-        assert_eq!(days, [day(2), day(3)]);
+        // Day 16: the 14 days of home observation run out; it gets an entry of its own.
+        assert_eq!(days, [day(2), day(3), day(16)]);
         assert_eq!(changes[0].until, Some(day(3)));
         assert_eq!(changes[1].until, None);
-        let on3 = t.on(day(3)).unwrap().contribution("S").unwrap().tally;
+        assert_eq!(changes[2].new.as_ref().unwrap().tally.get(Measure::DueForRelease), 1);
+        assert_eq!(changes[2].old.as_ref().unwrap().tally.get(Measure::DueForRelease), 0);
+        let on3 = t.on(day(3)).unwrap().contribution("S", day(3), &rules).unwrap().tally;
         assert_eq!(on3.get(Measure::HomeObservation), 1);
         assert_eq!(on3.get(Measure::PresentOnCampus), 0);
-        let on1 = t.on(day(1)).unwrap().contribution("S").unwrap().tally;
+        let on1 = t.on(day(1)).unwrap().contribution("S", day(1), &rules).unwrap().tally;
         assert_eq!(on1.get(Measure::HomeObservation), 0);
     }
 
     fn day_ms(n: u32) -> i64 {
         day(n).and_hms_opt(10, 0, 0).unwrap().and_utc().timestamp_millis()
+    }
+
+    fn isolated_on(t: &mut Timeline, n: u32, kind: crate::event::IsolationKind, roommates: &[&str]) {
+        let fact = Fact::IsolationStarted {
+            kind,
+            place: "campus".into(),
+            roommates: roommates.iter().map(|r| r.to_string()).collect(),
+        };
+        t.apply("S", day(n), &fact, Stamp::new(day_ms(n), &format!("iso{n}")), &Rules::default());
+    }
+
+    fn due_on(t: &Timeline, n: u32) -> bool {
+        let rules = Rules::default();
+        t.on(day(n)).unwrap().contribution("S", day(n), &rules).unwrap().tally.get(Measure::DueForRelease) == 1
+    }
+
+    #[test]
+    fn contact_history_counts_fourteen_days_from_the_last_contact_not_the_return() {
+        let rules = Rules::default();
+        let mut t = Timeline::default();
+        t.apply("S", day(1), &registered(), Stamp::new(day_ms(1), "r"), &rules);
+        let contact = Fact::TwoHistories { kind: crate::event::HistoryKind::Contact, date: day(3) };
+        t.apply("S", day(8), &contact, Stamp::new(day_ms(8), "h"), &rules);
+        isolated_on(&mut t, 8, crate::event::IsolationKind::Home, &[]);
+        let observation = t.on(day(10)).unwrap().observation(day(10), &rules).unwrap();
+        assert_eq!((observation.start, observation.expected_end), (day(3), day(17)));
+        assert!(!due_on(&t, 16));
+        assert!(due_on(&t, 17));
+        assert!(due_on(&t, 20), "still due on later days without events");
+    }
+
+    #[test]
+    fn a_roommates_fever_on_day_13_starts_the_period_again() {
+        let rules = Rules::default();
+        let mut t = Timeline::default();
+        t.apply("S", day(1), &registered(), Stamp::new(day_ms(1), "r"), &rules);
+        isolated_on(&mut t, 1, crate::event::IsolationKind::Centralized, &["B"]);
+        let changes =
+            t.apply("S", day(13), &Fact::RoommateShowedSigns { onset: day(13) }, Stamp::new(day_ms(13), "x"), &rules);
+        let extended = changes.iter().find(|c| c.day == day(13)).unwrap();
+        assert_eq!(extended.new.as_ref().unwrap().tally.get(Measure::ObservationExtended), 1);
+        assert!(!due_on(&t, 15), "the first period would have ended on day 15");
+        assert!(!due_on(&t, 26));
+        assert!(due_on(&t, 27));
+    }
+
+    #[test]
+    fn own_fever_extends_and_a_late_reading_moves_the_release_too() {
+        let rules = Rules::default();
+        let mut t = Timeline::default();
+        t.apply("S", day(1), &registered(), Stamp::new(day_ms(1), "r"), &rules);
+        isolated_on(&mut t, 2, crate::event::IsolationKind::Centralized, &[]);
+        t.apply(
+            "S",
+            day(20),
+            &Fact::Temperature { slot: Slot::Morning, celsius: 36.5 },
+            Stamp::new(day_ms(20), "t"),
+            &rules,
+        );
+        assert!(due_on(&t, 16));
+        // Arrives late: a fever on day 10.
+        t.apply(
+            "S",
+            day(10),
+            &Fact::Temperature { slot: Slot::Noon, celsius: 38.4 },
+            Stamp::new(day_ms(10), "f"),
+            &rules,
+        );
+        assert!(!due_on(&t, 16));
+        assert!(!due_on(&t, 23));
+        assert!(due_on(&t, 24));
     }
 }
