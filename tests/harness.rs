@@ -245,6 +245,34 @@ impl School {
         self.movement(time, person, pb::movement_event::Kind::IsolationStarted(started))
     }
 
+    pub fn whereabouts(
+        &mut self,
+        time: &str,
+        person: &str,
+        province: &str,
+        in_key_area: bool,
+        on_campus: bool,
+    ) -> pb::Event {
+        let declared =
+            pb::WhereaboutsDeclared { province: province.into(), city: String::new(), in_key_area, on_campus };
+        self.movement(time, person, pb::movement_event::Kind::Whereabouts(declared))
+    }
+
+    pub fn returned(&mut self, time: &str, person: &str, batch: u32) -> pb::Event {
+        let returned = pb::Returned { date: self.date.clone(), batch };
+        self.movement(time, person, pb::movement_event::Kind::Returned(returned))
+    }
+
+    pub fn health_card(&mut self, time: &str, person: &str) -> pb::Event {
+        let card = pb::HealthCardSubmitted { abnormal_last_14_days: false };
+        self.health(time, person, pb::health_event::Kind::HealthCard(card))
+    }
+
+    pub fn leave(&mut self, time: &str, person: &str, until: &str) -> pb::Event {
+        let leave = pb::LeaveRequested { until: until.into(), reason: "family".into() };
+        self.movement(time, person, pb::movement_event::Kind::LeaveRequested(leave))
+    }
+
     pub fn release(&mut self, time: &str, person: &str) -> pb::Event {
         self.movement(time, person, pb::movement_event::Kind::Released(pb::Released {}))
     }

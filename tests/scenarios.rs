@@ -26,6 +26,8 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    returns_are_counted_by_batch_planned_back_and_not_yet,
+    what_the_rules_forbid_is_flagged,
     a_roommates_fever_on_day_13_extends_centralized_observation,
     fever_in_a_dorm_shared_by_two_classes_counts_each_person_once_at_every_level,
     a_repeated_event_id_is_accepted_once_and_answered_as_duplicate,
@@ -372,5 +374,67 @@ async fn a_roommates_fever_on_day_13_extends_centralized_observation(backend: Ba
     let due = server.report("school:S1", "2020-03-27").await;
     assert_eq!(due.due_for_release, 2, "fourteen days after the fever on day 13");
     assert_eq!(server.report("class:S1/D1/2019/C01", "2020-03-27").await.due_for_release, 2);
+    server.running.stop().await.unwrap();
+}
+
+fn batch(report: &pb::DailyReport, n: u32) -> (u32, u32, u32) {
+    let b = report.batches.iter().find(|b| b.batch == n).expect("batches 1..=3 are reported");
+    (b.planned, b.returned, b.not_yet_returned)
+}
+
+async fn returns_are_counted_by_batch_planned_back_and_not_yet(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &backend).await;
+    let mut s = School::new("S1", "Guangzhou", "2020-03-01");
+    let mut events = vec![
+        s.register("07:00", &student("A", "C01", "B1")),
+        s.register("07:00", &student("B", "C01", "B1")),
+        s.register("07:00", &student("C", "C01", "B2")),
+        s.register("07:00", &student("D", "C02", "B2")),
+        s.whereabouts("07:10", "B", "Guangdong", false, false),
+        s.two_histories("07:20", "B", "2020-02-20"),
+        s.whereabouts("07:10", "C", "Hubei", true, false),
+        s.whereabouts("07:10", "D", "Guangdong", false, false),
+    ];
+    s.on(DAY);
+    events.push(s.health_card("08:00", "B"));
+    events.push(s.returned("09:00", "B", 2));
+    server.post_all(events).await;
+
+    let first = server.report("school:S1", "2020-03-01").await;
+    assert_eq!((batch(&first, 1), batch(&first, 2), batch(&first, 3)), ((2, 1, 1), (1, 0, 1), (1, 0, 1)));
+    assert_eq!(first.in_key_area, 1, "C is still in Hubei");
+    let second = server.report("school:S1", DAY).await;
+    assert_eq!((batch(&second, 1), batch(&second, 2), batch(&second, 3)), ((2, 1, 1), (1, 1, 0), (1, 0, 1)));
+    assert_eq!((second.returned, second.health_cards, second.returned_without_health_card), (1, 1, 0));
+    server.running.stop().await.unwrap();
+}
+
+async fn what_the_rules_forbid_is_flagged(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &backend).await;
+    let mut s = School::new("S1", "Guangzhou", DAY);
+    let events = vec![
+        s.register("07:00", &student("A", "C01", "B1")),
+        s.register("07:00", &student("B", "C01", "B1")),
+        s.register("07:00", &student("E", "C01", "B2")),
+        s.register("07:00", &student("F", "C01", "B2")),
+        s.register("07:00", &teacher("T")),
+        // A is under observation and comes in through the gate.
+        s.isolation("08:00", "A", pb::IsolationKind::IsolationHome),
+        s.gate("09:00", "A", pb::Direction::In),
+        // B returns without a health card.
+        s.returned("09:30", "B", 1),
+        // E, a boarder, goes out without leave; F with leave; T is no boarder.
+        s.gate("18:00", "E", pb::Direction::Out),
+        s.leave("17:00", "F", "2020-03-04"),
+        s.gate("18:00", "F", pb::Direction::Out),
+        s.gate("18:00", "T", pb::Direction::Out),
+    ];
+    server.post_all(events).await;
+    let r = server.report("school:S1", DAY).await;
+    assert_eq!((r.gate_in_kept_out, r.returned_without_health_card, r.boarder_left_without_leave), (1, 1, 1));
+    let dorm = server.report("dorm:S1/B2", DAY).await;
+    assert_eq!((dorm.gate_out, dorm.boarder_left_without_leave), (2, 1));
     server.running.stop().await.unwrap();
 }

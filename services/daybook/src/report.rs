@@ -102,6 +102,13 @@ pub fn render(r: &pb::DailyReport) -> String {
     row("due for release (期满待解除)", r.due_for_release.to_string());
     row("observation extended today (延长观察)", r.observation_extended.to_string());
     row("released from observation today (解除观察)", r.released.to_string());
+    for b in &r.batches {
+        let value = format!("{} / {} / {}", b.planned, b.returned, b.not_yet_returned);
+        row(&format!("return batch {}: planned / back / not yet (返校批次)", b.batch), value);
+    }
+    row("FLAG: under observation or ill, came in (违规入校)", r.gate_in_kept_out.to_string());
+    row("FLAG: returned without health card (无健康卡返校)", r.returned_without_health_card.to_string());
+    row("FLAG: boarder left without leave (未请假离校)", r.boarder_left_without_leave.to_string());
     row("sick absent (因病缺勤)", r.sick_absent.to_string());
     row("returned today (返校)", r.returned.to_string());
     row("health cards submitted (健康卡)", r.health_cards.to_string());
@@ -146,6 +153,12 @@ pub fn to_json(r: &pb::DailyReport) -> serde_json::Value {
         "observation_started": r.observation_started,
         "due_for_release": r.due_for_release,
         "observation_extended": r.observation_extended,
+        "batches": r.batches.iter().map(|b| serde_json::json!({
+            "batch": b.batch, "planned": b.planned, "returned": b.returned, "not_yet_returned": b.not_yet_returned,
+        })).collect::<Vec<_>>(),
+        "gate_in_kept_out": r.gate_in_kept_out,
+        "returned_without_health_card": r.returned_without_health_card,
+        "boarder_left_without_leave": r.boarder_left_without_leave,
         "sick_absent": r.sick_absent,
         "returned": r.returned,
         "health_cards": r.health_cards,

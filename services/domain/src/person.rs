@@ -100,6 +100,36 @@ pub struct PersonState {
     pub abnormal_days: BTreeSet<NaiveDate>,
     /// Days on which a roommate showed abnormal signs. Grows only.
     pub roommate_onsets: BTreeSet<NaiveDate>,
+    /// The batch the person came back to school with, once back.
+    pub returned_batch: Lww<Option<u32>>,
+    /// The day of the latest health card.
+    pub health_card_on: Lww<Option<NaiveDate>>,
+}
+
+impl PersonState {
+    /// The return batch (DOMAIN.md, "Return to school in batches"): the one they came
+    /// back with, else the one planned for them: 3 while in Hubei or another key area,
+    /// 2 with two histories, 1 otherwise.
+    pub fn return_batch(&self) -> u32 {
+        match self.returned_batch.value {
+            Some(batch) => batch,
+            None if self.in_key_area.value => 3,
+            None if self.two_histories.value.is_some() => 2,
+            None => 1,
+        }
+    }
+
+    /// Back at school: returned with a batch, or on campus already.
+    pub fn has_returned(&self) -> bool {
+        self.returned_batch.value.is_some() || self.on_campus.value
+    }
+
+    /// Under observation, or ill: someone who must not come through the gate.
+    pub fn kept_out(&self) -> bool {
+        self.isolation.value.is_some()
+            || self.sick_absent.value
+            || matches!(self.diagnosis.value, Some(Diagnosis::Suspected | Diagnosis::Confirmed))
+    }
 }
 
 /// What the person did on one day; each flag counts the person once that day.
@@ -184,6 +214,7 @@ impl PersonDay {
             Fact::Returned { date, batch } => {
                 s.on_campus.write(true, stamp);
                 s.in_key_area.write(false, stamp);
+                s.returned_batch.write(Some(*batch), stamp);
                 // Batch 3 comes back from Hubei or another key area.
                 if *batch == 3 {
                     s.exposure.write(Some(*date), stamp);
@@ -204,7 +235,7 @@ impl PersonDay {
             Fact::GatePassed(direction) => s.on_campus.write(*direction == Direction::In, stamp),
             Fact::LeaveRequested { .. } => s.on_leave.write(true, stamp),
             Fact::LeaveClosed => s.on_leave.write(false, stamp),
-            Fact::HealthCard { .. } => {}
+            Fact::HealthCard { .. } => s.health_card_on.write(Some(day), stamp),
         }
     }
 
@@ -287,6 +318,21 @@ impl PersonDay {
         t.mark(Measure::ObservationStarted, f.observation_started);
         t.mark(Measure::DueForRelease, observation.is_some_and(|o| o.due_for_release));
         t.mark(Measure::ObservationExtended, observation.is_some_and(|o| o.extended_today));
+        let batch = s.return_batch();
+        for (planned, returned, n) in [
+            (Measure::Batch1Planned, Measure::Batch1Returned, 1),
+            (Measure::Batch2Planned, Measure::Batch2Returned, 2),
+            (Measure::Batch3Planned, Measure::Batch3Returned, 3),
+        ] {
+            t.mark(planned, batch == n);
+            t.mark(returned, batch == n && s.has_returned());
+        }
+        // What the rules forbid, judged on the day's end state.
+        t.mark(Measure::FlagGateInKeptOut, f.gate_in && s.kept_out());
+        let card_in_time = s.health_card_on.value.is_some_and(|on| on <= day);
+        t.mark(Measure::FlagReturnedWithoutHealthCard, f.returned && !card_in_time);
+        let boarder = !s.placement.value.dorm.is_empty();
+        t.mark(Measure::FlagBoarderLeftWithoutLeave, f.gate_out && boarder && !s.on_leave.value);
         Some(Contribution { units: UnitKey::for_person(city, school, &s.placement.value), tally: t })
     }
 }

@@ -15,6 +15,14 @@ pub struct SlotCoverage {
     pub expected: u32,
 }
 
+/// Return to school in batches: planned for the batch, and back already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchCount {
+    pub batch: u32,
+    pub planned: u32,
+    pub returned: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DailyReport {
     pub unit: UnitKey,
@@ -37,6 +45,13 @@ pub struct DailyReport {
     pub observation_started: u32,
     pub due_for_release: u32,
     pub observation_extended: u32,
+    pub batches: Vec<BatchCount>,
+    /// Persons under observation or ill who came in through the gate.
+    pub gate_in_kept_out: u32,
+    /// Persons who returned without a health card on or before the day.
+    pub returned_without_health_card: u32,
+    /// Boarders who went out through the gate of the closed campus without leave.
+    pub boarder_left_without_leave: u32,
     pub sick_absent: u32,
     pub returned: u32,
     pub health_cards: u32,
@@ -85,6 +100,17 @@ impl DailyReport {
             observation_started: n(Measure::ObservationStarted),
             due_for_release: n(Measure::DueForRelease),
             observation_extended: n(Measure::ObservationExtended),
+            batches: [
+                (1, Measure::Batch1Planned, Measure::Batch1Returned),
+                (2, Measure::Batch2Planned, Measure::Batch2Returned),
+                (3, Measure::Batch3Planned, Measure::Batch3Returned),
+            ]
+            .into_iter()
+            .map(|(batch, planned, returned)| BatchCount { batch, planned: n(planned), returned: n(returned) })
+            .collect(),
+            gate_in_kept_out: n(Measure::FlagGateInKeptOut),
+            returned_without_health_card: n(Measure::FlagReturnedWithoutHealthCard),
+            boarder_left_without_leave: n(Measure::FlagBoarderLeftWithoutLeave),
             sick_absent: n(Measure::SickAbsent),
             returned: n(Measure::Returned),
             health_cards: n(Measure::HealthCards),

@@ -69,6 +69,15 @@ measures! {
     ObservationStarted: Flow,
     DueForRelease: State,
     ObservationExtended: Flow,
+    Batch1Planned: State,
+    Batch1Returned: State,
+    Batch2Planned: State,
+    Batch2Returned: State,
+    Batch3Planned: State,
+    Batch3Returned: State,
+    FlagGateInKeptOut: Flow,
+    FlagReturnedWithoutHealthCard: Flow,
+    FlagBoarderLeftWithoutLeave: Flow,
 }
 
 impl Measure {

@@ -83,6 +83,19 @@ pub fn report_to_proto(r: &DailyReport) -> pb::DailyReport {
         observation_started: r.observation_started,
         due_for_release: r.due_for_release,
         observation_extended: r.observation_extended,
+        batches: r
+            .batches
+            .iter()
+            .map(|b| pb::BatchCount {
+                batch: b.batch,
+                planned: b.planned,
+                returned: b.returned,
+                not_yet_returned: b.planned.saturating_sub(b.returned),
+            })
+            .collect(),
+        gate_in_kept_out: r.gate_in_kept_out,
+        returned_without_health_card: r.returned_without_health_card,
+        boarder_left_without_leave: r.boarder_left_without_leave,
         sick_absent: r.sick_absent,
         returned: r.returned,
         health_cards: r.health_cards,
