@@ -278,7 +278,11 @@ impl School {
     }
 
     pub fn two_histories(&mut self, time: &str, person: &str, date: &str) -> pb::Event {
-        let declared = pb::TwoHistoriesDeclared { kind: pb::HistoryKind::HistoryTravel as i32, date: date.into() };
+        self.history(time, person, pb::HistoryKind::HistoryTravel, date)
+    }
+
+    pub fn history(&mut self, time: &str, person: &str, kind: pb::HistoryKind, date: &str) -> pb::Event {
+        let declared = pb::TwoHistoriesDeclared { kind: kind as i32, date: date.into() };
         self.movement(time, person, pb::movement_event::Kind::TwoHistories(declared))
     }
 

@@ -251,19 +251,30 @@ async fn diagnoses_and_observation_move_people_between_counts(backend: Backend) 
         s.two_histories("09:00", "T", "2020-02-20"),
         s.isolation("10:00", "T", pb::IsolationKind::IsolationHome),
         s.gate("18:00", "T", pb::Direction::Out),
+        // S's father is a confirmed case; their last contact was on 28 February.
+        s.register("07:00", &student("S", "C01", "B2")),
+        s.history("11:00", "S", pb::HistoryKind::HistoryCloseContact, "2020-02-28"),
+        s.isolation("11:30", "S", pb::IsolationKind::IsolationCentralized),
     ];
     s.on(DAY);
     events.push(s.diagnosis("09:00", "A", pb::DiagnosisKind::DiagnosisConfirmed));
     server.post_all(events).await;
     let first = server.report("school:S1", "2020-03-01").await;
     assert_eq!((first.suspected_new, first.suspected_current, first.confirmed_current), (1, 1, 0));
-    assert_eq!((first.two_histories, first.home_observation, first.present_on_campus, first.gate_out), (1, 1, 1, 1));
+    assert_eq!((first.two_histories, first.home_observation, first.present_on_campus, first.gate_out), (1, 1, 2, 1));
     let second = server.report("school:S1", DAY).await;
     assert_eq!(
         (second.suspected_new, second.suspected_current, second.confirmed_new, second.confirmed_current),
         (0, 0, 1, 1)
     );
     assert_eq!((second.home_observation, second.gate_out), (1, 0));
+    assert_eq!((second.close_contacts, second.centralized_observation), (1, 1));
+    // 14 days from the travel date (20 Feb) and from the last contact (28 Feb), not from
+    // the day observation began.
+    assert_eq!(server.report("school:S1", "2020-03-04").await.due_for_release, 0);
+    assert_eq!(server.report("school:S1", "2020-03-05").await.due_for_release, 1);
+    assert_eq!(server.report("school:S1", "2020-03-12").await.due_for_release, 1);
+    assert_eq!(server.report("school:S1", "2020-03-13").await.due_for_release, 2);
     server.running.stop().await.unwrap();
 }
 

@@ -16,6 +16,10 @@ use crate::AggregateError;
 use crate::changelog::Change;
 use crate::store::{self, Projections, UnitInfo};
 
+/// Persons and units whose state the folder keeps in memory between batches, at most.
+const CACHED_PERSONS: usize = 200_000;
+const CACHED_UNITS: usize = 50_000;
+
 /// What one batch did, for metrics and logs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct BatchOutcome {
@@ -129,6 +133,18 @@ impl Folder {
         }
         self.projections.tree.apply_batch(batch)?;
         self.seen.clear();
+        // Everything is in sled now: a cache grown past its bound is dropped whole (sled
+        // keeps its own cache of hot pages), so memory stays bounded at province scale.
+        if self.timelines.len() > CACHED_PERSONS {
+            self.timelines.clear();
+        }
+        if self.units.len() > CACHED_UNITS {
+            self.units.clear();
+            self.known_units.clear();
+        }
+        if self.roommate_index.len() > CACHED_PERSONS {
+            self.roommate_index.clear();
+        }
         Ok(outcome)
     }
 

@@ -78,6 +78,7 @@ pub fn render(r: &pb::DailyReport) -> String {
     row("present on campus (在校)", r.present_on_campus.to_string());
     row("in a key area (在重点地区)", r.in_key_area.to_string());
     row("with two histories (两史人员)", r.two_histories.to_string());
+    row("close contacts of a case (密切接触者)", r.close_contacts.to_string());
     for c in &r.checks {
         let slot = pb::Slot::try_from(c.slot)
             .map(|s| s.as_str_name().trim_start_matches("SLOT_").to_lowercase())
@@ -134,6 +135,7 @@ pub fn to_json(r: &pb::DailyReport) -> serde_json::Value {
         "present_on_campus": r.present_on_campus,
         "in_key_area": r.in_key_area,
         "two_histories": r.two_histories,
+        "close_contacts": r.close_contacts,
         "checks": r.checks.iter().map(|c| serde_json::json!({
             "slot": pb::Slot::try_from(c.slot).map(|s| s.as_str_name()).unwrap_or_default(),
             "done": c.done, "expected": c.expected,

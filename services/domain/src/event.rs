@@ -133,6 +133,8 @@ pub enum Diagnosis {
 pub enum HistoryKind {
     Travel,
     Contact,
+    /// Close contact of a suspected or confirmed case (a family member or friend).
+    CloseContact,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

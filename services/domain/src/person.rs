@@ -104,6 +104,8 @@ pub struct PersonState {
     pub returned_batch: Lww<Option<u32>>,
     /// The day of the latest health card.
     pub health_card_on: Lww<Option<NaiveDate>>,
+    /// Last contact with a suspected or confirmed case, for close contacts.
+    pub close_contact: Lww<Option<NaiveDate>>,
 }
 
 impl PersonState {
@@ -207,6 +209,10 @@ impl PersonDay {
                 s.in_key_area.write(*in_key_area, stamp);
                 s.on_campus.write(*on_campus, stamp);
             }
+            Fact::TwoHistories { kind: HistoryKind::CloseContact, date } => {
+                s.close_contact.write(Some(*date), stamp);
+                s.exposure.write(Some(*date), stamp);
+            }
             Fact::TwoHistories { kind, date } => {
                 s.two_histories.write(Some((*kind, *date)), stamp);
                 s.exposure.write(Some(*date), stamp);
@@ -294,6 +300,7 @@ impl PersonDay {
         t.mark(Measure::PresentOnCampus, s.on_campus.value);
         t.mark(Measure::InKeyArea, s.in_key_area.value);
         t.mark(Measure::TwoHistories, s.two_histories.value.is_some());
+        t.mark(Measure::CloseContacts, s.close_contact.value.is_some());
         t.mark(Measure::ChecksExpected, s.on_campus.value && !s.on_leave.value);
         for slot in &f.slots_checked {
             t.mark(Measure::checked(*slot), true);

@@ -32,6 +32,8 @@ pub struct DailyReport {
     pub present_on_campus: u32,
     pub in_key_area: u32,
     pub two_histories: u32,
+    /// Close contacts of a suspected or confirmed case.
+    pub close_contacts: u32,
     pub checks: Vec<SlotCoverage>,
     pub fever: u32,
     pub symptoms: Vec<(Symptom, u32)>,
@@ -80,6 +82,7 @@ impl DailyReport {
             present_on_campus: n(Measure::PresentOnCampus),
             in_key_area: n(Measure::InKeyArea),
             two_histories: n(Measure::TwoHistories),
+            close_contacts: n(Measure::CloseContacts),
             checks: Slot::ALL
                 .iter()
                 .map(|s| SlotCoverage {

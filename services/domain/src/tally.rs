@@ -78,6 +78,7 @@ measures! {
     FlagGateInKeptOut: Flow,
     FlagReturnedWithoutHealthCard: Flow,
     FlagBoarderLeftWithoutLeave: Flow,
+    CloseContacts: State,
 }
 
 impl Measure {

@@ -209,6 +209,7 @@ fn movement(m: pb::MovementEvent) -> Result<Payload, FieldError> {
                 pb::HistoryKind::HistoryUnspecified => unreachable!("refused by enum_value"),
                 pb::HistoryKind::HistoryTravel => HistoryKind::Travel,
                 pb::HistoryKind::HistoryContact => HistoryKind::Contact,
+                pb::HistoryKind::HistoryCloseContact => HistoryKind::CloseContact,
             },
             date: date("movement.two_histories.date", &t.date)?,
         },

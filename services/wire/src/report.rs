@@ -61,6 +61,7 @@ pub fn report_to_proto(r: &DailyReport) -> pb::DailyReport {
         present_on_campus: r.present_on_campus,
         in_key_area: r.in_key_area,
         two_histories: r.two_histories,
+        close_contacts: r.close_contacts,
         checks: r
             .checks
             .iter()
