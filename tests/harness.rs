@@ -58,6 +58,8 @@ impl Backend {
             grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
             http_addr: Some("127.0.0.1:0".parse().unwrap()),
             partitions: Some(4),
+            // The scenarios happen in 2020.
+            horizon_days: Some(36_500),
             log,
             group,
             ..ServeArgs::default()

@@ -26,6 +26,7 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    events_older_than_the_horizon_or_from_the_future_are_refused,
     returns_are_counted_by_batch_planned_back_and_not_yet,
     what_the_rules_forbid_is_flagged,
     a_roommates_fever_on_day_13_extends_centralized_observation,
@@ -447,5 +448,31 @@ async fn what_the_rules_forbid_is_flagged(backend: Backend) {
     assert_eq!((r.gate_in_kept_out, r.returned_without_health_card, r.boarder_left_without_leave), (1, 1, 1));
     let dorm = server.report("dorm:S1/B2", DAY).await;
     assert_eq!((dorm.gate_out, dorm.boarder_left_without_leave), (2, 1));
+    server.running.stop().await.unwrap();
+}
+
+async fn events_older_than_the_horizon_or_from_the_future_are_refused(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = backend.args(dir.path());
+    args.horizon_days = Some(7);
+    let mut server = tests::connect(daybook::start(&args.resolve().unwrap()).await.unwrap()).await;
+    let day = |offset: i64| (chrono::Utc::now() + chrono::TimeDelta::days(offset)).format("%Y-%m-%d").to_string();
+    let mut s = School::new("S1", "Guangzhou", &day(-2));
+    let mut events = vec![s.register("07:00", &teacher("T"))];
+    s.on(&day(-10));
+    events.push(s.temperature("07:30", "T", Slot::Morning, 36.5));
+    s.on(&day(3));
+    events.push(s.temperature("07:30", "T", Slot::Morning, 36.5));
+    let results = server.intake.publish_batch(pb::PublishBatchRequest { events }).await.unwrap().into_inner().results;
+    assert_eq!(results[0].outcome, pb::Outcome::Accepted as i32, "{}", results[0].error);
+    assert_eq!(results[1].outcome, pb::Outcome::Rejected as i32);
+    assert!(
+        results[1].error.starts_with("occurred_at: ")
+            && results[1].error.ends_with("is older than the 7-day horizon for late events"),
+        "{}",
+        results[1].error
+    );
+    assert_eq!(results[2].outcome, pb::Outcome::Rejected as i32);
+    assert!(results[2].error.ends_with("is in the future"), "{}", results[2].error);
     server.running.stop().await.unwrap();
 }

@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// A reading at or above this is a fever, in °C.
     #[arg(long, env = "DAYBOOK_FEVER_THRESHOLD")]
     pub fever_threshold: Option<f64>,
+    /// Events older than this many days are refused (late events within it revise their
+    /// day's report).
+    #[arg(long, env = "DAYBOOK_HORIZON_DAYS")]
+    pub horizon_days: Option<u32>,
     /// Days of home or centralized medical observation.
     #[arg(long, env = "DAYBOOK_OBSERVATION_DAYS")]
     pub observation_days: Option<u32>,
@@ -61,6 +65,7 @@ impl ServeArgs {
             partitions: self.partitions.or(fallback.partitions),
             fever_threshold: self.fever_threshold.or(fallback.fever_threshold),
             observation_days: self.observation_days.or(fallback.observation_days),
+            horizon_days: self.horizon_days.or(fallback.horizon_days),
             utc_offset: self.utc_offset.or(fallback.utc_offset),
         }
     }
@@ -83,6 +88,7 @@ impl ServeArgs {
             partitions: self.partitions.unwrap_or(d.partitions),
             fever_threshold: self.fever_threshold.unwrap_or(d.fever_threshold),
             observation_days: self.observation_days.unwrap_or(d.observation_days),
+            horizon_days: self.horizon_days.unwrap_or(d.horizon_days),
             utc_offset,
         };
         anyhow::ensure!(config.partitions >= 1, "partitions: must be at least 1");
@@ -136,6 +142,7 @@ pub struct ServeConfig {
     pub partitions: u32,
     pub fever_threshold: f64,
     pub observation_days: u32,
+    pub horizon_days: u32,
     pub utc_offset: FixedOffset,
 }
 
@@ -150,6 +157,7 @@ impl Default for ServeConfig {
             partitions: 16,
             fever_threshold: 37.3,
             observation_days: 14,
+            horizon_days: 7,
             utc_offset: FixedOffset::east_opt(8 * 3600).expect("valid offset"),
         }
     }

@@ -106,8 +106,8 @@ async fn build<L: EventLog, C: EventLog>(
     let intake = if roles.intake() {
         let metrics = IntakeMetrics::default();
         metrics.register(&mut registry);
-        let service =
-            IntakeService::open(log.clone(), &dir.join("intake"), metrics).context("opening the intake index")?;
+        let service = IntakeService::open(log.clone(), &dir.join("intake"), metrics, config.horizon_days)
+            .context("opening the intake index")?;
         health.set_serving::<IntakeServer<IntakeService<L>>>().await;
         Some(service.into_server())
     } else {

@@ -73,6 +73,7 @@ async fn an_aggregator_killed_at_random_moments_ends_with_the_reports_of_one_nev
         http_addr: Some("127.0.0.1:0".parse().unwrap()),
         log: Some(log.clone()),
         group: Some(group.to_owned()),
+        horizon_days: Some(36_500),
         ..ServeArgs::default()
     };
 

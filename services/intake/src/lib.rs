@@ -77,13 +77,35 @@ pub struct IntakeService<L> {
     log: L,
     seen: sled::Tree,
     metrics: IntakeMetrics,
+    /// How far back an event may have happened: older ones are refused, as a day that far
+    /// back has been reported.
+    horizon: chrono::TimeDelta,
 }
 
 impl<L: EventLog> IntakeService<L> {
     /// `index_dir` holds the deduplication index (event ids already accepted).
-    pub fn open(log: L, index_dir: &Path, metrics: IntakeMetrics) -> Result<Self, IntakeError> {
+    pub fn open(log: L, index_dir: &Path, metrics: IntakeMetrics, horizon_days: u32) -> Result<Self, IntakeError> {
         let seen = sled::open(index_dir)?.open_tree("accepted_event_ids")?;
-        Ok(Self { log, seen, metrics })
+        Ok(Self { log, seen, metrics, horizon: chrono::TimeDelta::days(i64::from(horizon_days)) })
+    }
+
+    /// Refuses events from before the horizon, or from more than a day ahead (a clock
+    /// that far off is a mistake, not a time zone).
+    fn check_time(&self, envelope: &domain::Envelope) -> Result<(), wire::FieldError> {
+        let now = chrono::Utc::now();
+        let at = envelope.occurred_at;
+        let bad = |reason: String| wire::FieldError { field: "occurred_at".to_owned(), reason };
+        if at < now - self.horizon {
+            return Err(bad(format!(
+                "{} is older than the {}-day horizon for late events",
+                at.to_rfc3339(),
+                self.horizon.num_days()
+            )));
+        }
+        if at > now + chrono::TimeDelta::days(1) {
+            return Err(bad(format!("{} is in the future", at.to_rfc3339())));
+        }
+        Ok(())
     }
 
     pub fn into_server(self) -> pb::intake_server::IntakeServer<Self> {
@@ -101,7 +123,7 @@ impl<L: EventLog> IntakeService<L> {
                 pb::PublishResult { index: index as u64, event_id: event.event_id.clone(), ..Default::default() };
             let payload = event.encode_to_vec();
             let kind_hint = kind_of(&event);
-            match wire::event_from_proto(event) {
+            match wire::event_from_proto(event).and_then(|envelope| self.check_time(&envelope).map(|()| envelope)) {
                 Err(e) => {
                     self.metrics.refused.get_or_create(&labels(kind_hint, Some(&e.field))).inc();
                     result.outcome = pb::Outcome::Rejected as i32;
