@@ -39,6 +39,14 @@ impl Backend {
         Backend::Kafka { broker: Arc::new(testbroker::broker()), prefix: unique_prefix() }
     }
 
+    /// The same backend with topics and groups of its own, for another scenario.
+    pub fn fresh(&self) -> Self {
+        match self {
+            Backend::Embedded => Backend::Embedded,
+            Backend::Kafka { broker, .. } => Backend::Kafka { broker: broker.clone(), prefix: unique_prefix() },
+        }
+    }
+
     /// Kafka on a broker the test manages itself (to restart it, say).
     pub fn on_broker(addr: &str) -> Self {
         Backend::Kafka { broker: Arc::new(testbroker::Broker::at(addr)), prefix: unique_prefix() }
