@@ -26,6 +26,7 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    key_persons_are_listed_by_unit_with_their_observation,
     events_older_than_the_horizon_or_from_the_future_are_refused,
     returns_are_counted_by_batch_planned_back_and_not_yet,
     what_the_rules_forbid_is_flagged,
@@ -474,5 +475,37 @@ async fn events_older_than_the_horizon_or_from_the_future_are_refused(backend: B
     );
     assert_eq!(results[2].outcome, pb::Outcome::Rejected as i32);
     assert!(results[2].error.ends_with("is in the future"), "{}", results[2].error);
+    server.running.stop().await.unwrap();
+}
+
+async fn key_persons_are_listed_by_unit_with_their_observation(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &backend).await;
+    let mut s = School::new("S1", "Guangzhou", "2020-03-01");
+    let events = vec![
+        s.register("07:00", &student("A", "C01", "B1")),
+        s.register("07:00", &student("B", "C01", "B1")),
+        s.register("07:00", &student("C", "C02", "B2")),
+        s.register("07:00", &student("D", "C01", "B2")),
+        s.history("08:00", "A", pb::HistoryKind::HistoryContact, "2020-02-25"),
+        s.isolation("09:00", "A", pb::IsolationKind::IsolationCentralized),
+        s.whereabouts("08:00", "C", "Hubei", true, false),
+        s.isolation("09:00", "D", pb::IsolationKind::IsolationHome),
+        s.release("18:00", "D"),
+    ];
+    server.post_all(events).await;
+    server.caught_up().await;
+    let list = |unit: &str| pb::KeyPersonsRequest { unit: unit.into() };
+    let class = server.reports.list_key_persons(list("class:S1/D1/2019/C01")).await.unwrap().into_inner().persons;
+    assert_eq!(class.len(), 1, "A only: B is no key person, D was released: {class:?}");
+    let a = &class[0];
+    assert_eq!((a.school.as_str(), a.person_id.as_str(), a.history_date.as_str()), ("S1", "A", "2020-02-25"));
+    assert_eq!(a.observation, pb::IsolationKind::IsolationCentralized as i32);
+    assert_eq!((a.observation_start.as_str(), a.observation_expected_end.as_str()), ("2020-02-25", "2020-03-10"));
+    let city = server.reports.list_key_persons(list("city:Guangzhou")).await.unwrap().into_inner().persons;
+    let mut ids: Vec<&str> = city.iter().map(|p| p.person_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["A", "C"]);
+    assert!(city.iter().find(|p| p.person_id == "C").unwrap().in_key_area);
     server.running.stop().await.unwrap();
 }

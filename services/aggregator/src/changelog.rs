@@ -61,7 +61,7 @@ pub async fn publish_outbox<L: EventLog>(fold: &Projections, changelog: &L) -> R
             topic: TOPIC.to_owned(),
             // The record's key without the outbox prefix: `u…` or `n…`, as in the store.
             key: String::from_utf8_lossy(&k[1..]).into_owned(),
-            headers: vec![("daybook-record".to_owned(), if k[1] == b'u' { "unit-day" } else { "unit" }.to_owned())],
+            headers: vec![("daybook-record".to_owned(), record_kind(k[1]).to_owned())],
             payload: v.clone(),
         })
         .collect();
@@ -71,6 +71,14 @@ pub async fn publish_outbox<L: EventLog>(fold: &Projections, changelog: &L) -> R
         let _ = fold.tree.compare_and_swap(k, Some(v.as_slice()), None::<&[u8]>)?;
     }
     Ok(pending.len())
+}
+
+fn record_kind(prefix: u8) -> &'static str {
+    match prefix {
+        b'u' => "unit-day",
+        b'n' => "unit",
+        _ => "key-person",
+    }
 }
 
 /// Applies changelog records to a view, refusing copies older than the one held, and
@@ -98,7 +106,11 @@ pub fn apply(view: &Projections, records: &[Polled]) -> Result<(), AggregateErro
     }
     for (key, change) in taken {
         batch.insert(store::version_key(&key), store::encode(&change.reach));
-        batch.insert(key, change.value);
+        if change.value.is_empty() {
+            batch.remove(key);
+        } else {
+            batch.insert(key, change.value);
+        }
     }
     for (tp, next) in positions {
         batch.insert(store::position_key(&tp), &next.to_be_bytes());

@@ -332,34 +332,47 @@ impl Folder {
     }
 
     fn write_into(&mut self, batch: &mut sled::Batch) {
-        for key in self.dirty_timelines.drain() {
+        let mut changed = Vec::new();
+        for key in std::mem::take(&mut self.dirty_timelines) {
             let (school, person) = key.split_once('/').expect("keys are school/person");
-            batch.insert(store::person_key(school, person), store::encode(&self.timelines[&key]));
+            let timeline = &self.timelines[&key];
+            batch.insert(store::person_key(school, person), store::encode(timeline));
+            // The key-person list follows the person's latest day.
+            let now =
+                timeline.days.iter().next_back().and_then(|(day, e)| e.key_person(school, person, *day, &self.rules));
+            if self.projections.key_person(school, person).ok().flatten() != now {
+                // An empty value removes the person from the lists.
+                let value = now.as_ref().map(store::encode).unwrap_or_default();
+                changed.push((school.to_owned(), store::key_person_key(school, person), value));
+            }
         }
         for key in self.dirty_roommates.drain() {
             let (school, person) = key.split_once('/').expect("keys are school/person");
             batch.insert(store::roommates_key(school, person), store::encode(&self.roommate_index[&key]));
         }
-        let mut changed = Vec::new();
+        let school_of = |unit: &UnitKey| unit.path.split('/').next().unwrap_or_default().to_owned();
         for (unit, day) in self.dirty_unit_days.drain() {
-            changed.push((unit.clone(), store::unit_day_key(&unit, day), store::encode(&self.units[&unit][&day])));
+            changed.push((school_of(&unit), store::unit_day_key(&unit, day), store::encode(&self.units[&unit][&day])));
         }
         for (unit, info) in self.new_units.drain(..) {
-            changed.push((unit.clone(), store::unit_key(&unit), store::encode(&info)));
+            changed.push((school_of(&unit), store::unit_key(&unit), store::encode(&info)));
         }
-        for (unit, key, value) in changed {
+        for (school, key, value) in changed {
             if self.changelog {
-                let change = self.change_of(&unit, value.clone());
+                let change = self.change_of(&school, value.clone());
                 batch.insert(store::outbox_key(&key), store::encode(&change));
             }
-            batch.insert(key, value);
+            if value.is_empty() {
+                batch.remove(key);
+            } else {
+                batch.insert(key, value);
+            }
         }
     }
 
     /// A unit record as the changelog carries it: tagged with how far its school's
     /// partition was folded, so that views can tell an older copy from a newer one.
-    fn change_of(&self, unit: &UnitKey, value: Vec<u8>) -> Change {
-        let school = unit.path.split('/').next().unwrap_or_default();
+    fn change_of(&self, school: &str, value: Vec<u8>) -> Change {
         let partition = self.school_partition.get(school).copied().unwrap_or(0);
         let reach = self
             .positions

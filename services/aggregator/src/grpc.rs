@@ -96,6 +96,38 @@ impl pb::reports_server::Reports for ReportsService {
         }))
     }
 
+    async fn list_key_persons(
+        &self,
+        request: Request<pb::KeyPersonsRequest>,
+    ) -> Result<Response<pb::KeyPersonsResponse>, Status> {
+        let unit = parse_unit("unit", &request.into_inner().unit)?;
+        let persons = self.projections.key_persons(&unit).map_err(internal)?;
+        let date = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+        Ok(Response::new(pb::KeyPersonsResponse {
+            persons: persons
+                .into_iter()
+                .map(|p| pb::KeyPerson {
+                    school: p.school,
+                    person_id: p.person,
+                    role: wire::role_to_proto(p.role) as i32,
+                    placement: Some(pb::Placement {
+                        department: p.placement.department,
+                        grade: p.placement.grade,
+                        class_name: p.placement.class,
+                        dorm: p.placement.dorm,
+                    }),
+                    in_key_area: p.in_key_area,
+                    history: p.two_histories.map_or(0, |(kind, _)| wire::history_to_proto(kind) as i32),
+                    history_date: p.two_histories.map(|(_, d)| date(d)).unwrap_or_default(),
+                    close_contact_date: p.close_contact.map(date).unwrap_or_default(),
+                    observation: p.observation.map_or(0, |(kind, _, _)| wire::isolation_to_proto(kind) as i32),
+                    observation_start: p.observation.map(|(_, s, _)| date(s)).unwrap_or_default(),
+                    observation_expected_end: p.observation.map(|(_, _, e)| date(e)).unwrap_or_default(),
+                })
+                .collect(),
+        }))
+    }
+
     async fn get_status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         // Kafka answers offsets with blocking calls.
         let status = self.status.clone();

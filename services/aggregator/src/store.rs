@@ -9,6 +9,7 @@
 //! | `n`    | unit key                         | [`UnitInfo`]               |
 //! | `e`    | school/event id                  | empty: the event is folded |
 //! | `o`    | topic/partition                  | next offset to fold (u64)  |
+//! | `k`    | school/person                    | the person's [`domain::person::KeyPerson`], while one |
 //! | `r`    | school/person                    | persons whose isolation named them as roommate |
 //! | `x`    | a `u` or `n` key                 | outbox: (version, value) not yet in the changelog |
 //! | `w`    | a `u` or `n` key                 | view only: version of the value held |
@@ -34,6 +35,10 @@ pub struct UnitInfo {
 
 pub(crate) fn person_key(school: &str, person: &str) -> Vec<u8> {
     format!("p\0{school}/{person}").into_bytes()
+}
+
+pub(crate) fn key_person_key(school: &str, person: &str) -> Vec<u8> {
+    format!("k\0{school}/{person}").into_bytes()
 }
 
 pub(crate) fn roommates_key(school: &str, person: &str) -> Vec<u8> {
@@ -204,6 +209,33 @@ impl Projections {
     pub(crate) fn timeline(&self, school: &str, person: &str) -> Result<Timeline, AggregateError> {
         let key = person_key(school, person);
         Ok(self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()?.unwrap_or_default())
+    }
+
+    /// Key persons placed in `unit` (or, for a city or the province, in its schools).
+    pub fn key_persons(&self, unit: &UnitKey) -> Result<Vec<domain::person::KeyPerson>, AggregateError> {
+        let prefix = match unit.level {
+            Level::Province | Level::City => "k\0".to_owned(),
+            _ => format!("k\0{}/", unit.path.split('/').next().unwrap_or_default()),
+        };
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = item?;
+            let person: domain::person::KeyPerson = decode(&k, &v)?;
+            let units = UnitKey::for_person(&person.city, &person.school, &person.placement);
+            if units.contains(unit) {
+                out.push(person);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn key_person(
+        &self,
+        school: &str,
+        person: &str,
+    ) -> Result<Option<domain::person::KeyPerson>, AggregateError> {
+        let key = key_person_key(school, person);
+        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
     }
 
     pub(crate) fn roommates_of(

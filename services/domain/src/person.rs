@@ -163,6 +163,22 @@ pub struct PersonDay {
     pub flows: DayFlows,
 }
 
+/// A key person as the school's lists show them (DOMAIN.md "Who is a key person" and the
+/// table of persons under observation): who, where, why, and their observation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPerson {
+    pub school: String,
+    pub person: String,
+    pub role: Role,
+    pub city: String,
+    pub placement: Placement,
+    pub in_key_area: bool,
+    pub two_histories: Option<(HistoryKind, NaiveDate)>,
+    pub close_contact: Option<NaiveDate>,
+    /// Kind, start of the period and its expected end.
+    pub observation: Option<(IsolationKind, NaiveDate, NaiveDate)>,
+}
+
 /// Where a person counts on a day and what they add there.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Contribution {
@@ -283,6 +299,28 @@ impl PersonDay {
             Fact::GatePassed(Direction::Out) => f.gate_out = true,
             _ => {}
         }
+    }
+
+    /// The person as a key person on `day`; `None` if enrolled but not a key person.
+    pub fn key_person(&self, school: &str, person: &str, day: NaiveDate, rules: &Rules) -> Option<KeyPerson> {
+        let s = &self.state;
+        let (role, city) = s.registration.value.clone()?;
+        let observation = self.observation(day, rules).map(|o| (o.kind, o.start, o.expected_end));
+        let key = s.in_key_area.value
+            || s.two_histories.value.is_some()
+            || s.close_contact.value.is_some()
+            || observation.is_some();
+        (s.enrolled.value && key).then(|| KeyPerson {
+            school: school.to_owned(),
+            person: person.to_owned(),
+            role,
+            city,
+            placement: s.placement.value.clone(),
+            in_key_area: s.in_key_area.value,
+            two_histories: s.two_histories.value,
+            close_contact: s.close_contact.value,
+            observation,
+        })
     }
 
     /// Where this person counts on `day` (this entry's day) and what they add; `None`

@@ -17,4 +17,6 @@ mod event;
 mod report;
 
 pub use event::{FieldError, event_from_proto};
-pub use report::{level_from_proto, level_to_proto, report_to_proto};
+pub use report::{
+    history_to_proto, isolation_to_proto, level_from_proto, level_to_proto, report_to_proto, role_to_proto,
+};

@@ -1,6 +1,6 @@
 //! Domain reports to protobuf.
 
-use domain::event::{Role, Slot, Symptom};
+use domain::event::{HistoryKind, IsolationKind, Role, Slot, Symptom};
 use domain::{DailyReport, Level};
 
 use crate::pb;
@@ -29,6 +29,33 @@ pub fn level_from_proto(raw: i32) -> Option<Level> {
         pb::Level::Class => Level::Class,
         pb::Level::Dorm => Level::Dorm,
     })
+}
+
+pub fn role_to_proto(role: Role) -> pb::Role {
+    match role {
+        Role::Student => pb::Role::Student,
+        Role::Teacher => pb::Role::Teacher,
+        Role::Staff => pb::Role::Staff,
+        Role::TemporaryHire => pb::Role::TemporaryHire,
+        Role::PropertyManagement => pb::Role::PropertyManagement,
+        Role::CanteenWorker => pb::Role::CanteenWorker,
+        Role::OtherResident => pb::Role::OtherResident,
+    }
+}
+
+pub fn history_to_proto(kind: HistoryKind) -> pb::HistoryKind {
+    match kind {
+        HistoryKind::Travel => pb::HistoryKind::HistoryTravel,
+        HistoryKind::Contact => pb::HistoryKind::HistoryContact,
+        HistoryKind::CloseContact => pb::HistoryKind::HistoryCloseContact,
+    }
+}
+
+pub fn isolation_to_proto(kind: IsolationKind) -> pb::IsolationKind {
+    match kind {
+        IsolationKind::Home => pb::IsolationKind::IsolationHome,
+        IsolationKind::Centralized => pb::IsolationKind::IsolationCentralized,
+    }
 }
 
 fn slot_to_proto(slot: Slot) -> pb::Slot {
