@@ -1,0 +1,152 @@
+//! `daybook-bench` measures daybook the way issue 6 asks and writes the result as a
+//! markdown table: it generates a simulated province day, starts the real server
+//! in-process (first on the embedded log, then on Kafka through a tansu broker it starts
+//! itself), posts the day over gRPC (a unary sample, then concurrent streams), waits for
+//! the aggregator, measures freshness, every unit's report, memory and disk, rebuilds the
+//! projections from the log, and finally sends the same bytes through a raw rdkafka
+//! producer and consumer on the same broker, so that the table can give daybook / raw.
+
+mod raw;
+mod serve;
+mod table;
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::Parser;
+use prost::Message;
+use wire::pb;
+
+/// The measurements of `daybook-bench`; the table goes to `--out` and to stdout.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "daybook-bench")]
+pub struct Args {
+    /// Share of the seed's province: 1 is 156 schools, ~590,000 persons, ~2.2 M events.
+    #[arg(long, default_value_t = 0.05)]
+    pub scale: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where the markdown table is written.
+    #[arg(long, default_value = "services/bench/BENCHMARKS.md")]
+    pub out: PathBuf,
+    /// Measure on Kafka too, the default: a tansu broker started for the run, and the raw
+    /// baselines on it.
+    #[arg(long, overrides_with = "no_kafka")]
+    pub kafka: bool,
+    /// Measure the embedded log only.
+    #[arg(long, overrides_with = "kafka")]
+    pub no_kafka: bool,
+    /// Events posted one `Publish` at a time before the streams.
+    #[arg(long, default_value_t = 2_000)]
+    pub unary: usize,
+    /// Concurrent `PublishStream` calls for the rest of the day.
+    #[arg(long, default_value_t = 4)]
+    pub streams: usize,
+    /// Single events whose freshness is timed, after the bulk load.
+    #[arg(long, default_value_t = 200)]
+    pub fresh: usize,
+}
+
+/// The simulated day every backend gets, generated once so that generating it is not
+/// measured and every run sends the very same events.
+pub struct Load {
+    pub date: NaiveDate,
+    pub schools: usize,
+    pub persons: usize,
+    /// The first school's code and city, where the freshness probes register.
+    pub probe_school: (String, String),
+    /// Posted one at a time: evenly spaced over the day, so every kind of event is in it.
+    pub sample: Vec<pb::Event>,
+    /// The rest, per school, in the simulator's order.
+    pub bulk: Vec<Vec<pb::Event>>,
+}
+
+impl Load {
+    fn generate(scale: f64, seed: u64, unary: usize) -> Load {
+        // Today in the province (+08:00): intake refuses events older than its horizon.
+        let date = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("an offset"));
+        let date = date.date_naive();
+        let province = simulator::Province::generate(scale, seed);
+        let days: Vec<Vec<pb::Event>> =
+            (0..province.schools().len()).map(|s| simulator::day_events(&province, s, date, seed)).collect();
+        let total: usize = days.iter().map(Vec::len).sum();
+        let stride = (total / unary.max(1)).max(1);
+        let (mut sample, mut bulk) = (Vec::new(), Vec::new());
+        let mut index = 0;
+        for day in days {
+            let mut rest = Vec::with_capacity(day.len());
+            for event in day {
+                if index % stride == 0 && sample.len() < unary {
+                    sample.push(event);
+                } else {
+                    rest.push(event);
+                }
+                index += 1;
+            }
+            bulk.push(rest);
+        }
+        let first = &province.schools()[0];
+        Load {
+            date,
+            schools: province.schools().len(),
+            persons: province.persons(),
+            probe_school: (first.code.clone(), first.city.to_owned()),
+            sample,
+            bulk,
+        }
+    }
+
+    pub fn events(&self) -> usize {
+        self.sample.len() + self.streamed()
+    }
+
+    pub fn streamed(&self) -> usize {
+        self.bulk.iter().map(Vec::len).sum()
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &pb::Event> {
+        self.sample.iter().chain(self.bulk.iter().flatten())
+    }
+
+    pub fn encoded_bytes(&self) -> usize {
+        self.all().map(Message::encoded_len).sum()
+    }
+}
+
+/// Topic prefix and group names of one run, so runs can share a broker.
+pub fn unique_name(what: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("bench-{}-{nanos:x}-{what}", std::process::id())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(args.scale.is_finite() && args.scale > 0.0, "--scale must be a positive number");
+    let with_kafka = !args.no_kafka;
+
+    eprintln!("generating the province day (scale {}, seed {})", args.scale, args.seed);
+    let load = Load::generate(args.scale, args.seed, args.unary);
+    eprintln!("{} schools, {} persons, {} events", load.schools, load.persons, load.events());
+
+    // Before the runs, so that it names the commit the run started on.
+    let header = table::Header::collect(&args, with_kafka, &load);
+    eprintln!("embedded log:");
+    let embedded = serve::measure(&load, &serve::Log::Embedded, &args).await?;
+    let kafka = if with_kafka {
+        // The broker is a child process; it is killed when `tansu` is dropped.
+        let tansu = tokio::task::spawn_blocking(|| testbroker::Tansu::start("memory://tansu/")).await?;
+        eprintln!("kafka log (tansu at {}):", tansu.addr());
+        let daybook = serve::measure(&load, &serve::Log::Kafka { broker: tansu.addr() }, &args).await?;
+        eprintln!("raw rdkafka baselines:");
+        let raw = raw::measure(&tansu.addr(), &load).await?;
+        Some((daybook, raw))
+    } else {
+        None
+    };
+
+    let text = table::render(&header, &args, &embedded, kafka.as_ref());
+    std::fs::write(&args.out, &text)?;
+    print!("{text}");
+    Ok(())
+}

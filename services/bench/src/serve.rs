@@ -1,0 +1,335 @@
+//! One backend's measurements: the real server started in-process on a fresh data
+//! directory, driven by real gRPC clients.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use daybook::{Roles, Running, ServeArgs};
+use tonic::transport::{Channel, Endpoint};
+use wire::pb;
+use wire::pb::intake_client::IntakeClient;
+use wire::pb::reports_client::ReportsClient;
+
+use crate::{Args, Load};
+
+/// The event log a run uses.
+pub enum Log {
+    Embedded,
+    /// A Kafka-API broker at this address; the run creates topics of its own there.
+    Kafka {
+        broker: String,
+    },
+}
+
+/// `count` things done in `seconds`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub count: u64,
+    pub seconds: f64,
+}
+
+impl Rate {
+    pub fn new(count: usize, elapsed: Duration) -> Rate {
+        Rate { count: count as u64, seconds: elapsed.as_secs_f64() }
+    }
+
+    pub fn per_second(&self) -> f64 {
+        if self.seconds > 0.0 { self.count as f64 / self.seconds } else { f64::NAN }
+    }
+}
+
+/// What one backend measured.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    pub unary: Option<Rate>,
+    pub streaming: Option<Rate>,
+    /// From the first streamed event posted until the aggregator folded it all.
+    pub end_to_end: Option<Rate>,
+    /// Acknowledgement to visible, one probe event at a time.
+    pub freshness: Vec<Duration>,
+    /// Every unit's report for the day, units per second.
+    pub reports: Option<Rate>,
+    /// Folding the whole log again into empty projections, from the first fold seen.
+    pub rebuild: Option<Rate>,
+    /// VmHWM in bytes, and whether it was reset before this backend started.
+    pub peak_memory: Option<(u64, bool)>,
+    pub data_dir_bytes: Option<u64>,
+    pub projections_bytes: Option<u64>,
+}
+
+/// How often the status is polled while waiting for the aggregator: fine enough for
+/// runs of seconds, coarse enough not to load a broker with offset requests.
+const STATUS_POLL: Duration = Duration::from_millis(50);
+/// How often a freshness probe's report is read.
+const PROBE_POLL: Duration = Duration::from_millis(2);
+const PATIENCE: Duration = Duration::from_secs(600);
+/// Report readers running at once: a reporting front end would not read one at a time.
+pub const REPORT_CLIENTS: usize = 4;
+
+pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figures> {
+    let dir = tempfile::tempdir()?;
+    let prefix = crate::unique_name("daybook");
+    let mut figures = Figures::default();
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+
+    let server = Server::start(&serve_args(&dir.path().join("serve"), log, &prefix, "aggregators"), Roles::All).await?;
+    let mut intake = IntakeClient::new(server.channel.clone());
+    let mut reports = ReportsClient::new(server.channel.clone());
+
+    eprintln!("  {} events, one Publish at a time", load.sample.len());
+    let started = Instant::now();
+    for event in &load.sample {
+        accepted(intake.publish(event.clone()).await?.into_inner())?;
+    }
+    figures.unary = Some(Rate::new(load.sample.len(), started.elapsed()));
+    follow_folding(&mut reports).await?;
+
+    eprintln!("  {} events on {} streams", load.streamed(), args.streams);
+    // Each stream carries whole schools, so a school's events stay in order; the events
+    // are copied before the clock starts.
+    let streams = args.streams.max(1);
+    let mut lanes = vec![Vec::new(); streams];
+    for (i, school) in load.bulk.iter().enumerate() {
+        lanes[i % streams].extend(school.iter().cloned());
+    }
+    let started = Instant::now();
+    let calls: Vec<_> = lanes
+        .into_iter()
+        .map(|lane| {
+            let mut intake = intake.clone();
+            tokio::spawn(async move { intake.publish_stream(tokio_stream::iter(lane)).await })
+        })
+        .collect();
+    let mut streamed = 0;
+    for call in calls {
+        let answer = call.await??.into_inner();
+        anyhow::ensure!(answer.rejected == 0, "events rejected: {:?}", answer.problems);
+        streamed += answer.accepted + answer.duplicates;
+    }
+    figures.streaming = Some(Rate::new(streamed as usize, started.elapsed()));
+    follow_folding(&mut reports).await?;
+    figures.end_to_end = Some(Rate::new(streamed as usize, started.elapsed()));
+
+    eprintln!("  freshness of {} events", args.fresh);
+    figures.freshness = freshness(&mut intake, &mut reports, load, args.fresh).await?;
+
+    eprintln!("  every unit's report");
+    figures.reports = Some(all_reports(&mut reports, load).await?);
+
+    figures.peak_memory = peak_memory().map(|bytes| (bytes, reset));
+    figures.data_dir_bytes = Some(dir_size(&dir.path().join("serve")));
+    figures.projections_bytes = Some(dir_size(&dir.path().join("serve/projections")));
+    server.running.stop().await?;
+
+    eprintln!("  rebuilding the projections from the log");
+    figures.rebuild = Some(match log {
+        // The log and the intake index stay; the projections start empty and the
+        // aggregator folds the log from its first offset.
+        Log::Embedded => {
+            std::fs::remove_dir_all(dir.path().join("serve/projections"))?;
+            rebuild(&serve_args(&dir.path().join("serve"), log, &prefix, "aggregators"), Roles::All).await?
+        }
+        // A new aggregator group on a new data directory reads the topics from the start.
+        Log::Kafka { .. } => {
+            rebuild(&serve_args(&dir.path().join("rebuild"), log, &prefix, "rebuild"), Roles::Aggregate).await?
+        }
+    });
+    Ok(figures)
+}
+
+fn serve_args(dir: &Path, log: &Log, prefix: &str, group: &str) -> daybook::ServeConfig {
+    let log = match log {
+        Log::Embedded => None,
+        // tansu 0.6.0's memory storage cannot fetch from inside a record batch, hence one
+        // record per batch (deploy/KAFKA.md); its sqlite storage crawls at 100k records.
+        Log::Kafka { broker } => Some(format!(
+            "kafka://{broker}?prefix={prefix}.&partitions=4&fetch_wait_ms=500&producer.batch.num.messages=1"
+        )),
+    };
+    ServeArgs {
+        data_dir: Some(dir.to_owned()),
+        grpc_addr: Some("127.0.0.1:0".parse().expect("an address")),
+        http_addr: Some("127.0.0.1:0".parse().expect("an address")),
+        partitions: Some(4),
+        log,
+        group: Some(format!("{prefix}-{group}")),
+        ..ServeArgs::default()
+    }
+    .resolve()
+    .expect("the bench's settings are valid")
+}
+
+struct Server {
+    running: Running,
+    channel: Channel,
+}
+
+impl Server {
+    async fn start(config: &daybook::ServeConfig, roles: Roles) -> anyhow::Result<Server> {
+        let running = daybook::start_roles(config, roles).await.context("starting daybook")?;
+        let channel = Endpoint::from_shared(format!("http://{}", running.grpc_addr))?.connect().await?;
+        Ok(Server { running, channel })
+    }
+}
+
+fn accepted(result: pb::PublishResult) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        result.outcome == pb::Outcome::Accepted as i32,
+        "event {} not accepted: {:?} {}",
+        result.event_id,
+        result.outcome,
+        result.error
+    );
+    Ok(())
+}
+
+/// When the aggregator first showed progress (and how far it was then), and when it had
+/// folded everything.
+struct Folding {
+    first: Option<(Instant, u64)>,
+    done: Instant,
+    folded: u64,
+}
+
+/// Polls the status until nothing acknowledged is left to fold.
+async fn follow_folding(reports: &mut ReportsClient<Channel>) -> anyhow::Result<Folding> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut first = None;
+    loop {
+        let status = reports.get_status(pb::StatusRequest {}).await?.into_inner();
+        let now = Instant::now();
+        if status.events_folded > 0 && first.is_none() {
+            first = Some((now, status.events_folded));
+        }
+        if status.total_lag == 0 {
+            return Ok(Folding { first, done: now, folded: status.events_folded });
+        }
+        anyhow::ensure!(now < deadline, "the aggregator still lags {} events after {PATIENCE:?}", status.total_lag);
+        tokio::time::sleep(STATUS_POLL).await;
+    }
+}
+
+/// Starts an aggregator on projections that are empty and times it through the log.
+/// The rate counts from the first fold seen, so start-up and joining the consumer group
+/// are left out, as they are for the raw consumer.
+async fn rebuild(config: &daybook::ServeConfig, roles: Roles) -> anyhow::Result<Rate> {
+    let started = Instant::now();
+    let server = Server::start(config, roles).await?;
+    let mut reports = ReportsClient::new(server.channel.clone());
+    let folding = follow_folding(&mut reports).await?;
+    server.running.stop().await?;
+    Ok(match folding.first {
+        Some((at, before)) if folding.folded > before && folding.done > at => {
+            Rate::new((folding.folded - before) as usize, folding.done - at)
+        }
+        _ => Rate::new(folding.folded as usize, folding.done - started),
+    })
+}
+
+/// Registers `n` new students in a class of their own, then posts a fever reading for
+/// each, one at a time, and times acknowledgement → the class's fever count shows it.
+async fn freshness(
+    intake: &mut IntakeClient<Channel>,
+    reports: &mut ReportsClient<Channel>,
+    load: &Load,
+    n: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let (school, city) = &load.probe_school;
+    let event = |id: String, time: &str, payload| pb::Event {
+        event_id: id,
+        source: "bench".into(),
+        school: school.clone(),
+        occurred_at: format!("{}T{time}+08:00", load.date),
+        payload: Some(payload),
+    };
+    let person = |i: usize| format!("BENCH{i:05}");
+    let registrations = (0..n)
+        .map(|i| {
+            let registered = pb::Registered {
+                role: pb::Role::Student as i32,
+                placement: Some(pb::Placement {
+                    department: "DBENCH".into(),
+                    grade: "2019".into(),
+                    class_name: "C01".into(),
+                    dorm: String::new(),
+                }),
+                city: city.clone(),
+                on_campus: true,
+            };
+            let change = pb::roster_event::Change::Registered(registered);
+            let roster = pb::RosterEvent { person_id: person(i), change: Some(change) };
+            event(format!("bench-probe-reg-{i}"), "06:00:00", pb::event::Payload::Roster(roster))
+        })
+        .collect();
+    for result in intake.publish_batch(pb::PublishBatchRequest { events: registrations }).await?.into_inner().results {
+        accepted(result)?;
+    }
+    follow_folding(reports).await?;
+
+    let unit = format!("class:{school}/DBENCH/2019/C01");
+    let mut latencies = Vec::with_capacity(n);
+    for i in 0..n {
+        let reading = pb::TemperatureTaken { slot: pb::Slot::Noon as i32, celsius: 38.5 };
+        let kind = pb::health_event::Kind::Temperature(reading);
+        let health = pb::HealthEvent { person_id: person(i), kind: Some(kind) };
+        let fever = event(format!("bench-probe-fever-{i}"), "12:00:00", pb::event::Payload::Health(health));
+        accepted(intake.publish(fever).await?.into_inner())?;
+        let acknowledged = Instant::now();
+        // Fevers count persons, and each probe is a new person: the i-th is in once
+        // the class counts i + 1.
+        while (daybook::report::fetch(reports, &unit, &load.date.to_string()).await?.fever as usize) <= i {
+            anyhow::ensure!(acknowledged.elapsed() < PATIENCE, "probe {i} not visible after {PATIENCE:?}");
+            tokio::time::sleep(PROBE_POLL).await;
+        }
+        latencies.push(acknowledged.elapsed());
+    }
+    Ok(latencies)
+}
+
+/// Lists every unit and reads each one's report for the day (the province too), with
+/// `REPORT_CLIENTS` readers sharing the list.
+async fn all_reports(reports: &mut ReportsClient<Channel>, load: &Load) -> anyhow::Result<Rate> {
+    let started = Instant::now();
+    let listed = reports.list_units(pb::ListUnitsRequest::default()).await?.into_inner().units;
+    let units: Vec<String> = listed.into_iter().map(|u| u.unit).chain(["province".to_owned()]).collect();
+    let count = units.len();
+    let date = load.date.to_string();
+    let readers: Vec<_> = units
+        .chunks(count.div_ceil(REPORT_CLIENTS).max(1))
+        .map(|chunk| {
+            let (mut reports, chunk, date) = (reports.clone(), chunk.to_vec(), date.clone());
+            tokio::spawn(async move {
+                for unit in chunk {
+                    daybook::report::fetch(&mut reports, &unit, &date).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for reader in readers {
+        reader.await??;
+    }
+    Ok(Rate::new(count, started.elapsed()))
+}
+
+/// VmHWM of this process, in bytes.
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Bytes of the files under `dir`.
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&entry.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}

@@ -1,0 +1,438 @@
+//! The markdown the bench writes: where it ran, then one table of every measure for each
+//! log beside the raw baselines and issue 6's targets, then the notes that qualify them.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::raw::RawFigures;
+use crate::serve::{Figures, REPORT_CLIENTS, Rate};
+use crate::{Args, Load};
+
+/// Events of a whole province day, as issue 6 counts them.
+const PROVINCE_DAY_EVENTS: f64 = 3_500_000.0;
+/// Units of the whole province, as issue 6 counts them.
+const PROVINCE_UNITS: f64 = 110_000.0;
+const NOT_MEASURED: &str = "n/a";
+
+pub struct Header {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory: String,
+    pub commit: String,
+    pub date: String,
+    pub command: String,
+    pub load: String,
+    pub persons: usize,
+}
+
+impl Header {
+    pub fn collect(args: &Args, with_kafka: bool, load: &Load) -> Header {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map_or("unknown CPU".to_owned(), |(_, name)| name.trim().to_owned());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory = meminfo
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map_or("unknown memory".to_owned(), |kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0));
+        let command = format!(
+            "cargo run --release -p bench -- --scale {} --seed {}{} --out {}",
+            args.scale,
+            args.seed,
+            if with_kafka { "" } else { " --no-kafka" },
+            args.out.display()
+        );
+        let load_line = format!(
+            "scale {}, seed {}: {} schools, {} persons, {} events on {} ({:.1} MiB as protobuf)",
+            args.scale,
+            args.seed,
+            load.schools,
+            thousands(load.persons as f64),
+            thousands(load.events() as f64),
+            load.date,
+            load.encoded_bytes() as f64 / 1024.0 / 1024.0
+        );
+        Header {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            memory,
+            commit: git_commit(),
+            date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+            command,
+            load: load_line,
+            persons: load.persons,
+        }
+    }
+}
+
+fn git_commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        None => "unknown".to_owned(),
+        Some(commit) if git(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty()) => {
+            format!("{commit} (with uncommitted changes)")
+        }
+        Some(commit) => commit,
+    }
+}
+
+/// Nearest-rank percentile: the smallest sample with at least `p`% of samples at or
+/// below it.
+pub fn percentile(samples: &[Duration], p: f64) -> Option<Duration> {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
+}
+
+/// `1234567.8` as "1,234,568".
+pub fn thousands(x: f64) -> String {
+    if !x.is_finite() {
+        return NOT_MEASURED.to_owned();
+    }
+    let digits = format!("{:.0}", x.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if x < -0.5 { format!("-{out}") } else { out }
+}
+
+fn cell<T>(value: Option<T>, show: impl FnOnce(T) -> String) -> String {
+    value.map_or(NOT_MEASURED.to_owned(), show)
+}
+
+fn per_second(rate: Option<Rate>) -> String {
+    cell(rate, |r| thousands(r.per_second()))
+}
+
+fn seconds(rate: Option<Rate>) -> String {
+    cell(rate, |r| format!("{:.2}", r.seconds))
+}
+
+fn ratio(daybook: Option<Rate>, raw: Option<Rate>) -> String {
+    cell(daybook.zip(raw), |(d, r)| format!("{:.2}×", d.per_second() / r.per_second()))
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+/// "target: embedded met, Kafka **missed**", naming only the verdicts there are.
+fn judged(target: &str, verdicts: &[(&str, Option<bool>)]) -> String {
+    let said: Vec<String> = verdicts
+        .iter()
+        .filter_map(|(who, ok)| ok.map(|ok| format!("{who} {}", if ok { "met" } else { "**missed**" })))
+        .collect();
+    if said.is_empty() { target.to_owned() } else { format!("{target}: {}", said.join(", ")) }
+}
+
+/// A markdown table, its columns padded so that it reads as text too.
+pub fn markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .chain([header[c].chars().count(), 3])
+                .max()
+                .unwrap_or(3)
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(s, &w)| format!("{s:w$}")).collect();
+        format!("| {} |\n", padded.join(" | "))
+    };
+    let mut out = line(header.iter().map(|s| (*s).to_owned()).collect());
+    out += &line(widths.iter().map(|w| "-".repeat(*w)).collect());
+    for row in rows {
+        out += &line(row.clone());
+    }
+    out
+}
+
+pub fn render(header: &Header, args: &Args, embedded: &Figures, kafka: Option<&(Figures, RawFigures)>) -> String {
+    let e = embedded;
+    let k = kafka.map(|(daybook, _)| daybook);
+    let raw = kafka.map(|(_, raw)| raw);
+    let both = |f: &dyn Fn(&Figures) -> String| [f(e), k.map_or("not run".to_owned(), f)];
+    let at_least = |rate: Option<Rate>, floor: f64| rate.map(|r| r.per_second() >= floor);
+    let ratio_at_least =
+        |d: Option<Rate>, r: Option<Rate>, floor: f64| d.zip(r).map(|(d, r)| d.per_second() / r.per_second() >= floor);
+    // For targets that are totals over the whole province: what this run's rate gives.
+    let extrapolated = |what: f64, rate: Option<Rate>| cell(rate, |r| format!("{:.0} s", what / r.per_second()));
+    let p = |f: &Figures, q: f64| percentile(&f.freshness, q);
+    let per_person = |bytes: Option<u64>| cell(bytes, |b| thousands(b as f64 / header.persons.max(1) as f64));
+    let units = thousands(e.reports.map_or(0, |r| r.count) as f64);
+    let streamed = e.end_to_end.map_or(0, |r| r.count);
+
+    let row = |label: String, cells: [String; 2], raw: String, ratio: String, target: String| {
+        vec![label, cells[0].clone(), cells[1].clone(), raw, ratio, target]
+    };
+    let dash = || "—".to_owned();
+    let rows = vec![
+        row(
+            "intake, unary `Publish`, 1 client, one at a time (events/s)".into(),
+            both(&|f| per_second(f.unary)),
+            dash(),
+            dash(),
+            dash(),
+        ),
+        row(
+            format!("intake, streaming `PublishStream`, {} streams (events/s)", args.streams),
+            both(&|f| per_second(f.streaming)),
+            format!("producer: {}", per_second(raw.map(|r| r.produce))),
+            ratio(k.and_then(|f| f.streaming), raw.map(|r| r.produce)),
+            judged(
+                "≥ 100,000; Kafka ≥ 0.7× raw producer",
+                &[
+                    ("embedded", at_least(e.streaming, 100_000.0)),
+                    ("Kafka", at_least(k.and_then(|f| f.streaming), 100_000.0)),
+                    ("ratio", ratio_at_least(k.and_then(|f| f.streaming), raw.map(|r| r.produce), 0.7)),
+                ],
+            ),
+        ),
+        row(
+            "end-to-end, first event posted → all folded (events/s)".into(),
+            both(&|f| per_second(f.end_to_end)),
+            format!("consumer: {}", per_second(raw.map(|r| r.consume))),
+            ratio(k.and_then(|f| f.end_to_end), raw.map(|r| r.consume)),
+            dash(),
+        ),
+        row(
+            format!("end-to-end, the streamed day, {} events (s)", thousands(streamed as f64)),
+            both(&|f| seconds(f.end_to_end)),
+            dash(),
+            dash(),
+            format!(
+                "province day (≈ 3.5 M events) < 60 s; at these rates: embedded {}, Kafka {}",
+                extrapolated(PROVINCE_DAY_EVENTS, e.end_to_end),
+                extrapolated(PROVINCE_DAY_EVENTS, k.and_then(|f| f.end_to_end))
+            ),
+        ),
+        row(
+            "rebuild: the whole log folded into empty projections (events/s)".into(),
+            both(&|f| per_second(f.rebuild)),
+            format!("consumer: {}", per_second(raw.map(|r| r.consume))),
+            ratio(k.and_then(|f| f.rebuild), raw.map(|r| r.consume)),
+            judged(
+                "fold ≥ 200,000 per core; ≥ 0.5× raw consumer",
+                &[
+                    ("embedded", at_least(e.rebuild, 200_000.0)),
+                    ("Kafka", at_least(k.and_then(|f| f.rebuild), 200_000.0)),
+                    ("ratio", ratio_at_least(k.and_then(|f| f.rebuild), raw.map(|r| r.consume), 0.5)),
+                ],
+            ),
+        ),
+        row(
+            "rebuild: 30 days from the log (s)".into(),
+            [NOT_MEASURED.into(), NOT_MEASURED.into()],
+            dash(),
+            dash(),
+            "< 10 min".into(),
+        ),
+        row(
+            format!("freshness, acknowledged → in the class report, p50 of {} (ms)", args.fresh),
+            both(&|f| cell(p(f, 50.0), millis)),
+            dash(),
+            dash(),
+            dash(),
+        ),
+        row(
+            "freshness, p99 (ms)".into(),
+            both(&|f| cell(p(f, 99.0), millis)),
+            dash(),
+            dash(),
+            judged(
+                "< 1,000 ms",
+                &[
+                    ("embedded", p(e, 99.0).map(|d| d < Duration::from_secs(1))),
+                    ("Kafka", k.and_then(|f| p(f, 99.0)).map(|d| d < Duration::from_secs(1))),
+                ],
+            ),
+        ),
+        row(
+            format!("every unit's report for the day, {units} units, {REPORT_CLIENTS} readers (s)"),
+            both(&|f| seconds(f.reports)),
+            dash(),
+            dash(),
+            format!(
+                "≈ 110,000 units < 2 s; at these rates: embedded {}, Kafka {}",
+                extrapolated(PROVINCE_UNITS, e.reports),
+                extrapolated(PROVINCE_UNITS, k.and_then(|f| f.reports))
+            ),
+        ),
+        row("every unit's report (units/s)".into(), both(&|f| per_second(f.reports)), dash(), dash(), dash()),
+        row(
+            "peak memory, VmHWM of the bench process (MiB)".into(),
+            both(&|f| {
+                cell(f.peak_memory, |(bytes, reset)| {
+                    let mib = format!("{:.0}", bytes as f64 / 1024.0 / 1024.0);
+                    if reset { mib } else { format!("{mib} (peak of the whole run so far)") }
+                })
+            }),
+            dash(),
+            dash(),
+            dash(),
+        ),
+        row(
+            "on disk, whole data directory (bytes/person)".into(),
+            both(&|f| per_person(f.data_dir_bytes)),
+            dash(),
+            dash(),
+            dash(),
+        ),
+        row(
+            "on disk, projections sled (bytes/person)".into(),
+            both(&|f| per_person(f.projections_bytes)),
+            dash(),
+            dash(),
+            judged(
+                "resident state < 1 KiB per person",
+                &[
+                    ("embedded", e.projections_bytes.map(|b| b < 1024 * header.persons as u64)),
+                    ("Kafka", k.and_then(|f| f.projections_bytes).map(|b| b < 1024 * header.persons as u64)),
+                ],
+            ),
+        ),
+        row(
+            "profile of the hottest path".into(),
+            [NOT_MEASURED.into(), NOT_MEASURED.into()],
+            dash(),
+            dash(),
+            "flamegraph or callgrind summary".into(),
+        ),
+    ];
+
+    let mut out = String::new();
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(out, "Written by `daybook-bench` (`services/bench`); issue 6 says what it should cover.\n");
+    let _ = writeln!(out, "- command: `{}`", header.command);
+    let _ = writeln!(out, "- machine: {}, {} cores, {} memory", header.cpu, header.cores, header.memory);
+    let _ = writeln!(out, "- commit: {}", header.commit);
+    let _ = writeln!(out, "- date: {}", header.date);
+    let _ = writeln!(out, "- load: {}\n", header.load);
+    out += &markdown_table(
+        &[
+            "measure",
+            "embedded log",
+            "Kafka (tansu)",
+            "raw rdkafka, same broker",
+            "Kafka daybook / raw",
+            "issue 6 target",
+        ],
+        &rows,
+    );
+    out += &notes(args, header);
+    out
+}
+
+fn notes(args: &Args, header: &Header) -> String {
+    format!(
+        "
+Notes:
+
+- **Kafka is tansu 0.6.0 with `memory://` storage and one record per batch**
+  (`producer.batch.num.messages=1`), for daybook and the raw producer alike: tansu's memory
+  storage cannot fetch from inside a record batch and its sqlite storage crawls at 100k
+  records (deploy/KAFKA.md). The Kafka column measures daybook on this broker, not on Apache
+  Kafka; the ratio to the raw client on the same broker is the telling figure.
+- Everything shares the machine's {cores} cores: the bench's gRPC clients, the server (started
+  in-process with `daybook::start_roles`, 4 partitions per topic), and on Kafka the tansu process.
+- Unary intake: {unary} events spread over the day, one `Publish` at a time. Streaming: the rest
+  of the day on {streams} concurrent `PublishStream` calls, whole schools per stream. Raw producer:
+  the same event bytes (the protobuf `Event`, key = school, no headers) to one topic of 4
+  partitions, idempotent, `acks=all`, lz4, linger 5 ms, as many in flight as librdkafka queues.
+- End-to-end: from the first streamed event posted until `GetStatus` says `total_lag == 0`
+  (polled every 50 ms); over Kafka that includes the changelog and the view.
+- Rebuild: the embedded run deletes the projections and restarts the server; the Kafka run starts
+  a new aggregator group (the `aggregate` role) on a new data directory. Timed from the first
+  fold seen, as the raw consumer (all partitions assigned, records counted, not decoded) is
+  timed from its first record, so start-up and group joining are left out.
+- Freshness: {fresh} fever readings of new students of one class, posted one at a time after the
+  bulk load; from the `Publish` acknowledgement until `GetDailyReport` of the class counts it,
+  polled every 2 ms. The Kafka log runs with `fetch_wait_ms=500`, and tansu 0.6.0 sleeps half
+  the fetch wait after every fetch, records found or not (tansu-storage `service/fetch.rs`): each
+  Kafka hop costs about 250 ms, and there are two (the events, then the changelog to the view).
+- Peak memory: VmHWM of the bench process, reset before each log's run (`/proc/self/clear_refs`);
+  it includes the bench's own copy of the day's events, and not tansu. Bytes per person: the
+  files under the data directory (embedded: log, intake index, projections; Kafka: intake index,
+  and the projections, which hold this aggregator's state and its view of the changelog) over
+  {persons} persons.
+- The targets are for the whole province on this machine; for totals, the target cell gives what
+  this run's rates would take at province size. Not measured yet: 30 days rebuilt from the log,
+  a profile of the hottest path, a run at scale 1.
+",
+        cores = header.cores,
+        unary = thousands(args.unary as f64),
+        streams = args.streams,
+        fresh = args.fresh,
+        persons = thousands(header.persons as f64),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let samples: Vec<Duration> = (1..=100).rev().map(ms).collect();
+        assert_eq!(percentile(&samples, 50.0), Some(ms(50)));
+        assert_eq!(percentile(&samples, 99.0), Some(ms(99)));
+        assert_eq!(percentile(&samples, 100.0), Some(ms(100)));
+        assert_eq!(percentile(&samples, 0.0), Some(ms(1)));
+        assert_eq!(percentile(&[ms(7)], 99.0), Some(ms(7)));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn numbers_get_thousands_separators() {
+        assert_eq!(thousands(0.4), "0");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(1234567.8), "1,234,568");
+        assert_eq!(thousands(-12345.0), "-12,345");
+        assert_eq!(thousands(f64::NAN), "n/a");
+    }
+
+    #[test]
+    fn tables_are_padded_markdown_and_missing_figures_say_so() {
+        let rows = vec![
+            vec!["intake".to_owned(), per_second(Some(Rate { count: 3000, seconds: 1.5 }))],
+            vec!["profile".to_owned(), per_second(None)],
+        ];
+        let table = markdown_table(&["measure", "events/s"], &rows);
+        assert_eq!(
+            table,
+            "| measure | events/s |\n\
+             | ------- | -------- |\n\
+             | intake  | 2,000    |\n\
+             | profile | n/a      |\n"
+        );
+    }
+
+    #[test]
+    fn verdicts_name_who_met_the_target() {
+        assert_eq!(judged("< 1 s", &[("embedded", Some(true)), ("Kafka", None)]), "< 1 s: embedded met");
+        assert_eq!(judged("< 1 s", &[("Kafka", Some(false))]), "< 1 s: Kafka **missed**");
+        assert_eq!(judged("< 1 s", &[]), "< 1 s");
+    }
+}
