@@ -200,12 +200,7 @@ impl Folder {
         fact: &Fact,
         stamp: Stamp,
     ) -> Result<(), AggregateError> {
-        let abnormal = match fact {
-            Fact::Temperature { celsius, .. } => *celsius >= self.rules.fever_threshold_celsius,
-            Fact::Symptoms(_) => true,
-            _ => false,
-        };
-        if abnormal {
+        if self.rules.is_abnormal_sign(fact) {
             let mut targets = self.named_by(school, person)?;
             if let Some((_, latest)) = self.timeline(school, person)?.days.iter().next_back() {
                 targets.extend(latest.state.roommates.value.iter().cloned());

@@ -28,6 +28,17 @@ impl Default for Rules {
     }
 }
 
+impl Rules {
+    /// An abnormal clinical sign (DOMAIN.md): a fever reading or a symptom report.
+    pub fn is_abnormal_sign(&self, fact: &Fact) -> bool {
+        match fact {
+            Fact::Temperature { celsius, .. } => *celsius >= self.fever_threshold_celsius,
+            Fact::Symptoms(_) => true,
+            _ => false,
+        }
+    }
+}
+
 /// Where a person under observation stands on a day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Observation {
@@ -210,13 +221,10 @@ impl PersonDay {
             }
             Fact::Moved { placement } => s.placement.write(placement.clone(), stamp),
             Fact::Left => s.enrolled.write(false, stamp),
-            Fact::Temperature { celsius, .. } => {
-                if *celsius >= rules.fever_threshold_celsius {
+            Fact::Temperature { .. } | Fact::Symptoms(_) => {
+                if rules.is_abnormal_sign(fact) {
                     s.abnormal_days.insert(day);
                 }
-            }
-            Fact::Symptoms(_) => {
-                s.abnormal_days.insert(day);
             }
             Fact::Diagnosed(d) => s.diagnosis.write(Some(*d), stamp),
             Fact::SickAbsenceStarted { .. } => s.sick_absent.write(true, stamp),
