@@ -48,6 +48,9 @@ pub struct Folder {
     /// Whether to leave what changed in the outbox for the changelog (Kafka mode, where
     /// every instance's view is built from all instances' changes).
     changelog: bool,
+    /// Each person's entry in the key-person lists as last written, so that a batch
+    /// compares against memory rather than reading sled for every person it touched.
+    key_persons: HashMap<String, Option<domain::person::KeyPerson>>,
     /// Who named whom as a roommate (`school/person` → persons naming them).
     roommate_index: HashMap<String, BTreeSet<String>>,
     dirty_roommates: HashSet<String>,
@@ -72,6 +75,7 @@ impl Folder {
             seen: HashSet::new(),
             changelog: false,
             roommate_index: HashMap::new(),
+            key_persons: HashMap::new(),
             dirty_roommates: HashSet::new(),
             school_partition: HashMap::new(),
         })
@@ -127,7 +131,7 @@ impl Folder {
             self.seen.insert(seen);
             outcome.folded += 1;
         }
-        self.write_into(&mut batch);
+        self.write_into(&mut batch)?;
         for (tp, next) in moved {
             batch.insert(store::position_key(&tp), &next.to_be_bytes());
         }
@@ -137,6 +141,7 @@ impl Folder {
         // keeps its own cache of hot pages), so memory stays bounded at province scale.
         if self.timelines.len() > CACHED_PERSONS {
             self.timelines.clear();
+            self.key_persons.clear();
         }
         if self.units.len() > CACHED_UNITS {
             self.units.clear();
@@ -326,7 +331,7 @@ impl Folder {
         Ok(())
     }
 
-    fn write_into(&mut self, batch: &mut sled::Batch) {
+    fn write_into(&mut self, batch: &mut sled::Batch) -> Result<(), AggregateError> {
         let mut changed = Vec::new();
         for key in std::mem::take(&mut self.dirty_timelines) {
             let (school, person) = key.split_once('/').expect("keys are school/person");
@@ -335,11 +340,16 @@ impl Folder {
             // The key-person list follows the person's latest day.
             let now =
                 timeline.days.iter().next_back().and_then(|(day, e)| e.key_person(school, person, *day, &self.rules));
-            if self.projections.key_person(school, person).ok().flatten() != now {
+            let before = match self.key_persons.get(&key) {
+                Some(known) => known.clone(),
+                None => self.projections.key_person(school, person)?,
+            };
+            if before != now {
                 // An empty value removes the person from the lists.
                 let value = now.as_ref().map(store::encode).unwrap_or_default();
                 changed.push((school.to_owned(), store::key_person_key(school, person), value));
             }
+            self.key_persons.insert(key, now);
         }
         for key in self.dirty_roommates.drain() {
             let (school, person) = key.split_once('/').expect("keys are school/person");
@@ -363,6 +373,7 @@ impl Folder {
                 batch.insert(key, value);
             }
         }
+        Ok(())
     }
 
     /// A unit record as the changelog carries it: tagged with how far its school's

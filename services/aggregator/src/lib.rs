@@ -140,8 +140,7 @@ pub async fn run<L: EventLog, C: EventLog>(
                 }
                 Err(e) => return Err(e),
             }
-            let positions: Vec<_> = folder.positions().iter().map(|(tp, n)| (tp.clone(), *n)).collect();
-            consumer.commit(&positions)?;
+            commit(&mut consumer, &folder)?;
         }
         let records = tokio::select! {
             () = &mut shutdown => return Ok(()),
@@ -175,8 +174,7 @@ pub async fn run<L: EventLog, C: EventLog>(
             if changelog.is_some() {
                 outbox_pending = true;
             } else {
-                let positions: Vec<_> = folder.positions().iter().map(|(tp, n)| (tp.clone(), *n)).collect();
-                consumer.commit(&positions)?;
+                commit(&mut consumer, &folder)?;
             }
         }
         if second.elapsed() >= Duration::from_secs(1) {
@@ -222,6 +220,12 @@ pub async fn run_view<C: EventLog>(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Tells the log how far the stored state reaches.
+fn commit(consumer: &mut impl LogConsumer, folder: &Folder) -> Result<(), AggregateError> {
+    let positions: Vec<_> = folder.positions().iter().map(|(tp, n)| (tp.clone(), *n)).collect();
+    Ok(consumer.commit(&positions)?)
 }
 
 /// Where to read a partition: where the stored state ends. The stored state is the truth:
