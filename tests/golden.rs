@@ -10,7 +10,8 @@
 //! `sick-start`, `sick-end`, `whereabouts PROVINCE [key-area] [on-campus]`,
 //! `history travel|contact|close-contact DATE`, `returned BATCH`,
 //! `isolate home|centralized [ROOMMATE…]`, `release`, `gate in|out`, `leave UNTIL`,
-//! `leave-closed`. Cells are the report's JSON fields (`daybook report --json`), nested
+//! `leave-closed`. A line `clock DATE TIME` moves the province's clock there (days whose
+//! deadline, 16:00, has passed are sealed) once the events above it are in. Cells are the report's JSON fields (`daybook report --json`), nested
 //! ones dotted: `symptoms.cough`, `checks.morning.done`, `batches.2.not_yet_returned`.
 
 use std::collections::BTreeMap;
@@ -121,7 +122,8 @@ fn parse_event(n: usize, line: &str) -> pb::Event {
     }
 }
 
-/// The report's JSON as dotted paths; arrays of slots and batches keyed by slot and batch.
+/// The report's JSON as dotted paths; arrays keyed by slot, batch or changed field
+/// (`changes.fever.after`), other arrays' items by their value (`reporting.missing."school:S2"`).
 fn cells(value: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
     match value {
         Value::Object(map) => {
@@ -136,7 +138,8 @@ fn cells(value: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
                     .and_then(Value::as_str)
                     .map(|s| s.trim_start_matches("SLOT_").to_lowercase())
                     .or_else(|| item.get("batch").map(|b| b.to_string()))
-                    .unwrap_or_default();
+                    .or_else(|| item.get("field").and_then(Value::as_str).map(str::to_owned))
+                    .unwrap_or_else(|| item.to_string());
                 cells(item, &format!("{prefix}{key}."), out);
             }
         }
@@ -160,7 +163,18 @@ async fn run_all(backend: Backend) {
         let scenario: Scenario = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let data = tempfile::tempdir().unwrap();
         let mut server = start(data.path(), &backend.fresh()).await;
-        let events = scenario.events.iter().enumerate().map(|(n, line)| parse_event(n, line)).collect();
+        // `clock DATE TIME` moves the province's clock (sealing the days it closes)
+        // after the events before it are in.
+        let mut events = Vec::new();
+        for (n, line) in scenario.events.iter().enumerate() {
+            match line.strip_prefix("clock ") {
+                Some(at) => {
+                    server.post_all(std::mem::take(&mut events)).await;
+                    server.set_clock(at).await;
+                }
+                None => events.push(parse_event(n, line)),
+            }
+        }
         server.post_all(events).await;
         for expect in &scenario.expect {
             let report = server.report(&expect.unit, &expect.date).await;

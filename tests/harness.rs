@@ -18,6 +18,9 @@ pub use wire::pb::{Outcome, Role, Slot, Symptom};
 
 pub struct Server {
     pub running: Running,
+    /// The province's clock, which decides when days are sealed. It starts before every
+    /// scenario's days: no day is sealed unless a test moves it.
+    pub clock: Option<feeds::clock::ManualClock>,
     pub intake: IntakeClient<Channel>,
     pub reports: ReportsClient<Channel>,
     pub target: String,
@@ -89,9 +92,13 @@ pub async fn start(dir: &Path, backend: &Backend) -> Server {
 
 /// Starts the parts of daybook in `roles` on `dir`.
 pub async fn start_roles(dir: &Path, backend: &Backend, roles: Roles) -> Server {
-    let config = backend.args(dir).resolve().unwrap();
+    let (clock, hand) = feeds::Clock::manual("2020-01-01T00:00:00Z".parse().unwrap());
+    let args = ServeArgs { clock: Some(clock), ..backend.args(dir) };
+    let config = args.resolve().unwrap();
     let running = daybook::start_roles(&config, roles).await.expect("server starts");
-    connect(running).await
+    let mut server = connect(running).await;
+    server.clock = Some(hand);
+    server
 }
 
 /// gRPC clients for a running server.
@@ -99,7 +106,7 @@ pub async fn connect(running: Running) -> Server {
     let target = format!("http://{}", running.grpc_addr);
     let intake = IntakeClient::connect(target.clone()).await.expect("intake client connects");
     let reports = ReportsClient::connect(target.clone()).await.expect("reports client connects");
-    Server { running, intake, reports, target }
+    Server { running, clock: None, intake, reports, target }
 }
 
 impl Server {
@@ -111,6 +118,32 @@ impl Server {
             .unwrap_or_else(|e| panic!("report of {unit} on {date}: {e}"))
     }
 
+    /// Moves the province's clock to `local` (`YYYY-MM-DD HH:MM`, province time) and waits
+    /// until the days it closes are sealed.
+    pub async fn set_clock(&mut self, local: &str) {
+        self.caught_up().await;
+        let at = chrono::NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M").expect("YYYY-MM-DD HH:MM");
+        let zone = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+        let utc = at.and_local_timezone(zone).unwrap().with_timezone(&chrono::Utc);
+        self.clock.as_ref().expect("a server started by the harness").set(utc);
+        let sealed = domain::close::CloseRules::default().last_sealed_day(at).format("%Y-%m-%d").to_string();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let status =
+                self.reports.get_daily_report(pb::DailyReportRequest { unit: "province".into(), date: sealed.clone() });
+            if let Ok(r) = status.await
+                && r.into_inner().status != pb::ReportStatus::Open as i32
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{sealed} not sealed 60 s after the clock passed its deadline"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until every event acknowledged so far is in the reports.
     pub async fn caught_up(&mut self) {
         daybook::report::wait_until_folded(&mut self.reports, Duration::from_secs(120))
@@ -120,6 +153,9 @@ impl Server {
 
     /// Posts events in one batch and asserts every one is accepted.
     pub async fn post_all(&mut self, events: Vec<pb::Event>) {
+        if events.is_empty() {
+            return;
+        }
         let results = self
             .intake
             .publish_batch(pb::PublishBatchRequest { events })

@@ -77,6 +77,7 @@ fn record_kind(prefix: u8) -> &'static str {
     match prefix {
         b'u' => "unit-day",
         b'n' => "unit",
+        b'a' => "alert",
         _ => "key-person",
     }
 }
@@ -105,6 +106,11 @@ pub fn apply(view: &Projections, records: &[Polled]) -> Result<(), AggregateErro
         taken.insert(key, change);
     }
     for (key, change) in taken {
+        // Tell the feeds which schools' days changed.
+        if let Some((unit, day)) = store::parse_unit_day_key(&key) {
+            let school = unit.path.split('/').next().unwrap_or_default().to_owned();
+            batch.insert(store::mark_key(day, &school), &store::mark_value());
+        }
         batch.insert(store::version_key(&key), store::encode(&change.reach));
         if change.value.is_empty() {
             batch.remove(key);

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::FixedOffset;
+use domain::alert::{Alert, AlertKind};
 use domain::person::Stamp;
 use domain::timeline::{DayChange, Timeline};
 use domain::{Day, Envelope, Fact, Level, Payload, Rules, Tally, UnitKey};
@@ -56,6 +57,8 @@ pub struct Folder {
     dirty_roommates: HashSet<String>,
     /// The log partition of each school folded, for the reach of its records.
     school_partition: HashMap<String, u32>,
+    /// Alerts raised by the current batch.
+    alerts: Vec<Alert>,
 }
 
 impl Folder {
@@ -78,6 +81,7 @@ impl Folder {
             key_persons: HashMap::new(),
             dirty_roommates: HashSet::new(),
             school_partition: HashMap::new(),
+            alerts: Vec::new(),
         })
     }
 
@@ -162,7 +166,29 @@ impl Folder {
         let day = envelope.occurred_at.with_timezone(&self.zone).date_naive();
         let stamp = Stamp::new(envelope.occurred_at.timestamp_millis(), &envelope.event_id);
         self.fold_fact(school, person_id, day, fact, stamp)?;
+        self.raise_alert(envelope, person_id, day, fact)?;
         self.share_with_roommates(school, person_id, day, fact, stamp)
+    }
+
+    /// An event the offices must hear of at once becomes an alert record, published to
+    /// them by the feeds without waiting for the day's close.
+    fn raise_alert(&mut self, envelope: &Envelope, person: &str, day: Day, fact: &Fact) -> Result<(), AggregateError> {
+        let rules = self.rules;
+        let school = envelope.school.as_str();
+        let Some(state) = self.timeline(school, person)?.on(day).map(|d| d.state) else { return Ok(()) };
+        let Some(kind) = AlertKind::of(fact, &state, &rules) else { return Ok(()) };
+        let city = state.registration.value.as_ref().map(|(_, city)| city.clone()).unwrap_or_default();
+        let units = UnitKey::for_person(&city, school, &state.placement.value);
+        self.alerts.push(Alert {
+            event_id: envelope.event_id.clone(),
+            kind,
+            school: school.to_owned(),
+            city,
+            person: person.to_owned(),
+            occurred_at: envelope.occurred_at,
+            units,
+        });
+        Ok(())
     }
 
     /// Folds one fact into one person's timeline and the units they count in.
@@ -356,8 +382,24 @@ impl Folder {
             batch.insert(store::roommates_key(school, person), store::encode(&self.roommate_index[&key]));
         }
         let school_of = |unit: &UnitKey| unit.path.split('/').next().unwrap_or_default().to_owned();
+        let mut marks = BTreeSet::new();
         for (unit, day) in self.dirty_unit_days.drain() {
+            marks.insert((day, school_of(&unit)));
             changed.push((school_of(&unit), store::unit_day_key(&unit, day), store::encode(&self.units[&unit][&day])));
+        }
+        for alert in self.alerts.drain(..) {
+            changed.push((
+                alert.school.clone(),
+                store::alert_key(&alert.school, &alert.event_id),
+                store::encode(&alert),
+            ));
+        }
+        if !self.changelog {
+            // These projections are the read side: tell the feeds which days changed.
+            // Over Kafka the view marks them as it applies the changelog.
+            for (day, school) in marks {
+                batch.insert(store::mark_key(day, &school), &store::mark_value());
+            }
         }
         for (unit, info) in self.new_units.drain(..) {
             changed.push((school_of(&unit), store::unit_key(&unit), store::encode(&info)));

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use domain::{Day, UnitKey};
+use domain::close::CloseRules;
+use domain::{DailyReport, Day, UnitKey};
 use eventlog::{EventLog, TopicPartition};
 use tonic::{Request, Response, Status};
 use wire::pb;
@@ -34,15 +35,31 @@ pub fn local_status<L: EventLog>(log: L, projections: Projections) -> StatusSour
     })
 }
 
+/// Fills a live report's publication fields (status, version, zero report, reporting
+/// rates) from what the feeds published of it; it lives with the feeds.
+pub type Publication = Arc<dyn Fn(&mut DailyReport) -> Result<(), String> + Send + Sync>;
+
 pub struct ReportsService {
     projections: Projections,
     status: StatusSource,
     folded_total: Arc<AtomicU64>,
+    publication: Publication,
 }
 
 impl ReportsService {
     pub fn new(projections: Projections, status: StatusSource, folded_total: Arc<AtomicU64>) -> Self {
-        Self { projections, status, folded_total }
+        // Without feeds every day is open.
+        let close = CloseRules::default();
+        let publication: Publication = Arc::new(move |report: &mut DailyReport| {
+            close.open(report);
+            Ok(())
+        });
+        Self { projections, status, folded_total, publication }
+    }
+
+    pub fn with_publication(mut self, publication: Publication) -> Self {
+        self.publication = publication;
+        self
     }
 
     pub fn into_server(self) -> pb::reports_server::ReportsServer<Self> {
@@ -71,7 +88,10 @@ impl pb::reports_server::Reports for ReportsService {
             Status::invalid_argument(format!("date: {:?} is not a date in the form YYYY-MM-DD", request.date))
         })?;
         match self.projections.daily_report(&unit, day).map_err(internal)? {
-            Some(report) => Ok(Response::new(wire::report_to_proto(&report))),
+            Some(mut report) => {
+                (self.publication)(&mut report).map_err(Status::internal)?;
+                Ok(Response::new(wire::report_to_proto(&report)))
+            }
             None => Err(Status::not_found(format!("unit: {unit} has no one registered in it"))),
         }
     }

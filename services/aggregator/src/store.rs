@@ -11,12 +11,15 @@
 //! | `o`    | topic/partition                  | next offset to fold (u64)  |
 //! | `k`    | school/person                    | the person's [`domain::person::KeyPerson`], while one |
 //! | `r`    | school/person                    | persons whose isolation named them as roommate |
-//! | `x`    | a `u` or `n` key                 | outbox: (version, value) not yet in the changelog |
+//! | `a`    | school/event id                  | an [`Alert`] not yet taken by the feeds |
+//! | `c`    | YYYY-MM-DD, NUL, school          | the school's units changed on that day: the feeds look again |
+//! | `x`    | a `u`, `n`, `k` or `a` key       | outbox: (version, value) not yet in the changelog |
 //! | `w`    | a `u` or `n` key                 | view only: version of the value held |
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use domain::alert::Alert;
 use domain::timeline::Timeline;
 use domain::{DailyReport, Day, Level, Tally, UnitKey};
 use eventlog::TopicPartition;
@@ -24,6 +27,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::AggregateError;
+
+/// A school whose unit records changed on `day`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    pub day: Day,
+    pub school: String,
+    value: Vec<u8>,
+}
 
 /// What the store keeps about a unit besides its tallies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +66,13 @@ pub(crate) fn unit_day_key(unit: &UnitKey, day: Day) -> Vec<u8> {
     key
 }
 
+/// The unit and day of a `u` key.
+pub(crate) fn parse_unit_day_key(key: &[u8]) -> Option<(UnitKey, Day)> {
+    let text = std::str::from_utf8(key.strip_prefix(b"u\0")?).ok()?;
+    let (unit, day) = text.rsplit_once('\0')?;
+    Some((unit.parse().ok()?, Day::parse_from_str(day, "%Y-%m-%d").ok()?))
+}
+
 pub(crate) fn unit_key(unit: &UnitKey) -> Vec<u8> {
     format!("n\0{unit}").into_bytes()
 }
@@ -65,6 +83,22 @@ pub(crate) fn seen_key(school: &str, event_id: &str) -> Vec<u8> {
 
 pub(crate) fn position_key(tp: &TopicPartition) -> Vec<u8> {
     format!("o\0{tp}").into_bytes()
+}
+
+pub(crate) fn alert_key(school: &str, event_id: &str) -> Vec<u8> {
+    format!("a\0{school}/{event_id}").into_bytes()
+}
+
+pub(crate) fn mark_key(day: Day, school: &str) -> Vec<u8> {
+    format!("c\0{}\0{school}", day.format("%Y-%m-%d")).into_bytes()
+}
+
+/// A fresh value for a mark, so that whoever clears marks can tell a mark set again
+/// meanwhile (compare-and-swap) from the one it looked at.
+pub(crate) fn mark_value() -> [u8; 8] {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed).rotate_left(48)).to_be_bytes()
 }
 
 pub(crate) fn outbox_key(key: &[u8]) -> Vec<u8> {
@@ -142,8 +176,9 @@ impl Projections {
         Ok(Some(DailyReport::from_tally(unit.clone(), day, &tally)))
     }
 
-    /// The unit's tally on `day`: its own record, or the state of the last one before.
-    fn tally_on(&self, unit: &UnitKey, day: Day) -> Result<Tally, AggregateError> {
+    /// The tally of a school or a unit below it on `day`: its own record, or the state of
+    /// the last one before.
+    pub fn tally_on(&self, unit: &UnitKey, day: Day) -> Result<Tally, AggregateError> {
         let key = unit_day_key(unit, day);
         if let Some(v) = self.tree.get(&key)? {
             return decode(&key, &v);
@@ -189,6 +224,50 @@ impl Projections {
             }
         }
         Ok(out)
+    }
+
+    /// Days whose unit records changed, per school, since the feeds last looked.
+    pub fn marks(&self) -> Result<Vec<Mark>, AggregateError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(b"c\0") {
+            let (k, v) = item?;
+            let text = String::from_utf8_lossy(&k[2..]).into_owned();
+            let parsed = text
+                .split_once('\0')
+                .and_then(|(day, school)| Some((Day::parse_from_str(day, "%Y-%m-%d").ok()?, school.to_owned())));
+            let (day, school) =
+                parsed.ok_or_else(|| AggregateError::Corrupt { key: text, reason: "bad mark".into() })?;
+            out.push(Mark { day, school, value: v.to_vec() });
+        }
+        Ok(out)
+    }
+
+    /// Clears `mark` unless it was set again since it was read.
+    pub fn clear_mark(&self, mark: &Mark) -> Result<(), AggregateError> {
+        let _ =
+            self.tree.compare_and_swap(mark_key(mark.day, &mark.school), Some(mark.value.as_slice()), None::<&[u8]>)?;
+        Ok(())
+    }
+
+    /// Alerts not yet taken by the feeds, with their stored bytes (for [`Self::clear_alert`]).
+    pub fn alerts(&self) -> Result<Vec<(Alert, Vec<u8>)>, AggregateError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(b"a\0") {
+            let (k, v) = item?;
+            out.push((decode(&k, &v)?, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn clear_alert(&self, alert: &Alert, stored: &[u8]) -> Result<(), AggregateError> {
+        let key = alert_key(&alert.school, &alert.event_id);
+        let _ = self.tree.compare_and_swap(key, Some(stored), None::<&[u8]>)?;
+        Ok(())
+    }
+
+    /// Waits for new alerts or marks: the feeds sleep on this.
+    pub fn watch_changes(&self) -> (sled::Subscriber, sled::Subscriber) {
+        (self.tree.watch_prefix(b"a\0"), self.tree.watch_prefix(b"c\0"))
     }
 
     /// Next offset to fold, per partition the aggregator has seen.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chrono::FixedOffset;
+use domain::close::CloseRules;
 use serde::Deserialize;
 
 /// The settings as given; every field optional so that sources can be layered.
@@ -45,6 +46,68 @@ pub struct ServeArgs {
     /// The province's UTC offset; it decides which day an event belongs to.
     #[arg(long, env = "DAYBOOK_UTC_OFFSET")]
     pub utc_offset: Option<String>,
+    /// Local time (HH:MM, province time) at which a day's reports are sealed.
+    #[arg(long, env = "DAYBOOK_CLOSE_TIME")]
+    pub close_time: Option<String>,
+    /// Days after the report's day on which its deadline falls (0: the same day).
+    #[arg(long, env = "DAYBOOK_CLOSE_LAG_DAYS")]
+    pub close_lag_days: Option<u32>,
+    /// Check coverage (0 to 1) a unit's report needs to count as sent, not missing.
+    #[arg(long, env = "DAYBOOK_COVERAGE_THRESHOLD")]
+    pub coverage_threshold: Option<f64>,
+    /// Give every city of the roster a disease-control office `cdc-<city>` receiving its
+    /// own schools, besides the offices listed.
+    #[arg(long, env = "DAYBOOK_CITY_OFFICES")]
+    pub city_offices: Option<bool>,
+    /// Run the feeds (day close, office feeds, alerts) in this `daybook aggregate`; one
+    /// instance per deployment. `daybook serve` always runs them.
+    #[arg(long, env = "DAYBOOK_PUBLISH_FEEDS")]
+    pub publish_feeds: Option<bool>,
+    /// The offices that receive reports (config file only: `[[office]]` tables). Default:
+    /// the province office, receiving every school.
+    #[arg(skip)]
+    pub office: Option<Vec<OfficeArgs>>,
+    /// The clock the day's close follows; tests set it, everyone else has the system's.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub clock: Option<feeds::Clock>,
+}
+
+/// One office of the config file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OfficeArgs {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    /// Cities whose schools it receives; "*" for all.
+    pub cities: Vec<String>,
+    /// Levels it receives (province, city, school, department, grade, class, dorm); all
+    /// if left out.
+    #[serde(default)]
+    pub levels: Vec<String>,
+}
+
+impl OfficeArgs {
+    fn resolve(&self) -> anyhow::Result<feeds::Office> {
+        anyhow::ensure!(
+            !self.id.is_empty() && self.id.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-')),
+            "office.id: {:?} must be letters, digits, '.', '_' or '-'",
+            self.id
+        );
+        anyhow::ensure!(!self.cities.is_empty(), "office.cities: office {:?} lists no city (\"*\" for all)", self.id);
+        let levels = self
+            .levels
+            .iter()
+            .map(|l| l.parse::<domain::Level>().map_err(|e| anyhow::anyhow!("office.levels: {e}")))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(feeds::Office {
+            id: self.id.clone(),
+            name: if self.name.is_empty() { self.id.clone() } else { self.name.clone() },
+            cities: self.cities.clone(),
+            levels,
+        })
+    }
 }
 
 impl ServeArgs {
@@ -67,6 +130,13 @@ impl ServeArgs {
             observation_days: self.observation_days.or(fallback.observation_days),
             horizon_days: self.horizon_days.or(fallback.horizon_days),
             utc_offset: self.utc_offset.or(fallback.utc_offset),
+            close_time: self.close_time.or(fallback.close_time),
+            close_lag_days: self.close_lag_days.or(fallback.close_lag_days),
+            coverage_threshold: self.coverage_threshold.or(fallback.coverage_threshold),
+            city_offices: self.city_offices.or(fallback.city_offices),
+            publish_feeds: self.publish_feeds.or(fallback.publish_feeds),
+            office: self.office.or(fallback.office),
+            clock: self.clock.or(fallback.clock),
         }
     }
 
@@ -90,7 +160,31 @@ impl ServeArgs {
             observation_days: self.observation_days.unwrap_or(d.observation_days),
             horizon_days: self.horizon_days.unwrap_or(d.horizon_days),
             utc_offset,
+            close: CloseRules {
+                deadline: match self.close_time {
+                    Some(text) => chrono::NaiveTime::parse_from_str(&text, "%H:%M")
+                        .map_err(|_| anyhow::anyhow!("close-time: {text:?} is not a time like 16:00"))?,
+                    None => d.close.deadline,
+                },
+                lag_days: self.close_lag_days.unwrap_or(d.close.lag_days),
+                coverage_threshold: self.coverage_threshold.unwrap_or(d.close.coverage_threshold),
+            },
+            offices: feeds::Offices {
+                listed: match self.office {
+                    Some(list) => list.iter().map(OfficeArgs::resolve).collect::<anyhow::Result<_>>()?,
+                    None => d.offices.listed,
+                },
+                city_offices: self.city_offices.unwrap_or(d.offices.city_offices),
+            },
+            publish_feeds: self.publish_feeds.unwrap_or(d.publish_feeds),
+            clock: self.clock.unwrap_or(d.clock),
         };
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&config.close.coverage_threshold),
+            "coverage-threshold: {} is outside 0..=1",
+            config.close.coverage_threshold
+        );
+        anyhow::ensure!(config.close.lag_days <= 7, "close-lag-days: {} is more than 7", config.close.lag_days);
         anyhow::ensure!(config.partitions >= 1, "partitions: must be at least 1");
         anyhow::ensure!(
             (1..=60).contains(&config.observation_days),
@@ -132,7 +226,7 @@ impl LogChoice {
 }
 
 /// The settings in force.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub grpc_addr: SocketAddr,
@@ -144,6 +238,11 @@ pub struct ServeConfig {
     pub observation_days: u32,
     pub horizon_days: u32,
     pub utc_offset: FixedOffset,
+    pub close: CloseRules,
+    pub offices: feeds::Offices,
+    /// Whether a `daybook aggregate` runs the feeds (`serve` always does).
+    pub publish_feeds: bool,
+    pub clock: feeds::Clock,
 }
 
 impl Default for ServeConfig {
@@ -159,6 +258,10 @@ impl Default for ServeConfig {
             observation_days: 14,
             horizon_days: 7,
             utc_offset: FixedOffset::east_opt(8 * 3600).expect("valid offset"),
+            close: CloseRules::default(),
+            offices: feeds::Offices::default(),
+            publish_feeds: false,
+            clock: feeds::Clock::system(),
         }
     }
 }
@@ -173,6 +276,20 @@ mod tests {
         let config = ServeArgs::from_file(&path).unwrap().resolve().unwrap();
         assert_eq!(config.grpc_addr.port(), 50051);
         assert_eq!(config.fever_threshold, 37.3);
+        assert_eq!(config.close.deadline.to_string(), "16:00:00");
+        let ids: Vec<&str> = config.offices.listed.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids, ["province", "cdc-wuhan-schools"]);
+        assert_eq!(config.offices.listed[1].levels, [domain::Level::City, domain::Level::School]);
+    }
+
+    #[test]
+    fn a_bad_office_is_refused_by_name() {
+        let args: ServeArgs =
+            toml::from_str("[[office]]\nid = \"x\"\ncities = [\"Wuhan\"]\nlevels = [\"room\"]").unwrap();
+        let err = args.resolve().unwrap_err();
+        assert!(err.to_string().starts_with("office.levels:"), "{err}");
+        let err = ServeArgs { close_time: Some("4pm".into()), ..ServeArgs::default() }.resolve().unwrap_err();
+        assert!(err.to_string().starts_with("close-time:"), "{err}");
     }
 
     #[test]

@@ -56,10 +56,34 @@ pub fn render(r: &pb::DailyReport) -> String {
     let mut out = String::new();
     let verdict = if r.zero_report {
         "zero report: nothing abnormal (零报告)"
-    } else {
+    } else if r.abnormal > 0 {
         "ABNORMAL: see fever, symptoms, cases or sick absence"
+    } else if r.status == pb::ReportStatus::Missing as i32 {
+        "MISSING: check coverage below the threshold (缺报)"
+    } else {
+        "nothing abnormal, but the checks are not complete yet"
     };
     let _ = writeln!(out, "Daily report (日报告) for {} on {}: {verdict}", r.unit, r.date);
+    let status = pb::ReportStatus::try_from(r.status).map_or("", |s| s.as_str_name());
+    let version = match r.version {
+        0 => "open until the day's deadline".to_owned(),
+        v if r.revised => format!("version {v}, revised"),
+        v => format!("version {v}"),
+    };
+    let _ = writeln!(out, "  {status}, {version}");
+    for change in &r.changes {
+        let _ = writeln!(out, "  changed: {} {} -> {}", change.field, change.before, change.after);
+    }
+    if let Some(rate) = &r.reporting {
+        let _ = writeln!(
+            out,
+            "  schools reporting: {}/{} ({} on time); missing: {}",
+            rate.actual,
+            rate.expected,
+            rate.on_time,
+            if rate.missing.is_empty() { "none".to_owned() } else { rate.missing.join(", ") }
+        );
+    }
     let roles = r.population_by_role.unwrap_or_default();
     let symptoms = r.symptoms.unwrap_or_default();
     // The Chinese term goes last: its characters are double-width and would break columns.
@@ -121,7 +145,7 @@ pub fn render(r: &pb::DailyReport) -> String {
 pub fn to_json(r: &pb::DailyReport) -> serde_json::Value {
     let roles = r.population_by_role.unwrap_or_default();
     let symptoms = r.symptoms.unwrap_or_default();
-    serde_json::json!({
+    let mut json = serde_json::json!({
         "unit": r.unit,
         "level": pb::Level::try_from(r.level).map(|l| l.as_str_name()).unwrap_or_default(),
         "date": r.date,
@@ -166,7 +190,26 @@ pub fn to_json(r: &pb::DailyReport) -> serde_json::Value {
         "health_cards": r.health_cards,
         "gate_in": r.gate_in,
         "gate_out": r.gate_out,
-    })
+    });
+    // The publication fields (kept apart: one json! this size hits the macro's limit).
+    let extra = serde_json::json!({
+        "checked_any": r.checked_any,
+        "abnormal": r.abnormal,
+        "status": pb::ReportStatus::try_from(r.status).map(|s| s.as_str_name()).unwrap_or_default(),
+        "version": r.version,
+        "revised": r.revised,
+        "changes": r.changes.iter().map(|c| serde_json::json!({
+            "field": c.field, "before": c.before, "after": c.after,
+        })).collect::<Vec<_>>(),
+        "reporting": r.reporting.as_ref().map(|rate| serde_json::json!({
+            "expected": rate.expected, "actual": rate.actual, "on_time": rate.on_time,
+            "missing": rate.missing, "late": rate.late,
+        })),
+    });
+    if let (Some(out), serde_json::Value::Object(extra)) = (json.as_object_mut(), extra) {
+        out.extend(extra);
+    }
+    json
 }
 
 #[cfg(test)]
@@ -179,6 +222,7 @@ mod tests {
             date: "2020-03-02".into(),
             population: 1234,
             fever: 2,
+            abnormal: 2,
             checks: vec![pb::SlotCoverage { slot: pb::Slot::Morning as i32, done: 3, expected: 4 }],
             ..Default::default()
         }

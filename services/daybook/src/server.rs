@@ -8,13 +8,16 @@ use aggregator::grpc::ReportsService;
 use aggregator::{AggregatorMetrics, FoldConfig, Projections};
 use anyhow::Context;
 use domain::Rules;
-use eventlog::{EmbeddedLog, EventLog};
+use eventlog::{EmbeddedLog, EventLog, KafkaLog};
+use feeds::grpc::FeedsService;
+use feeds::{FeedStore, Publisher};
 use intake::{IntakeMetrics, IntakeService};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use wire::pb::feeds_server::FeedsServer;
 use wire::pb::intake_server::IntakeServer;
 use wire::pb::reports_server::ReportsServer;
 
@@ -77,7 +80,7 @@ pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<R
                 let log = log.clone();
                 move |folded: Projections| aggregator::grpc::local_status(log, folded)
             };
-            build(config, roles, log, None::<EmbeddedLog>, status).await
+            build(config, roles, log, None::<EmbeddedLog>, None, status).await
         }
         LogChoice::Kafka(kafka) => {
             let (events, changelog) = crate::kafka::connect((**kafka).clone(), &config.group).await?;
@@ -85,7 +88,7 @@ pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<R
                 let (events, changelog, group) = (events.clone(), changelog.clone(), config.group.clone());
                 move |view: Projections| crate::kafka::status(events, changelog, view, group)
             };
-            build(config, roles, events, Some(changelog), status).await
+            build(config, roles, events, Some(changelog), Some((**kafka).clone()), status).await
         }
     }
 }
@@ -95,6 +98,7 @@ async fn build<L: EventLog, C: EventLog>(
     roles: Roles,
     log: L,
     changelog: Option<C>,
+    kafka: Option<eventlog::KafkaConfig>,
     status: impl FnOnce(Projections) -> aggregator::grpc::StatusSource,
 ) -> anyhow::Result<Running> {
     let dir = &config.data_dir;
@@ -114,6 +118,7 @@ async fn build<L: EventLog, C: EventLog>(
         None
     };
 
+    let mut feeds_service = None;
     let reports = if roles.aggregate() {
         let metrics = AggregatorMetrics::default();
         metrics.register(&mut registry);
@@ -137,7 +142,13 @@ async fn build<L: EventLog, C: EventLog>(
             }
             None => folded.clone(),
         };
-        let reports = ReportsService::new(readable.clone(), status(readable), metrics.folded_total.clone());
+        let mut reports = ReportsService::new(readable.clone(), status(readable.clone()), metrics.folded_total.clone());
+        if roles == Roles::All || config.publish_feeds {
+            let (service, publication) = start_feeds(config, &db, readable, kafka, &shutdown, &stop_rx, &mut tasks)?;
+            reports = reports.with_publication(publication);
+            health.set_serving::<FeedsServer<FeedsService>>().await;
+            feeds_service = Some(service.into_server());
+        }
         let (events, changelog, group, stop) =
             (log.clone(), changelog.clone(), config.group.clone(), on_shutdown(&stop_rx));
         tasks.push(spawn_part(&shutdown, async move {
@@ -161,7 +172,8 @@ async fn build<L: EventLog, C: EventLog>(
         .add_service(health_service)
         .add_service(reflection)
         .add_optional_service(intake)
-        .add_optional_service(reports);
+        .add_optional_service(reports)
+        .add_optional_service(feeds_service);
     let stop = on_shutdown(&stop_rx);
     tasks.push(spawn_part(&shutdown, async move {
         router.serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stop).await.context("gRPC server stopped")
@@ -176,6 +188,55 @@ async fn build<L: EventLog, C: EventLog>(
 
     tracing::info!(%grpc_addr, %http_addr, data_dir = %dir.display(), ?roles, "daybook serving");
     Ok(Running { grpc_addr, http_addr, shutdown, tasks })
+}
+
+/// Starts the feeds on the read side `readable`: the publisher (day close, revisions,
+/// alerts) and, over Kafka, the copy of each office's feed to its topic.
+fn start_feeds(
+    config: &ServeConfig,
+    db: &sled::Db,
+    readable: Projections,
+    kafka: Option<eventlog::KafkaConfig>,
+    shutdown: &watch::Sender<bool>,
+    stop_rx: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<anyhow::Result<()>>>,
+) -> anyhow::Result<(FeedsService, aggregator::grpc::Publication)> {
+    let store = FeedStore::open(db).context("opening the feed store")?;
+    let publisher = Publisher::new(
+        readable.clone(),
+        store.clone(),
+        config.offices.clone(),
+        config.close,
+        config.utc_offset,
+        config.clock.clone(),
+        config.horizon_days,
+    );
+    let stop = on_shutdown(stop_rx);
+    tasks.push(spawn_part(shutdown, async move { publisher.run(stop).await.context("feeds stopped") }));
+    if let Some(kafka) = kafka {
+        let (forwarded, stop) = (store.clone(), on_shutdown(stop_rx));
+        tasks.push(spawn_part(shutdown, async move {
+            let connect = move |offices: std::collections::BTreeSet<String>| {
+                let mut config = kafka.clone();
+                config.topics = offices.iter().map(|o| feeds::forward::topic(o)).collect();
+                // One partition: the office's feed keeps its order. Keyed by unit and
+                // date, so compaction keeps the newest version of each report.
+                config.partitions = 1;
+                config.topic_config =
+                    std::collections::BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]);
+                async move {
+                    tokio::task::spawn_blocking(move || KafkaLog::connect(config))
+                        .await
+                        .map_err(|e| eventlog::LogError::Unavailable(e.to_string()))?
+                }
+            };
+            feeds::forward::run(forwarded, connect, stop).await.context("feed forwarding stopped")
+        }));
+    }
+    let (describing, projections, close) = (store.clone(), readable.clone(), config.close);
+    let publication: aggregator::grpc::Publication =
+        Arc::new(move |report| describing.describe(&projections, &close, report).map_err(|e| e.to_string()));
+    Ok((FeedsService::new(store, readable, config.offices.clone(), config.close), publication))
 }
 
 /// A name for this aggregator that survives restarts: its view's consumer group.

@@ -79,6 +79,18 @@ impl Role {
         Self::CanteenWorker,
         Self::OtherResident,
     ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Student => "student",
+            Self::Teacher => "teacher",
+            Self::Staff => "staff",
+            Self::TemporaryHire => "temporary_hire",
+            Self::PropertyManagement => "property_management",
+            Self::CanteenWorker => "canteen_worker",
+            Self::OtherResident => "other_resident",
+        }
+    }
 }
 
 /// A person's place in the five-level network. Empty strings mean "none" (staff have no
@@ -107,6 +119,16 @@ impl Slot {
     pub fn is_daily_quota(self) -> bool {
         matches!(self, Self::Morning | Self::Noon | Self::Evening)
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Morning => "morning",
+            Self::Noon => "noon",
+            Self::Evening => "evening",
+            Self::Gate => "gate",
+            Self::Canteen => "canteen",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -119,6 +141,15 @@ pub enum Symptom {
 
 impl Symptom {
     pub const ALL: [Symptom; 4] = [Self::Fever, Self::Cough, Self::Fatigue, Self::OtherRespiratory];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fever => "fever",
+            Self::Cough => "cough",
+            Self::Fatigue => "fatigue",
+            Self::OtherRespiratory => "other_respiratory",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -8,11 +8,15 @@
 //! - [`timeline`]: a person's days; applying an event yields the contribution changes the
 //!   unit reports must take.
 //! - [`report`]: a unit's daily report read off a tally.
+//! - [`close`]: the day's close: seal, sent or missing, versions of a report.
+//! - [`alert`]: the immediate reports an event raises.
 //!
 //! The central invariant: a unit's report for a day is the sum, over the persons placed in
 //! that unit at the end of that day, of each person's contribution for that day. Folds
 //! keep that sum exact by subtracting a person's old contribution and adding the new one.
 
+pub mod alert;
+pub mod close;
 pub mod event;
 pub mod person;
 pub mod report;

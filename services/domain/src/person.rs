@@ -348,6 +348,10 @@ impl PersonDay {
         t.mark(Measure::TwoHistories, s.two_histories.value.is_some());
         t.mark(Measure::CloseContacts, s.close_contact.value.is_some());
         t.mark(Measure::ChecksExpected, s.on_campus.value && !s.on_leave.value);
+        t.mark(
+            Measure::CheckedExpected,
+            s.on_campus.value && !s.on_leave.value && f.slots_checked.iter().any(|slot| slot.is_daily_quota()),
+        );
         for slot in &f.slots_checked {
             t.mark(Measure::checked(*slot), true);
         }

@@ -59,7 +59,68 @@ pub struct DailyReport {
     pub health_cards: u32,
     pub gate_in: u32,
     pub gate_out: u32,
+    /// Persons expected in the daily checks who had at least one: the report's coverage.
+    pub checked_any: u32,
+    /// Persons with something abnormal: fever, symptoms, a diagnosis, sick absence.
+    pub abnormal: u32,
+    /// Nothing abnormal in a report that counts as sent (see [`crate::close`]): a missing
+    /// report is never a zero report.
     pub zero_report: bool,
+    pub status: ReportStatus,
+    /// 0 while the day is open; 1 when sealed; each later change adds one.
+    pub version: u32,
+    pub revised: bool,
+    /// What a revision changed against the version before it.
+    pub changes: Vec<FieldChange>,
+    /// For cities and the province: how many of their schools reported.
+    pub reporting: Option<ReportingRate>,
+}
+
+/// Where a unit's report for a day stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReportStatus {
+    /// Before the day's deadline: live figures, not yet a report.
+    Open,
+    /// Sent in time: coverage reached the threshold by the deadline.
+    OnTime,
+    /// Coverage reached the threshold only after the deadline.
+    Late,
+    /// Coverage below the threshold (or no checks at all): not sent.
+    Missing,
+}
+
+impl ReportStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::OnTime => "on_time",
+            Self::Late => "late",
+            Self::Missing => "missing",
+        }
+    }
+
+    pub fn has_reported(self) -> bool {
+        matches!(self, Self::OnTime | Self::Late)
+    }
+}
+
+/// One figure a revision changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: i64,
+    pub after: i64,
+}
+
+/// Reporting rates of a summary, as DHIS2 defines them: expected reports, actual reports
+/// (on time or late) and reports on time, with the schools still missing or late.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportingRate {
+    pub expected: u32,
+    pub actual: u32,
+    pub on_time: u32,
+    pub missing: Vec<UnitKey>,
+    pub late: Vec<UnitKey>,
 }
 
 impl DailyReport {
@@ -119,7 +180,76 @@ impl DailyReport {
             health_cards: n(Measure::HealthCards),
             gate_in: n(Measure::GateIn),
             gate_out: n(Measure::GateOut),
-            zero_report: abnormal == 0,
+            checked_any: n(Measure::CheckedExpected),
+            abnormal,
+            // Decided by the close rules, which know whether the report counts as sent.
+            zero_report: false,
+            status: ReportStatus::Open,
+            version: 0,
+            revised: false,
+            changes: Vec::new(),
+            reporting: None,
         }
+    }
+
+    /// Checked persons over expected ones; `None` when nobody is expected.
+    pub fn coverage(&self) -> Option<f64> {
+        let expected = self.checks.iter().map(|c| c.expected).max().unwrap_or(0);
+        (expected > 0).then(|| f64::from(self.checked_any) / f64::from(expected))
+    }
+
+    pub fn expected(&self) -> u32 {
+        self.checks.iter().map(|c| c.expected).max().unwrap_or(0)
+    }
+
+    /// Every figure of the report by name, in a fixed order: what a version compares.
+    pub fn figures(&self) -> Vec<(String, i64)> {
+        let mut out: Vec<(String, i64)> = Vec::new();
+        let mut put = |name: &str, v: u32| out.push((name.to_owned(), i64::from(v)));
+        put("population", self.population);
+        for (role, n) in &self.population_by_role {
+            put(&format!("population_by_role.{}", role.as_str()), *n);
+        }
+        put("present_on_campus", self.present_on_campus);
+        put("in_key_area", self.in_key_area);
+        put("two_histories", self.two_histories);
+        put("close_contacts", self.close_contacts);
+        for c in &self.checks {
+            put(&format!("checks.{}.done", c.slot.as_str()), c.done);
+            put(&format!("checks.{}.expected", c.slot.as_str()), c.expected);
+        }
+        put("checked_any", self.checked_any);
+        put("fever", self.fever);
+        for (symptom, n) in &self.symptoms {
+            put(&format!("symptoms.{}", symptom.as_str()), *n);
+        }
+        put("suspected_new", self.suspected_new);
+        put("suspected_current", self.suspected_current);
+        put("confirmed_new", self.confirmed_new);
+        put("confirmed_current", self.confirmed_current);
+        put("home_observation", self.home_observation);
+        put("centralized_observation", self.centralized_observation);
+        put("released", self.released);
+        put("observation_started", self.observation_started);
+        put("due_for_release", self.due_for_release);
+        put("observation_extended", self.observation_extended);
+        for b in &self.batches {
+            put(&format!("batches.{}.planned", b.batch), b.planned);
+            put(&format!("batches.{}.returned", b.batch), b.returned);
+        }
+        put("gate_in_kept_out", self.gate_in_kept_out);
+        put("returned_without_health_card", self.returned_without_health_card);
+        put("boarder_left_without_leave", self.boarder_left_without_leave);
+        put("sick_absent", self.sick_absent);
+        put("returned", self.returned);
+        put("health_cards", self.health_cards);
+        put("gate_in", self.gate_in);
+        put("gate_out", self.gate_out);
+        if let Some(r) = &self.reporting {
+            put("reporting.expected", r.expected);
+            put("reporting.actual", r.actual);
+            put("reporting.on_time", r.on_time);
+        }
+        out
     }
 }

@@ -79,6 +79,8 @@ measures! {
     FlagReturnedWithoutHealthCard: Flow,
     FlagBoarderLeftWithoutLeave: Flow,
     CloseContacts: State,
+    // Persons expected in the daily checks who had at least one that day: coverage.
+    CheckedExpected: Flow,
 }
 
 impl Measure {

@@ -163,6 +163,8 @@ fn report_columns() -> Vec<Column<ReportRow>> {
         rep("健康卡", "Health cards", |r| r.report.health_cards.into()),
         rep("门岗进校", "Gate: entered", |r| r.report.gate_in.into()),
         rep("门岗离校", "Gate: left", |r| r.report.gate_out.into()),
+        rep("已测温人数", "Checked (any daily check)", |r| r.report.checked_any.into()),
+        rep("异常人数", "Persons with anything abnormal", |r| r.report.abnormal.into()),
         rep("零报告", "Zero report", |r| r.report.zero_report.into()),
     ]);
     c

@@ -18,5 +18,6 @@ mod report;
 
 pub use event::{FieldError, event_from_proto};
 pub use report::{
-    history_to_proto, isolation_to_proto, level_from_proto, level_to_proto, report_to_proto, role_to_proto,
+    alert_to_proto, history_to_proto, isolation_to_proto, level_from_proto, level_to_proto, report_to_proto,
+    role_to_proto, status_to_proto,
 };

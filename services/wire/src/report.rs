@@ -1,6 +1,8 @@
 //! Domain reports to protobuf.
 
+use domain::alert::{Alert, AlertKind};
 use domain::event::{HistoryKind, IsolationKind, Role, Slot, Symptom};
+use domain::report::ReportStatus;
 use domain::{DailyReport, Level};
 
 use crate::pb;
@@ -130,5 +132,50 @@ pub fn report_to_proto(r: &DailyReport) -> pb::DailyReport {
         gate_in: r.gate_in,
         gate_out: r.gate_out,
         zero_report: r.zero_report,
+        checked_any: r.checked_any,
+        abnormal: r.abnormal,
+        status: status_to_proto(r.status) as i32,
+        version: r.version,
+        revised: r.revised,
+        changes: r
+            .changes
+            .iter()
+            .map(|c| pb::FieldChange { field: c.field.clone(), before: c.before, after: c.after })
+            .collect(),
+        reporting: r.reporting.as_ref().map(|rate| pb::ReportingRate {
+            expected: rate.expected,
+            actual: rate.actual,
+            on_time: rate.on_time,
+            missing: rate.missing.iter().map(ToString::to_string).collect(),
+            late: rate.late.iter().map(ToString::to_string).collect(),
+        }),
+    }
+}
+
+pub fn status_to_proto(status: ReportStatus) -> pb::ReportStatus {
+    match status {
+        ReportStatus::Open => pb::ReportStatus::Open,
+        ReportStatus::OnTime => pb::ReportStatus::OnTime,
+        ReportStatus::Late => pb::ReportStatus::Late,
+        ReportStatus::Missing => pb::ReportStatus::Missing,
+    }
+}
+
+pub fn alert_to_proto(a: &Alert) -> pb::Alert {
+    let (kind, celsius) = match a.kind {
+        AlertKind::Fever { celsius } => (pb::AlertKind::Fever, celsius),
+        AlertKind::Suspected => (pb::AlertKind::Suspected, 0.0),
+        AlertKind::Confirmed => (pb::AlertKind::Confirmed, 0.0),
+        AlertKind::KeptOutGateIn => (pb::AlertKind::KeptOutGateIn, 0.0),
+    };
+    pb::Alert {
+        event_id: a.event_id.clone(),
+        kind: kind as i32,
+        school: a.school.clone(),
+        city: a.city.clone(),
+        person_id: a.person.clone(),
+        occurred_at: a.occurred_at.to_rfc3339(),
+        celsius,
+        units: a.units.iter().map(ToString::to_string).collect(),
     }
 }

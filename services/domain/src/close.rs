@@ -1,0 +1,205 @@
+//! The day's close: when a unit's report for a day is sealed, whether it counts as sent,
+//! and how a change after the seal becomes a new version.
+//!
+//! Day D is sealed at the deadline (default 16:00, province time) on day D + `lag_days`
+//! (default 0). A report counts as sent when its check coverage (persons expected in the
+//! daily checks who had at least one, over persons expected) reaches the threshold: on
+//! time if by the deadline, late if after. Below it the report is missing, never a zero
+//! report. A sealed report is version 1; each later change of a figure or of the status
+//! makes the next version, with the figures that changed.
+
+use chrono::{NaiveDateTime, NaiveTime, TimeDelta};
+use serde::{Deserialize, Serialize};
+
+use crate::Day;
+use crate::report::{DailyReport, FieldChange, ReportStatus};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CloseRules {
+    /// Local time of the deadline.
+    pub deadline: NaiveTime,
+    /// Days after the report's day on which the deadline falls.
+    pub lag_days: u32,
+    /// Coverage a report needs to count as sent, 0 to 1.
+    pub coverage_threshold: f64,
+}
+
+impl Default for CloseRules {
+    fn default() -> Self {
+        Self { deadline: NaiveTime::from_hms_opt(16, 0, 0).expect("valid time"), lag_days: 0, coverage_threshold: 0.9 }
+    }
+}
+
+impl CloseRules {
+    /// The local moment day `day` is sealed.
+    pub fn deadline_of(&self, day: Day) -> NaiveDateTime {
+        (day + TimeDelta::days(i64::from(self.lag_days))).and_time(self.deadline)
+    }
+
+    /// The last day whose deadline has passed at local time `now`.
+    pub fn last_sealed_day(&self, now: NaiveDateTime) -> Day {
+        let today = now.date() - TimeDelta::days(i64::from(self.lag_days));
+        if now.time() >= self.deadline { today } else { today.pred_opt().unwrap_or(today) }
+    }
+
+    /// Whether the report's coverage counts it as sent. A unit where nobody is expected
+    /// (everyone away or on leave) has nothing to check and counts as sent.
+    pub fn has_sent(&self, report: &DailyReport) -> bool {
+        report.coverage().is_none_or(|c| c >= self.coverage_threshold)
+    }
+
+    /// Fills the status of a report of a day still open.
+    pub fn open(&self, report: &mut DailyReport) {
+        report.status = ReportStatus::Open;
+        report.version = 0;
+        report.revised = false;
+        report.changes.clear();
+        report.zero_report = report.abnormal == 0 && self.has_sent(report);
+    }
+
+    /// Judges `report` of a sealed day against what was published of it before
+    /// (`None`: nothing yet, this is the seal). Fills its status, version and changes and
+    /// returns what to remember, or `None` if nothing changed since `before`.
+    pub fn publish(&self, before: Option<&Published>, report: &mut DailyReport) -> Option<Published> {
+        let sent = self.has_sent(report);
+        let status = match before.map(|b| b.status) {
+            None => {
+                if sent {
+                    ReportStatus::OnTime
+                } else {
+                    ReportStatus::Missing
+                }
+            }
+            Some(ReportStatus::Missing | ReportStatus::Open) if sent => ReportStatus::Late,
+            Some(held) => held,
+        };
+        let figures = report.figures();
+        let values: Vec<i64> = figures.iter().map(|(_, v)| *v).collect();
+        report.status = status;
+        report.zero_report = status.has_reported() && report.abnormal == 0;
+        match before {
+            Some(b) if b.values == values && b.status == status => {
+                report.version = b.version;
+                None
+            }
+            Some(b) => {
+                report.version = b.version + 1;
+                report.revised = true;
+                report.changes = figures
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, (name, after))| {
+                        let before = b.values.get(i).copied().unwrap_or(0);
+                        (before != *after).then(|| FieldChange { field: name.clone(), before, after: *after })
+                    })
+                    .collect();
+                Some(Published { version: report.version, status, values })
+            }
+            None => {
+                report.version = 1;
+                Some(Published { version: 1, status, values })
+            }
+        }
+    }
+}
+
+/// What was last published of a unit's report for a day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub version: u32,
+    pub status: ReportStatus,
+    /// The report's figures ([`DailyReport::figures`]) in order.
+    pub values: Vec<i64>,
+}
+
+impl Published {
+    /// Fills a report's publication fields from what was published, for a reader.
+    pub fn describe(&self, report: &mut DailyReport) {
+        report.status = self.status;
+        report.version = self.version;
+        report.revised = self.version > 1;
+        report.zero_report = self.status.has_reported() && report.abnormal == 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tally::{Measure, Tally};
+    use crate::unit::UnitKey;
+
+    fn report(expected: i32, checked: i32, fever: i32) -> DailyReport {
+        let mut t = Tally::default();
+        t.set(Measure::Population, expected);
+        t.set(Measure::ChecksExpected, expected);
+        t.set(Measure::CheckedExpected, checked);
+        t.set(Measure::CheckedMorning, checked);
+        t.set(Measure::Fever, fever);
+        DailyReport::from_tally(UnitKey::school("S001"), "2020-02-26".parse().unwrap(), &t)
+    }
+
+    fn at(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap()
+    }
+
+    #[test]
+    fn a_day_is_sealed_at_the_deadline() {
+        let rules = CloseRules::default();
+        assert_eq!(rules.last_sealed_day(at("2020-02-26 15:59")).to_string(), "2020-02-25");
+        assert_eq!(rules.last_sealed_day(at("2020-02-26 16:00")).to_string(), "2020-02-26");
+        let next_day = CloseRules { lag_days: 1, ..rules };
+        assert_eq!(next_day.last_sealed_day(at("2020-02-27 16:00")).to_string(), "2020-02-26");
+        assert_eq!(next_day.deadline_of("2020-02-26".parse().unwrap()), at("2020-02-27 16:00"));
+    }
+
+    #[test]
+    fn no_checks_is_missing_not_zero() {
+        let rules = CloseRules::default();
+        let mut r = report(40, 0, 0);
+        let published = rules.publish(None, &mut r).unwrap();
+        assert_eq!((published.status, r.version, r.zero_report), (ReportStatus::Missing, 1, false));
+        let mut open = report(40, 0, 0);
+        rules.open(&mut open);
+        assert!(!open.zero_report, "a live report with no checks is not a zero report either");
+    }
+
+    #[test]
+    fn full_coverage_and_nothing_abnormal_is_a_zero_report() {
+        let mut r = report(40, 40, 0);
+        let published = CloseRules::default().publish(None, &mut r).unwrap();
+        assert_eq!((published.status, r.zero_report), (ReportStatus::OnTime, true));
+    }
+
+    #[test]
+    fn coverage_below_the_threshold_is_missing() {
+        let mut r = report(40, 35, 0);
+        assert_eq!(CloseRules::default().publish(None, &mut r).unwrap().status, ReportStatus::Missing);
+        let lenient = CloseRules { coverage_threshold: 0.8, ..CloseRules::default() };
+        let mut r = report(40, 35, 0);
+        assert_eq!(lenient.publish(None, &mut r).unwrap().status, ReportStatus::OnTime);
+    }
+
+    #[test]
+    fn a_change_after_the_seal_is_version_2_with_what_changed() {
+        let rules = CloseRules::default();
+        let v1 = rules.publish(None, &mut report(40, 40, 0)).unwrap();
+        assert!(rules.publish(Some(&v1), &mut report(40, 40, 0)).is_none(), "nothing changed, no version");
+        let mut later = report(40, 40, 1);
+        let v2 = rules.publish(Some(&v1), &mut later).unwrap();
+        assert_eq!((v2.version, later.revised, v2.status), (2, true, ReportStatus::OnTime));
+        assert_eq!(later.changes, vec![FieldChange { field: "fever".into(), before: 0, after: 1 }]);
+        assert!(!later.zero_report);
+    }
+
+    #[test]
+    fn a_missing_report_completed_after_the_seal_is_late() {
+        let rules = CloseRules::default();
+        let v1 = rules.publish(None, &mut report(40, 0, 0)).unwrap();
+        let mut completed = report(40, 40, 0);
+        let v2 = rules.publish(Some(&v1), &mut completed).unwrap();
+        assert_eq!((v2.status, v2.version, completed.zero_report), (ReportStatus::Late, 2, true));
+        // Once sent, a report stays sent: a later drop in coverage does not unsend it.
+        let v3 = rules.publish(Some(&v2), &mut report(41, 40, 0)).unwrap();
+        assert_eq!(v3.status, ReportStatus::Late);
+    }
+}

@@ -1,0 +1,521 @@
+//! The publisher: seals each day at the deadline and feeds the offices.
+//!
+//! A pass looks at what the aggregator marked as changed (schools' days, alerts), then:
+//! 1. puts every new alert in the feeds of the offices overseeing its school;
+//! 2. seals every day whose deadline has passed: each unit's report becomes version 1,
+//!    sent (on time) or missing, with city and province summaries and their reporting
+//!    rates; every unit in the roster gets one, zeros included;
+//! 3. for marked days already sealed, recomputes the school's units (and its city and the
+//!    province) and publishes a new version of each report whose figures or status moved.
+//!
+//! Everything a pass publishes and remembers goes into the feed store in one sled batch;
+//! only then are the marks it handled cleared (compare-and-swap: a mark set again
+//! meanwhile stays for the next pass). A crash repeats a pass, which publishes nothing
+//! twice: a report whose figures equal the remembered version is not published again.
+//!
+//! | key (feeds tree)            | value                                        |
+//! |-----------------------------|----------------------------------------------|
+//! | `S`                         | last sealed day, YYYY-MM-DD                  |
+//! | `v` day NUL unit            | what was last published of that report       |
+//! | `f` office NUL cursor (u64) | one feed item (protobuf `FeedItem`)          |
+//! | `q` school/event id         | the alert went out                           |
+//! | `K` office                  | next cursor to copy to Kafka                 |
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use aggregator::Projections;
+use chrono::{FixedOffset, TimeDelta};
+use domain::alert::Alert;
+use domain::close::{CloseRules, Published};
+use domain::report::{FieldChange, ReportStatus, ReportingRate};
+use domain::{DailyReport, Day, Level, Tally, UnitKey};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use wire::pb;
+
+use crate::{Clock, FeedError, Office, Offices};
+
+/// The feeds' own tree: what was published, and the feeds themselves.
+#[derive(Clone)]
+pub struct FeedStore {
+    tree: sled::Tree,
+    /// Bumped after every pass that published something: subscribers wait on it.
+    published: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for FeedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedStore").finish_non_exhaustive()
+    }
+}
+
+/// What is remembered of a published report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Remembered {
+    published: Published,
+    reporting: Option<ReportingRate>,
+    /// What this version changed against the one before.
+    changes: Vec<FieldChange>,
+}
+
+fn published_key(day: Day, unit: &UnitKey) -> Vec<u8> {
+    format!("v\0{}\0{unit}", day.format("%Y-%m-%d")).into_bytes()
+}
+
+fn item_prefix(office: &str) -> Vec<u8> {
+    format!("f\0{office}\0").into_bytes()
+}
+
+fn item_key(office: &str, cursor: u64) -> Vec<u8> {
+    [item_prefix(office), cursor.to_be_bytes().to_vec()].concat()
+}
+
+fn alerted_key(alert: &Alert) -> Vec<u8> {
+    format!("q\0{}/{}", alert.school, alert.event_id).into_bytes()
+}
+
+fn forwarded_key(office: &str) -> Vec<u8> {
+    format!("K\0{office}").into_bytes()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, FeedError> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| FeedError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: e.to_string() })
+}
+
+impl FeedStore {
+    pub fn open(db: &sled::Db) -> Result<Self, FeedError> {
+        Ok(Self { tree: db.open_tree("feeds")?, published: watch::channel(0).0 })
+    }
+
+    pub fn sealed_through(&self) -> Result<Option<Day>, FeedError> {
+        let Some(v) = self.tree.get(b"S")? else { return Ok(None) };
+        let text = String::from_utf8_lossy(&v).into_owned();
+        Day::parse_from_str(&text, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|e| FeedError::Corrupt { key: "S".into(), reason: e.to_string() })
+    }
+
+    fn remembered(&self, day: Day, unit: &UnitKey) -> Result<Option<Remembered>, FeedError> {
+        let key = published_key(day, unit);
+        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
+    }
+
+    /// Fills a live report's publication fields. A sealed day's report is judged against
+    /// what was published of it, as the publisher will: figures that moved since make the
+    /// next version (revised, with what changed), shown at once and pushed on the next
+    /// pass. An open day's report follows the open day's rules.
+    pub fn describe(
+        &self,
+        projections: &Projections,
+        close: &CloseRules,
+        report: &mut DailyReport,
+    ) -> Result<(), FeedError> {
+        if self.sealed_through()?.is_none_or(|s| report.date > s) {
+            close.open(report);
+            return Ok(());
+        }
+        if report.unit.level <= Level::City {
+            // How each school stands now, as the next pass will publish it.
+            let mut rate = ReportingRate::default();
+            for (school, _) in projections.units(Some(Level::School), Some(&report.unit))? {
+                let tally = projections.tally_on(&school, report.date)?;
+                let mut live = DailyReport::from_tally(school.clone(), report.date, &tally);
+                let before = self.remembered(report.date, &school)?;
+                if before.is_none() && live.population == 0 {
+                    continue;
+                }
+                close.publish(before.as_ref().map(|r| &r.published), &mut live);
+                count(&mut rate, school, live.status);
+            }
+            report.reporting = Some(rate);
+        }
+        let before = self.remembered(report.date, &report.unit)?;
+        if close.publish(before.as_ref().map(|r| &r.published), report).is_none()
+            && let Some(held) = before
+        {
+            // Nothing new since the last version: show that version as published.
+            report.revised = held.published.version > 1;
+            report.changes = held.changes;
+        }
+        Ok(())
+    }
+
+    /// Up to `max` items of `office`'s feed after cursor `after`, as protobuf bytes.
+    pub fn items_after(&self, office: &str, after: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, FeedError> {
+        let start = item_key(office, after.saturating_add(1));
+        let end = item_key(office, u64::MAX);
+        let mut out = Vec::new();
+        for item in self.tree.range(start..=end).take(max) {
+            let (k, v) = item?;
+            let cursor = u64::from_be_bytes(k[k.len() - 8..].try_into().expect("cursor is 8 bytes"));
+            out.push((cursor, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The cursor of the office's last item; 0 when its feed is empty.
+    pub fn last_cursor(&self, office: &str) -> Result<u64, FeedError> {
+        let prefix = item_prefix(office);
+        Ok(match self.tree.scan_prefix(&prefix).next_back() {
+            Some(item) => {
+                let (k, _) = item?;
+                u64::from_be_bytes(k[k.len() - 8..].try_into().expect("cursor is 8 bytes"))
+            }
+            None => 0,
+        })
+    }
+
+    /// Offices that have a feed.
+    pub fn offices_with_items(&self) -> Result<BTreeSet<String>, FeedError> {
+        let mut out = BTreeSet::new();
+        let mut from = b"f\0".to_vec();
+        // One seek per office: jump past each office's items.
+        while let Some(item) = self.tree.range(from.clone()..).next() {
+            let (k, _) = item?;
+            if !k.starts_with(b"f\0") {
+                break;
+            }
+            let office = String::from_utf8_lossy(&k[2..k.len() - 9]).into_owned();
+            from = [item_prefix(&office), vec![0xff; 9]].concat();
+            out.insert(office);
+        }
+        Ok(out)
+    }
+
+    /// A receiver that changes whenever something was published.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
+    }
+
+    pub fn forwarded(&self, office: &str) -> Result<u64, FeedError> {
+        let key = forwarded_key(office);
+        Ok(self.tree.get(&key)?.map_or(0, |v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or_default())))
+    }
+
+    pub fn set_forwarded(&self, office: &str, cursor: u64) -> Result<(), FeedError> {
+        self.tree.insert(forwarded_key(office), &cursor.to_be_bytes())?;
+        Ok(())
+    }
+}
+
+/// Counts a school's report in a summary's reporting rate.
+fn count(rate: &mut ReportingRate, school: UnitKey, status: ReportStatus) {
+    rate.expected += 1;
+    match status {
+        ReportStatus::OnTime => {
+            rate.actual += 1;
+            rate.on_time += 1;
+        }
+        ReportStatus::Late => {
+            rate.actual += 1;
+            rate.late.push(school);
+        }
+        ReportStatus::Missing | ReportStatus::Open => rate.missing.push(school),
+    }
+}
+
+/// The units of the roster, by school and by city.
+#[derive(Debug, Default)]
+struct Roster {
+    /// School → its city and its units, the school first, then level by level.
+    schools: BTreeMap<String, (String, Vec<UnitKey>)>,
+    cities: BTreeMap<String, Vec<String>>,
+}
+
+impl Roster {
+    fn load(projections: &Projections) -> Result<Self, FeedError> {
+        let mut roster = Roster::default();
+        let mut units = projections.units(None, None)?;
+        units.sort_by(|(a, _), (b, _)| (a.level, &a.path).cmp(&(b.level, &b.path)));
+        for (unit, info) in units {
+            if unit.level < Level::School {
+                continue;
+            }
+            let school = unit.path.split('/').next().unwrap_or_default().to_owned();
+            if unit.level == Level::School {
+                roster.cities.entry(info.city.clone()).or_default().push(school.clone());
+            }
+            roster.schools.entry(school).or_insert_with(|| (info.city.clone(), Vec::new())).1.push(unit);
+        }
+        Ok(roster)
+    }
+}
+
+/// What one pass writes.
+#[derive(Default)]
+struct Pass {
+    batch: sled::Batch,
+    remembered: HashMap<(Day, UnitKey), Remembered>,
+    items: usize,
+}
+
+pub struct Publisher {
+    projections: Projections,
+    store: FeedStore,
+    offices: Offices,
+    close: CloseRules,
+    zone: FixedOffset,
+    clock: Clock,
+    /// Days before the last sealed one that a first start seals: no older event gets in.
+    catch_up_days: u32,
+    next_cursor: HashMap<String, u64>,
+}
+
+impl Publisher {
+    pub fn new(
+        projections: Projections,
+        store: FeedStore,
+        offices: Offices,
+        close: CloseRules,
+        zone: FixedOffset,
+        clock: Clock,
+        catch_up_days: u32,
+    ) -> Self {
+        Self { projections, store, offices, close, zone, clock, catch_up_days, next_cursor: HashMap::new() }
+    }
+
+    /// Publishes until `shutdown` completes: a pass whenever the aggregator marks a change
+    /// or raises an alert, and at least twice a second for the clock.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), FeedError> {
+        let (mut alerts, mut marks) = self.projections.watch_changes();
+        tokio::pin!(shutdown);
+        loop {
+            let (returned, result) = tokio::task::spawn_blocking(move || {
+                let result = self.pass();
+                (self, result)
+            })
+            .await
+            .expect("publisher task panicked");
+            self = returned;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "publishing failed; retrying");
+            }
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                _ = &mut alerts => {}
+                _ = &mut marks => {
+                    // Let a burst of folds settle: one pass for many batches.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    /// One round of alerts, seals and revisions. Returns how many feed items it wrote.
+    pub fn pass(&mut self) -> Result<usize, FeedError> {
+        let result = self.pass_inner();
+        if result.is_err() {
+            // Cursors handed out by a batch that never landed: read them again.
+            self.next_cursor.clear();
+        }
+        result
+    }
+
+    fn pass_inner(&mut self) -> Result<usize, FeedError> {
+        let now = self.clock.now().with_timezone(&self.zone).naive_local();
+        let target = self.close.last_sealed_day(now);
+        let sealed = self.store.sealed_through()?;
+        let marks = self.projections.marks()?;
+        let alerts = self.projections.alerts()?;
+        let mut pass = Pass::default();
+
+        for (alert, _) in &alerts {
+            self.publish_alert(&mut pass, alert)?;
+        }
+
+        let oldest = target - TimeDelta::days(i64::from(self.catch_up_days));
+        let first_to_seal = match sealed {
+            Some(day) => day.succ_opt(),
+            None => marks.iter().map(|m| m.day).min(),
+        }
+        .map(|day| day.max(oldest));
+        let to_seal: Vec<Day> = match first_to_seal {
+            Some(first) if first <= target => first.iter_days().take_while(|d| *d <= target).collect(),
+            _ => Vec::new(),
+        };
+        // Revisions: from each marked school's earliest changed day to the last sealed one
+        // (a change carries over to the days after it that have no record of their own).
+        let mut revise: BTreeMap<String, Day> = BTreeMap::new();
+        if let Some(sealed) = sealed {
+            for mark in marks.iter().filter(|m| m.day <= sealed && m.day >= oldest) {
+                let first = revise.entry(mark.school.clone()).or_insert(mark.day);
+                *first = (*first).min(mark.day);
+            }
+        }
+        if !to_seal.is_empty() || !revise.is_empty() {
+            let roster = Roster::load(&self.projections)?;
+            let offices = self.offices.resolve(&roster.cities.keys().cloned().collect());
+            if let (Some(sealed), Some(first)) = (sealed, revise.values().min()) {
+                for day in first.iter_days().take_while(|d| *d <= sealed) {
+                    let schools: BTreeSet<String> =
+                        revise.iter().filter(|(_, from)| **from <= day).map(|(s, _)| s.clone()).collect();
+                    self.publish_day(&mut pass, &roster, &offices, day, Some(&schools))?;
+                }
+            }
+            for day in &to_seal {
+                tracing::info!(day = %day, "sealing the day's reports");
+                self.publish_day(&mut pass, &roster, &offices, *day, None)?;
+            }
+        }
+        let now_sealed = match (sealed, to_seal.last()) {
+            (_, Some(last)) => Some(*last),
+            (sealed, None) => sealed,
+        };
+        if let Some(day) = now_sealed
+            && Some(day) != sealed
+        {
+            pass.batch.insert(b"S".as_slice(), day.format("%Y-%m-%d").to_string().as_bytes());
+        }
+        for ((day, unit), remembered) in &pass.remembered {
+            pass.batch.insert(published_key(*day, unit), postcard::to_stdvec(remembered).expect("serializes"));
+        }
+        let items = pass.items;
+        self.store.tree.apply_batch(pass.batch)?;
+        if items > 0 {
+            self.store.tree.flush()?;
+            self.store.published.send_modify(|n| *n += 1);
+        }
+        for mark in marks.iter().filter(|m| now_sealed.is_some_and(|s| m.day <= s)) {
+            self.projections.clear_mark(mark)?;
+        }
+        for (alert, stored) in &alerts {
+            self.projections.clear_alert(alert, stored)?;
+        }
+        Ok(items)
+    }
+
+    fn push(&mut self, pass: &mut Pass, office: &str, item: pb::feed_item::Item) -> Result<(), FeedError> {
+        let cursor = match self.next_cursor.get(office) {
+            Some(next) => *next,
+            None => self.store.last_cursor(office)? + 1,
+        };
+        self.next_cursor.insert(office.to_owned(), cursor + 1);
+        let bytes = pb::FeedItem { cursor, office: office.to_owned(), item: Some(item) }.encode_to_vec();
+        pass.batch.insert(item_key(office, cursor), bytes);
+        pass.items += 1;
+        Ok(())
+    }
+
+    fn publish_alert(&mut self, pass: &mut Pass, alert: &Alert) -> Result<(), FeedError> {
+        let key = alerted_key(alert);
+        if self.store.tree.contains_key(&key)? {
+            return Ok(());
+        }
+        let offices = self.offices.resolve(&BTreeSet::from([alert.city.clone()]));
+        for office in offices.iter().filter(|o| o.oversees(&alert.city)) {
+            self.push(pass, &office.id, pb::feed_item::Item::Alert(wire::alert_to_proto(alert)))?;
+        }
+        pass.batch.insert(key, &[]);
+        Ok(())
+    }
+
+    /// Publishes `day` for `schools` (all if `None`) and the summaries above them.
+    fn publish_day(
+        &mut self,
+        pass: &mut Pass,
+        roster: &Roster,
+        offices: &[Office],
+        day: Day,
+        schools: Option<&BTreeSet<String>>,
+    ) -> Result<(), FeedError> {
+        let chosen: Vec<&String> = match schools {
+            Some(set) => roster.schools.keys().filter(|s| set.contains(*s)).collect(),
+            None => roster.schools.keys().collect(),
+        };
+        let mut school_tallies: HashMap<String, Tally> = HashMap::new();
+        let mut cities: BTreeSet<&String> = BTreeSet::new();
+        for school in chosen {
+            let (city, units) = &roster.schools[school];
+            cities.insert(city);
+            for unit in units {
+                let tally = self.projections.tally_on(unit, day)?;
+                if unit.level == Level::School {
+                    school_tallies.insert(school.clone(), tally);
+                }
+                self.publish_report(pass, offices, unit, city, day, &tally, None)?;
+            }
+        }
+        let mut province = Tally::default();
+        let mut province_rate = ReportingRate::default();
+        for (city, schools) in &roster.cities {
+            let (sum, rate) = self.summary(pass, day, schools, &school_tallies)?;
+            if cities.contains(city) {
+                self.publish_report(pass, offices, &UnitKey::city(city), city, day, &sum, Some(rate.clone()))?;
+            }
+            province.add(&sum);
+            province_rate.expected += rate.expected;
+            province_rate.actual += rate.actual;
+            province_rate.on_time += rate.on_time;
+            province_rate.missing.extend(rate.missing);
+            province_rate.late.extend(rate.late);
+        }
+        self.publish_report(pass, offices, &UnitKey::province(), "", day, &province, Some(province_rate))?;
+        Ok(())
+    }
+
+    /// A city's tally and reporting rate: the sum of its schools, and how they reported.
+    fn summary(
+        &self,
+        pass: &Pass,
+        day: Day,
+        schools: &[String],
+        computed: &HashMap<String, Tally>,
+    ) -> Result<(Tally, ReportingRate), FeedError> {
+        let mut sum = Tally::default();
+        let mut rate = ReportingRate::default();
+        for school in schools {
+            let unit = UnitKey::school(school);
+            let tally = match computed.get(school) {
+                Some(t) => *t,
+                None => self.projections.tally_on(&unit, day)?,
+            };
+            sum.add(&tally);
+            let status = match pass.remembered.get(&(day, unit.clone())) {
+                Some(r) => Some(r.published.status),
+                None => self.store.remembered(day, &unit)?.map(|r| r.published.status),
+            };
+            // A school with no one in it yet that day is not expected to report.
+            let Some(status) = status else { continue };
+            count(&mut rate, unit, status);
+        }
+        Ok((sum, rate))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn publish_report(
+        &mut self,
+        pass: &mut Pass,
+        offices: &[Office],
+        unit: &UnitKey,
+        city: &str,
+        day: Day,
+        tally: &Tally,
+        reporting: Option<ReportingRate>,
+    ) -> Result<(), FeedError> {
+        let mut report = DailyReport::from_tally(unit.clone(), day, tally);
+        report.reporting = reporting.clone();
+        let before = match pass.remembered.get(&(day, unit.clone())) {
+            Some(r) => Some(r.clone()),
+            None => self.store.remembered(day, unit)?,
+        };
+        // A unit no one was placed in by that day has no report for it.
+        if before.is_none() && report.population == 0 && unit.level > Level::City {
+            return Ok(());
+        }
+        let Some(published) = self.close.publish(before.as_ref().map(|r| &r.published), &mut report) else {
+            return Ok(());
+        };
+        let changes = report.changes.clone();
+        pass.remembered.insert((day, unit.clone()), Remembered { published, reporting, changes });
+        let proto = wire::report_to_proto(&report);
+        let receiving: Vec<String> = offices.iter().filter(|o| o.receives(unit, city)).map(|o| o.id.clone()).collect();
+        for office in receiving {
+            self.push(pass, &office, pb::feed_item::Item::Report(proto.clone()))?;
+        }
+        Ok(())
+    }
+}
