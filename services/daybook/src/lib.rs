@@ -3,6 +3,7 @@
 //! so tests start the very same server in-process on port 0.
 
 pub mod config;
+pub mod files;
 pub mod kafka;
 pub mod metrics_http;
 pub mod report;

@@ -31,6 +31,9 @@ enum Command {
     Simulate(SimulateArgs),
     /// Print the daily report of a unit.
     Report(ReportArgs),
+    /// Write the daily report table of a level, or the observation list, to a CSV or XLSX
+    /// file (Chinese and English headers).
+    Export(ExportArgs),
     /// Serve, post a small simulated day, print what came out, and keep serving.
     Demo {
         #[command(flatten)]
@@ -77,6 +80,33 @@ struct ReportArgs {
     json: bool,
 }
 
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// The daybook gRPC address.
+    #[arg(long, env = "DAYBOOK_TARGET", default_value = "http://127.0.0.1:50051")]
+    target: String,
+    /// `reports` (the daily report table of --level) or `observation` (persons under home or
+    /// centralized observation).
+    #[arg(long, default_value = "reports")]
+    what: String,
+    /// Units under this one (province, city:NAME, school:S001, …).
+    #[arg(long, default_value = "province")]
+    unit: String,
+    /// The level whose units are the rows: province, city, school, department, grade,
+    /// class or dorm.
+    #[arg(long, default_value = "school")]
+    level: String,
+    /// The day, YYYY-MM-DD; today by default.
+    #[arg(long)]
+    date: Option<NaiveDate>,
+    /// csv or xlsx.
+    #[arg(long, default_value = "xlsx")]
+    format: String,
+    /// Where to write; a file named after what it holds in the current directory by default.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
 /// Today in the province (UTC+8), the day reports are about by default.
 fn today() -> NaiveDate {
     chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset")).date_naive()
@@ -116,6 +146,15 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 print!("{}", report::render(&r));
             }
+            Ok(())
+        }
+        Command::Export(args) => {
+            let date = args.date.unwrap_or_else(today).format("%Y-%m-%d").to_string();
+            let file =
+                daybook::files::fetch(&args.target, &args.what, &args.unit, &args.level, &date, &args.format).await?;
+            let path = args.out.unwrap_or_else(|| PathBuf::from(&file.file_name));
+            std::fs::write(&path, &file.content).with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {} ({} bytes)", path.display(), file.content.len());
             Ok(())
         }
         Command::Demo { serve, scale } => demo(serve.or(file), scale).await,

@@ -236,7 +236,15 @@ fn start_feeds(
     let (describing, projections, close) = (store.clone(), readable.clone(), config.close);
     let publication: aggregator::grpc::Publication =
         Arc::new(move |report| describing.describe(&projections, &close, report).map_err(|e| e.to_string()));
-    Ok((FeedsService::new(store, readable, config.offices.clone(), config.close), publication))
+    let service = FeedsService::new(
+        store,
+        readable,
+        config.offices.clone(),
+        config.close,
+        config.clock.clone(),
+        config.utc_offset,
+    );
+    Ok((service, publication))
 }
 
 /// A name for this aggregator that survives restarts: its view's consumer group.

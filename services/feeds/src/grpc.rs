@@ -5,15 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aggregator::Projections;
-use domain::Level;
+use chrono::FixedOffset;
 use domain::close::CloseRules;
+use domain::{Day, Level, UnitKey};
+use export::Format;
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use wire::pb;
 
-use crate::{FeedError, FeedStore, Office, Offices};
+use crate::{Clock, FeedError, FeedStore, Office, Offices, files};
 
 #[derive(Clone)]
 pub struct FeedsService {
@@ -21,11 +23,20 @@ pub struct FeedsService {
     projections: Projections,
     offices: Arc<Offices>,
     close: CloseRules,
+    clock: Clock,
+    zone: FixedOffset,
 }
 
 impl FeedsService {
-    pub fn new(store: FeedStore, projections: Projections, offices: Offices, close: CloseRules) -> Self {
-        Self { store, projections, offices: Arc::new(offices), close }
+    pub fn new(
+        store: FeedStore,
+        projections: Projections,
+        offices: Offices,
+        close: CloseRules,
+        clock: Clock,
+        zone: FixedOffset,
+    ) -> Self {
+        Self { store, projections, offices: Arc::new(offices), close, clock, zone }
     }
 
     pub fn into_server(self) -> pb::feeds_server::FeedsServer<Self> {
@@ -114,7 +125,52 @@ impl pb::feeds_server::Feeds for FeedsService {
     }
 
     async fn export(&self, request: Request<pb::ExportRequest>) -> Result<Response<pb::ExportFile>, Status> {
-        let _ = request;
-        Err(Status::unimplemented("export: not yet"))
+        let request = request.into_inner();
+        let format = match pb::ExportFormat::try_from(request.format) {
+            Ok(pb::ExportFormat::Csv) => Format::Csv,
+            Ok(pb::ExportFormat::Xlsx) => Format::Xlsx,
+            _ => return Err(Status::invalid_argument("format: choose EXPORT_FORMAT_CSV or EXPORT_FORMAT_XLSX")),
+        };
+        let under: UnitKey = if request.unit.is_empty() {
+            UnitKey::province()
+        } else {
+            request.unit.parse().map_err(|e| Status::invalid_argument(format!("unit: {e}")))?
+        };
+        let day = if request.date.is_empty() {
+            self.clock.now().with_timezone(&self.zone).date_naive()
+        } else {
+            Day::parse_from_str(&request.date, "%Y-%m-%d").map_err(|_| {
+                Status::invalid_argument(format!("date: {:?} is not a date in the form YYYY-MM-DD", request.date))
+            })?
+        };
+        let (projections, store, close, within) =
+            (self.projections.clone(), self.store.clone(), self.close, under.clone());
+        let (table, what) = match pb::ExportKind::try_from(request.kind) {
+            Ok(pb::ExportKind::DailyReports) => {
+                let level = wire::level_from_proto(request.level).unwrap_or(Level::School);
+                let rows = tokio::task::spawn_blocking(move || {
+                    files::report_rows(&projections, &store, &close, level, &within, day)
+                })
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+                (export::report_table(&rows), format!("daily-reports-{}", level.as_str()))
+            }
+            Ok(pb::ExportKind::ObservationList) => {
+                let rows = files::observation_rows(&projections, &under, day).map_err(internal)?;
+                (export::observation_table(&rows), "observation-list".to_owned())
+            }
+            _ => {
+                return Err(Status::invalid_argument(
+                    "kind: choose EXPORT_KIND_DAILY_REPORTS or EXPORT_KIND_OBSERVATION_LIST",
+                ));
+            }
+        };
+        let content = export::write(&table, format).map_err(internal)?;
+        Ok(Response::new(pb::ExportFile {
+            file_name: files::file_name(&what, &under, day, format),
+            content_type: format.content_type().to_owned(),
+            content,
+        }))
     }
 }

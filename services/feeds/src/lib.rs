@@ -5,6 +5,7 @@
 //!   zero reports), turns later changes into revised versions, and puts reports and
 //!   immediate alerts into each office's feed, all in one sled batch with its state.
 //! - [`grpc`]: the `Feeds` service: a subscription from a cursor (server streaming).
+//! - [`files`]: the daily report table and the observation list as CSV or XLSX.
 //! - [`forward`]: copies each office's feed to a Kafka topic of its own.
 //! - [`clock`]: the province's clock, which tests set by hand.
 //!
@@ -12,6 +13,7 @@
 //! the publisher's state in one atomic batch, so a restart neither loses nor repeats one.
 
 pub mod clock;
+pub mod files;
 pub mod forward;
 pub mod grpc;
 pub mod office;
@@ -31,4 +33,6 @@ pub enum FeedError {
     Corrupt { key: String, reason: String },
     #[error(transparent)]
     Log(#[from] eventlog::LogError),
+    #[error(transparent)]
+    Export(#[from] export::ExportError),
 }

@@ -1,0 +1,39 @@
+//! `daybook export`: a report table or the observation list as a file, through the
+//! `Feeds.Export` gRPC call.
+
+use anyhow::Context;
+use wire::pb;
+use wire::pb::feeds_client::FeedsClient;
+
+/// Asks the server at `target` for a file; `what` is `reports` or `observation`.
+pub async fn fetch(
+    target: &str,
+    what: &str,
+    unit: &str,
+    level: &str,
+    date: &str,
+    format: &str,
+) -> anyhow::Result<pb::ExportFile> {
+    let kind = match what {
+        "reports" => pb::ExportKind::DailyReports,
+        "observation" => pb::ExportKind::ObservationList,
+        other => anyhow::bail!("what: {other:?} is neither `reports` nor `observation`"),
+    };
+    let format = match format {
+        "csv" => pb::ExportFormat::Csv,
+        "xlsx" => pb::ExportFormat::Xlsx,
+        other => anyhow::bail!("format: {other:?} is neither `csv` nor `xlsx`"),
+    };
+    let level: domain::Level = level.parse().map_err(|e| anyhow::anyhow!("level: {e}"))?;
+    let mut client =
+        FeedsClient::connect(target.to_owned()).await.with_context(|| format!("connecting to daybook at {target}"))?;
+    let request = pb::ExportRequest {
+        kind: kind as i32,
+        format: format as i32,
+        unit: unit.to_owned(),
+        level: wire::level_to_proto(level) as i32,
+        date: date.to_owned(),
+    };
+    let file = client.export(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?;
+    Ok(file.into_inner())
+}

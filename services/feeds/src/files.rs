@@ -1,0 +1,86 @@
+//! Files for the offices: the daily report table of a level and the observation list,
+//! as CSV or XLSX (the `export` crate writes them), from the same projections and
+//! publication state as the gRPC reports.
+
+use aggregator::Projections;
+use domain::close::CloseRules;
+use domain::event::IsolationKind;
+use domain::{Day, Level, UnitKey};
+use export::{Format, ObservationRow, ReportRow};
+
+use crate::{FeedError, FeedStore};
+
+/// The units at `level` under `under` (itself included when at `level`).
+fn units_at(projections: &Projections, level: Level, under: &UnitKey) -> Result<Vec<UnitKey>, FeedError> {
+    let mut units: Vec<UnitKey> = if level == Level::Province {
+        vec![UnitKey::province()]
+    } else {
+        projections.units(Some(level), Some(under))?.into_iter().map(|(u, _)| u).collect()
+    };
+    if under.level == level && !units.contains(under) && projections.unit(under)?.is_some() {
+        units.push(under.clone());
+    }
+    units.sort();
+    Ok(units)
+}
+
+/// Every report of `level` under `under` on `day`, with its publication state.
+pub fn report_rows(
+    projections: &Projections,
+    store: &FeedStore,
+    close: &CloseRules,
+    level: Level,
+    under: &UnitKey,
+    day: Day,
+) -> Result<Vec<ReportRow>, FeedError> {
+    let mut rows = Vec::new();
+    for unit in units_at(projections, level, under)? {
+        let Some(mut report) = projections.daily_report(&unit, day)? else { continue };
+        store.describe(projections, close, &mut report)?;
+        rows.push(ReportRow {
+            version: report.version,
+            status: report.status.as_str().to_owned(),
+            revised: report.revised,
+            coverage: report.coverage().unwrap_or(f64::NAN),
+            report,
+        });
+    }
+    Ok(rows)
+}
+
+/// Persons under home or centralized observation under `under`, by the unit they are
+/// listed in (their class, else the lowest unit they have), as of `day`.
+pub fn observation_rows(
+    projections: &Projections,
+    under: &UnitKey,
+    day: Day,
+) -> Result<Vec<ObservationRow>, FeedError> {
+    let mut rows = Vec::new();
+    for person in projections.key_persons(under)? {
+        let Some((kind, start, expected_end)) = person.observation else { continue };
+        let units = UnitKey::for_person(&person.city, &person.school, &person.placement);
+        let listed = units.iter().rev().find(|u| u.level != Level::Dorm).or(units.last());
+        rows.push(ObservationRow {
+            unit: listed.map(ToString::to_string).unwrap_or_default(),
+            school: person.school.clone(),
+            person: person.person.clone(),
+            kind: match kind {
+                IsolationKind::Home => "home",
+                IsolationKind::Centralized => "centralized",
+            }
+            .to_owned(),
+            start,
+            expected_end,
+            status: if expected_end <= day { "due for release" } else { "under observation" }.to_owned(),
+        });
+    }
+    rows.sort_by(|a, b| (&a.unit, &a.person).cmp(&(&b.unit, &b.person)));
+    Ok(rows)
+}
+
+/// A file name that says what the file holds.
+pub fn file_name(what: &str, under: &UnitKey, day: Day, format: Format) -> String {
+    let unit: String =
+        under.to_string().chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    format!("daybook-{what}-{unit}-{}.{}", day.format("%Y-%m-%d"), format.extension())
+}

@@ -1,0 +1,287 @@
+//! What the offices receive, end to end on both logs: the day's seal, resuming a feed from
+//! its cursor, offices kept to their own cities, alerts at once, and a late event after
+//! the close as version 2 on every channel (gRPC feed, Kafka topic, exported file).
+
+use std::time::Duration;
+
+use calamine::{DataType, Reader};
+use tests::{Backend, School, Server, Slot, start, student};
+use tonic::transport::Channel;
+use wire::pb;
+use wire::pb::feeds_client::FeedsClient;
+
+const DAY: &str = "2020-03-01";
+
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(tests::Backend::Embedded).await; })*
+        }
+        mod kafka {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(tests::Backend::kafka()).await; })*
+        }
+    };
+}
+
+on_every_backend!(
+    a_subscriber_resumes_from_its_cursor_with_no_gap_and_no_duplicate,
+    a_city_office_receives_only_its_own_city_and_alerts_come_at_once,
+    a_late_event_after_the_close_is_version_2_on_every_channel,
+);
+
+/// Two schools in Wuhan (S1 with checks, S2 without), one in Xiangyang.
+fn schools() -> [School; 3] {
+    [School::new("S1", "Wuhan", DAY), School::new("S2", "Wuhan", DAY), School::new("S3", "Xiangyang", DAY)]
+}
+
+fn roster_day([s1, s2, s3]: &mut [School; 3]) -> Vec<pb::Event> {
+    vec![
+        s1.register("07:00", &student("A", "C01", "B1")),
+        s1.register("07:00", &student("B", "C02", "B1")),
+        s1.temperature("07:30", "A", Slot::Morning, 36.5),
+        s1.temperature("07:30", "B", Slot::Morning, 36.6),
+        s2.register("07:00", &student("C", "C01", "")),
+        s3.register("07:00", &student("D", "C01", "")),
+        s3.temperature("07:30", "D", Slot::Morning, 36.4),
+    ]
+}
+
+async fn feeds(server: &Server) -> FeedsClient<Channel> {
+    FeedsClient::connect(server.target.clone()).await.expect("feeds client connects")
+}
+
+/// Items of `office` after `after`, until the feed has been quiet for `quiet`.
+async fn read_feed(client: &mut FeedsClient<Channel>, office: &str, after: u64, quiet: Duration) -> Vec<pb::FeedItem> {
+    let request = pb::SubscribeRequest { office: office.into(), after };
+    let mut stream = client.subscribe(request).await.expect("subscribed").into_inner();
+    let mut out = Vec::new();
+    while let Ok(item) = tokio::time::timeout(quiet, stream.message()).await {
+        match item.expect("feed item") {
+            Some(item) => out.push(item),
+            None => break,
+        }
+    }
+    out
+}
+
+/// Reads until an item matching `want` arrives (or 60 s pass).
+async fn read_until(
+    client: &mut FeedsClient<Channel>,
+    office: &str,
+    after: u64,
+    want: impl Fn(&pb::FeedItem) -> bool,
+) -> Vec<pb::FeedItem> {
+    let request = pb::SubscribeRequest { office: office.into(), after };
+    let mut stream = client.subscribe(request).await.expect("subscribed").into_inner();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let item = tokio::time::timeout(left, stream.message()).await;
+        let item = item.unwrap_or_else(|_| panic!("{office}: no matching item in 60 s; got {out:#?}"));
+        let item = item.expect("feed item").expect("stream open");
+        let done = want(&item);
+        out.push(item);
+        if done {
+            return out;
+        }
+    }
+}
+
+fn report_of(item: &pb::FeedItem) -> Option<&pb::DailyReport> {
+    match &item.item {
+        Some(pb::feed_item::Item::Report(r)) => Some(r),
+        _ => None,
+    }
+}
+
+fn alert_of(item: &pb::FeedItem) -> Option<&pb::Alert> {
+    match &item.item {
+        Some(pb::feed_item::Item::Alert(a)) => Some(a),
+        _ => None,
+    }
+}
+
+fn is_report(unit: &str, version: u32) -> impl Fn(&pb::FeedItem) -> bool {
+    move |item| report_of(item).is_some_and(|r| r.unit == unit && r.version == version)
+}
+
+async fn a_subscriber_resumes_from_its_cursor_with_no_gap_and_no_duplicate(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &backend).await;
+    let mut schools = schools();
+    server.post_all(roster_day(&mut schools)).await;
+    server.set_clock("2020-03-01 16:00").await;
+    let mut client = feeds(&server).await;
+
+    // The seal: every unit of the roster gets version 1, the province last.
+    let first = read_until(&mut client, "province", 0, is_report("province", 1)).await;
+    let cursors: Vec<u64> = first.iter().map(|i| i.cursor).collect();
+    assert_eq!(cursors, (1..=first.len() as u64).collect::<Vec<_>>(), "cursors count up from 1");
+    let s2 = first.iter().filter_map(report_of).find(|r| r.unit == "school:S2").expect("S2 sealed");
+    assert_eq!(s2.status, pb::ReportStatus::Missing as i32, "no checks: missing");
+    assert!(!s2.zero_report, "a missing report is never a zero report");
+    let s1 = first.iter().filter_map(report_of).find(|r| r.unit == "school:S1").expect("S1 sealed");
+    assert_eq!((s1.status, s1.zero_report, s1.version), (pb::ReportStatus::OnTime as i32, true, 1));
+
+    // Disconnected after the third item, the office misses a revision and an alert.
+    let cursor = first[2].cursor;
+    let late_check = schools[1].temperature("07:40", "C", Slot::Morning, 36.5);
+    let fever_today = schools[0].on("2020-03-02").temperature("07:30", "A", Slot::Morning, 38.1);
+    server.post_all(vec![late_check, fever_today]).await;
+    let resumed = read_until(&mut client, "province", cursor, is_report("school:S2", 2)).await;
+    let resumed_alert = read_until(&mut client, "province", cursor, |i| alert_of(i).is_some()).await;
+    assert!(!resumed_alert.is_empty());
+    let everything = read_feed(&mut client, "province", 0, Duration::from_secs(2)).await;
+    let mut pieced: Vec<pb::FeedItem> = first[..3].to_vec();
+    pieced.extend(read_feed(&mut client, "province", cursor, Duration::from_secs(2)).await);
+    assert_eq!(pieced, everything, "resumed from the cursor: nothing missed, nothing twice");
+    assert_eq!(resumed[0].cursor, cursor + 1);
+    let s2_v2 = everything.iter().filter_map(report_of).find(|r| r.unit == "school:S2" && r.version == 2).unwrap();
+    assert_eq!((s2_v2.status, s2_v2.revised), (pb::ReportStatus::Late as i32, true), "sent after the deadline: late");
+    server.running.stop().await.unwrap();
+}
+
+async fn a_city_office_receives_only_its_own_city_and_alerts_come_at_once(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &backend).await;
+    let mut schools = schools();
+    server.post_all(roster_day(&mut schools)).await;
+    server.caught_up().await;
+    let mut client = feeds(&server).await;
+    let offices: Vec<String> = client
+        .list_offices(pb::ListOfficesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .offices
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(offices, ["province", "cdc-Wuhan", "cdc-Xiangyang"]);
+    let unknown = client.subscribe(pb::SubscribeRequest { office: "cdc-Nowhere".into(), after: 0 }).await;
+    assert!(unknown.unwrap_err().message().starts_with("office:"));
+
+    // An alert before any close: a fever in Xiangyang.
+    let fever = schools[2].temperature("12:00", "D", Slot::Noon, 38.6);
+    server.post_all(vec![fever]).await;
+    let got = read_until(&mut client, "cdc-Xiangyang", 0, |i| alert_of(i).is_some()).await;
+    let alert = alert_of(got.last().unwrap()).unwrap();
+    assert_eq!((alert.kind, alert.school.as_str(), alert.celsius), (pb::AlertKind::Fever as i32, "S3", 38.6));
+    read_until(&mut client, "province", 0, |i| alert_of(i).is_some_and(|a| a.school == "S3")).await;
+
+    server.set_clock("2020-03-01 16:00").await;
+    read_until(&mut client, "province", 0, is_report("province", 1)).await;
+    let wuhan = read_until(&mut client, "cdc-Wuhan", 0, is_report("city:Wuhan", 1)).await;
+    let wuhan = [wuhan, read_feed(&mut client, "cdc-Wuhan", 0, Duration::from_secs(2)).await].concat();
+    for item in &wuhan {
+        match &item.item {
+            Some(pb::feed_item::Item::Report(r)) => {
+                let school = r.unit.split(':').nth(1).unwrap_or_default().split('/').next().unwrap_or_default();
+                assert!(r.unit == "city:Wuhan" || ["S1", "S2"].contains(&school), "Wuhan's office got {}", r.unit);
+            }
+            Some(pb::feed_item::Item::Alert(a)) => assert_eq!(a.city, "Wuhan", "Wuhan's office got {a:?}"),
+            None => panic!("empty item"),
+        }
+    }
+    assert!(wuhan.iter().filter_map(report_of).any(|r| r.unit == "class:S1/D1/2019/C02"), "every level");
+    let city = wuhan.iter().filter_map(report_of).find(|r| r.unit == "city:Wuhan").unwrap();
+    let rate = city.reporting.as_ref().unwrap();
+    assert_eq!((rate.expected, rate.actual, rate.on_time), (2, 1, 1));
+    assert_eq!(rate.missing, ["school:S2"]);
+    server.running.stop().await.unwrap();
+}
+
+async fn a_late_event_after_the_close_is_version_2_on_every_channel(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &backend).await;
+    let mut schools = schools();
+    server.post_all(roster_day(&mut schools)).await;
+    server.set_clock("2020-03-02 09:00").await;
+    let mut client = feeds(&server).await;
+    read_until(&mut client, "cdc-Wuhan", 0, is_report("school:S1", 1)).await;
+
+    // Yesterday's evening reading arrives late, with a fever.
+    let late = schools[0].temperature("19:00", "B", Slot::Evening, 38.3);
+    server.post_all(vec![late]).await;
+    let fed = read_until(&mut client, "cdc-Wuhan", 0, is_report("school:S1", 2)).await;
+    let v2 = report_of(fed.last().unwrap()).unwrap().clone();
+    assert_eq!((v2.fever, v2.revised, v2.date.as_str()), (1, true, DAY));
+    let changed: Vec<&str> = v2.changes.iter().map(|c| c.field.as_str()).collect();
+    assert!(changed.contains(&"fever") && changed.contains(&"checks.evening.done"), "{changed:?}");
+    let live = server.report("school:S1", DAY).await;
+    assert_eq!((live.version, live.fever), (2, 1), "the query says what the feed said");
+
+    // The file: the same numbers and the version, read back with a real XLSX reader.
+    let file = client
+        .export(pb::ExportRequest {
+            kind: pb::ExportKind::DailyReports as i32,
+            format: pb::ExportFormat::Xlsx as i32,
+            unit: "city:Wuhan".into(),
+            level: pb::Level::School as i32,
+            date: DAY.into(),
+        })
+        .await
+        .expect("exported")
+        .into_inner();
+    assert!(file.file_name.ends_with(".xlsx"), "{}", file.file_name);
+    let mut book: calamine::Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(file.content)).unwrap();
+    let sheet = book.worksheet_range_at(0).unwrap().unwrap();
+    let rows: Vec<_> = sheet.rows().collect();
+    let header: Vec<String> = rows[0].iter().map(|c| c.to_string()).collect();
+    let column = |en: &str| {
+        header.iter().position(|h| h.ends_with(&format!("/ {en}"))).unwrap_or_else(|| panic!("no {en} in {header:?}"))
+    };
+    let s1_row = rows.iter().find(|r| r[0].get_string() == Some("school:S1")).expect("S1 in the file");
+    assert_eq!(s1_row[column("Fever")].as_f64(), Some(f64::from(live.fever)));
+    assert_eq!(s1_row[column("Population")].as_f64(), Some(f64::from(live.population)));
+    assert_eq!(s1_row[column("Version (0 = not sealed)")].as_f64(), Some(2.0));
+    assert_eq!(rows.len(), 3, "a header and the two schools of Wuhan");
+
+    // Kafka: the office's topic, read with a plain client, holds version 2 under S1's key.
+    if let Backend::Kafka { broker, prefix } = &backend {
+        let v2_on_kafka = read_topic_until(&broker.addr, &format!("{prefix}.feed.cdc-Wuhan"), |key, item| {
+            key == format!("school:S1@{DAY}") && report_of(item).is_some_and(|r| r.version == 2)
+        })
+        .await;
+        assert_eq!(report_of(&v2_on_kafka).unwrap(), &v2);
+    }
+    server.running.stop().await.unwrap();
+}
+
+/// Reads `topic` from the start with a plain rdkafka consumer until `want` matches.
+async fn read_topic_until(
+    brokers: &str,
+    topic: &str,
+    want: impl Fn(&str, &pb::FeedItem) -> bool + Send + 'static,
+) -> pb::FeedItem {
+    use prost::Message as _;
+    use rdkafka::Message as _;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-plain-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    assignment.add_partition_offset(topic, 0, rdkafka::Offset::Beginning).unwrap();
+    consumer.assign(&assignment).unwrap();
+    tokio::task::spawn_blocking(move || {
+        loop {
+            assert!(std::time::Instant::now() < deadline, "nothing matching on {} in 60 s", "the topic");
+            let Some(polled) = consumer.poll(Duration::from_millis(500)) else { continue };
+            let Ok(message) = polled else { continue };
+            let key = message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+            let item = pb::FeedItem::decode(message.payload().unwrap_or_default()).expect("a FeedItem");
+            if want(&key, &item) {
+                return item;
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
