@@ -24,6 +24,10 @@ use wire::pb;
 /// The most events one `PublishBatch` may carry.
 pub const MAX_BATCH: usize = 10_000;
 
+/// At most this many events of a `PublishStream` that have arrived go to the log in one
+/// append (one flush); fewer when fewer are waiting.
+const STREAM_CHUNK: usize = 4096;
+
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
     #[error(transparent)]
@@ -115,9 +119,12 @@ impl<L: EventLog> IntakeService<L> {
     /// Validates, deduplicates and appends `events`; one result per event, in order.
     pub async fn publish_many(&self, events: Vec<pb::Event>) -> Result<Vec<pb::PublishResult>, IntakeError> {
         let mut results = Vec::with_capacity(events.len());
-        let mut records = Vec::new();
-        let mut new_ids: Vec<(usize, Vec<u8>, EventKind)> = Vec::new();
-        let mut in_this_request = HashSet::new();
+        let mut records = Vec::with_capacity(events.len());
+        let mut new_events: Vec<(usize, EventKind)> = Vec::new();
+        // The new ids of this request: what goes into the index once the log has them.
+        let mut in_this_request = HashSet::with_capacity(events.len());
+        // Counted here and added to the metrics once per kind, not once per event.
+        let mut duplicates = [0u64; EventKind::ALL.len()];
         for (index, event) in events.into_iter().enumerate() {
             let mut result =
                 pb::PublishResult { index: index as u64, event_id: event.event_id.clone(), ..Default::default() };
@@ -130,37 +137,55 @@ impl<L: EventLog> IntakeService<L> {
                     result.error = e.to_string();
                 }
                 Ok(envelope) => {
-                    let id = format!("{}/{}", envelope.school, envelope.event_id).into_bytes();
-                    if self.seen.contains_key(&id)? || !in_this_request.insert(id.clone()) {
-                        self.metrics.duplicates.get_or_create(&labels(Some(envelope.kind()), None)).inc();
+                    let kind = envelope.kind();
+                    let mut id = Vec::with_capacity(envelope.school.len() + 1 + envelope.event_id.len());
+                    id.extend_from_slice(envelope.school.as_bytes());
+                    id.push(b'/');
+                    id.extend_from_slice(envelope.event_id.as_bytes());
+                    if self.seen.contains_key(&id)? || !in_this_request.insert(id) {
+                        duplicates[kind as usize] += 1;
                         result.outcome = pb::Outcome::Duplicate as i32;
                     } else {
                         records.push(Record {
-                            topic: envelope.kind().as_str().to_owned(),
-                            key: envelope.school.clone(),
+                            topic: kind.as_str().to_owned(),
+                            key: envelope.school,
                             headers: vec![
-                                ("daybook-event-kind".to_owned(), envelope.kind().as_str().to_owned()),
-                                ("daybook-schema-version".to_owned(), wire::SCHEMA_VERSION.to_owned()),
+                                (KIND_HEADER.to_owned(), kind.as_str().to_owned()),
+                                (SCHEMA_HEADER.to_owned(), wire::SCHEMA_VERSION.to_owned()),
                             ],
                             payload,
                         });
-                        new_ids.push((index, id, envelope.kind()));
+                        new_events.push((index, kind));
                     }
                 }
             }
             results.push(result);
         }
         self.log.append(records).await?;
-        let mut index_batch = sled::Batch::default();
-        for (index, id, kind) in new_ids {
+        let mut accepted = [0u64; EventKind::ALL.len()];
+        for (index, kind) in new_events {
             results[index].outcome = pb::Outcome::Accepted as i32;
-            self.metrics.accepted.get_or_create(&labels(Some(kind), None)).inc();
+            accepted[kind as usize] += 1;
+        }
+        let mut index_batch = sled::Batch::default();
+        for id in in_this_request {
             index_batch.insert(id, &[]);
         }
         self.seen.apply_batch(index_batch)?;
+        for kind in EventKind::ALL {
+            if accepted[kind as usize] > 0 {
+                self.metrics.accepted.get_or_create(&labels(Some(kind), None)).inc_by(accepted[kind as usize]);
+            }
+            if duplicates[kind as usize] > 0 {
+                self.metrics.duplicates.get_or_create(&labels(Some(kind), None)).inc_by(duplicates[kind as usize]);
+            }
+        }
         Ok(results)
     }
 }
+
+const KIND_HEADER: &str = "daybook-event-kind";
+const SCHEMA_HEADER: &str = "daybook-schema-version";
 
 fn kind_of(event: &pb::Event) -> Option<EventKind> {
     use pb::event::Payload;
@@ -210,7 +235,7 @@ impl<L: EventLog> pb::intake_server::Intake for IntakeService<L> {
         &self,
         request: Request<Streaming<pb::Event>>,
     ) -> Result<Response<pb::PublishStreamResponse>, Status> {
-        let mut chunks = request.into_inner().ready_chunks(1024);
+        let mut chunks = request.into_inner().ready_chunks(STREAM_CHUNK);
         let mut response = pb::PublishStreamResponse::default();
         let mut base = 0u64;
         while let Some(chunk) = chunks.next().await {
@@ -230,5 +255,62 @@ impl<L: EventLog> pb::intake_server::Intake for IntakeService<L> {
             base += count;
         }
         Ok(Response::new(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eventlog::{EmbeddedLog, LogConsumer};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn fever(id: &str, school: &str) -> pb::Event {
+        let now = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+        let reading = pb::TemperatureTaken { slot: pb::Slot::Noon as i32, celsius: 38.5 };
+        pb::Event {
+            event_id: id.into(),
+            source: "test".into(),
+            school: school.into(),
+            occurred_at: now.to_rfc3339(),
+            payload: Some(pb::event::Payload::Health(pb::HealthEvent {
+                person_id: "P1".into(),
+                kind: Some(pb::health_event::Kind::Temperature(reading)),
+            })),
+        }
+    }
+
+    fn outcomes(results: &[pb::PublishResult]) -> Vec<pb::Outcome> {
+        results.iter().map(|r| pb::Outcome::try_from(r.outcome).unwrap()).collect()
+    }
+
+    async fn logged(log: &EmbeddedLog) -> Vec<String> {
+        let mut consumer = log.subscribe("t", Arc::new(|_| None)).unwrap();
+        let polled = consumer.poll(1000, Duration::from_millis(10)).await.unwrap();
+        polled.iter().map(|p| pb::Event::decode(p.record.payload.as_slice()).unwrap().event_id).collect()
+    }
+
+    #[tokio::test]
+    async fn bad_events_are_refused_by_field_duplicates_answered_and_logged_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(&dir.path().join("log"), 2).unwrap();
+        let intake = IntakeService::open(log.clone(), &dir.path().join("index"), IntakeMetrics::default(), 7).unwrap();
+        let mut bad = fever("e3", "S001");
+        bad.occurred_at = "yesterday".into();
+        let first = intake
+            .publish_many(vec![fever("e1", "S001"), fever("e2", "S001"), bad, fever("e1", "S001"), fever("e1", "S002")])
+            .await
+            .unwrap();
+        use pb::Outcome::{Accepted, Duplicate, Rejected};
+        assert_eq!(outcomes(&first), [Accepted, Accepted, Rejected, Duplicate, Accepted]);
+        assert!(first[2].error.contains("occurred_at"), "{}", first[2].error);
+        // Acknowledged means in the log, durable: a consumer sees them at once.
+        assert_eq!(logged(&log).await.len(), 3);
+
+        let again = intake.publish_many(vec![fever("e2", "S001"), fever("e4", "S001")]).await.unwrap();
+        assert_eq!(outcomes(&again), [Duplicate, Accepted]);
+        let mut ids = logged(&log).await;
+        ids.sort();
+        assert_eq!(ids, ["e1", "e1", "e2", "e4"], "e1 of two schools, every id once per school");
     }
 }
