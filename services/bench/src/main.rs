@@ -45,6 +45,9 @@ pub struct Args {
     /// Single events whose freshness is timed, after the bulk load.
     #[arg(long, default_value_t = 200)]
     pub fresh: usize,
+    /// Days simulated into an embedded log and rebuilt from it, timed (0: skip).
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
 }
 
 /// The simulated day every backend gets, generated once so that generating it is not
@@ -133,6 +136,12 @@ async fn main() -> anyhow::Result<()> {
     let header = table::Header::collect(&args, with_kafka, &load);
     eprintln!("embedded log:");
     let embedded = serve::measure(&load, &serve::Log::Embedded, &args).await?;
+    let days = if args.days > 0 {
+        eprintln!("rebuilding {} days from the embedded log:", args.days);
+        Some(serve::rebuild_days(&args, args.days).await?)
+    } else {
+        None
+    };
     let kafka = if with_kafka {
         // The broker is a child process; it is killed when `tansu` is dropped.
         let tansu = tokio::task::spawn_blocking(|| testbroker::Tansu::start("memory://tansu/")).await?;
@@ -145,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
         None
     };
 
-    let text = table::render(&header, &args, &embedded, kafka.as_ref());
+    let text = table::render(&header, &args, &embedded, days.as_ref(), kafka.as_ref());
     std::fs::write(&args.out, &text)?;
     print!("{text}");
     Ok(())

@@ -227,6 +227,73 @@ async fn rebuild(config: &daybook::ServeConfig, roles: Roles) -> anyhow::Result<
     })
 }
 
+/// What rebuilding `days` simulated days from the log took.
+#[derive(Debug, Clone, Copy)]
+pub struct DaysRebuilt {
+    pub days: u32,
+    /// Events folded; the rest of the records were repeated registrations.
+    pub folded: u64,
+    /// Records read from the log, over the time from starting the server on empty projections until
+    /// everything was folded (start-up included).
+    pub total: Rate,
+}
+
+/// Writes `days` simulated days (ending today) straight into an embedded log, as intake
+/// would have written them, then starts the server on empty projections and times it
+/// folding them all. Intake is left out: this measures the rebuild, not the load.
+pub async fn rebuild_days(args: &Args, days: u32) -> anyhow::Result<DaysRebuilt> {
+    let dir = tempfile::tempdir()?;
+    let serve = dir.path().join("serve");
+    let config = serve_args(&serve, &Log::Embedded, &crate::unique_name("days"), "aggregators");
+    let province = simulator::Province::generate(args.scale, args.seed);
+    let today = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("an offset"));
+    let today = today.date_naive();
+    let mut written = 0usize;
+    {
+        let log = eventlog::EmbeddedLog::open(&serve.join("log"), config.partitions)?;
+        for back in (0..days).rev() {
+            let date = today - chrono::Days::new(u64::from(back));
+            for school in 0..province.schools().len() {
+                let records: Vec<eventlog::Record> =
+                    simulator::day_events(&province, school, date, args.seed).iter().map(log_record).collect();
+                written += records.len();
+                for chunk in records.chunks(4096) {
+                    eventlog::EventLog::append(&log, chunk.to_vec()).await?;
+                }
+            }
+        }
+    }
+    eprintln!("  {written} events of {days} days in the log; folding them from scratch");
+    let started = Instant::now();
+    let server = Server::start(&config, Roles::All).await?;
+    let mut reports = ReportsClient::new(server.channel.clone());
+    let folding = follow_folding(&mut reports).await?;
+    server.running.stop().await?;
+    // Registrations carry the same ids every day: folded once, skipped as duplicates after.
+    anyhow::ensure!(folding.folded as usize <= written, "folded {} events, wrote {written}", folding.folded);
+    Ok(DaysRebuilt { days, folded: folding.folded, total: Rate::new(written, folding.done - started) })
+}
+
+/// An event as intake puts it on the log: topic by kind, keyed by school, the protobuf.
+fn log_record(event: &pb::Event) -> eventlog::Record {
+    use pb::event::Payload;
+    let topic = match event.payload {
+        Some(Payload::Roster(_)) => "roster",
+        Some(Payload::Health(_)) => "health",
+        Some(Payload::Movement(_)) => "movement",
+        Some(Payload::Inspection(_)) | None => "inspection",
+    };
+    eventlog::Record {
+        topic: topic.to_owned(),
+        key: event.school.clone(),
+        headers: vec![
+            ("daybook-event-kind".to_owned(), topic.to_owned()),
+            ("daybook-schema-version".to_owned(), wire::SCHEMA_VERSION.to_owned()),
+        ],
+        payload: prost::Message::encode_to_vec(event),
+    }
+}
+
 /// Registers `n` new students in a class of their own, then posts a fever reading for
 /// each, one at a time, and times acknowledgement → the class's fever count shows it.
 async fn freshness(
