@@ -417,7 +417,7 @@ Notes:
         fresh = args.fresh,
         persons = thousands(header.persons as f64),
         days = args.days,
-    )
+    ) + if args.fresh == 0 { "- Freshness was not measured in this run (`--fresh 0`).\n" } else { "" }
 }
 
 #[cfg(test)]

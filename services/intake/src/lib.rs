@@ -26,7 +26,7 @@ pub const MAX_BATCH: usize = 10_000;
 
 /// At most this many events of a `PublishStream` that have arrived go to the log in one
 /// append (one flush); fewer when fewer are waiting.
-const STREAM_CHUNK: usize = 4096;
+const STREAM_CHUNK: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
