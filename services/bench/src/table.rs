@@ -42,11 +42,20 @@ impl Header {
             .find(|l| l.starts_with("MemTotal:"))
             .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
             .map_or("unknown memory".to_owned(), |kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0));
+        let mut options = String::new();
+        if !with_kafka {
+            options += " --no-kafka";
+        }
+        if args.fresh != 200 {
+            options += &format!(" --fresh {}", args.fresh);
+        }
+        if args.days != 30 {
+            options += &format!(" --days {}", args.days);
+        }
         let command = format!(
-            "cargo run --release -p bench -- --scale {} --seed {}{} --out {}",
+            "cargo run --release -p bench -- --scale {} --seed {}{options} --out {}",
             args.scale,
             args.seed,
-            if with_kafka { "" } else { " --no-kafka" },
             args.out.display()
         );
         let load_line = format!(
