@@ -29,6 +29,7 @@ on_every_backend!(
     a_subscriber_resumes_from_its_cursor_with_no_gap_and_no_duplicate,
     a_city_office_receives_only_its_own_city_and_alerts_come_at_once,
     a_late_event_after_the_close_is_version_2_on_every_channel,
+    the_observation_list_is_a_file_with_both_languages,
 );
 
 /// Two schools in Wuhan (S1 with checks, S2 without), one in Xiangyang.
@@ -284,4 +285,29 @@ async fn read_topic_until(
     })
     .await
     .unwrap()
+}
+
+async fn the_observation_list_is_a_file_with_both_languages(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &backend).await;
+    let mut schools = schools();
+    let mut events = roster_day(&mut schools);
+    events.push(schools[0].isolation("09:00", "A", pb::IsolationKind::IsolationCentralized));
+    events.push(schools[2].isolation("09:00", "D", pb::IsolationKind::IsolationHome));
+    server.post_all(events).await;
+    server.caught_up().await;
+
+    // Through the same call as `daybook export --what observation --format csv`.
+    let file = daybook::files::fetch(&server.target, "observation", "city:Wuhan", "school", DAY, "csv").await.unwrap();
+    assert!(file.file_name.ends_with(".csv"), "{}", file.file_name);
+    let text = String::from_utf8(file.content).unwrap();
+    let mut lines = text.trim_start_matches('\u{feff}').lines();
+    let header = lines.next().unwrap();
+    assert!(header.contains("医学观察") || header.contains("观察"), "Chinese headers: {header}");
+    assert!(header.contains("Expected end") || header.contains("expected end"), "English headers: {header}");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 1, "only Wuhan's person under observation: {rows:?}");
+    assert!(rows[0].contains("class:S1/D1/2019/C01") && rows[0].contains(",A,"), "{}", rows[0]);
+    assert!(rows[0].contains("2020-03-15"), "14 days from the start: {}", rows[0]);
+    server.running.stop().await.unwrap();
 }

@@ -122,5 +122,6 @@ pub fn apply(view: &Projections, records: &[Polled]) -> Result<(), AggregateErro
         batch.insert(store::position_key(&tp), &next.to_be_bytes());
     }
     view.tree.apply_batch(batch)?;
+    view.written();
     Ok(())
 }

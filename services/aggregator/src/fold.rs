@@ -140,6 +140,7 @@ impl Folder {
             batch.insert(store::position_key(&tp), &next.to_be_bytes());
         }
         self.projections.tree.apply_batch(batch)?;
+        self.projections.written();
         self.seen.clear();
         // Everything is in sled now: a cache grown past its bound is dropped whole (sled
         // keeps its own cache of hot pages), so memory stays bounded at province scale.

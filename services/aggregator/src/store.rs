@@ -133,6 +133,8 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, AggregateError> {
 #[derive(Clone)]
 pub struct Projections {
     pub(crate) tree: sled::Tree,
+    /// Woken after every batch written (fold or changelog): the feeds wait on it.
+    changed: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Projections {
@@ -143,7 +145,7 @@ impl std::fmt::Debug for Projections {
 
 impl Projections {
     pub fn new(tree: sled::Tree) -> Self {
-        Self { tree }
+        Self { tree, changed: std::sync::Arc::default() }
     }
 
     pub fn unit(&self, unit: &UnitKey) -> Result<Option<UnitInfo>, AggregateError> {
@@ -265,9 +267,15 @@ impl Projections {
         Ok(())
     }
 
-    /// Waits for new alerts or marks: the feeds sleep on this.
-    pub fn watch_changes(&self) -> (sled::Subscriber, sled::Subscriber) {
-        (self.tree.watch_prefix(b"a\0"), self.tree.watch_prefix(b"c\0"))
+    /// Completes after the next batch is written (or at once if one was written since
+    /// the last wait): the feeds sleep on this. (Not sled's `watch_prefix`, whose bounded
+    /// queues stall writers when the watcher falls behind.)
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    pub(crate) fn written(&self) {
+        self.changed.notify_one();
     }
 
     /// Next offset to fold, per partition the aggregator has seen.

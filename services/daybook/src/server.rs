@@ -243,7 +243,8 @@ fn start_feeds(
         config.close,
         config.clock.clone(),
         config.utc_offset,
-    );
+    )
+    .with_stopping(stop_rx.clone());
     Ok((service, publication))
 }
 

@@ -53,3 +53,27 @@ pub struct Alert {
     /// The units the person counts in, province down to dorm.
     pub units: Vec<UnitKey>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{IsolationKind, Slot};
+
+    #[test]
+    fn fever_cases_and_a_kept_out_person_coming_in_alert() {
+        let rules = Rules::default();
+        let well = PersonState::default();
+        let reading = |celsius| Fact::Temperature { slot: Slot::Noon, celsius };
+        assert_eq!(AlertKind::of(&reading(37.3), &well, &rules), Some(AlertKind::Fever { celsius: 37.3 }));
+        assert_eq!(AlertKind::of(&reading(37.2), &well, &rules), None);
+        assert_eq!(AlertKind::of(&Fact::Diagnosed(Diagnosis::Suspected), &well, &rules), Some(AlertKind::Suspected));
+        assert_eq!(AlertKind::of(&Fact::Diagnosed(Diagnosis::Confirmed), &well, &rules), Some(AlertKind::Confirmed));
+        assert_eq!(AlertKind::of(&Fact::Diagnosed(Diagnosis::Excluded), &well, &rules), None);
+        let gate_in = Fact::GatePassed(Direction::In);
+        assert_eq!(AlertKind::of(&gate_in, &well, &rules), None, "a well person passes");
+        let mut observed = PersonState::default();
+        observed.isolation.value = Some(IsolationKind::Home);
+        assert_eq!(AlertKind::of(&gate_in, &observed, &rules), Some(AlertKind::KeptOutGateIn));
+        assert_eq!(AlertKind::of(&Fact::GatePassed(Direction::Out), &observed, &rules), None);
+    }
+}

@@ -59,7 +59,7 @@ pub fn observation_rows(
     for person in projections.key_persons(under)? {
         let Some((kind, start, expected_end)) = person.observation else { continue };
         let units = UnitKey::for_person(&person.city, &person.school, &person.placement);
-        let listed = units.iter().rev().find(|u| u.level != Level::Dorm).or(units.last());
+        let listed = units.iter().filter(|u| u.level != Level::Dorm).max_by_key(|u| u.level);
         rows.push(ObservationRow {
             unit: listed.map(ToString::to_string).unwrap_or_default(),
             school: person.school.clone(),

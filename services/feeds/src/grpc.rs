@@ -10,7 +10,7 @@ use domain::close::CloseRules;
 use domain::{Day, Level, UnitKey};
 use export::Format;
 use prost::Message;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use wire::pb;
@@ -25,6 +25,9 @@ pub struct FeedsService {
     close: CloseRules,
     clock: Clock,
     zone: FixedOffset,
+    /// Becomes true when the server stops: open subscriptions end, so that a graceful
+    /// shutdown does not wait for subscribers to hang up.
+    stopping: watch::Receiver<bool>,
 }
 
 impl FeedsService {
@@ -36,7 +39,14 @@ impl FeedsService {
         clock: Clock,
         zone: FixedOffset,
     ) -> Self {
-        Self { store, projections, offices: Arc::new(offices), close, clock, zone }
+        let stopping = watch::channel(false).1;
+        Self { store, projections, offices: Arc::new(offices), close, clock, zone, stopping }
+    }
+
+    /// Ends every subscription when `stopping` turns true.
+    pub fn with_stopping(mut self, stopping: watch::Receiver<bool>) -> Self {
+        self.stopping = stopping;
+        self
     }
 
     pub fn into_server(self) -> pb::feeds_server::FeedsServer<Self> {
@@ -76,6 +86,7 @@ impl pb::feeds_server::Feeds for FeedsService {
         let (tx, rx) = mpsc::channel(256);
         let store = self.store.clone();
         let mut published = store.subscribe();
+        let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
             let mut after = request.after;
             loop {
@@ -86,8 +97,12 @@ impl pb::feeds_server::Feeds for FeedsService {
                         return;
                     }
                 };
+                if *stopping.borrow() {
+                    return;
+                }
                 if items.is_empty() {
                     tokio::select! {
+                        _ = stopping.changed() => return,
                         _ = published.changed() => {}
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
                         () = tx.closed() => return,

@@ -277,10 +277,11 @@ impl Publisher {
         Self { projections, store, offices, close, zone, clock, catch_up_days, next_cursor: HashMap::new() }
     }
 
-    /// Publishes until `shutdown` completes: a pass whenever the aggregator marks a change
-    /// or raises an alert, and at least twice a second for the clock.
+    /// Publishes until `shutdown` completes: a pass after each batch the aggregator writes
+    /// (one pass covers every batch written meanwhile), and at least twice a second for
+    /// the clock.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), FeedError> {
-        let (mut alerts, mut marks) = self.projections.watch_changes();
+        let projections = self.projections.clone();
         tokio::pin!(shutdown);
         loop {
             let (returned, result) = tokio::task::spawn_blocking(move || {
@@ -295,11 +296,7 @@ impl Publisher {
             }
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
-                _ = &mut alerts => {}
-                _ = &mut marks => {
-                    // Let a burst of folds settle: one pass for many batches.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                () = projections.changed() => {}
                 () = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
