@@ -244,6 +244,9 @@ impl Folder {
         if let Fact::IsolationStarted { roommates, .. } = fact {
             for roommate in roommates.iter().filter(|r| *r != person) {
                 let key = format!("{school}/{roommate}");
+                // Load who named them before (after a restart or a cache drop the index
+                // holds nothing yet) so that adding to it never overwrites the stored set.
+                self.named_by(school, roommate)?;
                 let named = self.roommate_index.entry(key.clone()).or_default();
                 if named.insert(person.to_owned()) {
                     self.dirty_roommates.insert(key);
