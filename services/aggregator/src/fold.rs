@@ -251,6 +251,14 @@ impl Folder {
                 if named.insert(person.to_owned()) {
                     self.dirty_roommates.insert(key);
                 }
+                // Both ways, and never forgotten: whoever an isolation ever paired stays
+                // paired, so signs reach the same persons whatever order events come in
+                // (a newer isolation replacing the roommates register does not unpair).
+                let mine = format!("{school}/{person}");
+                self.named_by(school, person)?;
+                if self.roommate_index.entry(mine.clone()).or_default().insert(roommate.clone()) {
+                    self.dirty_roommates.insert(mine);
+                }
                 let theirs = self.abnormal_days(school, roommate)?;
                 let mine = self.abnormal_days(school, person)?;
                 for onset in mine {

@@ -125,7 +125,7 @@ pub fn open(dir: &Path) -> Result<sled::Tree, AggregateError> {
 
 /// Opens the sled database in `dir`, for a process that keeps several trees there.
 pub fn open_db(dir: &Path) -> Result<sled::Db, AggregateError> {
-    Ok(sled::open(dir)?)
+    Ok(eventlog::open_sled(dir)?)
 }
 
 /// Read side of the projections: what report queries use. Sees every batch the

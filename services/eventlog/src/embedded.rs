@@ -64,7 +64,7 @@ impl EmbeddedLog {
     /// partition count is fixed at creation: reopening with another count is refused,
     /// because it would send a school's events to a different partition.
     pub fn open(dir: &Path, partitions: u32) -> Result<Self, LogError> {
-        let db = sled::open(dir)?;
+        let db = crate::open_sled(dir)?;
         let stored = db.get("meta/partitions")?.map(|v| u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 4])));
         match stored {
             Some(n) if n != partitions => {

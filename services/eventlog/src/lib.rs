@@ -102,6 +102,25 @@ pub trait LogConsumer: Send + 'static {
     fn commit(&mut self, positions: &[(TopicPartition, u64)]) -> Result<(), LogError>;
 }
 
+/// Opens a sled database, waiting a little for a lock held by a handle just dropped in
+/// this process: sled lets go of its file lock only when its background flusher exits, a
+/// moment after the last handle is dropped (an in-process restart would fail otherwise).
+/// Another process holding the lock still fails, after about two seconds.
+pub fn open_sled(dir: &std::path::Path) -> sled::Result<sled::Db> {
+    let mut waited = Duration::ZERO;
+    loop {
+        match sled::open(dir) {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && waited < Duration::from_secs(2) =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+                waited += Duration::from_millis(20);
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The partition for a key: FNV-1a, stable across builds and machines.
 pub fn partition_for(key: &str, partitions: u32) -> u32 {
     let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));

@@ -89,7 +89,7 @@ pub struct IntakeService<L> {
 impl<L: EventLog> IntakeService<L> {
     /// `index_dir` holds the deduplication index (event ids already accepted).
     pub fn open(log: L, index_dir: &Path, metrics: IntakeMetrics, horizon_days: u32) -> Result<Self, IntakeError> {
-        let seen = sled::open(index_dir)?.open_tree("accepted_event_ids")?;
+        let seen = eventlog::open_sled(index_dir)?.open_tree("accepted_event_ids")?;
         Ok(Self { log, seen, metrics, horizon: chrono::TimeDelta::days(i64::from(horizon_days)) })
     }
 
