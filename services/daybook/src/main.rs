@@ -232,6 +232,11 @@ async fn demo(args: ServeArgs, scale: f64) -> anyhow::Result<()> {
     if let Some(school) = schools.first() {
         println!("   For one of them:  cargo run -p daybook -- report --target {target} --unit {}", school.unit);
     }
+    println!("   As a file:        cargo run -p daybook -- export --target {target} --level school --format xlsx");
+    println!(
+        "   The day is sealed at 16:00 (UTC+8) and pushed to the offices' feeds (Feeds.Subscribe: \
+         `province`, and `cdc-<city>` per city); fever and case alerts go out at once."
+    );
     println!("   Metrics:          curl http://{}/metrics\n\nStill serving; Ctrl-C stops.", running.http_addr);
     running.run_until(shutdown_signal()).await
 }

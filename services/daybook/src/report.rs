@@ -64,13 +64,18 @@ pub fn render(r: &pb::DailyReport) -> String {
         "nothing abnormal, but the checks are not complete yet"
     };
     let _ = writeln!(out, "Daily report (日报告) for {} on {}: {verdict}", r.unit, r.date);
-    let status = pb::ReportStatus::try_from(r.status).map_or("", |s| s.as_str_name());
-    let version = match r.version {
-        0 => "open until the day's deadline".to_owned(),
-        v if r.revised => format!("version {v}, revised"),
-        v => format!("version {v}"),
+    let status = match pb::ReportStatus::try_from(r.status) {
+        Ok(pb::ReportStatus::OnTime) => "sent on time (按时报送)",
+        Ok(pb::ReportStatus::Late) => "sent late (迟报)",
+        Ok(pb::ReportStatus::Missing) => "MISSING (缺报)",
+        _ => "open: live figures until the day's deadline",
     };
-    let _ = writeln!(out, "  {status}, {version}");
+    let version = match r.version {
+        0 => String::new(),
+        v if r.revised => format!(", version {v} (revised)"),
+        v => format!(", version {v}"),
+    };
+    let _ = writeln!(out, "  status: {status}{version}");
     for change in &r.changes {
         let _ = writeln!(out, "  changed: {} {} -> {}", change.field, change.before, change.after);
     }
