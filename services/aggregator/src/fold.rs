@@ -243,22 +243,11 @@ impl Folder {
         }
         if let Fact::IsolationStarted { roommates, .. } = fact {
             for roommate in roommates.iter().filter(|r| *r != person) {
-                let key = format!("{school}/{roommate}");
-                // Load who named them before (after a restart or a cache drop the index
-                // holds nothing yet) so that adding to it never overwrites the stored set.
-                self.named_by(school, roommate)?;
-                let named = self.roommate_index.entry(key.clone()).or_default();
-                if named.insert(person.to_owned()) {
-                    self.dirty_roommates.insert(key);
-                }
                 // Both ways, and never forgotten: whoever an isolation ever paired stays
                 // paired, so signs reach the same persons whatever order events come in
                 // (a newer isolation replacing the roommates register does not unpair).
-                let mine = format!("{school}/{person}");
-                self.named_by(school, person)?;
-                if self.roommate_index.entry(mine.clone()).or_default().insert(roommate.clone()) {
-                    self.dirty_roommates.insert(mine);
-                }
+                self.pair(school, roommate, person)?;
+                self.pair(school, person, roommate)?;
                 let theirs = self.abnormal_days(school, roommate)?;
                 let mine = self.abnormal_days(school, person)?;
                 for onset in mine {
@@ -272,7 +261,18 @@ impl Folder {
         Ok(())
     }
 
-    /// Persons whose isolation event named `person` as a roommate.
+    /// Records that `other` shares `person`'s room. The stored set is loaded first (after
+    /// a restart or a cache drop the index holds nothing yet), so it only ever grows.
+    fn pair(&mut self, school: &str, person: &str, other: &str) -> Result<(), AggregateError> {
+        self.named_by(school, person)?;
+        let key = format!("{school}/{person}");
+        if self.roommate_index.entry(key.clone()).or_default().insert(other.to_owned()) {
+            self.dirty_roommates.insert(key);
+        }
+        Ok(())
+    }
+
+    /// Persons paired with `person` by an isolation event, theirs or their own.
     fn named_by(&mut self, school: &str, person: &str) -> Result<BTreeSet<String>, AggregateError> {
         let key = format!("{school}/{person}");
         if !self.roommate_index.contains_key(&key) {

@@ -10,7 +10,7 @@
 //! | `e`    | school/event id                  | empty: the event is folded |
 //! | `o`    | topic/partition                  | next offset to fold (u64)  |
 //! | `k`    | school/person                    | the person's [`domain::person::KeyPerson`], while one |
-//! | `r`    | school/person                    | persons whose isolation named them as roommate |
+//! | `r`    | school/person                    | persons an isolation paired them with, either side's |
 //! | `a`    | school/event id                  | an [`Alert`] not yet taken by the feeds |
 //! | `c`    | YYYY-MM-DD, NUL, school          | the school's units changed on that day: the feeds look again |
 //! | `x`    | a `u`, `n`, `k` or `a` key       | outbox: (version, value) not yet in the changelog |

@@ -198,10 +198,6 @@ impl DailyReport {
         (expected > 0).then(|| f64::from(self.checked_any) / f64::from(expected))
     }
 
-    pub fn expected(&self) -> u32 {
-        self.checks.iter().map(|c| c.expected).max().unwrap_or(0)
-    }
-
     /// Every figure of the report by name, in a fixed order: what a version compares.
     pub fn figures(&self) -> Vec<(String, i64)> {
         let mut out: Vec<(String, i64)> = Vec::new();

@@ -57,10 +57,6 @@ impl FeedsService {
         let cities = self.projections.units(Some(Level::City), None)?.into_iter().map(|(u, _)| u.path).collect();
         Ok(self.offices.resolve(&cities))
     }
-
-    pub fn close_rules(&self) -> CloseRules {
-        self.close
-    }
 }
 
 pub(crate) fn internal(e: impl std::fmt::Display) -> Status {

@@ -33,6 +33,4 @@ pub enum FeedError {
     Corrupt { key: String, reason: String },
     #[error(transparent)]
     Log(#[from] eventlog::LogError),
-    #[error(transparent)]
-    Export(#[from] export::ExportError),
 }

@@ -454,6 +454,14 @@ impl Publisher {
         Ok(())
     }
 
+    /// What is published of a report: by this pass, else before it.
+    fn held(&self, pass: &Pass, day: Day, unit: &UnitKey) -> Result<Option<Remembered>, FeedError> {
+        match pass.remembered.get(&(day, unit.clone())) {
+            Some(r) => Ok(Some(r.clone())),
+            None => self.store.remembered(day, unit),
+        }
+    }
+
     /// A city's tally and reporting rate: the sum of its schools, and how they reported.
     fn summary(
         &self,
@@ -471,10 +479,7 @@ impl Publisher {
                 None => self.projections.tally_on(&unit, day)?,
             };
             sum.add(&tally);
-            let status = match pass.remembered.get(&(day, unit.clone())) {
-                Some(r) => Some(r.published.status),
-                None => self.store.remembered(day, &unit)?.map(|r| r.published.status),
-            };
+            let status = self.held(pass, day, &unit)?.map(|r| r.published.status);
             // A school with no one in it yet that day is not expected to report.
             let Some(status) = status else { continue };
             count(&mut rate, unit, status);
@@ -495,10 +500,7 @@ impl Publisher {
     ) -> Result<(), FeedError> {
         let mut report = DailyReport::from_tally(unit.clone(), day, tally);
         report.reporting = reporting.clone();
-        let before = match pass.remembered.get(&(day, unit.clone())) {
-            Some(r) => Some(r.clone()),
-            None => self.store.remembered(day, unit)?,
-        };
+        let before = self.held(pass, day, unit)?;
         // A unit no one was placed in by that day has no report for it.
         if before.is_none() && report.population == 0 && unit.level > Level::City {
             return Ok(());
