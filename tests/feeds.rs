@@ -172,6 +172,13 @@ async fn a_city_office_receives_only_its_own_city_and_alerts_come_at_once(backen
     let alert = alert_of(got.last().unwrap()).unwrap();
     assert_eq!((alert.kind, alert.school.as_str(), alert.celsius), (pb::AlertKind::Fever as i32, "S3", 38.6));
     read_until(&mut client, "province", 0, |i| alert_of(i).is_some_and(|a| a.school == "S3")).await;
+    // A release for someone under no observation is refused, and the office hears why.
+    let release = schools[2].release("12:30", "D");
+    server.post_all(vec![release]).await;
+    let refused = pb::AlertKind::ReleaseRefused as i32;
+    let got = read_until(&mut client, "cdc-Xiangyang", 0, |i| alert_of(i).is_some_and(|a| a.kind == refused)).await;
+    let alert = alert_of(got.last().unwrap()).unwrap();
+    assert_eq!((alert.person_id.as_str(), alert.reason.as_str()), ("D", "release refused: not under observation"));
 
     server.set_clock("2020-03-01 16:00").await;
     read_until(&mut client, "province", 0, is_report("province", 1)).await;

@@ -488,25 +488,40 @@ async fn key_persons_are_listed_by_unit_with_their_observation(backend: Backend)
         s.register("07:00", &student("B", "C01", "B1")),
         s.register("07:00", &student("C", "C02", "B2")),
         s.register("07:00", &student("D", "C01", "B2")),
+        s.register("07:00", &student("E", "C01", "B2")),
         s.history("08:00", "A", pb::HistoryKind::HistoryContact, "2020-02-25"),
         s.isolation("09:00", "A", pb::IsolationKind::IsolationCentralized),
         s.whereabouts("08:00", "C", "Hubei", true, false),
         s.isolation("09:00", "D", pb::IsolationKind::IsolationHome),
+        // Not due before 03-15: refused, D stays under observation.
         s.release("18:00", "D"),
+        // Back from travel on 02-10: due on 02-24, so this release ends the observation.
+        s.history("08:00", "E", pb::HistoryKind::HistoryTravel, "2020-02-10"),
+        s.isolation("09:00", "E", pb::IsolationKind::IsolationHome),
+        s.release("18:00", "E"),
     ];
     server.post_all(events).await;
     server.caught_up().await;
     let list = |unit: &str| pb::KeyPersonsRequest { unit: unit.into() };
     let class = server.reports.list_key_persons(list("class:S1/D1/2019/C01")).await.unwrap().into_inner().persons;
-    assert_eq!(class.len(), 1, "A only: B is no key person, D was released: {class:?}");
+    let ids: Vec<&str> = class.iter().map(|p| p.person_id.as_str()).collect();
+    assert_eq!(ids, ["A", "D", "E"], "B is no key person");
     let a = &class[0];
+    assert_eq!(a.release_refused, "");
+    let d = &class[1];
+    assert_eq!(d.observation, pb::IsolationKind::IsolationHome as i32);
+    assert_eq!(d.release_refused, "release refused: not eligible before 2020-03-15, the period runs from 2020-03-01");
+    let e = &class[2];
+    assert_eq!((e.observation, e.release_refused.as_str()), (0, ""), "E was released; two histories keep E listed");
+    let school = server.report("school:S1", "2020-03-01").await;
+    assert_eq!((school.releases_refused, school.released, school.home_observation), (1, 1, 1));
     assert_eq!((a.school.as_str(), a.person_id.as_str(), a.history_date.as_str()), ("S1", "A", "2020-02-25"));
     assert_eq!(a.observation, pb::IsolationKind::IsolationCentralized as i32);
     assert_eq!((a.observation_start.as_str(), a.observation_expected_end.as_str()), ("2020-02-25", "2020-03-10"));
     let city = server.reports.list_key_persons(list("city:Guangzhou")).await.unwrap().into_inner().persons;
     let mut ids: Vec<&str> = city.iter().map(|p| p.person_id.as_str()).collect();
     ids.sort();
-    assert_eq!(ids, ["A", "C"]);
+    assert_eq!(ids, ["A", "C", "D", "E"]);
     assert!(city.iter().find(|p| p.person_id == "C").unwrap().in_key_area);
     server.running.stop().await.unwrap();
 }

@@ -143,6 +143,7 @@ impl pb::reports_server::Reports for ReportsService {
                     observation: p.observation.map_or(0, |(kind, _, _)| wire::isolation_to_proto(kind) as i32),
                     observation_start: p.observation.map(|(_, s, _)| date(s)).unwrap_or_default(),
                     observation_expected_end: p.observation.map(|(_, _, e)| date(e)).unwrap_or_default(),
+                    release_refused: p.release_refused.map(|r| r.to_string()).unwrap_or_default(),
                 })
                 .collect(),
         }))

@@ -1,13 +1,13 @@
 //! Property: whatever the arrival order, batching, duplication, re-delivery and restarts,
 //! the folded reports equal a plain recomputation from the full event list.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aggregator::{Folder, Projections};
 use chrono::FixedOffset;
 use domain::person::Stamp;
 use domain::timeline::Timeline;
-use domain::{DailyReport, Day, Envelope, Payload, Rules, Tally, UnitKey};
+use domain::{DailyReport, Day, Fact, Payload, Rules, Tally, UnitKey};
 use eventlog::{Polled, Record, TopicPartition};
 use prost::Message;
 use wire::pb;
@@ -40,68 +40,6 @@ fn day(n: u32) -> Day {
     Day::from_ymd_opt(2020, 3, 1 + n).unwrap()
 }
 
-fn random_event(rng: &mut Rng, id: usize) -> pb::Event {
-    use pb::event::Payload as P;
-    use pb::health_event::Kind as H;
-    use pb::movement_event::Kind as M;
-    use pb::roster_event::Change as R;
-    // Two schools, each in its own city: a school's city is a property of the school.
-    let (school, city) = *rng.pick(&[("S1", "Guangzhou"), ("S2", "Foshan")]);
-    let person = format!("P{}", rng.below(4));
-    let placement = |rng: &mut Rng| pb::Placement {
-        department: "D1".into(),
-        grade: "G1".into(),
-        class_name: rng.pick(&["C1", "C2", "C3"]).to_string(),
-        dorm: rng.pick(&["R1", "R2", ""]).to_string(),
-    };
-    let health = |person: String, kind| P::Health(pb::HealthEvent { person_id: person, kind: Some(kind) });
-    let movement = |person: String, kind| P::Movement(pb::MovementEvent { person_id: person, kind: Some(kind) });
-    let payload = match rng.below(12) {
-        0 | 1 => P::Roster(pb::RosterEvent {
-            person_id: person,
-            change: Some(R::Registered(pb::Registered {
-                role: *rng.pick(&[pb::Role::Student as i32]),
-                placement: Some(placement(rng)),
-                city: city.to_string(),
-                on_campus: rng.below(2) == 0,
-            })),
-        }),
-        2 => P::Roster(pb::RosterEvent {
-            person_id: person,
-            change: Some(R::Moved(pb::Moved { placement: Some(placement(rng)) })),
-        }),
-        3 => P::Roster(pb::RosterEvent { person_id: person, change: Some(R::Left(pb::Left {})) }),
-        4 | 5 => health(
-            person,
-            H::Temperature(pb::TemperatureTaken {
-                slot: 1 + rng.below(5) as i32,
-                celsius: 36.0 + rng.below(30) as f64 / 10.0,
-            }),
-        ),
-        6 => health(person, H::Symptoms(pb::SymptomsReported { symptoms: vec![1 + rng.below(4) as i32] })),
-        7 => health(person, H::Diagnosis(pb::Diagnosis { kind: 1 + rng.below(4) as i32 })),
-        8 => movement(
-            person,
-            M::IsolationStarted(pb::IsolationStarted {
-                kind: 1 + rng.below(2) as i32,
-                place: "x".into(),
-                roommates: vec![],
-            }),
-        ),
-        9 => movement(person, M::Released(pb::Released {})),
-        10 => movement(person, M::GatePassed(pb::GatePassed { direction: 1 + rng.below(2) as i32 })),
-        _ => health(person, H::SickAbsenceStarted(pb::SickAbsenceStarted { reason: String::new() })),
-    };
-    let d = day(rng.below(DAYS as usize) as u32);
-    pb::Event {
-        event_id: format!("e{id}"),
-        source: "prop".into(),
-        school: school.into(),
-        occurred_at: format!("{}T{:02}:{:02}:00+08:00", d.format("%Y-%m-%d"), rng.below(24), rng.below(60)),
-        payload: Some(payload),
-    }
-}
-
 fn topic_of(event: &pb::Event) -> &'static str {
     match event.payload {
         Some(pb::event::Payload::Roster(_)) => "roster",
@@ -111,26 +49,42 @@ fn topic_of(event: &pb::Event) -> &'static str {
 }
 
 /// Reports recomputed from scratch: each person's events in time order, summed per day.
+/// Roommates are whoever any isolation paired, either side naming the other; each
+/// abnormal sign of one is a `RoommateShowedSigns` of the others on the same day.
 fn reference(events: &[pb::Event], rules: &Rules, zone: FixedOffset) -> BTreeMap<(UnitKey, Day), Tally> {
-    let mut by_person: HashMap<(String, String), Vec<Envelope>> = HashMap::new();
+    type Person = (String, String);
+    let mut by_person: HashMap<Person, Vec<(Stamp, Day, Fact)>> = HashMap::new();
+    let mut paired: HashMap<Person, BTreeSet<String>> = HashMap::new();
+    let mut signs: Vec<(Person, Stamp, Day)> = Vec::new();
     for e in events {
         let envelope = wire::event_from_proto(e.clone()).unwrap();
-        let person = (envelope.school.clone(), envelope.person_id().unwrap().to_owned());
-        by_person.entry(person).or_default().push(envelope);
+        let Payload::Person { person_id, fact } = envelope.payload else { unreachable!() };
+        let school = envelope.school;
+        let stamp = Stamp::new(envelope.occurred_at.timestamp_millis(), &envelope.event_id);
+        let day = envelope.occurred_at.with_timezone(&zone).date_naive();
+        if let Fact::IsolationStarted { roommates, .. } = &fact {
+            for roommate in roommates.iter().filter(|r| **r != person_id) {
+                paired.entry((school.clone(), person_id.clone())).or_default().insert(roommate.clone());
+                paired.entry((school.clone(), roommate.clone())).or_default().insert(person_id.clone());
+            }
+        }
+        if rules.is_abnormal_sign(&fact) {
+            signs.push(((school.clone(), person_id.clone()), stamp, day));
+        }
+        by_person.entry((school, person_id)).or_default().push((stamp, day, fact));
+    }
+    for ((school, person), stamp, day) in signs {
+        for roommate in paired.get(&(school.clone(), person)).into_iter().flatten() {
+            let shared = (stamp, day, Fact::RoommateShowedSigns { onset: day });
+            by_person.entry((school.clone(), roommate.clone())).or_default().push(shared);
+        }
     }
     let mut sums: BTreeMap<(UnitKey, Day), Tally> = BTreeMap::new();
     for ((school, _), list) in &mut by_person {
-        list.sort_by_key(|e| Stamp::new(e.occurred_at.timestamp_millis(), &e.event_id));
+        list.sort_by_key(|(stamp, _, _)| *stamp);
         let mut timeline = Timeline::default();
-        for e in list.iter() {
-            let Payload::Person { fact, .. } = &e.payload else { unreachable!() };
-            timeline.apply(
-                school,
-                e.occurred_at.with_timezone(&zone).date_naive(),
-                fact,
-                Stamp::new(e.occurred_at.timestamp_millis(), &e.event_id),
-                rules,
-            );
+        for (stamp, day, fact) in list.iter() {
+            timeline.apply(school, *day, fact, *stamp, rules);
         }
         for n in 0..CHECKED_DAYS {
             let Some(contribution) = timeline.on(day(n)).and_then(|pd| pd.contribution(school, day(n), rules)) else {
@@ -284,7 +238,7 @@ async fn instances_handing_partitions_over_through_the_changelog_give_the_same_r
 
 /// Any event of any kind, including centralized isolations naming roommates (so that
 /// signs travel between persons) and several isolations per person.
-fn random_event_of_any_kind(rng: &mut Rng, id: usize) -> pb::Event {
+fn random_event(rng: &mut Rng, id: usize) -> pb::Event {
     use pb::event::Payload as P;
     use pb::health_event::Kind as H;
     use pb::movement_event::Kind as M;
@@ -423,7 +377,7 @@ fn roommates_share_signs_whatever_the_order_and_restarts() {
     let zone = FixedOffset::east_opt(8 * 3600).unwrap();
     for seed in 1..=150u64 {
         let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
-        let events: Vec<pb::Event> = (0..60).map(|id| random_event_of_any_kind(&mut rng, id)).collect();
+        let events: Vec<pb::Event> = (0..60).map(|id| random_event(&mut rng, id)).collect();
         let mut orders: Vec<Vec<&pb::Event>> = Vec::new();
         for _ in 0..2 {
             let mut order: Vec<&pb::Event> = events.iter().collect();
@@ -478,7 +432,7 @@ fn folding_every_event_twice_equals_folding_it_once() {
     let zone = FixedOffset::east_opt(8 * 3600).unwrap();
     for seed in 1..=150u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-        let events: Vec<pb::Event> = (0..60).map(|id| random_event_of_any_kind(&mut rng, id)).collect();
+        let events: Vec<pb::Event> = (0..60).map(|id| random_event(&mut rng, id)).collect();
         let mut once: Vec<&pb::Event> = events.iter().collect();
         for i in (1..once.len()).rev() {
             once.swap(i, rng.below(i + 1));

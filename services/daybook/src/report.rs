@@ -139,6 +139,7 @@ pub fn render(r: &pb::DailyReport) -> String {
     row("FLAG: under observation or ill, came in (违规入校)", r.gate_in_kept_out.to_string());
     row("FLAG: returned without health card (无健康卡返校)", r.returned_without_health_card.to_string());
     row("FLAG: boarder left without leave (未请假离校)", r.boarder_left_without_leave.to_string());
+    row("FLAG: release refused, not yet due (未满解除条件)", r.releases_refused.to_string());
     row("sick absent (因病缺勤)", r.sick_absent.to_string());
     row("returned today (返校)", r.returned.to_string());
     row("health cards submitted (健康卡)", r.health_cards.to_string());
@@ -190,6 +191,7 @@ pub fn to_json(r: &pb::DailyReport) -> serde_json::Value {
         "gate_in_kept_out": r.gate_in_kept_out,
         "returned_without_health_card": r.returned_without_health_card,
         "boarder_left_without_leave": r.boarder_left_without_leave,
+        "releases_refused": r.releases_refused,
         "sick_absent": r.sick_absent,
         "returned": r.returned,
         "health_cards": r.health_cards,

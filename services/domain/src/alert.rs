@@ -6,15 +6,19 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Diagnosis, Direction, Fact};
-use crate::person::{PersonState, Rules};
+use crate::person::{PersonState, Refusal, Rules};
 use crate::unit::UnitKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum AlertKind {
-    Fever { celsius: f64 },
+    Fever {
+        celsius: f64,
+    },
     Suspected,
     Confirmed,
     KeptOutGateIn,
+    /// A release posted before the person was due: they stay under observation.
+    ReleaseRefused(Refusal),
 }
 
 impl AlertKind {
@@ -24,6 +28,7 @@ impl AlertKind {
             Self::Suspected => "suspected",
             Self::Confirmed => "confirmed",
             Self::KeptOutGateIn => "kept_out_gate_in",
+            Self::ReleaseRefused(_) => "release_refused",
         }
     }
 
@@ -35,7 +40,8 @@ impl AlertKind {
             }
             Fact::Diagnosed(Diagnosis::Suspected) => Some(Self::Suspected),
             Fact::Diagnosed(Diagnosis::Confirmed) => Some(Self::Confirmed),
-            Fact::GatePassed(Direction::In) if after.kept_out() => Some(Self::KeptOutGateIn),
+            Fact::GatePassed(Direction::In) if after.kept_out(rules) => Some(Self::KeptOutGateIn),
+            Fact::Released => after.release_refusal(rules).map(Self::ReleaseRefused),
             _ => None,
         }
     }
@@ -58,6 +64,7 @@ pub struct Alert {
 mod tests {
     use super::*;
     use crate::event::{IsolationKind, Slot};
+    use crate::person::{Lww, Stamp};
 
     #[test]
     fn fever_cases_and_a_kept_out_person_coming_in_alert() {
@@ -75,5 +82,26 @@ mod tests {
         observed.isolation.value = Some(IsolationKind::Home);
         assert_eq!(AlertKind::of(&gate_in, &observed, &rules), Some(AlertKind::KeptOutGateIn));
         assert_eq!(AlertKind::of(&Fact::GatePassed(Direction::Out), &observed, &rules), None);
+    }
+
+    #[test]
+    fn a_refused_release_alerts_with_its_reason_and_a_valid_one_does_not() {
+        let rules = Rules::default();
+        let day = |d| chrono::NaiveDate::from_ymd_opt(2020, 3, d).unwrap();
+        let mut observed = PersonState {
+            isolation: Lww { value: Some(IsolationKind::Home), stamp: Stamp::new(1, "i") },
+            isolation_since: Lww { value: Some(day(1)), stamp: Stamp::new(1, "i") },
+            release: Lww { value: Some(day(5)), stamp: Stamp::new(2, "r") },
+            ..PersonState::default()
+        };
+        let Some(AlertKind::ReleaseRefused(refusal)) = AlertKind::of(&Fact::Released, &observed, &rules) else {
+            panic!("refused release raised no alert");
+        };
+        assert_eq!(
+            refusal.to_string(),
+            "release refused: not eligible before 2020-03-15, the period runs from 2020-03-01"
+        );
+        observed.release.value = Some(day(15));
+        assert_eq!(AlertKind::of(&Fact::Released, &observed, &rules), None);
     }
 }

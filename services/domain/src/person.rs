@@ -51,6 +51,39 @@ pub struct Observation {
     pub due_for_release: bool,
     /// Abnormal signs that day started the period again.
     pub extended_today: bool,
+    /// Whose abnormal signs started the period again last, if any did.
+    pub restarted_by: Option<Restart>,
+}
+
+/// Whose abnormal signs started an observation period again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Restart {
+    OwnSigns,
+    RoommateSigns,
+}
+
+/// Why a release was refused (DOMAIN.md: release only at the end of the period, and only
+/// if the person and their roommates showed no abnormal signs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    NotUnderObservation,
+    NotYetDue { start: NaiveDate, due: NaiveDate, restarted_by: Option<Restart> },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotUnderObservation => write!(out, "release refused: not under observation"),
+            Self::NotYetDue { start, due, restarted_by } => {
+                write!(out, "release refused: not eligible before {due}, the period runs from {start}")?;
+                match restarted_by {
+                    Some(Restart::OwnSigns) => write!(out, " (started again by the person's abnormal signs)"),
+                    Some(Restart::RoommateSigns) => write!(out, " (started again by a roommate's abnormal signs)"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
 }
 
 /// Orders writes to a register: event time first, then the event id's hash so that two
@@ -97,14 +130,20 @@ pub struct PersonState {
     pub on_campus: Lww<bool>,
     pub in_key_area: Lww<bool>,
     pub two_histories: Lww<Option<(HistoryKind, NaiveDate)>>,
+    /// The observation as started; [`PersonState::under_observation`] says whether a
+    /// release has ended it.
     pub isolation: Lww<Option<IsolationKind>>,
     pub diagnosis: Lww<Option<Diagnosis>>,
     pub sick_absent: Lww<bool>,
     pub on_leave: Lww<bool>,
     /// Return date from a key area, or the travel / last contact date of two histories.
     pub exposure: Lww<Option<NaiveDate>>,
-    /// The day observation began, while it lasts.
+    /// The day observation began.
     pub isolation_since: Lww<Option<NaiveDate>>,
+    /// The day of the latest release posted. It ends the observation only if the person
+    /// was due on that day; eligibility is derived, never stored, so a late roommate's
+    /// fever dated before the release still refuses it whatever the arrival order.
+    pub release: Lww<Option<NaiveDate>>,
     /// Centralized-observation roommates, as the isolation event named them.
     pub roommates: Lww<Vec<String>>,
     /// Days with abnormal signs (a fever reading, a symptom report). Grows only.
@@ -120,6 +159,55 @@ pub struct PersonState {
 }
 
 impl PersonState {
+    /// The observation the person is under: started, and not ended by a valid release.
+    pub fn under_observation(&self, rules: &Rules) -> Option<IsolationKind> {
+        let kind = self.isolation.value?;
+        let released = self.release.stamp > self.isolation.stamp && self.release_refusal(rules).is_none();
+        (!released).then_some(kind)
+    }
+
+    /// Why the latest release posted does not end the observation; `None` if it does or
+    /// no release was posted since the observation started.
+    pub fn release_refusal(&self, rules: &Rules) -> Option<Refusal> {
+        let on = self.release.value?;
+        if self.release.stamp < self.isolation.stamp {
+            return None;
+        }
+        let Some(period) = self.period(on, rules) else { return Some(Refusal::NotUnderObservation) };
+        (!period.due_for_release).then_some(Refusal::NotYetDue {
+            start: period.start,
+            due: period.expected_end,
+            restarted_by: period.restarted_by,
+        })
+    }
+
+    /// The observation rule of DOMAIN.md, on `day`, whatever releases say: 14 days
+    /// (configurable) from the return or last contact date; abnormal signs of the person
+    /// or a roommate during the period start it again from their onset; due for release
+    /// when it has run out.
+    pub fn period(&self, day: NaiveDate, rules: &Rules) -> Option<Observation> {
+        let kind = self.isolation.value?;
+        let since = self.isolation_since.value.unwrap_or(day);
+        let first = self.exposure.value.filter(|e| *e <= since).unwrap_or(since);
+        let during = |d: &&NaiveDate| **d >= first && **d <= day;
+        let own = self.abnormal_days.iter().filter(during).max().copied();
+        let roommate = self.roommate_onsets.iter().filter(during).max().copied();
+        let onset = own.max(roommate);
+        let start = onset.unwrap_or(first).max(first);
+        let expected_end = start + chrono::Days::new(u64::from(rules.observation_days));
+        let restarted_by = onset
+            .filter(|o| *o > first)
+            .map(|o| if own == Some(o) { Restart::OwnSigns } else { Restart::RoommateSigns });
+        Some(Observation {
+            kind,
+            start,
+            expected_end,
+            due_for_release: day >= expected_end,
+            extended_today: onset == Some(day) && day > first,
+            restarted_by,
+        })
+    }
+
     /// The return batch (DOMAIN.md, "Return to school in batches"): the one they came
     /// back with, else the one planned for them: 3 while in Hubei or another key area,
     /// 2 with two histories, 1 otherwise.
@@ -138,8 +226,8 @@ impl PersonState {
     }
 
     /// Under observation, or ill: someone who must not come through the gate.
-    pub fn kept_out(&self) -> bool {
-        self.isolation.value.is_some()
+    pub fn kept_out(&self, rules: &Rules) -> bool {
+        self.under_observation(rules).is_some()
             || self.sick_absent.value
             || matches!(self.diagnosis.value, Some(Diagnosis::Suspected | Diagnosis::Confirmed))
     }
@@ -188,6 +276,8 @@ pub struct KeyPerson {
     pub close_contact: Option<NaiveDate>,
     /// Kind, start of the period and its expected end.
     pub observation: Option<(IsolationKind, NaiveDate, NaiveDate)>,
+    /// Why the latest release posted for them was refused, while they stay observed.
+    pub release_refused: Option<Refusal>,
 }
 
 /// Where a person counts on a day and what they add there.
@@ -255,10 +345,7 @@ impl PersonDay {
                 s.isolation_since.write(Some(day), stamp);
                 s.roommates.write(roommates.clone(), stamp);
             }
-            Fact::Released => {
-                s.isolation.write(None, stamp);
-                s.isolation_since.write(None, stamp);
-            }
+            Fact::Released => s.release.write(Some(day), stamp),
             Fact::RoommateShowedSigns { onset } => {
                 s.roommate_onsets.insert(*onset);
             }
@@ -269,24 +356,10 @@ impl PersonDay {
         }
     }
 
-    /// The observation rule of DOMAIN.md, on `day`: 14 days (configurable) from the
-    /// return or last contact date; abnormal signs of the person or a roommate during the
-    /// period start it again from their onset; due for release when it has run out.
+    /// The person's observation on `day`, unless a valid release has ended it.
     pub fn observation(&self, day: NaiveDate, rules: &Rules) -> Option<Observation> {
-        let s = &self.state;
-        let kind = s.isolation.value?;
-        let since = s.isolation_since.value.unwrap_or(day);
-        let first = s.exposure.value.filter(|e| *e <= since).unwrap_or(since);
-        let onsets = s.abnormal_days.iter().chain(&s.roommate_onsets).filter(|d| **d >= first && **d <= day);
-        let start = onsets.clone().copied().max().unwrap_or(first).max(first);
-        let expected_end = start + chrono::Days::new(u64::from(rules.observation_days));
-        Some(Observation {
-            kind,
-            start,
-            expected_end,
-            due_for_release: day >= expected_end,
-            extended_today: start == day && onsets.into_iter().any(|d| *d == day) && day > first,
-        })
+        self.state.under_observation(rules)?;
+        self.state.period(day, rules)
     }
 
     fn apply_flows(&mut self, fact: &Fact, rules: &Rules) {
@@ -327,6 +400,7 @@ impl PersonDay {
             in_key_area: s.in_key_area.value,
             two_histories: s.two_histories.value,
             close_contact: s.close_contact.value,
+            release_refused: observation.and(s.release_refusal(rules)),
             observation,
         })
     }
@@ -363,9 +437,12 @@ impl PersonDay {
         t.mark(Measure::SuspectedCurrent, s.diagnosis.value == Some(Diagnosis::Suspected));
         t.mark(Measure::ConfirmedNew, f.confirmed_new);
         t.mark(Measure::ConfirmedCurrent, s.diagnosis.value == Some(Diagnosis::Confirmed));
-        t.mark(Measure::HomeObservation, s.isolation.value == Some(IsolationKind::Home));
-        t.mark(Measure::CentralizedObservation, s.isolation.value == Some(IsolationKind::Centralized));
-        t.mark(Measure::Released, f.released);
+        let under = s.under_observation(rules);
+        t.mark(Measure::HomeObservation, under == Some(IsolationKind::Home));
+        t.mark(Measure::CentralizedObservation, under == Some(IsolationKind::Centralized));
+        let refused = f.released && s.release.value == Some(day) && s.release_refusal(rules).is_some();
+        t.mark(Measure::Released, f.released && !refused);
+        t.mark(Measure::FlagReleaseRefused, refused);
         t.mark(Measure::SickAbsent, s.sick_absent.value);
         t.mark(Measure::Returned, f.returned);
         t.mark(Measure::HealthCards, f.health_card);
@@ -385,7 +462,7 @@ impl PersonDay {
             t.mark(returned, batch == n && s.has_returned());
         }
         // What the rules forbid, judged on the day's end state.
-        t.mark(Measure::FlagGateInKeptOut, f.gate_in && s.kept_out());
+        t.mark(Measure::FlagGateInKeptOut, f.gate_in && s.kept_out(rules));
         let card_in_time = s.health_card_on.value.is_some_and(|on| on <= day);
         t.mark(Measure::FlagReturnedWithoutHealthCard, f.returned && !card_in_time);
         let boarder = !s.placement.value.dorm.is_empty();

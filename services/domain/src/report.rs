@@ -54,6 +54,8 @@ pub struct DailyReport {
     pub returned_without_health_card: u32,
     /// Boarders who went out through the gate of the closed campus without leave.
     pub boarder_left_without_leave: u32,
+    /// Releases posted for persons not yet due: refused.
+    pub releases_refused: u32,
     pub sick_absent: u32,
     pub returned: u32,
     pub health_cards: u32,
@@ -175,6 +177,7 @@ impl DailyReport {
             gate_in_kept_out: n(Measure::FlagGateInKeptOut),
             returned_without_health_card: n(Measure::FlagReturnedWithoutHealthCard),
             boarder_left_without_leave: n(Measure::FlagBoarderLeftWithoutLeave),
+            releases_refused: n(Measure::FlagReleaseRefused),
             sick_absent: n(Measure::SickAbsent),
             returned: n(Measure::Returned),
             health_cards: n(Measure::HealthCards),
@@ -236,6 +239,7 @@ impl DailyReport {
         put("gate_in_kept_out", self.gate_in_kept_out);
         put("returned_without_health_card", self.returned_without_health_card);
         put("boarder_left_without_leave", self.boarder_left_without_leave);
+        put("releases_refused", self.releases_refused);
         put("sick_absent", self.sick_absent);
         put("returned", self.returned);
         put("health_cards", self.health_cards);

@@ -81,6 +81,8 @@ measures! {
     CloseContacts: State,
     // Persons expected in the daily checks who had at least one that day: coverage.
     CheckedExpected: Flow,
+    // Releases posted before the person was due (or while not under observation).
+    FlagReleaseRefused: Flow,
 }
 
 impl Measure {

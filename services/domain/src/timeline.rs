@@ -232,4 +232,74 @@ mod tests {
         assert!(!due_on(&t, 23));
         assert!(due_on(&t, 24));
     }
+
+    fn released_on(t: &mut Timeline, n: u32) -> Vec<DayChange> {
+        t.apply("S", day(n), &Fact::Released, Stamp::new(day_ms(n) + 1, &format!("rel{n}")), &Rules::default())
+    }
+
+    fn tally_on(t: &Timeline, n: u32) -> crate::tally::Tally {
+        t.on(day(n)).unwrap().contribution("S", day(n), &Rules::default()).unwrap().tally
+    }
+
+    #[test]
+    fn a_release_before_the_period_has_run_out_is_refused_with_the_reason() {
+        let rules = Rules::default();
+        let mut t = Timeline::default();
+        t.apply("S", day(1), &registered(), Stamp::new(day_ms(1), "r"), &rules);
+        isolated_on(&mut t, 2, crate::event::IsolationKind::Home, &[]);
+        released_on(&mut t, 10);
+        let on10 = tally_on(&t, 10);
+        assert_eq!((on10.get(Measure::FlagReleaseRefused), on10.get(Measure::Released)), (1, 0));
+        assert_eq!(on10.get(Measure::HomeObservation), 1, "still under observation");
+        assert_eq!(tally_on(&t, 12).get(Measure::FlagReleaseRefused), 0, "refused once, on its day");
+        let refusal = t.on(day(12)).unwrap().state.release_refusal(&rules).unwrap();
+        assert_eq!(
+            refusal.to_string(),
+            "release refused: not eligible before 2020-02-16, the period runs from 2020-02-02"
+        );
+        let key = t.on(day(12)).unwrap().key_person("S", "P", day(12), &rules).unwrap();
+        assert_eq!(key.release_refused, Some(refusal));
+        assert!(due_on(&t, 16), "the refused release does not end the observation");
+
+        released_on(&mut t, 16);
+        let on16 = tally_on(&t, 16);
+        assert_eq!((on16.get(Measure::Released), on16.get(Measure::FlagReleaseRefused)), (1, 0));
+        assert_eq!(on16.get(Measure::HomeObservation), 0);
+        assert_eq!(tally_on(&t, 17).get(Measure::HomeObservation), 0);
+    }
+
+    #[test]
+    fn a_late_roommate_sign_before_the_release_refuses_it_after_the_fact() {
+        let rules = Rules::default();
+        let mut t = Timeline::default();
+        t.apply("S", day(1), &registered(), Stamp::new(day_ms(1), "r"), &rules);
+        isolated_on(&mut t, 1, crate::event::IsolationKind::Centralized, &["B"]);
+        released_on(&mut t, 15);
+        assert_eq!(tally_on(&t, 15).get(Measure::Released), 1);
+        assert_eq!(tally_on(&t, 18).get(Measure::CentralizedObservation), 0);
+        // Arrives late: the roommate had a fever on day 13, before the release.
+        t.apply("S", day(13), &Fact::RoommateShowedSigns { onset: day(13) }, Stamp::new(day_ms(13), "x"), &rules);
+        let on15 = tally_on(&t, 15);
+        assert_eq!((on15.get(Measure::Released), on15.get(Measure::FlagReleaseRefused)), (0, 1));
+        assert_eq!(tally_on(&t, 18).get(Measure::CentralizedObservation), 1, "back under observation");
+        let refusal = t.on(day(18)).unwrap().state.release_refusal(&rules).unwrap().to_string();
+        assert!(refusal.ends_with("(started again by a roommate's abnormal signs)"), "{refusal}");
+        assert!(refusal.contains("not eligible before 2020-02-27"), "{refusal}");
+        assert!(due_on(&t, 27));
+    }
+
+    #[test]
+    fn a_release_of_someone_not_under_observation_is_refused() {
+        let rules = Rules::default();
+        let mut t = Timeline::default();
+        t.apply("S", day(1), &registered(), Stamp::new(day_ms(1), "r"), &rules);
+        released_on(&mut t, 3);
+        assert_eq!(tally_on(&t, 3).get(Measure::FlagReleaseRefused), 1);
+        let refusal = t.on(day(3)).unwrap().state.release_refusal(&rules).unwrap();
+        assert_eq!(refusal.to_string(), "release refused: not under observation");
+        // A later observation is not ended by the earlier, refused release.
+        isolated_on(&mut t, 5, crate::event::IsolationKind::Home, &[]);
+        assert_eq!(tally_on(&t, 6).get(Measure::HomeObservation), 1);
+        assert_eq!(t.on(day(6)).unwrap().state.release_refusal(&rules), None);
+    }
 }

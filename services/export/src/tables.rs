@@ -158,6 +158,9 @@ fn report_columns() -> Vec<Column<ReportRow>> {
         rep("住校生未请假离校", "Flag: boarder left without leave", |r| {
             r.report.boarder_left_without_leave.into()
         }),
+        rep("解除观察被拒（未满期）", "Flag: release refused, not yet due", |r| {
+            r.report.releases_refused.into()
+        }),
         rep("因病缺勤", "Sick absent", |r| r.report.sick_absent.into()),
         rep("当日返校", "Returned today", |r| r.report.returned.into()),
         rep("健康卡", "Health cards", |r| r.report.health_cards.into()),

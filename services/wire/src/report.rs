@@ -126,6 +126,7 @@ pub fn report_to_proto(r: &DailyReport) -> pb::DailyReport {
         gate_in_kept_out: r.gate_in_kept_out,
         returned_without_health_card: r.returned_without_health_card,
         boarder_left_without_leave: r.boarder_left_without_leave,
+        releases_refused: r.releases_refused,
         sick_absent: r.sick_absent,
         returned: r.returned,
         health_cards: r.health_cards,
@@ -162,11 +163,12 @@ pub fn status_to_proto(status: ReportStatus) -> pb::ReportStatus {
 }
 
 pub fn alert_to_proto(a: &Alert) -> pb::Alert {
-    let (kind, celsius) = match a.kind {
-        AlertKind::Fever { celsius } => (pb::AlertKind::Fever, celsius),
-        AlertKind::Suspected => (pb::AlertKind::Suspected, 0.0),
-        AlertKind::Confirmed => (pb::AlertKind::Confirmed, 0.0),
-        AlertKind::KeptOutGateIn => (pb::AlertKind::KeptOutGateIn, 0.0),
+    let (kind, celsius, reason) = match a.kind {
+        AlertKind::Fever { celsius } => (pb::AlertKind::Fever, celsius, String::new()),
+        AlertKind::Suspected => (pb::AlertKind::Suspected, 0.0, String::new()),
+        AlertKind::Confirmed => (pb::AlertKind::Confirmed, 0.0, String::new()),
+        AlertKind::KeptOutGateIn => (pb::AlertKind::KeptOutGateIn, 0.0, String::new()),
+        AlertKind::ReleaseRefused(refusal) => (pb::AlertKind::ReleaseRefused, 0.0, refusal.to_string()),
     };
     pb::Alert {
         event_id: a.event_id.clone(),
@@ -177,5 +179,6 @@ pub fn alert_to_proto(a: &Alert) -> pb::Alert {
         occurred_at: a.occurred_at.to_rfc3339(),
         celsius,
         units: a.units.iter().map(ToString::to_string).collect(),
+        reason,
     }
 }
