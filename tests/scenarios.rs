@@ -499,13 +499,20 @@ async fn key_persons_are_listed_by_unit_with_their_observation(backend: Backend)
         s.history("08:00", "E", pb::HistoryKind::HistoryTravel, "2020-02-10"),
         s.isolation("09:00", "E", pb::IsolationKind::IsolationHome),
         s.release("18:00", "E"),
+        // Back at school with a contact history of 02-27 and not isolated: flagged.
+        s.register("07:00", &student("F", "C01", "B2")),
+        s.history("08:00", "F", pb::HistoryKind::HistoryContact, "2020-02-27"),
     ];
     server.post_all(events).await;
     server.caught_up().await;
     let list = |unit: &str| pb::KeyPersonsRequest { unit: unit.into() };
     let class = server.reports.list_key_persons(list("class:S1/D1/2019/C01")).await.unwrap().into_inner().persons;
     let ids: Vec<&str> = class.iter().map(|p| p.person_id.as_str()).collect();
-    assert_eq!(ids, ["A", "D", "E"], "B is no key person");
+    assert_eq!(ids, ["A", "D", "E", "F"], "B is no key person");
+    let f = &class[3];
+    assert_eq!((f.observation, f.observation_missing), (0, pb::IsolationKind::IsolationCentralized as i32));
+    assert_eq!(f.observation_missing_until, "2020-03-12", "14 days after 02-27 (2020 is a leap year)");
+    assert_eq!(class[0].observation_missing, 0);
     let a = &class[0];
     assert_eq!(a.release_refused, "");
     let d = &class[1];
@@ -515,13 +522,14 @@ async fn key_persons_are_listed_by_unit_with_their_observation(backend: Backend)
     assert_eq!((e.observation, e.release_refused.as_str()), (0, ""), "E was released; two histories keep E listed");
     let school = server.report("school:S1", "2020-03-01").await;
     assert_eq!((school.releases_refused, school.released, school.home_observation), (1, 1, 1));
+    assert_eq!(school.observation_missing, 1, "F");
     assert_eq!((a.school.as_str(), a.person_id.as_str(), a.history_date.as_str()), ("S1", "A", "2020-02-25"));
     assert_eq!(a.observation, pb::IsolationKind::IsolationCentralized as i32);
     assert_eq!((a.observation_start.as_str(), a.observation_expected_end.as_str()), ("2020-02-25", "2020-03-10"));
     let city = server.reports.list_key_persons(list("city:Guangzhou")).await.unwrap().into_inner().persons;
     let mut ids: Vec<&str> = city.iter().map(|p| p.person_id.as_str()).collect();
     ids.sort();
-    assert_eq!(ids, ["A", "C", "D", "E"]);
+    assert_eq!(ids, ["A", "C", "D", "E", "F"]);
     assert!(city.iter().find(|p| p.person_id == "C").unwrap().in_key_area);
     server.running.stop().await.unwrap();
 }

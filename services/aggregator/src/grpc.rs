@@ -144,6 +144,8 @@ impl pb::reports_server::Reports for ReportsService {
                     observation_start: p.observation.map(|(_, s, _)| date(s)).unwrap_or_default(),
                     observation_expected_end: p.observation.map(|(_, _, e)| date(e)).unwrap_or_default(),
                     release_refused: p.release_refused.map(|r| r.to_string()).unwrap_or_default(),
+                    observation_missing: p.observation_missing.map_or(0, |(k, _)| wire::isolation_to_proto(k) as i32),
+                    observation_missing_until: p.observation_missing.map(|(_, until)| date(until)).unwrap_or_default(),
                 })
                 .collect(),
         }))

@@ -140,6 +140,7 @@ pub fn render(r: &pb::DailyReport) -> String {
     row("FLAG: returned without health card (无健康卡返校)", r.returned_without_health_card.to_string());
     row("FLAG: boarder left without leave (未请假离校)", r.boarder_left_without_leave.to_string());
     row("FLAG: release refused, not yet due (未满解除条件)", r.releases_refused.to_string());
+    row("FLAG: not under the observation required (应隔离未隔离)", r.observation_missing.to_string());
     row("sick absent (因病缺勤)", r.sick_absent.to_string());
     row("returned today (返校)", r.returned.to_string());
     row("health cards submitted (健康卡)", r.health_cards.to_string());
@@ -192,6 +193,7 @@ pub fn to_json(r: &pb::DailyReport) -> serde_json::Value {
         "returned_without_health_card": r.returned_without_health_card,
         "boarder_left_without_leave": r.boarder_left_without_leave,
         "releases_refused": r.releases_refused,
+        "observation_missing": r.observation_missing,
         "sick_absent": r.sick_absent,
         "returned": r.returned,
         "health_cards": r.health_cards,

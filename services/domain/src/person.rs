@@ -208,6 +208,36 @@ impl PersonState {
         })
     }
 
+    /// The observation the rules put the person under, and the day the requirement ends
+    /// (DOMAIN.md, "Isolation and medical observation"): centralized for anyone back from
+    /// a key area (return batch 3) and for students with two histories once back at
+    /// school; home for staff with two histories; for the 14 days (configurable) from the
+    /// return or last contact date.
+    pub fn required_observation(&self, rules: &Rules) -> Option<(IsolationKind, NaiveDate)> {
+        let (role, _) = self.registration.value.as_ref()?;
+        let until = self.exposure.value? + chrono::Days::new(u64::from(rules.observation_days));
+        let histories = self.two_histories.value.is_some();
+        let kind =
+            if self.returned_batch.value == Some(3) || (*role == Role::Student && histories && self.has_returned()) {
+                IsolationKind::Centralized
+            } else if histories && *role != Role::Student {
+                IsolationKind::Home
+            } else {
+                return None;
+            };
+        Some((kind, until))
+    }
+
+    /// The observation the rules require, and until when, if the person is not under it
+    /// (under none, or at home where centralized is required).
+    pub fn observation_missing(&self, rules: &Rules) -> Option<(IsolationKind, NaiveDate)> {
+        let (required, until) = self.required_observation(rules)?;
+        match (required, self.under_observation(rules)) {
+            (_, None) | (IsolationKind::Centralized, Some(IsolationKind::Home)) => Some((required, until)),
+            _ => None,
+        }
+    }
+
     /// The return batch (DOMAIN.md, "Return to school in batches"): the one they came
     /// back with, else the one planned for them: 3 while in Hubei or another key area,
     /// 2 with two histories, 1 otherwise.
@@ -278,6 +308,9 @@ pub struct KeyPerson {
     pub observation: Option<(IsolationKind, NaiveDate, NaiveDate)>,
     /// Why the latest release posted for them was refused, while they stay observed.
     pub release_refused: Option<Refusal>,
+    /// The observation the rules require and they are not under, and until when it is
+    /// required (a list read later than that day may show a requirement that has lapsed).
+    pub observation_missing: Option<(IsolationKind, NaiveDate)>,
 }
 
 /// Where a person counts on a day and what they add there.
@@ -356,6 +389,14 @@ impl PersonDay {
         }
     }
 
+    /// The first day after `day` on which time alone changes what the person counts as:
+    /// their observation falls due, or the period the rules require one for runs out.
+    pub fn turning_point(&self, day: NaiveDate, rules: &Rules) -> Option<NaiveDate> {
+        let due = self.observation(day, rules).map(|o| o.expected_end);
+        let required_until = self.state.required_observation(rules).map(|(_, until)| until);
+        due.into_iter().chain(required_until).filter(|d| *d > day).min()
+    }
+
     /// The person's observation on `day`, unless a valid release has ended it.
     pub fn observation(&self, day: NaiveDate, rules: &Rules) -> Option<Observation> {
         self.state.under_observation(rules)?;
@@ -387,10 +428,12 @@ impl PersonDay {
         let s = &self.state;
         let (role, city) = s.registration.value.clone()?;
         let observation = self.observation(day, rules).map(|o| (o.kind, o.start, o.expected_end));
+        let observation_missing = s.observation_missing(rules);
         let key = s.in_key_area.value
             || s.two_histories.value.is_some()
             || s.close_contact.value.is_some()
-            || observation.is_some();
+            || observation.is_some()
+            || observation_missing.is_some();
         (s.enrolled.value && key).then(|| KeyPerson {
             school: school.to_owned(),
             person: person.to_owned(),
@@ -402,6 +445,7 @@ impl PersonDay {
             close_contact: s.close_contact.value,
             release_refused: observation.and(s.release_refusal(rules)),
             observation,
+            observation_missing,
         })
     }
 
@@ -443,6 +487,7 @@ impl PersonDay {
         let refused = f.released && s.release.value == Some(day) && s.release_refusal(rules).is_some();
         t.mark(Measure::Released, f.released && !refused);
         t.mark(Measure::FlagReleaseRefused, refused);
+        t.mark(Measure::FlagObservationMissing, s.observation_missing(rules).is_some_and(|(_, until)| day < until));
         t.mark(Measure::SickAbsent, s.sick_absent.value);
         t.mark(Measure::Returned, f.returned);
         t.mark(Measure::HealthCards, f.health_card);

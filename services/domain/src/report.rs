@@ -56,6 +56,8 @@ pub struct DailyReport {
     pub boarder_left_without_leave: u32,
     /// Releases posted for persons not yet due: refused.
     pub releases_refused: u32,
+    /// Persons not under the observation the rules require.
+    pub observation_missing: u32,
     pub sick_absent: u32,
     pub returned: u32,
     pub health_cards: u32,
@@ -178,6 +180,7 @@ impl DailyReport {
             returned_without_health_card: n(Measure::FlagReturnedWithoutHealthCard),
             boarder_left_without_leave: n(Measure::FlagBoarderLeftWithoutLeave),
             releases_refused: n(Measure::FlagReleaseRefused),
+            observation_missing: n(Measure::FlagObservationMissing),
             sick_absent: n(Measure::SickAbsent),
             returned: n(Measure::Returned),
             health_cards: n(Measure::HealthCards),
@@ -240,6 +243,7 @@ impl DailyReport {
         put("returned_without_health_card", self.returned_without_health_card);
         put("boarder_left_without_leave", self.boarder_left_without_leave);
         put("releases_refused", self.releases_refused);
+        put("observation_missing", self.observation_missing);
         put("sick_absent", self.sick_absent);
         put("returned", self.returned);
         put("health_cards", self.health_cards);

@@ -83,6 +83,9 @@ measures! {
     CheckedExpected: Flow,
     // Releases posted before the person was due (or while not under observation).
     FlagReleaseRefused: Flow,
+    // Persons the rules put under observation who are not under it (or at home where
+    // centralized observation is required).
+    FlagObservationMissing: State,
 }
 
 impl Measure {

@@ -59,26 +59,24 @@ impl Timeline {
         changes
     }
 
-    /// Time alone makes a person due for release. Days without an entry inherit the day
-    /// before, so the day a period runs out gets an entry of its own.
+    /// Time alone changes what a person counts as (due for release, no longer required
+    /// to be observed). Days without an entry inherit the day before, so each such day
+    /// gets an entry of its own.
     fn mark_due_days(&mut self, school: &str, from: Day, rules: &Rules) -> Vec<DayChange> {
         let mut changes = Vec::new();
-        let start = self.days.range(..=from).next_back().map_or(from, |(d, _)| *d);
-        let entries: Vec<Day> = self.days.range(start..).map(|(d, _)| *d).collect();
-        for entry_day in entries {
+        let mut cursor = self.days.range(..=from).next_back().map(|(d, _)| *d);
+        while let Some(entry_day) = cursor {
             let entry = &self.days[&entry_day];
-            let Some(observation) = entry.observation(entry_day, rules) else { continue };
-            let end = observation.expected_end;
             let next = self.next_day_after(entry_day);
-            if end <= entry_day || next.is_some_and(|n| n <= end) {
-                continue;
+            if let Some(turn) = entry.turning_point(entry_day, rules).filter(|t| next.is_none_or(|n| n > *t)) {
+                let carried = entry.carried();
+                // What unit records hold for `turn` now: the entry's state as of its own day.
+                let old = carried.contribution(school, entry_day, rules);
+                let new = carried.contribution(school, turn, rules);
+                self.days.insert(turn, carried);
+                changes.push(DayChange { day: turn, until: next, old, new });
             }
-            let carried = entry.carried();
-            // What unit records hold for `end` now: the entry's state as of its own day.
-            let old = carried.contribution(school, entry_day, rules);
-            let new = carried.contribution(school, end, rules);
-            self.days.insert(end, carried);
-            changes.push(DayChange { day: end, until: next, old, new });
+            cursor = self.next_day_after(entry_day);
         }
         changes
     }
@@ -301,5 +299,56 @@ mod tests {
         isolated_on(&mut t, 5, crate::event::IsolationKind::Home, &[]);
         assert_eq!(tally_on(&t, 6).get(Measure::HomeObservation), 1);
         assert_eq!(t.on(day(6)).unwrap().state.release_refusal(&rules), None);
+    }
+
+    fn person(role: Role) -> Fact {
+        Fact::Registered {
+            role,
+            placement: Placement { department: "D".into(), grade: "G".into(), class: "C".into(), dorm: String::new() },
+            city: "C".into(),
+            on_campus: true,
+        }
+    }
+
+    #[test]
+    fn students_with_two_histories_must_be_in_centralized_observation_staff_at_home() {
+        let rules = Rules::default();
+        let travel = Fact::TwoHistories { kind: crate::event::HistoryKind::Travel, date: day(2) };
+        let missing = |t: &Timeline, n| tally_on(t, n).get(Measure::FlagObservationMissing);
+        let mut student = Timeline::default();
+        student.apply("S", day(1), &person(Role::Student), Stamp::new(day_ms(1), "r"), &rules);
+        student.apply("S", day(3), &travel, Stamp::new(day_ms(3), "h"), &rules);
+        assert_eq!((missing(&student, 2), missing(&student, 3)), (0, 1));
+        let key = student.on(day(3)).unwrap().key_person("S", "P", day(3), &rules).unwrap();
+        assert_eq!(key.observation_missing, Some((crate::event::IsolationKind::Centralized, day(16))));
+        isolated_on(&mut student, 4, crate::event::IsolationKind::Home, &[]);
+        assert_eq!(missing(&student, 4), 1, "home is not enough for a student");
+        isolated_on(&mut student, 5, crate::event::IsolationKind::Centralized, &[]);
+        assert_eq!(missing(&student, 5), 0);
+
+        let mut teacher = Timeline::default();
+        teacher.apply("S", day(1), &person(Role::Teacher), Stamp::new(day_ms(1), "r"), &rules);
+        teacher.apply("S", day(3), &travel, Stamp::new(day_ms(3), "h"), &rules);
+        assert_eq!(missing(&teacher, 10), 1, "no events since day 3: the flag carries");
+        assert_eq!(missing(&teacher, 15), 1);
+        assert_eq!(missing(&teacher, 16), 0, "14 days after the travel date nothing is required");
+        isolated_on(&mut teacher, 4, crate::event::IsolationKind::Home, &[]);
+        assert_eq!(missing(&teacher, 4), 0);
+    }
+
+    #[test]
+    fn anyone_back_from_a_key_area_must_be_in_centralized_observation() {
+        let rules = Rules::default();
+        let mut t = Timeline::default();
+        t.apply("S", day(1), &person(Role::Staff), Stamp::new(day_ms(1), "r"), &rules);
+        let back = Fact::Returned { date: day(5), batch: 3 };
+        t.apply("S", day(5), &back, Stamp::new(day_ms(5), "b"), &rules);
+        assert_eq!(tally_on(&t, 5).get(Measure::FlagObservationMissing), 1);
+        assert_eq!(tally_on(&t, 19).get(Measure::FlagObservationMissing), 0);
+        let returned_in_batch_one = Fact::Returned { date: day(5), batch: 1 };
+        let mut u = Timeline::default();
+        u.apply("S", day(1), &person(Role::Staff), Stamp::new(day_ms(1), "r"), &rules);
+        u.apply("S", day(5), &returned_in_batch_one, Stamp::new(day_ms(5), "b"), &rules);
+        assert_eq!(tally_on(&u, 5).get(Measure::FlagObservationMissing), 0);
     }
 }

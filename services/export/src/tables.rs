@@ -36,7 +36,7 @@ pub struct ObservationRow {
     pub kind: String,
     pub start: domain::Day,
     pub expected_end: domain::Day,
-    /// "under observation", "due for release", "released".
+    /// "under observation", "under observation, release refused", "due for release".
     pub status: String,
 }
 
@@ -161,6 +161,7 @@ fn report_columns() -> Vec<Column<ReportRow>> {
         rep("解除观察被拒（未满期）", "Flag: release refused, not yet due", |r| {
             r.report.releases_refused.into()
         }),
+        rep("应隔离未隔离", "Flag: not under the observation required", |r| r.report.observation_missing.into()),
         rep("因病缺勤", "Sick absent", |r| r.report.sick_absent.into()),
         rep("当日返校", "Returned today", |r| r.report.returned.into()),
         rep("健康卡", "Health cards", |r| r.report.health_cards.into()),

@@ -71,7 +71,12 @@ pub fn observation_rows(
             .to_owned(),
             start,
             expected_end,
-            status: if expected_end <= day { "due for release" } else { "under observation" }.to_owned(),
+            status: match (expected_end <= day, person.release_refused) {
+                (true, _) => "due for release",
+                (false, Some(_)) => "under observation, release refused",
+                (false, None) => "under observation",
+            }
+            .to_owned(),
         });
     }
     rows.sort_by(|a, b| (&a.unit, &a.person).cmp(&(&b.unit, &b.person)));

@@ -127,6 +127,7 @@ pub fn report_to_proto(r: &DailyReport) -> pb::DailyReport {
         returned_without_health_card: r.returned_without_health_card,
         boarder_left_without_leave: r.boarder_left_without_leave,
         releases_refused: r.releases_refused,
+        observation_missing: r.observation_missing,
         sick_absent: r.sick_absent,
         returned: r.returned,
         health_cards: r.health_cards,
