@@ -26,6 +26,7 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    every_units_report_in_one_call_equals_the_reports_one_by_one,
     key_persons_are_listed_by_unit_with_their_observation,
     events_older_than_the_horizon_or_from_the_future_are_refused,
     returns_are_counted_by_batch_planned_back_and_not_yet,
@@ -531,5 +532,57 @@ async fn key_persons_are_listed_by_unit_with_their_observation(backend: Backend)
     ids.sort();
     assert_eq!(ids, ["A", "C", "D", "E", "F"]);
     assert!(city.iter().find(|p| p.person_id == "C").unwrap().in_key_area);
+    server.running.stop().await.unwrap();
+}
+
+async fn every_units_report_in_one_call_equals_the_reports_one_by_one(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &backend).await;
+    let mut s1 = School::new("S1", "Guangzhou", DAY);
+    let mut s2 = School::new("S2", "Shenzhen", DAY);
+    let mut events = vec![
+        s1.register("07:00", &student("A", "C01", "B1")),
+        s1.register("07:00", &student("B", "C02", "B1")),
+        s1.register("07:00", &teacher("T")),
+        s2.register("07:00", &student("X", "C01", "B1")),
+    ];
+    events.push(s1.temperature("07:30", "A", Slot::Morning, 38.2));
+    events.push(s2.temperature("07:30", "X", Slot::Morning, 36.2));
+    server.post_all(events).await;
+    let one_by_one = server.all_reports(DAY).await;
+
+    let list = |under: &str, level: pb::Level| pb::DailyReportsRequest {
+        under: under.into(),
+        date: DAY.into(),
+        level: level as i32,
+    };
+    let read = |mut reports: pb::reports_client::ReportsClient<_>, request| async move {
+        let mut stream = reports.list_daily_reports(request).await.unwrap().into_inner();
+        let mut out = Vec::new();
+        while let Some(report) = stream.message().await.unwrap() {
+            out.push(report);
+        }
+        out
+    };
+    let all = read(server.reports.clone(), list("", pb::Level::Unspecified)).await;
+    assert_eq!(all[0].unit, "province", "the province first");
+    let in_one_call: std::collections::BTreeMap<String, pb::DailyReport> =
+        all.into_iter().map(|r| (r.unit.clone(), r)).collect();
+    assert_eq!(in_one_call, one_by_one, "same units, same figures");
+    assert_eq!(in_one_call["city:Guangzhou"].fever, 1);
+
+    let classes = read(server.reports.clone(), list("school:S1", pb::Level::Class)).await;
+    let units: Vec<&str> = classes.iter().map(|r| r.unit.as_str()).collect();
+    assert_eq!(units, ["class:S1/D1/2019/C01", "class:S1/D1/2019/C02"]);
+    let shenzhen = read(server.reports.clone(), list("city:Shenzhen", pb::Level::Unspecified)).await;
+    assert!(shenzhen.iter().all(|r| r.unit == "city:Shenzhen" || r.unit.contains("S2")), "{shenzhen:?}");
+    assert_eq!(shenzhen[0].population, 1);
+
+    let unknown = server.reports.list_daily_reports(list("school:S9", pb::Level::Unspecified)).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+    let mut bad_date = list("", pb::Level::Unspecified);
+    bad_date.date = "yesterday".into();
+    let refused = server.reports.list_daily_reports(bad_date).await.unwrap_err();
+    assert!(refused.message().starts_with("date:"), "{}", refused.message());
     server.running.stop().await.unwrap();
 }

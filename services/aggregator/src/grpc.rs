@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use domain::close::CloseRules;
 use domain::{DailyReport, Day, UnitKey};
 use eventlog::{EventLog, TopicPartition};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use wire::pb;
 
@@ -76,6 +77,14 @@ fn parse_unit(field: &str, text: &str) -> Result<UnitKey, Status> {
     text.parse().map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
 }
 
+fn parse_date(text: &str) -> Result<Day, Status> {
+    Day::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| Status::invalid_argument(format!("date: {text:?} is not a date in the form YYYY-MM-DD")))
+}
+
+/// Reports streamed ahead of a slow reader, at most.
+const REPORTS_AHEAD: usize = 256;
+
 #[tonic::async_trait]
 impl pb::reports_server::Reports for ReportsService {
     async fn get_daily_report(
@@ -84,9 +93,7 @@ impl pb::reports_server::Reports for ReportsService {
     ) -> Result<Response<pb::DailyReport>, Status> {
         let request = request.into_inner();
         let unit = parse_unit("unit", &request.unit)?;
-        let day = Day::parse_from_str(&request.date, "%Y-%m-%d").map_err(|_| {
-            Status::invalid_argument(format!("date: {:?} is not a date in the form YYYY-MM-DD", request.date))
-        })?;
+        let day = parse_date(&request.date)?;
         match self.projections.daily_report(&unit, day).map_err(internal)? {
             Some(mut report) => {
                 (self.publication)(&mut report).map_err(Status::internal)?;
@@ -94,6 +101,35 @@ impl pb::reports_server::Reports for ReportsService {
             }
             None => Err(Status::not_found(format!("unit: {unit} has no one registered in it"))),
         }
+    }
+
+    type ListDailyReportsStream = ReceiverStream<Result<pb::DailyReport, Status>>;
+
+    async fn list_daily_reports(
+        &self,
+        request: Request<pb::DailyReportsRequest>,
+    ) -> Result<Response<Self::ListDailyReportsStream>, Status> {
+        let request = request.into_inner();
+        let under = parse_unit("under", &request.under)?;
+        let day = parse_date(&request.date)?;
+        let level = wire::level_from_proto(request.level);
+        if self.projections.unit(&under).map_err(internal)?.is_none() && under.level != domain::Level::Province {
+            return Err(Status::not_found(format!("under: {under} has no one registered in it")));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(REPORTS_AHEAD);
+        let (projections, publication) = (self.projections.clone(), self.publication.clone());
+        // sled reads block: the walk runs on a blocking thread and stops when the reader goes.
+        tokio::task::spawn_blocking(move || {
+            let sent = projections.daily_reports(&under, day, level, |mut report| {
+                let item =
+                    (publication)(&mut report).map(|()| wire::report_to_proto(&report)).map_err(Status::internal);
+                tx.blocking_send(item).is_ok()
+            });
+            if let Err(e) = sent {
+                let _ = tx.blocking_send(Err(internal(e)));
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn list_units(

@@ -178,6 +178,52 @@ impl Projections {
         Ok(Some(DailyReport::from_tally(unit.clone(), day, &tally)))
     }
 
+    /// Every unit's report on `day` under `under`, itself included, at `level` only if
+    /// given: the province and cities first, then the units below in key order. Schools'
+    /// tallies are read once and summed for the cities and the province, so a whole
+    /// province costs one scan of the units and one read per unit. `each` returns false
+    /// to stop early. `None` if no one was ever placed in `under`.
+    pub fn daily_reports(
+        &self,
+        under: &UnitKey,
+        day: Day,
+        level: Option<Level>,
+        mut each: impl FnMut(DailyReport) -> bool,
+    ) -> Result<Option<()>, AggregateError> {
+        let wanted = |unit: &UnitKey| level.is_none_or(|l| l == unit.level);
+        let mut units = match under.level {
+            Level::Province => vec![(under.clone(), UnitInfo { parent: None, city: String::new() })],
+            _ => match self.unit(under)? {
+                Some(info) => vec![(under.clone(), info)],
+                None => return Ok(None),
+            },
+        };
+        units.extend(self.units(None, Some(under))?);
+        let mut schools: Vec<(String, Tally)> = Vec::new();
+        for (unit, info) in &units {
+            if unit.level == Level::School {
+                schools.push((info.city.clone(), self.tally_on(unit, day)?));
+            }
+        }
+        for (unit, _) in units.iter().filter(|(u, _)| u.level <= Level::City && wanted(u)) {
+            let mut sum = Tally::default();
+            for (city, tally) in &schools {
+                if unit.level == Level::Province || *city == unit.path {
+                    sum.add(tally);
+                }
+            }
+            if !each(DailyReport::from_tally(unit.clone(), day, &sum)) {
+                return Ok(Some(()));
+            }
+        }
+        for (unit, _) in units.iter().filter(|(u, _)| u.level > Level::City && wanted(u)) {
+            if !each(DailyReport::from_tally(unit.clone(), day, &self.tally_on(unit, day)?)) {
+                break;
+            }
+        }
+        Ok(Some(()))
+    }
+
     /// The tally of a school or a unit below it on `day`: its own record, or the state of
     /// the last one before.
     pub fn tally_on(&self, unit: &UnitKey, day: Day) -> Result<Tally, AggregateError> {

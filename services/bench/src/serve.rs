@@ -48,8 +48,10 @@ pub struct Figures {
     pub end_to_end: Option<Rate>,
     /// Acknowledgement to visible, one probe event at a time.
     pub freshness: Vec<Duration>,
-    /// Every unit's report for the day, units per second.
+    /// Every unit's report for the day, one `GetDailyReport` per unit.
     pub reports: Option<Rate>,
+    /// Every unit's report for the day in one `ListDailyReports` stream.
+    pub reports_streamed: Option<Rate>,
     /// Folding the whole log again into empty projections, from the first fold seen.
     pub rebuild: Option<Rate>,
     /// VmHWM in bytes, and whether it was reset before this backend started.
@@ -116,6 +118,7 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
 
     eprintln!("  every unit's report");
     figures.reports = Some(all_reports(&mut reports, load).await?);
+    figures.reports_streamed = Some(all_reports_streamed(&mut reports, load).await?);
 
     figures.peak_memory = peak_memory().map(|bytes| (bytes, reset));
     figures.data_dir_bytes = Some(dir_size(&dir.path().join("serve")));
@@ -376,6 +379,18 @@ async fn all_reports(reports: &mut ReportsClient<Channel>, load: &Load) -> anyho
         .collect();
     for reader in readers {
         reader.await??;
+    }
+    Ok(Rate::new(count, started.elapsed()))
+}
+
+/// Every unit's report for the day (the province too) in one `ListDailyReports` call.
+async fn all_reports_streamed(reports: &mut ReportsClient<Channel>, load: &Load) -> anyhow::Result<Rate> {
+    let started = Instant::now();
+    let request = pb::DailyReportsRequest { under: String::new(), date: load.date.to_string(), level: 0 };
+    let mut stream = reports.list_daily_reports(request).await?.into_inner();
+    let mut count = 0;
+    while stream.message().await?.is_some() {
+        count += 1;
     }
     Ok(Rate::new(count, started.elapsed()))
 }

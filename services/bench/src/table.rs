@@ -315,6 +315,21 @@ pub fn render(
         ),
         row("every unit's report (units/s)".into(), both(&|f| per_second(f.reports)), dash(), dash(), dash()),
         row(
+            format!("every unit's report for the day, {units} units, one `ListDailyReports` stream (s)"),
+            both(&|f| seconds(f.reports_streamed)),
+            dash(),
+            dash(),
+            {
+                let province = |rate: Option<Rate>| rate.map(|r| PROVINCE_UNITS / r.per_second());
+                let said = |s: Option<f64>| s.map_or_else(dash, |s| format!("{s:.1} s"));
+                let (pe, pk) = (province(e.reports_streamed), province(k.and_then(|f| f.reports_streamed)));
+                judged(
+                    &format!("≈ 110,000 units < 2 s; at these rates embedded {}, Kafka {}", said(pe), said(pk)),
+                    &[("embedded", pe.map(|s| s < 2.0)), ("Kafka", pk.map(|s| s < 2.0))],
+                )
+            },
+        ),
+        row(
             "peak memory, VmHWM of the bench process (MiB)".into(),
             both(&|f| {
                 cell(f.peak_memory, |(bytes, reset)| {
@@ -405,6 +420,9 @@ Notes:
   polled every 2 ms. The Kafka log runs with `fetch_wait_ms=500`, and tansu 0.6.0 sleeps half
   the fetch wait after every fetch, records found or not (tansu-storage `service/fetch.rs`): each
   Kafka hop costs about 250 ms, and there are two (the events, then the changelog to the view).
+- Every unit's report: `ListUnits`, then one `GetDailyReport` per unit on {readers} concurrent
+  readers; and in one call, `ListDailyReports` for the province (a server stream of every unit's
+  report, schools read once for the cities and the province), read to its end.
 - Peak memory: VmHWM of the bench process, reset before each log's run (`/proc/self/clear_refs`);
   it includes the bench's own copy of the day's events, and not tansu. Bytes per person: the
   files under the data directory (embedded: log, intake index, projections; Kafka: intake index,
@@ -424,6 +442,7 @@ Notes:
         unary = thousands(args.unary as f64),
         streams = args.streams,
         fresh = args.fresh,
+        readers = REPORT_CLIENTS,
         persons = thousands(header.persons as f64),
         days = args.days,
     ) + if args.fresh == 0 { "- Freshness was not measured in this run (`--fresh 0`).\n" } else { "" }

@@ -10,20 +10,6 @@ use export::{Format, ObservationRow, ReportRow};
 
 use crate::{FeedError, FeedStore};
 
-/// The units at `level` under `under` (itself included when at `level`).
-fn units_at(projections: &Projections, level: Level, under: &UnitKey) -> Result<Vec<UnitKey>, FeedError> {
-    let mut units: Vec<UnitKey> = if level == Level::Province {
-        vec![UnitKey::province()]
-    } else {
-        projections.units(Some(level), Some(under))?.into_iter().map(|(u, _)| u).collect()
-    };
-    if under.level == level && !units.contains(under) && projections.unit(under)?.is_some() {
-        units.push(under.clone());
-    }
-    units.sort();
-    Ok(units)
-}
-
 /// Every report of `level` under `under` on `day`, with its publication state.
 pub fn report_rows(
     projections: &Projections,
@@ -33,10 +19,14 @@ pub fn report_rows(
     under: &UnitKey,
     day: Day,
 ) -> Result<Vec<ReportRow>, FeedError> {
+    let under = if level == Level::Province { UnitKey::province() } else { under.clone() };
     let mut rows = Vec::new();
-    for unit in units_at(projections, level, under)? {
-        let Some(mut report) = projections.daily_report(&unit, day)? else { continue };
-        store.describe(projections, close, &mut report)?;
+    let mut failed = None;
+    projections.daily_reports(&under, day, Some(level), |mut report| {
+        if let Err(e) = store.describe(projections, close, &mut report) {
+            failed = Some(e);
+            return false;
+        }
         rows.push(ReportRow {
             version: report.version,
             status: report.status.as_str().to_owned(),
@@ -44,8 +34,12 @@ pub fn report_rows(
             coverage: report.coverage().unwrap_or(f64::NAN),
             report,
         });
+        true
+    })?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(rows),
     }
-    Ok(rows)
 }
 
 /// Persons under home or centralized observation under `under`, by the unit they are
