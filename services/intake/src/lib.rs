@@ -6,10 +6,16 @@
 //! Deduplication here answers clients ("this id was accepted before"); it is a local
 //! index, so a crash between the log's acknowledgement and the index write can let a
 //! retried event into the log twice. The aggregator folds each (school, event id) once,
-//! which is what keeps counts exact.
+//! which is what keeps counts exact. The index ([`AcceptedIds`]) is in memory, written
+//! once per request, and keeps only the days within the horizon.
+
+mod accepted;
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Mutex;
+
+pub use accepted::AcceptedIds;
 
 use domain::event::EventKind;
 use eventlog::{EventLog, LogError, Record};
@@ -79,7 +85,9 @@ impl IntakeMetrics {
 
 pub struct IntakeService<L> {
     log: L,
-    seen: sled::Tree,
+    accepted: AcceptedIds,
+    /// The first day whose ids the index keeps; moves with the clock.
+    kept_from: Mutex<chrono::NaiveDate>,
     metrics: IntakeMetrics,
     /// How far back an event may have happened: older ones are refused, as a day that far
     /// back has been reported.
@@ -89,8 +97,31 @@ pub struct IntakeService<L> {
 impl<L: EventLog> IntakeService<L> {
     /// `index_dir` holds the deduplication index (event ids already accepted).
     pub fn open(log: L, index_dir: &Path, metrics: IntakeMetrics, horizon_days: u32) -> Result<Self, IntakeError> {
-        let seen = eventlog::open_sled(index_dir)?.open_tree("accepted_event_ids")?;
-        Ok(Self { log, seen, metrics, horizon: chrono::TimeDelta::days(i64::from(horizon_days)) })
+        let db = eventlog::open_sled(index_dir)?;
+        // The index of earlier versions, one sled key per event; ids in it are answered
+        // by the aggregator's own deduplication from now on.
+        db.drop_tree("accepted_event_ids")?;
+        let horizon = chrono::TimeDelta::days(i64::from(horizon_days));
+        let kept_from = Self::first_day_kept(horizon);
+        let accepted = AcceptedIds::open(db.open_tree("accepted_ids")?, kept_from)?;
+        Ok(Self { log, accepted, kept_from: Mutex::new(kept_from), metrics, horizon })
+    }
+
+    /// Events from before the horizon are refused before the index is asked, so the ids
+    /// of days before it (a day's margin for time zones) need not be kept.
+    fn first_day_kept(horizon: chrono::TimeDelta) -> chrono::NaiveDate {
+        (chrono::Utc::now() - horizon - chrono::TimeDelta::days(1)).date_naive()
+    }
+
+    /// Drops the ids of days that have fallen behind the horizon since the last time.
+    fn forget_old_days(&self) -> Result<(), IntakeError> {
+        let first = Self::first_day_kept(self.horizon);
+        let mut kept_from = self.kept_from.lock().expect("not poisoned");
+        if first > *kept_from {
+            self.accepted.forget_before(first)?;
+            *kept_from = first;
+        }
+        Ok(())
     }
 
     /// Refuses events from before the horizon, or from more than a day ahead (a clock
@@ -121,8 +152,10 @@ impl<L: EventLog> IntakeService<L> {
         let mut results = Vec::with_capacity(events.len());
         let mut records = Vec::with_capacity(events.len());
         let mut new_events: Vec<(usize, EventKind)> = Vec::new();
+        self.forget_old_days()?;
         // The new ids of this request: what goes into the index once the log has them.
         let mut in_this_request = HashSet::with_capacity(events.len());
+        let mut new_ids = Vec::with_capacity(events.len());
         // Counted here and added to the metrics once per kind, not once per event.
         let mut duplicates = [0u64; EventKind::ALL.len()];
         for (index, event) in events.into_iter().enumerate() {
@@ -138,11 +171,8 @@ impl<L: EventLog> IntakeService<L> {
                 }
                 Ok(envelope) => {
                     let kind = envelope.kind();
-                    let mut id = Vec::with_capacity(envelope.school.len() + 1 + envelope.event_id.len());
-                    id.extend_from_slice(envelope.school.as_bytes());
-                    id.push(b'/');
-                    id.extend_from_slice(envelope.event_id.as_bytes());
-                    if self.seen.contains_key(&id)? || !in_this_request.insert(id) {
+                    let id = self.accepted.hash(&envelope.school, &envelope.event_id);
+                    if self.accepted.contains(id) || !in_this_request.insert(id) {
                         duplicates[kind as usize] += 1;
                         result.outcome = pb::Outcome::Duplicate as i32;
                     } else {
@@ -156,6 +186,7 @@ impl<L: EventLog> IntakeService<L> {
                             payload,
                         });
                         new_events.push((index, kind));
+                        new_ids.push((id, envelope.occurred_at.naive_utc().date()));
                     }
                 }
             }
@@ -167,11 +198,7 @@ impl<L: EventLog> IntakeService<L> {
             results[index].outcome = pb::Outcome::Accepted as i32;
             accepted[kind as usize] += 1;
         }
-        let mut index_batch = sled::Batch::default();
-        for id in in_this_request {
-            index_batch.insert(id, &[]);
-        }
-        self.seen.apply_batch(index_batch)?;
+        self.accepted.insert(&new_ids)?;
         for kind in EventKind::ALL {
             if accepted[kind as usize] > 0 {
                 self.metrics.accepted.get_or_create(&labels(Some(kind), None)).inc_by(accepted[kind as usize]);
