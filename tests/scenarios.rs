@@ -26,6 +26,7 @@ macro_rules! on_every_backend {
 }
 
 on_every_backend!(
+    a_long_stream_answers_every_event_by_its_index_and_folds_each_once,
     every_units_report_in_one_call_equals_the_reports_one_by_one,
     key_persons_are_listed_by_unit_with_their_observation,
     events_older_than_the_horizon_or_from_the_future_are_refused,
@@ -584,5 +585,28 @@ async fn every_units_report_in_one_call_equals_the_reports_one_by_one(backend: B
     bad_date.date = "yesterday".into();
     let refused = server.reports.list_daily_reports(bad_date).await.unwrap_err();
     assert!(refused.message().starts_with("date:"), "{}", refused.message());
+    server.running.stop().await.unwrap();
+}
+
+/// More events than one stream sends to the log at once: outcomes keep their indexes.
+async fn a_long_stream_answers_every_event_by_its_index_and_folds_each_once(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &backend).await;
+    let mut s = School::new("S1", "Guangzhou", DAY);
+    let mut events: Vec<pb::Event> =
+        (0..5_000).map(|i| s.temperature("07:30", &format!("P{}", i % 700), Slot::Morning, 36.5)).collect();
+    events[1_500].occurred_at = "soon".into();
+    events[4_500].school = String::new();
+    events[3_000] = events[10].clone();
+    let response = server.intake.publish_stream(tokio_stream::iter(events)).await.unwrap().into_inner();
+    assert_eq!((response.accepted, response.duplicates, response.rejected), (4_997, 1, 2));
+    let problems: Vec<(u64, &str)> = response.problems.iter().map(|p| (p.index, p.error.as_str())).collect();
+    assert_eq!(problems.len(), 2);
+    assert_eq!(problems[0].0, 1_500);
+    assert!(problems[0].1.starts_with("occurred_at"), "{}", problems[0].1);
+    assert_eq!(problems[1].0, 4_500);
+    assert!(problems[1].1.starts_with("school"), "{}", problems[1].1);
+    server.caught_up().await;
+    assert_eq!(server.events_folded().await, 4_997);
     server.running.stop().await.unwrap();
 }
