@@ -101,7 +101,7 @@ async fn consume(broker: &str, topic: &str, count: usize, bytes: usize) -> anyho
         .set("bootstrap.servers", broker)
         .set("group.id", format!("{topic}-reader"))
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "500")
+        .set("fetch.wait.max.ms", "100")
         .create()?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..PARTITIONS {

@@ -147,7 +147,7 @@ fn serve_args(dir: &Path, log: &Log, prefix: &str, group: &str) -> daybook::Serv
         // tansu 0.6.0's memory storage cannot fetch from inside a record batch, hence one
         // record per batch (deploy/KAFKA.md); its sqlite storage crawls at 100k records.
         Log::Kafka { broker } => Some(format!(
-            "kafka://{broker}?prefix={prefix}.&partitions=4&fetch_wait_ms=500&producer.batch.num.messages=1"
+            "kafka://{broker}?prefix={prefix}.&partitions=4&fetch_wait_ms=100&producer.batch.num.messages=1"
         )),
     };
     ServeArgs {

@@ -417,9 +417,10 @@ Notes:
   timed from its first record, so start-up and group joining are left out.
 - Freshness: {fresh} fever readings of new students of one class, posted one at a time after the
   bulk load; from the `Publish` acknowledgement until `GetDailyReport` of the class counts it,
-  polled every 2 ms. The Kafka log runs with `fetch_wait_ms=500`, and tansu 0.6.0 sleeps half
-  the fetch wait after every fetch, records found or not (tansu-storage `service/fetch.rs`): each
-  Kafka hop costs about 250 ms, and there are two (the events, then the changelog to the view).
+  polled every 2 ms. The Kafka log runs with daybook's default `fetch_wait_ms=100` (the raw
+  consumer too), and tansu 0.6.0 sleeps half the fetch wait after every fetch, records found or
+  not (tansu-storage `service/fetch.rs`): each Kafka hop costs up to about 50 ms, and there are
+  two (the events, then the changelog to the view).
 - Every unit's report: `ListUnits`, then one `GetDailyReport` per unit on {readers} concurrent
   readers; and in one call, `ListDailyReports` for the province (a server stream of every unit's
   report, schools read once for the cities and the province), read to its end.
