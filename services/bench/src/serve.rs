@@ -58,6 +58,8 @@ pub struct Figures {
     pub peak_memory: Option<(u64, bool)>,
     pub data_dir_bytes: Option<u64>,
     pub projections_bytes: Option<u64>,
+    /// The projections' keys and values, without sled's own overhead and garbage.
+    pub projections_live_bytes: Option<u64>,
 }
 
 /// How often the status is polled while waiting for the aggregator: fine enough for
@@ -124,6 +126,7 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
     figures.data_dir_bytes = Some(dir_size(&dir.path().join("serve")));
     figures.projections_bytes = Some(dir_size(&dir.path().join("serve/projections")));
     server.running.stop().await?;
+    figures.projections_live_bytes = Some(live_bytes(&dir.path().join("serve/projections"))?);
 
     eprintln!("  rebuilding the projections from the log");
     figures.rebuild = Some(match log {
@@ -401,6 +404,21 @@ fn peak_memory() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// Bytes of the keys and values of every tree of the sled database in `dir`: the state
+/// itself. sled's files hold more (page headers, and old versions of pages until it
+/// reclaims their segments).
+fn live_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let db = eventlog::open_sled(dir)?;
+    let mut bytes = 0;
+    for name in db.tree_names() {
+        for item in db.open_tree(name)?.iter() {
+            let (k, v) = item?;
+            bytes += (k.len() + v.len()) as u64;
+        }
+    }
+    Ok(bytes)
 }
 
 /// Bytes of the files under `dir`.
