@@ -17,6 +17,10 @@ pub const SOURCE: &str = "simulator";
 const TWO_HISTORIES: f64 = 0.03;
 /// Of those at home.
 const RETURNS: f64 = 0.01;
+/// Of those declaring two histories, the share the school puts under the observation the
+/// rules require (centralized for students on campus, home for staff); the rest show up
+/// as `observation_missing`.
+const OBSERVED_AS_REQUIRED: f64 = 0.97;
 const CHECK_DONE: f64 = 0.98;
 const FEVER: f64 = 0.003;
 /// Of those with a fever: some report symptoms, and 1 in 150 is suspected, which makes
@@ -35,6 +39,20 @@ const CHECKS: [(pb::Slot, &str, u32, u32); 3] = [
 
 /// Events per person on a day, on average; only for the progress bar's length.
 pub(crate) const EVENTS_PER_PERSON: f64 = 3.7;
+
+/// The observation the rules require of someone with two histories (DOMAIN.md,
+/// "Isolation"): centralized for students, at home for staff.
+fn observation_for(person: &Person) -> pb::IsolationStarted {
+    if person.is_student() {
+        pb::IsolationStarted {
+            kind: pb::IsolationKind::IsolationCentralized as i32,
+            place: "campus observation rooms".into(),
+            roommates: vec![],
+        }
+    } else {
+        pb::IsolationStarted { kind: pb::IsolationKind::IsolationHome as i32, place: "home".into(), roommates: vec![] }
+    }
+}
 
 const fn hm(hours: u32, minutes: u32) -> u32 {
     hours * 3600 + minutes * 60
@@ -92,6 +110,7 @@ impl Events<'_> {
         let person = self.person;
         // From when the person is on campus today, if at all.
         let mut arrival = (person.whereabouts == Whereabouts::OnCampus).then_some(0);
+        let mut declared_at = None;
 
         if person.whereabouts == Whereabouts::InHubei {
             let declared = pb::WhereaboutsDeclared {
@@ -106,11 +125,9 @@ impl Events<'_> {
                 if rng.random_bool(0.5) { pb::HistoryKind::HistoryTravel } else { pb::HistoryKind::HistoryContact };
             let when = self.date - Days::new(rng.random_range(1..=14));
             let declared = pb::TwoHistoriesDeclared { kind: kind as i32, date: when.to_string() };
-            out.push(self.movement(
-                "histories",
-                rng.random_range(hm(8, 0)..hm(10, 0)),
-                Movement::TwoHistories(declared),
-            ));
+            let t = rng.random_range(hm(8, 0)..hm(10, 0));
+            out.push(self.movement("histories", t, Movement::TwoHistories(declared)));
+            declared_at = Some(t);
         }
 
         if person.whereabouts == Whereabouts::AtHome && rng.random_bool(RETURNS) {
@@ -121,21 +138,13 @@ impl Events<'_> {
             out.push(self.movement("returned", t, Movement::Returned(returned)));
             let card = pb::HealthCardSubmitted { abnormal_last_14_days: false };
             out.push(self.health("card", t + 300, Health::HealthCard(card)));
-            let isolation = if person.is_student() {
-                pb::IsolationStarted {
-                    kind: pb::IsolationKind::IsolationCentralized as i32,
-                    place: "campus observation rooms".into(),
-                    roommates: vec![],
-                }
-            } else {
-                pb::IsolationStarted {
-                    kind: pb::IsolationKind::IsolationHome as i32,
-                    place: "home".into(),
-                    roommates: vec![],
-                }
-            };
-            out.push(self.movement("isolation", t + 600, Movement::IsolationStarted(isolation)));
+            out.push(self.movement("isolation", t + 600, Movement::IsolationStarted(observation_for(person))));
             arrival = Some(t);
+        } else if let Some(t) = declared_at
+            && (!person.is_student() || arrival.is_some())
+            && rng.random_bool(OBSERVED_AS_REQUIRED)
+        {
+            out.push(self.movement("isolation", t + 600, Movement::IsolationStarted(observation_for(person))));
         }
 
         let Some(arrival) = arrival else { return };
@@ -311,6 +320,9 @@ mod tests {
         assert!(near(counts["histories"], 0.98 * TWO_HISTORIES), "{counts:?}");
         assert!(near(counts["whereabouts"], 0.02), "{counts:?}");
         assert!(near(counts["returned"], 0.08 * RETURNS), "{counts:?}");
+        // Returns, and most of those declaring two histories (students only on campus).
+        let observed = 0.08 * RETURNS + 0.98 * TWO_HISTORIES * 0.9 * OBSERVED_AS_REQUIRED;
+        assert!(near(counts["isolation"], observed), "{counts:?}");
         assert!(near(fever.len(), 0.9 * FEVER), "{} fevers", fever.len());
         assert!(counts["symptoms"] > 0 && counts["sick"] == counts["symptoms"]);
         assert!(counts["out"] > 0 && counts["out"] == counts["in"]);
