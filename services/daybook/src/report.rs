@@ -142,6 +142,7 @@ pub fn render(r: &pb::DailyReport) -> String {
     row("FLAG: release refused, not yet due (未满解除条件)", r.releases_refused.to_string());
     row("FLAG: not under the observation required (应隔离未隔离)", r.observation_missing.to_string());
     row("sick absent (因病缺勤)", r.sick_absent.to_string());
+    row("sick absence started / back in class (复课)", format!("{} / {}", r.sick_absence_started, r.back_in_class));
     row("returned today (返校)", r.returned.to_string());
     row("health cards submitted (健康卡)", r.health_cards.to_string());
     row("gate: entered / left (门岗进出)", format!("{} / {}", r.gate_in, r.gate_out));
@@ -195,6 +196,8 @@ pub fn to_json(r: &pb::DailyReport) -> serde_json::Value {
         "releases_refused": r.releases_refused,
         "observation_missing": r.observation_missing,
         "sick_absent": r.sick_absent,
+        "sick_absence_started": r.sick_absence_started,
+        "back_in_class": r.back_in_class,
         "returned": r.returned,
         "health_cards": r.health_cards,
         "gate_in": r.gate_in,

@@ -277,6 +277,8 @@ pub struct DayFlows {
     pub gate_in: bool,
     pub gate_out: bool,
     pub observation_started: bool,
+    pub sick_absence_started: bool,
+    pub back_in_class: bool,
 }
 
 fn insert<T: PartialEq>(set: &mut Vec<T>, item: T) {
@@ -417,6 +419,8 @@ impl PersonDay {
             Fact::Released => f.released = true,
             Fact::Returned { .. } => f.returned = true,
             Fact::IsolationStarted { .. } => f.observation_started = true,
+            Fact::SickAbsenceStarted { .. } => f.sick_absence_started = true,
+            Fact::SickAbsenceEnded => f.back_in_class = true,
             Fact::GatePassed(Direction::In) => f.gate_in = true,
             Fact::GatePassed(Direction::Out) => f.gate_out = true,
             _ => {}
@@ -489,6 +493,9 @@ impl PersonDay {
         t.mark(Measure::FlagReleaseRefused, refused);
         t.mark(Measure::FlagObservationMissing, s.observation_missing(rules).is_some_and(|(_, until)| day < until));
         t.mark(Measure::SickAbsent, s.sick_absent.value);
+        // Judged on the day's end: off sick and back the same day counts as neither.
+        t.mark(Measure::SickAbsenceStarted, f.sick_absence_started && s.sick_absent.value);
+        t.mark(Measure::BackInClass, f.back_in_class && !s.sick_absent.value);
         t.mark(Measure::Returned, f.returned);
         t.mark(Measure::HealthCards, f.health_card);
         t.mark(Measure::GateIn, f.gate_in);

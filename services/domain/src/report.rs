@@ -59,6 +59,10 @@ pub struct DailyReport {
     /// Persons not under the observation the rules require.
     pub observation_missing: u32,
     pub sick_absent: u32,
+    /// Sick absence that began that day.
+    pub sick_absence_started: u32,
+    /// Back in class after a sick absence that day (复课).
+    pub back_in_class: u32,
     pub returned: u32,
     pub health_cards: u32,
     pub gate_in: u32,
@@ -182,6 +186,8 @@ impl DailyReport {
             releases_refused: n(Measure::FlagReleaseRefused),
             observation_missing: n(Measure::FlagObservationMissing),
             sick_absent: n(Measure::SickAbsent),
+            sick_absence_started: n(Measure::SickAbsenceStarted),
+            back_in_class: n(Measure::BackInClass),
             returned: n(Measure::Returned),
             health_cards: n(Measure::HealthCards),
             gate_in: n(Measure::GateIn),
@@ -245,6 +251,8 @@ impl DailyReport {
         put("releases_refused", self.releases_refused);
         put("observation_missing", self.observation_missing);
         put("sick_absent", self.sick_absent);
+        put("sick_absence_started", self.sick_absence_started);
+        put("back_in_class", self.back_in_class);
         put("returned", self.returned);
         put("health_cards", self.health_cards);
         put("gate_in", self.gate_in);

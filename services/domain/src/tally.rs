@@ -86,6 +86,9 @@ measures! {
     // Persons the rules put under observation who are not under it (or at home where
     // centralized observation is required).
     FlagObservationMissing: State,
+    // Sick absence that began that day, and persons back in class after one (复课).
+    SickAbsenceStarted: Flow,
+    BackInClass: Flow,
 }
 
 impl Measure {

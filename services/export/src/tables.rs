@@ -163,6 +163,8 @@ fn report_columns() -> Vec<Column<ReportRow>> {
         }),
         rep("应隔离未隔离", "Flag: not under the observation required", |r| r.report.observation_missing.into()),
         rep("因病缺勤", "Sick absent", |r| r.report.sick_absent.into()),
+        rep("新增因病缺勤", "Sick absence started", |r| r.report.sick_absence_started.into()),
+        rep("复课", "Back in class", |r| r.report.back_in_class.into()),
         rep("当日返校", "Returned today", |r| r.report.returned.into()),
         rep("健康卡", "Health cards", |r| r.report.health_cards.into()),
         rep("门岗进校", "Gate: entered", |r| r.report.gate_in.into()),

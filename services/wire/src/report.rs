@@ -129,6 +129,8 @@ pub fn report_to_proto(r: &DailyReport) -> pb::DailyReport {
         releases_refused: r.releases_refused,
         observation_missing: r.observation_missing,
         sick_absent: r.sick_absent,
+        sick_absence_started: r.sick_absence_started,
+        back_in_class: r.back_in_class,
         returned: r.returned,
         health_cards: r.health_cards,
         gate_in: r.gate_in,
