@@ -1,13 +1,13 @@
 //! The projection store: one sled tree, keys by prefix. Everything an aggregator writes
-//! for a batch of events (timelines, unit days, units, seen ids, log positions) goes in
+//! for a batch of events (timelines, unit days, units, log positions) goes in
 //! one atomic `apply_batch`, so a crash leaves either all of a batch or none of it.
 //!
 //! | prefix | key                              | value                      |
 //! |--------|----------------------------------|----------------------------|
-//! | `p`    | school/person                    | the person's [`Timeline`]  |
+//! | `p`    | school/person                    | the person's [`Timeline`], with the ids of their events folded |
 //! | `u`    | unit key, NUL, YYYY-MM-DD        | the unit's [`Tally`]       |
 //! | `n`    | unit key                         | [`UnitInfo`]               |
-//! | `e`    | school/event id                  | empty: the event is folded |
+//! | `e`    | school/event id                  | legacy, read only: the event is folded (stores from before the ids moved into `p`) |
 //! | `o`    | topic/partition                  | next offset to fold (u64)  |
 //! | `k`    | school/person                    | the person's [`domain::person::KeyPerson`], while one |
 //! | `r`    | school/person                    | persons an isolation paired them with, either side's |
@@ -34,6 +34,12 @@ pub struct Mark {
     pub day: Day,
     pub school: String,
     value: Vec<u8>,
+}
+
+/// A timeline as stored before it kept its folded event ids (a postcard prefix of today's).
+#[derive(Deserialize)]
+struct LegacyTimeline {
+    days: BTreeMap<Day, domain::person::PersonDay>,
 }
 
 /// What the store keeps about a unit besides its tallies.
@@ -77,6 +83,7 @@ pub(crate) fn unit_key(unit: &UnitKey) -> Vec<u8> {
     format!("n\0{unit}").into_bytes()
 }
 
+/// Legacy: stores written before the folded ids moved into the timelines have these.
 pub(crate) fn seen_key(school: &str, event_id: &str) -> Vec<u8> {
     format!("e\0{school}/{event_id}").into_bytes()
 }
@@ -295,7 +302,15 @@ impl Projections {
 
     pub(crate) fn timeline(&self, school: &str, person: &str) -> Result<Timeline, AggregateError> {
         let key = person_key(school, person);
-        Ok(self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()?.unwrap_or_default())
+        let Some(bytes) = self.tree.get(&key)? else { return Ok(Timeline::default()) };
+        match decode(&key, &bytes) {
+            Ok(timeline) => Ok(timeline),
+            // Written before timelines kept their folded ids: those are in `e` keys.
+            Err(e) => match postcard::from_bytes::<LegacyTimeline>(&bytes) {
+                Ok(legacy) => Ok(Timeline { days: legacy.days, folded: Default::default() }),
+                Err(_) => Err(e),
+            },
+        }
     }
 
     /// Key persons placed in `unit` (or, for a city or the province, in its schools).
@@ -347,5 +362,32 @@ impl Projections {
             out.insert(day, decode(&k, &v)?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeline_stored_before_it_kept_folded_ids_still_loads() {
+        #[derive(Serialize)]
+        struct Before<'a> {
+            days: &'a BTreeMap<Day, domain::person::PersonDay>,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let projections = Projections::new(open(dir.path()).unwrap());
+        let mut timeline = Timeline::default();
+        let stamp = domain::person::Stamp::new(1, "e1");
+        let fever = domain::Fact::Temperature { slot: domain::event::Slot::Morning, celsius: 38.2 };
+        timeline.apply("S1", Day::from_ymd_opt(2026, 11, 29).unwrap(), &fever, stamp, &domain::Rules::default());
+        projections.tree.insert(person_key("S1", "P1"), encode(&Before { days: &timeline.days })).unwrap();
+        assert_eq!(projections.timeline("S1", "P1").unwrap(), timeline);
+
+        assert!(timeline.first_fold(stamp));
+        projections.tree.insert(person_key("S1", "P1"), encode(&timeline)).unwrap();
+        let loaded = projections.timeline("S1", "P1").unwrap();
+        assert_eq!(loaded, timeline);
+        assert!(loaded.folded.contains(stamp.tiebreak));
     }
 }

@@ -17,6 +17,80 @@ use crate::person::{Contribution, PersonDay, Rules, Stamp};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timeline {
     pub days: BTreeMap<Day, PersonDay>,
+    /// The events of this person folded into it (not the roommates' signs it received),
+    /// so that the fold skips one delivered again: the check costs no store access of its
+    /// own, since the timeline is loaded and written with every event of the person.
+    pub folded: FoldedIds,
+}
+
+/// A set of event ids, as the 64-bit FNV-1a hash of the id ([`Stamp::tiebreak`]).
+/// Within one person's events a collision (which would skip an event) is negligible:
+/// about n²/2⁶⁵ for n events, 3·10⁻¹⁴ for a thousand.
+///
+/// Kept sorted in memory; stored as 8 bytes per id (postcard would spend 9 to 10 on a
+/// hash as a varint).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FoldedIds(Vec<u64>);
+
+impl FoldedIds {
+    /// Adds `id`; false if it was there already.
+    pub fn insert(&mut self, id: u64) -> bool {
+        match self.0.binary_search(&id) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, id);
+                true
+            }
+        }
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.0.binary_search(&id).is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for FoldedIds {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut bytes = Vec::with_capacity(self.0.len() * 8);
+        for id in &self.0 {
+            bytes.extend_from_slice(&id.to_le_bytes());
+        }
+        serializer.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for FoldedIds {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Ids;
+        impl serde::de::Visitor<'_> for Ids {
+            type Value = FoldedIds;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("event id hashes, 8 bytes each")
+            }
+
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<FoldedIds, E> {
+                if !bytes.len().is_multiple_of(8) {
+                    return Err(E::invalid_length(bytes.len(), &self));
+                }
+                let mut ids: Vec<u64> =
+                    bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+                // Written sorted; sorting again costs nothing then and keeps lookups right.
+                ids.sort_unstable();
+                ids.dedup();
+                Ok(FoldedIds(ids))
+            }
+        }
+        deserializer.deserialize_bytes(Ids)
+    }
 }
 
 /// A person's contribution moved from `old` to `new` on `day`, and their state part did
@@ -30,6 +104,12 @@ pub struct DayChange {
 }
 
 impl Timeline {
+    /// Records that the person's own event `stamp` is being folded; false if an event
+    /// with the same id was folded before (its stamp's tiebreak is the id's hash).
+    pub fn first_fold(&mut self, stamp: Stamp) -> bool {
+        self.folded.insert(stamp.tiebreak)
+    }
+
     /// Folds one event that happened on `day`.
     pub fn apply(&mut self, school: &str, day: Day, fact: &Fact, stamp: Stamp, rules: &Rules) -> Vec<DayChange> {
         let mut changes = Vec::new();
@@ -113,6 +193,15 @@ mod tests {
             city: "C".into(),
             on_campus: true,
         }
+    }
+
+    #[test]
+    fn folded_ids_are_a_set_of_event_ids() {
+        let mut t = Timeline::default();
+        assert!(t.first_fold(Stamp::new(5, "e1")));
+        assert!(t.first_fold(Stamp::new(1, "e2")));
+        assert!(!t.first_fold(Stamp::new(9, "e1")), "same id, whatever its time");
+        assert!(t.folded.contains(Stamp::new(0, "e2").tiebreak));
     }
 
     #[test]
