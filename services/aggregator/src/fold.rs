@@ -48,6 +48,8 @@ pub struct Folder {
     /// The store holds `e` keys (folded event ids) written before the ids moved into the
     /// timelines: they are still asked, so an upgraded store skips what it folded.
     legacy_seen: bool,
+    /// Scratch for the `school/person` key of a lookup.
+    key_buf: String,
     /// Whether to leave what changed in the outbox for the changelog (Kafka mode, where
     /// every instance's view is built from all instances' changes).
     changelog: bool,
@@ -79,6 +81,7 @@ impl Folder {
             dirty_unit_days: HashSet::new(),
             new_units: Vec::new(),
             legacy_seen,
+            key_buf: String::new(),
             changelog: false,
             roommate_index: HashMap::new(),
             key_persons: HashMap::new(),
@@ -210,23 +213,31 @@ impl Folder {
         fact: &Fact,
         stamp: Stamp,
     ) -> Result<(), AggregateError> {
-        let key = format!("{school}/{person}");
         let rules = self.rules;
         let changes = self.timeline(school, person)?.apply(school, day, fact, stamp, &rules);
-        self.dirty_timelines.insert(key);
+        // `timeline` left the person's key in `key_buf`.
+        if !self.dirty_timelines.contains(self.key_buf.as_str()) {
+            self.dirty_timelines.insert(self.key_buf.clone());
+        }
         for change in changes {
             self.apply_change(&change)?;
         }
         Ok(())
     }
 
+    /// The person's timeline, loaded if not in memory. Leaves `school/person` in
+    /// `key_buf` (a lookup per call, several per event: no allocation for it).
     fn timeline(&mut self, school: &str, person: &str) -> Result<&mut Timeline, AggregateError> {
-        let key = format!("{school}/{person}");
-        if !self.timelines.contains_key(&key) {
+        let key = &mut self.key_buf;
+        key.clear();
+        key.push_str(school);
+        key.push('/');
+        key.push_str(person);
+        if !self.timelines.contains_key(key.as_str()) {
             let loaded = self.projections.timeline(school, person)?;
             self.timelines.insert(key.clone(), loaded);
         }
-        Ok(self.timelines.get_mut(&key).expect("loaded above"))
+        Ok(self.timelines.get_mut(self.key_buf.as_str()).expect("loaded above"))
     }
 
     /// Centralized-observation roommates extend each other's period: abnormal signs of
@@ -383,7 +394,7 @@ impl Folder {
         for key in std::mem::take(&mut self.dirty_timelines) {
             let (school, person) = key.split_once('/').expect("keys are school/person");
             let timeline = &self.timelines[&key];
-            batch.insert(store::person_key(school, person), store::encode(timeline));
+            batch.insert(store::person_key_joined(&key), store::encode(timeline));
             // The key-person list follows the person's latest day.
             let now =
                 timeline.days.iter().next_back().and_then(|(day, e)| e.key_person(school, person, *day, &self.rules));
