@@ -7,6 +7,7 @@
 //! [`DayChange`]: the person's old and new contribution, and the days it stands for.
 
 use std::collections::BTreeMap;
+use std::ops::Bound::{Excluded, Unbounded};
 
 use serde::{Deserialize, Serialize};
 
@@ -113,26 +114,26 @@ impl Timeline {
     /// Folds one event that happened on `day`.
     pub fn apply(&mut self, school: &str, day: Day, fact: &Fact, stamp: Stamp, rules: &Rules) -> Vec<DayChange> {
         let mut changes = Vec::new();
-        let entry = match self.days.get(&day) {
-            Some(existing) => existing.clone(),
-            None => self.days.range(..day).next_back().map(|(_, before)| before.carried()).unwrap_or_default(),
-        };
+        if !self.days.contains_key(&day) {
+            let carried = self.days.range(..day).next_back().map(|(_, before)| before.carried()).unwrap_or_default();
+            self.days.insert(day, carried);
+        }
+        // Updated in place: a person's entry holds sets and strings, not worth a clone.
+        let entry = self.days.get_mut(&day).expect("inserted above");
         let old = entry.contribution(school, day, rules);
-        let mut updated = entry;
-        updated.apply(fact, stamp, day, rules);
-        let new = updated.contribution(school, day, rules);
-        self.days.insert(day, updated);
-        changes.push(DayChange { day, until: self.next_day_after(day), old, new });
+        entry.apply(fact, stamp, day, rules);
+        let new = entry.contribution(school, day, rules);
+        // Each entry's span ends where the next entry begins.
+        let later: Vec<Day> = self.days.range((Excluded(day), Unbounded)).map(|(d, _)| *d).collect();
+        changes.push(DayChange { day, until: later.first().copied(), old, new });
 
-        let later: Vec<Day> = self.days.range(day..).map(|(d, _)| *d).filter(|d| *d > day).collect();
-        for later_day in later {
-            let entry = self.days.get_mut(&later_day).expect("listed above");
-            let old = entry.contribution(school, later_day, rules);
+        for (i, later_day) in later.iter().enumerate() {
+            let entry = self.days.get_mut(later_day).expect("listed above");
+            let old = entry.contribution(school, *later_day, rules);
             entry.apply_state(fact, stamp, day, rules);
-            let new = entry.contribution(school, later_day, rules);
+            let new = entry.contribution(school, *later_day, rules);
             if old != new {
-                let until = self.next_day_after(later_day);
-                changes.push(DayChange { day: later_day, until, old, new });
+                changes.push(DayChange { day: *later_day, until: later.get(i + 1).copied(), old, new });
             }
         }
         changes.extend(self.mark_due_days(school, day, rules));
@@ -172,7 +173,7 @@ impl Timeline {
     }
 
     fn next_day_after(&self, day: Day) -> Option<Day> {
-        self.days.range(day..).map(|(d, _)| *d).find(|d| *d > day)
+        self.days.range((Excluded(day), Unbounded)).next().map(|(d, _)| *d)
     }
 }
 
