@@ -45,7 +45,11 @@ pub struct Folder {
     dirty_timelines: HashSet<String>,
     dirty_unit_days: HashSet<(UnitKey, Day)>,
     new_units: Vec<(UnitKey, UnitInfo)>,
-    seen: HashSet<Vec<u8>>,
+    /// The store holds `e` keys (folded event ids) written before the ids moved into the
+    /// timelines: they are still asked, so an upgraded store skips what it folded.
+    legacy_seen: bool,
+    /// Scratch for the `school/person` key of a lookup.
+    key_buf: String,
     /// Whether to leave what changed in the outbox for the changelog (Kafka mode, where
     /// every instance's view is built from all instances' changes).
     changelog: bool,
@@ -64,6 +68,7 @@ pub struct Folder {
 impl Folder {
     pub fn new(projections: Projections, rules: Rules, zone: FixedOffset) -> Result<Self, AggregateError> {
         let positions = projections.positions()?;
+        let legacy_seen = projections.tree.scan_prefix(b"e\0").next().transpose()?.is_some();
         Ok(Self {
             projections,
             rules,
@@ -75,7 +80,8 @@ impl Folder {
             dirty_timelines: HashSet::new(),
             dirty_unit_days: HashSet::new(),
             new_units: Vec::new(),
-            seen: HashSet::new(),
+            legacy_seen,
+            key_buf: String::new(),
             changelog: false,
             roommate_index: HashMap::new(),
             key_persons: HashMap::new(),
@@ -124,15 +130,27 @@ impl Folder {
                     continue;
                 }
             };
-            let seen = store::seen_key(&envelope.school, &envelope.event_id);
-            if self.seen.contains(&seen) || self.projections.tree.contains_key(&seen)? {
+            let Payload::Person { person_id, fact } = &envelope.payload else {
+                // Inspections are validated and kept in the log; their projection is
+                // future work, so there is nothing to fold twice either.
+                outcome.folded += 1;
+                continue;
+            };
+            let school = envelope.school.as_str();
+            let stamp = Stamp::new(envelope.occurred_at.timestamp_millis(), &envelope.event_id);
+            // A (school, event id) folded before is skipped: folding twice is not a no-op
+            // (a re-folded isolation shares signs again, a gate pass re-alerts). The ids
+            // live in the event's own person's timeline, which folding loads anyway.
+            if self.legacy_seen && self.projections.tree.contains_key(store::seen_key(school, &envelope.event_id))? {
+                outcome.duplicates += 1;
+                continue;
+            }
+            if !self.timeline(school, person_id)?.first_fold(stamp) {
                 outcome.duplicates += 1;
                 continue;
             }
             self.school_partition.insert(envelope.school.clone(), polled.at.partition);
-            self.fold(&envelope)?;
-            batch.insert(seen.clone(), &[]);
-            self.seen.insert(seen);
+            self.fold(&envelope, person_id, fact, stamp)?;
             outcome.folded += 1;
         }
         self.write_into(&mut batch)?;
@@ -141,7 +159,6 @@ impl Folder {
         }
         self.projections.tree.apply_batch(batch)?;
         self.projections.written();
-        self.seen.clear();
         // Everything is in sled now: a cache grown past its bound is dropped whole (sled
         // keeps its own cache of hot pages), so memory stays bounded at province scale.
         if self.timelines.len() > CACHED_PERSONS {
@@ -158,14 +175,9 @@ impl Folder {
         Ok(outcome)
     }
 
-    fn fold(&mut self, envelope: &Envelope) -> Result<(), AggregateError> {
-        let Payload::Person { person_id, fact } = &envelope.payload else {
-            // Inspections are validated and kept in the log; their projection is future work.
-            return Ok(());
-        };
+    fn fold(&mut self, envelope: &Envelope, person_id: &str, fact: &Fact, stamp: Stamp) -> Result<(), AggregateError> {
         let school = envelope.school.as_str();
         let day = envelope.occurred_at.with_timezone(&self.zone).date_naive();
-        let stamp = Stamp::new(envelope.occurred_at.timestamp_millis(), &envelope.event_id);
         self.fold_fact(school, person_id, day, fact, stamp)?;
         self.raise_alert(envelope, person_id, day, fact)?;
         self.share_with_roommates(school, person_id, day, fact, stamp)
@@ -201,23 +213,31 @@ impl Folder {
         fact: &Fact,
         stamp: Stamp,
     ) -> Result<(), AggregateError> {
-        let key = format!("{school}/{person}");
         let rules = self.rules;
         let changes = self.timeline(school, person)?.apply(school, day, fact, stamp, &rules);
-        self.dirty_timelines.insert(key);
+        // `timeline` left the person's key in `key_buf`.
+        if !self.dirty_timelines.contains(self.key_buf.as_str()) {
+            self.dirty_timelines.insert(self.key_buf.clone());
+        }
         for change in changes {
             self.apply_change(&change)?;
         }
         Ok(())
     }
 
+    /// The person's timeline, loaded if not in memory. Leaves `school/person` in
+    /// `key_buf` (a lookup per call, several per event: no allocation for it).
     fn timeline(&mut self, school: &str, person: &str) -> Result<&mut Timeline, AggregateError> {
-        let key = format!("{school}/{person}");
-        if !self.timelines.contains_key(&key) {
+        let key = &mut self.key_buf;
+        key.clear();
+        key.push_str(school);
+        key.push('/');
+        key.push_str(person);
+        if !self.timelines.contains_key(key.as_str()) {
             let loaded = self.projections.timeline(school, person)?;
             self.timelines.insert(key.clone(), loaded);
         }
-        Ok(self.timelines.get_mut(&key).expect("loaded above"))
+        Ok(self.timelines.get_mut(self.key_buf.as_str()).expect("loaded above"))
     }
 
     /// Centralized-observation roommates extend each other's period: abnormal signs of
@@ -374,7 +394,7 @@ impl Folder {
         for key in std::mem::take(&mut self.dirty_timelines) {
             let (school, person) = key.split_once('/').expect("keys are school/person");
             let timeline = &self.timelines[&key];
-            batch.insert(store::person_key(school, person), store::encode(timeline));
+            batch.insert(store::person_key_joined(&key), store::encode(timeline));
             // The key-person list follows the person's latest day.
             let now =
                 timeline.days.iter().next_back().and_then(|(day, e)| e.key_person(school, person, *day, &self.rules));
@@ -453,4 +473,71 @@ fn materialize(days: &mut BTreeMap<Day, Tally>, day: Day) -> bool {
     let inherited = days.range(..day).next_back().map(|(_, t)| t.state_only()).unwrap_or_default();
     days.insert(day, inherited);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eventlog::Record;
+    use wire::pb;
+
+    fn fever(event_id: &str, person: &str) -> pb::Event {
+        pb::Event {
+            event_id: event_id.into(),
+            source: "test".into(),
+            school: "S1".into(),
+            occurred_at: "2020-02-26T07:40:00+08:00".into(),
+            payload: Some(pb::event::Payload::Health(pb::HealthEvent {
+                person_id: person.into(),
+                kind: Some(pb::health_event::Kind::Temperature(pb::TemperatureTaken {
+                    slot: pb::Slot::Morning as i32,
+                    celsius: 38.5,
+                })),
+            })),
+        }
+    }
+
+    fn at(offset: u64, event: &pb::Event) -> Polled {
+        let tp = TopicPartition { topic: "health".into(), partition: 0 };
+        let record = Record {
+            topic: tp.topic.clone(),
+            key: event.school.clone(),
+            headers: vec![],
+            payload: event.encode_to_vec(),
+        };
+        Polled { at: tp, offset, record }
+    }
+
+    fn folder() -> (tempfile::TempDir, Projections, Folder) {
+        let dir = tempfile::tempdir().unwrap();
+        let projections = Projections::new(store::open(dir.path()).unwrap());
+        let config = crate::FoldConfig::default();
+        let folder = Folder::new(projections.clone(), config.rules, config.zone).unwrap();
+        (dir, projections, folder)
+    }
+
+    #[test]
+    fn an_event_id_is_folded_once_in_a_batch_across_batches_and_restarts() {
+        let (_dir, projections, mut folder) = folder();
+        let (e1, e2) = (fever("e1", "P1"), fever("e2", "P1"));
+        let outcome = folder.fold_batch(&[at(0, &e1), at(1, &e1), at(2, &e2)]).unwrap();
+        assert_eq!((outcome.folded, outcome.duplicates), (2, 1));
+        let outcome = folder.fold_batch(&[at(3, &e2)]).unwrap();
+        assert_eq!((outcome.folded, outcome.duplicates), (0, 1));
+        let config = crate::FoldConfig::default();
+        let mut restarted = Folder::new(projections.clone(), config.rules, config.zone).unwrap();
+        let outcome = restarted.fold_batch(&[at(4, &e1), at(5, &fever("e3", "P1"))]).unwrap();
+        assert_eq!((outcome.folded, outcome.duplicates), (1, 1));
+        assert!(projections.tree.scan_prefix(b"e\0").next().is_none(), "no key per event");
+    }
+
+    #[test]
+    fn a_store_written_with_seen_keys_still_skips_what_they_name() {
+        let (_dir, projections, _) = folder();
+        projections.tree.insert(store::seen_key("S1", "e1"), &[]).unwrap();
+        let config = crate::FoldConfig::default();
+        let mut folder = Folder::new(projections.clone(), config.rules, config.zone).unwrap();
+        let outcome = folder.fold_batch(&[at(0, &fever("e1", "P1")), at(1, &fever("e2", "P1"))]).unwrap();
+        assert_eq!((outcome.folded, outcome.duplicates), (1, 1));
+    }
 }

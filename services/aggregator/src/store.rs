@@ -1,13 +1,13 @@
 //! The projection store: one sled tree, keys by prefix. Everything an aggregator writes
-//! for a batch of events (timelines, unit days, units, seen ids, log positions) goes in
+//! for a batch of events (timelines, unit days, units, log positions) goes in
 //! one atomic `apply_batch`, so a crash leaves either all of a batch or none of it.
 //!
 //! | prefix | key                              | value                      |
 //! |--------|----------------------------------|----------------------------|
-//! | `p`    | school/person                    | the person's [`Timeline`]  |
+//! | `p`    | school/person                    | the person's [`Timeline`], with the ids of their events folded |
 //! | `u`    | unit key, NUL, YYYY-MM-DD        | the unit's [`Tally`]       |
 //! | `n`    | unit key                         | [`UnitInfo`]               |
-//! | `e`    | school/event id                  | empty: the event is folded |
+//! | `e`    | school/event id                  | legacy, read only: the event is folded (stores from before the ids moved into `p`) |
 //! | `o`    | topic/partition                  | next offset to fold (u64)  |
 //! | `k`    | school/person                    | the person's [`domain::person::KeyPerson`], while one |
 //! | `r`    | school/person                    | persons an isolation paired them with, either side's |
@@ -36,6 +36,12 @@ pub struct Mark {
     value: Vec<u8>,
 }
 
+/// A timeline as stored before it kept its folded event ids (a postcard prefix of today's).
+#[derive(Deserialize)]
+struct LegacyTimeline {
+    days: BTreeMap<Day, domain::person::PersonDay>,
+}
+
 /// What the store keeps about a unit besides its tallies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitInfo {
@@ -44,25 +50,76 @@ pub struct UnitInfo {
     pub city: String,
 }
 
+/// `tag`, NUL, then `parts` one after the other: keys are built without `format!`, which
+/// the fold would otherwise run several times per event.
+fn key_of(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + parts.iter().map(|p| p.len()).sum::<usize>());
+    key.extend_from_slice(&[tag, 0]);
+    for part in parts {
+        key.extend_from_slice(part);
+    }
+    key
+}
+
 pub(crate) fn person_key(school: &str, person: &str) -> Vec<u8> {
-    format!("p\0{school}/{person}").into_bytes()
+    key_of(b'p', &[school.as_bytes(), b"/", person.as_bytes()])
+}
+
+/// The `p` key of a `school/person` pair already joined.
+pub(crate) fn person_key_joined(school_person: &str) -> Vec<u8> {
+    key_of(b'p', &[school_person.as_bytes()])
 }
 
 pub(crate) fn key_person_key(school: &str, person: &str) -> Vec<u8> {
-    format!("k\0{school}/{person}").into_bytes()
+    key_of(b'k', &[school.as_bytes(), b"/", person.as_bytes()])
 }
 
 pub(crate) fn roommates_key(school: &str, person: &str) -> Vec<u8> {
-    format!("r\0{school}/{person}").into_bytes()
+    key_of(b'r', &[school.as_bytes(), b"/", person.as_bytes()])
+}
+
+/// Writes `unit` as its `Display` does (`province`, or `level:path`).
+fn push_unit(key: &mut Vec<u8>, unit: &UnitKey) {
+    if unit.level == Level::Province {
+        key.extend_from_slice(b"province");
+    } else {
+        key.extend_from_slice(unit.level.as_str().as_bytes());
+        key.push(b':');
+        key.extend_from_slice(unit.path.as_bytes());
+    }
+}
+
+/// Writes `day` as `YYYY-MM-DD`, as chrono's `%Y-%m-%d` does for years 0 to 9999.
+fn push_day(key: &mut Vec<u8>, day: Day) {
+    use chrono::Datelike;
+    let year = day.year();
+    if !(0..=9999).contains(&year) {
+        key.extend_from_slice(day.format("%Y-%m-%d").to_string().as_bytes());
+        return;
+    }
+    let digits = |n: u32, width: usize, key: &mut Vec<u8>| {
+        for i in (0..width).rev() {
+            key.push(b'0' + (n / 10u32.pow(i as u32) % 10) as u8);
+        }
+    };
+    digits(year as u32, 4, key);
+    key.push(b'-');
+    digits(day.month(), 2, key);
+    key.push(b'-');
+    digits(day.day(), 2, key);
 }
 
 pub(crate) fn unit_day_prefix(unit: &UnitKey) -> Vec<u8> {
-    format!("u\0{unit}\0").into_bytes()
+    let mut key = Vec::with_capacity(2 + 12 + unit.path.len() + 1 + 10);
+    key.extend_from_slice(b"u\0");
+    push_unit(&mut key, unit);
+    key.push(0);
+    key
 }
 
 pub(crate) fn unit_day_key(unit: &UnitKey, day: Day) -> Vec<u8> {
     let mut key = unit_day_prefix(unit);
-    key.extend_from_slice(day.format("%Y-%m-%d").to_string().as_bytes());
+    push_day(&mut key, day);
     key
 }
 
@@ -74,9 +131,12 @@ pub(crate) fn parse_unit_day_key(key: &[u8]) -> Option<(UnitKey, Day)> {
 }
 
 pub(crate) fn unit_key(unit: &UnitKey) -> Vec<u8> {
-    format!("n\0{unit}").into_bytes()
+    let mut key = b"n\0".to_vec();
+    push_unit(&mut key, unit);
+    key
 }
 
+/// Legacy: stores written before the folded ids moved into the timelines have these.
 pub(crate) fn seen_key(school: &str, event_id: &str) -> Vec<u8> {
     format!("e\0{school}/{event_id}").into_bytes()
 }
@@ -90,7 +150,12 @@ pub(crate) fn alert_key(school: &str, event_id: &str) -> Vec<u8> {
 }
 
 pub(crate) fn mark_key(day: Day, school: &str) -> Vec<u8> {
-    format!("c\0{}\0{school}", day.format("%Y-%m-%d")).into_bytes()
+    let mut key = Vec::with_capacity(2 + 10 + 1 + school.len());
+    key.extend_from_slice(b"c\0");
+    push_day(&mut key, day);
+    key.push(0);
+    key.extend_from_slice(school.as_bytes());
+    key
 }
 
 /// A fresh value for a mark, so that whoever clears marks can tell a mark set again
@@ -341,7 +406,15 @@ impl Projections {
 
     pub(crate) fn timeline(&self, school: &str, person: &str) -> Result<Timeline, AggregateError> {
         let key = person_key(school, person);
-        Ok(self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()?.unwrap_or_default())
+        let Some(bytes) = self.tree.get(&key)? else { return Ok(Timeline::default()) };
+        match decode(&key, &bytes) {
+            Ok(timeline) => Ok(timeline),
+            // Written before timelines kept their folded ids: those are in `e` keys.
+            Err(e) => match postcard::from_bytes::<LegacyTimeline>(&bytes) {
+                Ok(legacy) => Ok(Timeline { days: legacy.days, folded: Default::default() }),
+                Err(_) => Err(e),
+            },
+        }
     }
 
     /// Key persons placed in `unit` (or, for a city or the province, in its schools).
@@ -393,5 +466,51 @@ impl Projections {
             out.insert(day, decode(&k, &v)?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_written_as_their_formatted_text() {
+        let units: Vec<UnitKey> = ["province", "city:Foshan", "school:S1", "class:S1/D/G/C1", "dorm:S1/R1"]
+            .map(|u| u.parse().unwrap())
+            .into();
+        for day in [Day::from_ymd_opt(2026, 11, 29).unwrap(), Day::from_ymd_opt(987, 1, 2).unwrap()] {
+            for unit in &units {
+                assert_eq!(unit_day_key(unit, day), format!("u\0{unit}\0{}", day.format("%Y-%m-%d")).into_bytes());
+                assert_eq!(parse_unit_day_key(&unit_day_key(unit, day)), Some((unit.clone(), day)));
+                assert_eq!(unit_key(unit), format!("n\0{unit}").into_bytes());
+            }
+            assert_eq!(mark_key(day, "S1"), format!("c\0{}\0S1", day.format("%Y-%m-%d")).into_bytes());
+        }
+        assert_eq!(person_key("S1", "P1"), b"p\0S1/P1");
+        assert_eq!(person_key_joined("S1/P1"), b"p\0S1/P1");
+        assert_eq!(key_person_key("S1", "P1"), b"k\0S1/P1");
+        assert_eq!(roommates_key("S1", "P1"), b"r\0S1/P1");
+    }
+
+    #[test]
+    fn a_timeline_stored_before_it_kept_folded_ids_still_loads() {
+        #[derive(Serialize)]
+        struct Before<'a> {
+            days: &'a BTreeMap<Day, domain::person::PersonDay>,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let projections = Projections::new(open(dir.path()).unwrap());
+        let mut timeline = Timeline::default();
+        let stamp = domain::person::Stamp::new(1, "e1");
+        let fever = domain::Fact::Temperature { slot: domain::event::Slot::Morning, celsius: 38.2 };
+        timeline.apply("S1", Day::from_ymd_opt(2026, 11, 29).unwrap(), &fever, stamp, &domain::Rules::default());
+        projections.tree.insert(person_key("S1", "P1"), encode(&Before { days: &timeline.days })).unwrap();
+        assert_eq!(projections.timeline("S1", "P1").unwrap(), timeline);
+
+        assert!(timeline.first_fold(stamp));
+        projections.tree.insert(person_key("S1", "P1"), encode(&timeline)).unwrap();
+        let loaded = projections.timeline("S1", "P1").unwrap();
+        assert_eq!(loaded, timeline);
+        assert!(loaded.folded.contains(stamp.tiebreak));
     }
 }

@@ -417,8 +417,9 @@ fn roommates_share_signs_whatever_the_order_and_restarts() {
 /// if intake's deduplication missed it), gives the same reports, key-person lists and
 /// alerts as folding each event once in the same order. Roommates share signs in both.
 ///
-/// This holds because the fold skips a (school, event id) it folded before (the `e` key),
-/// not because folding is idempotent: with that check removed it fails. A re-folded
+/// This holds because the fold skips a (school, event id) it folded before (the ids kept
+/// in the person's timeline), not because folding is idempotent: with that check removed
+/// it fails. A re-folded
 /// `IsolationStarted` shares the person's signs with the roommates it names even when a
 /// newer isolation has replaced them in the person's `roommates` register, which the
 /// signs folded in between were not shared with (seed 130); a re-folded gate pass raises
