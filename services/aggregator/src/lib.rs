@@ -127,23 +127,44 @@ pub async fn run<L: EventLog, C: EventLog>(
     let mut lag_round = 0u8;
     // Whatever a crash left in the outbox goes out first.
     let mut outbox_pending = changelog.is_some();
+    // The outbox goes to the changelog while the next batches fold (a changelog append
+    // is a broker round trip); what a publication covers is committed once it is done.
+    let mut publishing: Option<Publication> = None;
     loop {
-        if outbox_pending && let Some(changelog) = &changelog {
-            match changelog::publish_outbox(&projections, changelog).await {
-                Ok(_) => outbox_pending = false,
+        if publishing.as_ref().is_some_and(|p| p.task.is_finished()) {
+            let done = publishing.take().expect("checked above");
+            match done.task.await.expect("changelog task panicked") {
+                Ok(_) => consumer.commit(&done.covers)?,
                 Err(AggregateError::Log(LogError::Unavailable(reason))) => {
                     tracing::warn!(%reason, "changelog unavailable; retrying");
+                    outbox_pending = true;
                     tokio::select! {
                         () = &mut shutdown => return Ok(()),
-                        () = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
                     }
                 }
                 Err(e) => return Err(e),
             }
-            commit(&mut consumer, &folder)?;
+        }
+        if outbox_pending
+            && publishing.is_none()
+            && let Some(changelog) = &changelog
+        {
+            let (projections, changelog) = (projections.clone(), changelog.clone());
+            publishing = Some(Publication {
+                covers: folder.positions().iter().map(|(tp, n)| (tp.clone(), *n)).collect(),
+                task: tokio::spawn(async move { changelog::publish_outbox(&projections, &changelog).await }),
+            });
+            outbox_pending = false;
         }
         let records = tokio::select! {
-            () = &mut shutdown => return Ok(()),
+            () = &mut shutdown => {
+                // A publication under way is finished, so a graceful stop commits it.
+                if let Some(done) = publishing.take() && done.task.await.expect("changelog task panicked").is_ok() {
+                    consumer.commit(&done.covers)?;
+                }
+                return Ok(());
+            }
             polled = consumer.poll(4096, Duration::from_millis(200)) => polled,
         };
         let records = match records {
@@ -188,6 +209,12 @@ pub async fn run<L: EventLog, C: EventLog>(
             }
         }
     }
+}
+
+/// The outbox on its way to the changelog, and the log positions it makes safe to commit.
+struct Publication {
+    covers: Vec<(eventlog::TopicPartition, u64)>,
+    task: tokio::task::JoinHandle<Result<usize, AggregateError>>,
 }
 
 /// Applies the changelog to `view` until `shutdown` completes. `group` must be this
