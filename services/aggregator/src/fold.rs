@@ -50,6 +50,8 @@ pub struct Folder {
     legacy_seen: bool,
     /// Scratch for the `school/person` key of a lookup.
     key_buf: String,
+    /// Scratch for encoding timelines (sled copies the bytes).
+    encode_buf: Vec<u8>,
     /// Whether to leave what changed in the outbox for the changelog (Kafka mode, where
     /// every instance's view is built from all instances' changes).
     changelog: bool,
@@ -82,6 +84,7 @@ impl Folder {
             new_units: Vec::new(),
             legacy_seen,
             key_buf: String::new(),
+            encode_buf: Vec::new(),
             changelog: false,
             roommate_index: HashMap::new(),
             key_persons: HashMap::new(),
@@ -394,7 +397,8 @@ impl Folder {
         for key in std::mem::take(&mut self.dirty_timelines) {
             let (school, person) = key.split_once('/').expect("keys are school/person");
             let timeline = &self.timelines[&key];
-            batch.insert(store::person_key_joined(&key), store::encode(timeline));
+            store::encode_into(timeline, &mut self.encode_buf);
+            batch.insert(store::person_key_joined(&key), self.encode_buf.as_slice());
             // The key-person list follows the person's latest day.
             let now =
                 timeline.days.iter().next_back().and_then(|(day, e)| e.key_person(school, person, *day, &self.rules));

@@ -178,6 +178,13 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("projection values always serialize")
 }
 
+/// Encodes `value` into `buf` (cleared first): a buffer reused across values grows once,
+/// where a fresh `Vec` per timeline reallocated several times as it was written.
+pub(crate) fn encode_into<T: Serialize>(value: &T, buf: &mut Vec<u8>) {
+    buf.clear();
+    *buf = postcard::to_extend(value, std::mem::take(buf)).expect("projection values always serialize");
+}
+
 pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, AggregateError> {
     postcard::from_bytes(bytes)
         .map_err(|e| AggregateError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: e.to_string() })
