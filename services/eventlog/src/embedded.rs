@@ -38,12 +38,19 @@ struct Inner {
     durable: Mutex<HashMap<TopicPartition, u64>>,
     /// Bumped after every durable append so that waiting consumers wake.
     appended: watch::Sender<u64>,
+    /// One flush at a time (group commit). sled 0.34 deadlocks when many flushes wait
+    /// on its I/O pool while a batch waits for its global lock: a flush holds that lock
+    /// shared while it waits for a buffer write that no pool thread is free to do.
+    /// The value is the count of appends the last flush covered.
+    flushed: tokio::sync::Mutex<u64>,
 }
 
 #[derive(Default)]
 struct Writer {
     next: HashMap<TopicPartition, u64>,
     trees: HashMap<TopicPartition, sled::Tree>,
+    /// Appends applied to sled so far.
+    applied: u64,
 }
 
 impl std::fmt::Debug for EmbeddedLog {
@@ -94,7 +101,16 @@ impl EmbeddedLog {
         }
         let durable = Mutex::new(writer.next.clone());
         let (appended, _) = watch::channel(0);
-        Ok(Self { inner: Arc::new(Inner { db, partitions, writer: Mutex::new(writer), durable, appended }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                partitions,
+                writer: Mutex::new(writer),
+                durable,
+                appended,
+                flushed: tokio::sync::Mutex::new(0),
+            }),
+        })
     }
 
     pub fn partitions(&self) -> u32 {
@@ -206,11 +222,20 @@ impl EventLog for EmbeddedLog {
                 out.push(Appended { partition, offset: *offset });
                 *offset += 1;
             }
-            writer.next.clone()
+            writer.applied += 1;
+            (writer.next.clone(), writer.applied)
         };
-        // Durable before anyone is told: one flush covers every append before it, so
-        // everything assigned when this append let go of the lock is durable after it.
-        inner.db.flush_async().await?;
+        let (reached, mine) = reached;
+        // Durable before anyone is told: one flush covers every append applied before it
+        // starts, so an append a flush begun after it covered needs no flush of its own.
+        {
+            let mut flushed = inner.flushed.lock().await;
+            if *flushed < mine {
+                let covers = inner.writer.lock().expect("log writer lock poisoned").applied;
+                inner.db.flush_async().await?;
+                *flushed = covers;
+            }
+        }
         {
             let mut durable = inner.durable.lock().expect("log durable lock poisoned");
             for (tp, end) in reached {

@@ -109,11 +109,11 @@ impl AcceptedIds {
         for (id, day) in ids {
             by_day.entry(*day).or_default().extend_from_slice(&id.0.to_be_bytes());
         }
-        let mut batch = sled::Batch::default();
-        for (day, bytes) in &by_day {
-            batch.insert(entry_key(*day, self.next_entry.fetch_add(1, Ordering::Relaxed)), bytes.as_slice());
+        // Separate inserts, not a batch: each entry stands alone, and a sled batch takes a
+        // process-wide lock that every flush waits on.
+        for (day, bytes) in by_day {
+            self.tree.insert(entry_key(day, self.next_entry.fetch_add(1, Ordering::Relaxed)), bytes)?;
         }
-        self.tree.apply_batch(batch)?;
         let mut days = self.days.lock().expect("not poisoned");
         for (id, day) in ids {
             days.entry(*day).or_default().insert(id.0);

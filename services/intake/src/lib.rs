@@ -34,12 +34,6 @@ pub const MAX_BATCH: usize = 10_000;
 /// append (one flush); fewer when fewer are waiting.
 const STREAM_CHUNK: usize = 1024;
 
-/// Chunks of one `PublishStream` on their way to the log at once: while the log makes
-/// one durable (a Kafka acknowledgement is a network round trip), the next are validated
-/// and sent. A repeated id in two chunks in flight together can reach the log twice;
-/// the aggregator folds it once.
-const STREAM_CHUNKS_IN_FLIGHT: usize = 4;
-
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
     #[error(transparent)]
@@ -268,20 +262,13 @@ impl<L: EventLog> pb::intake_server::Intake for IntakeService<L> {
         &self,
         request: Request<Streaming<pb::Event>>,
     ) -> Result<Response<pb::PublishStreamResponse>, Status> {
-        let mut chunks = request
-            .into_inner()
-            .ready_chunks(STREAM_CHUNK)
-            .map(|chunk| async move {
-                let events = chunk.into_iter().collect::<Result<Vec<_>, Status>>()?;
-                let count = events.len() as u64;
-                Ok::<_, Status>((count, self.publish_many(events).await?))
-            })
-            .buffered(STREAM_CHUNKS_IN_FLIGHT);
+        let mut chunks = request.into_inner().ready_chunks(STREAM_CHUNK);
         let mut response = pb::PublishStreamResponse::default();
         let mut base = 0u64;
         while let Some(chunk) = chunks.next().await {
-            let (count, results) = chunk?;
-            for mut result in results {
+            let events = chunk.into_iter().collect::<Result<Vec<_>, Status>>()?;
+            let count = events.len() as u64;
+            for mut result in self.publish_many(events).await? {
                 result.index += base;
                 match pb::Outcome::try_from(result.outcome) {
                     Ok(pb::Outcome::Accepted) => response.accepted += 1,
