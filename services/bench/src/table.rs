@@ -416,6 +416,9 @@ Notes:
   of the day on {streams} concurrent `PublishStream` calls, whole schools per stream. Raw producer:
   the same event bytes (the protobuf `Event`, key = school, no headers) to one topic of 4
   partitions, idempotent, `acks=all`, lz4, linger 5 ms, as many in flight as librdkafka queues.
+  On Kafka, daybook's intake runs while its own aggregator consumes the events and publishes the
+  changelog to the same tansu on the same cores; the raw producer runs alone. tansu's CPU is the
+  bottleneck of the whole Kafka column.
 - End-to-end: from the first streamed event posted until `GetStatus` says `total_lag == 0`
   (polled every 50 ms); over Kafka that includes the changelog and the view.
 - Rebuild: the embedded run deletes the projections and restarts the server; the Kafka run starts
