@@ -108,18 +108,7 @@ fn shuffled_log(rng: &mut Rng, events: &[pb::Event]) -> Vec<Polled> {
     for i in (1..order.len()).rev() {
         order.swap(i, rng.below(i + 1));
     }
-    let mut next_offset: HashMap<TopicPartition, u64> = HashMap::new();
-    order
-        .iter()
-        .map(|e| {
-            let at = TopicPartition { topic: topic_of(e).into(), partition: u32::from(e.school == "S2") };
-            let offset = next_offset.entry(at.clone()).or_insert(0);
-            *offset += 1;
-            let record =
-                Record { topic: at.topic.clone(), key: e.school.clone(), headers: vec![], payload: e.encode_to_vec() };
-            Polled { at, offset: *offset - 1, record }
-        })
-        .collect()
+    as_log(&order)
 }
 
 fn assert_reports_match(projections: &Projections, expected: &BTreeMap<(UnitKey, Day), Tally>, seed: u64) {

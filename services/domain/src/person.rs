@@ -500,7 +500,7 @@ impl PersonDay {
         t.mark(Measure::HealthCards, f.health_card);
         t.mark(Measure::GateIn, f.gate_in);
         t.mark(Measure::GateOut, f.gate_out);
-        let observation = self.observation(day, rules);
+        let observation = under.and_then(|_| s.period(day, rules));
         t.mark(Measure::ObservationStarted, f.observation_started);
         t.mark(Measure::DueForRelease, observation.is_some_and(|o| o.due_for_release));
         t.mark(Measure::ObservationExtended, observation.is_some_and(|o| o.extended_today));

@@ -188,7 +188,7 @@ impl EventLog for EmbeddedLog {
             };
             parts[slot].1.push(record);
         }
-        let reached = {
+        let (reached, mine) = {
             let mut writer = inner.writer.lock().expect("log writer lock poisoned");
             let mut next_of = HashMap::with_capacity(parts.len());
             for (tp, part) in &parts {
@@ -225,7 +225,6 @@ impl EventLog for EmbeddedLog {
             writer.applied += 1;
             (writer.next.clone(), writer.applied)
         };
-        let (reached, mine) = reached;
         // Durable before anyone is told: one flush covers every append applied before it
         // starts, so an append a flush begun after it covered needs no flush of its own.
         {

@@ -13,7 +13,6 @@ mod accepted;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Mutex;
 
 pub use accepted::AcceptedIds;
 
@@ -86,8 +85,6 @@ impl IntakeMetrics {
 pub struct IntakeService<L> {
     log: L,
     accepted: AcceptedIds,
-    /// The first day whose ids the index keeps; moves with the clock.
-    kept_from: Mutex<chrono::NaiveDate>,
     metrics: IntakeMetrics,
     /// How far back an event may have happened: older ones are refused, as a day that far
     /// back has been reported.
@@ -102,9 +99,8 @@ impl<L: EventLog> IntakeService<L> {
         // by the aggregator's own deduplication from now on.
         db.drop_tree("accepted_event_ids")?;
         let horizon = chrono::TimeDelta::days(i64::from(horizon_days));
-        let kept_from = Self::first_day_kept(horizon);
-        let accepted = AcceptedIds::open(db.open_tree("accepted_ids")?, kept_from)?;
-        Ok(Self { log, accepted, kept_from: Mutex::new(kept_from), metrics, horizon })
+        let accepted = AcceptedIds::open(db.open_tree("accepted_ids")?, Self::first_day_kept(horizon))?;
+        Ok(Self { log, accepted, metrics, horizon })
     }
 
     /// Events from before the horizon are refused before the index is asked, so the ids
@@ -113,15 +109,9 @@ impl<L: EventLog> IntakeService<L> {
         (chrono::Utc::now() - horizon - chrono::TimeDelta::days(1)).date_naive()
     }
 
-    /// Drops the ids of days that have fallen behind the horizon since the last time.
+    /// Drops the ids of days that have fallen behind the horizon (nothing, most times).
     fn forget_old_days(&self) -> Result<(), IntakeError> {
-        let first = Self::first_day_kept(self.horizon);
-        let mut kept_from = self.kept_from.lock().expect("not poisoned");
-        if first > *kept_from {
-            self.accepted.forget_before(first)?;
-            *kept_from = first;
-        }
-        Ok(())
+        Ok(self.accepted.forget_before(Self::first_day_kept(self.horizon))?)
     }
 
     /// Refuses events from before the horizon, or from more than a day ahead (a clock
