@@ -40,8 +40,14 @@ pub struct Folder {
     timelines: HashMap<String, Timeline>,
     units: HashMap<UnitKey, BTreeMap<Day, Tally>>,
     known_units: HashSet<UnitKey>,
+    /// Next offset to fold, per partition, as folded in memory.
     positions: BTreeMap<TopicPartition, u64>,
-    // What the current batch changed.
+    /// The same as written to sled by the last checkpoint: what a commit may claim.
+    checkpointed: BTreeMap<TopicPartition, u64>,
+    /// Records taken from the log since the last checkpoint (folded or not: their
+    /// positions are not stored yet either).
+    pending: u64,
+    // What was folded since the last checkpoint.
     dirty_timelines: HashSet<String>,
     dirty_unit_days: HashSet<(UnitKey, Day)>,
     new_units: Vec<(UnitKey, UnitInfo)>,
@@ -78,7 +84,9 @@ impl Folder {
             timelines: HashMap::new(),
             units: HashMap::new(),
             known_units: HashSet::new(),
+            checkpointed: positions.clone(),
             positions,
+            pending: 0,
             dirty_timelines: HashSet::new(),
             dirty_unit_days: HashSet::new(),
             new_units: Vec::new(),
@@ -105,15 +113,36 @@ impl Folder {
         self.positions.get(tp).copied()
     }
 
-    pub fn positions(&self) -> &BTreeMap<TopicPartition, u64> {
-        &self.positions
+    /// Next offset to fold per partition, as stored by the last checkpoint: how far the
+    /// log may be committed.
+    pub fn checkpointed(&self) -> &BTreeMap<TopicPartition, u64> {
+        &self.checkpointed
+    }
+
+    /// Records taken from the log and not yet covered by a checkpoint.
+    pub fn pending(&self) -> u64 {
+        self.pending
+    }
+
+    /// Whether the caches outgrew their bounds: only a checkpoint may drop them, since
+    /// they hold what is not stored yet.
+    pub fn caches_full(&self) -> bool {
+        self.timelines.len() > CACHED_PERSONS
+            || self.units.len() > CACHED_UNITS
+            || self.roommate_index.len() > CACHED_PERSONS
     }
 
     /// Folds `records` and stores the result with the new positions, atomically.
     pub fn fold_batch(&mut self, records: &[Polled]) -> Result<BatchOutcome, AggregateError> {
+        let outcome = self.fold_records(records)?;
+        self.checkpoint()?;
+        Ok(outcome)
+    }
+
+    /// Folds `records` into the state in memory; nothing is stored until [`Self::checkpoint`].
+    /// A crash in between loses only what the log still holds past the stored positions.
+    pub fn fold_records(&mut self, records: &[Polled]) -> Result<BatchOutcome, AggregateError> {
         let mut outcome = BatchOutcome::default();
-        let mut batch = sled::Batch::default();
-        let mut moved: BTreeMap<TopicPartition, u64> = BTreeMap::new();
         for polled in records {
             let next = self.positions.get(&polled.at).copied().unwrap_or(0);
             if polled.offset < next {
@@ -121,7 +150,7 @@ impl Folder {
                 continue;
             }
             self.positions.insert(polled.at.clone(), polled.offset + 1);
-            moved.insert(polled.at.clone(), polled.offset + 1);
+            self.pending += 1;
             let envelope = match wire::pb::Event::decode(polled.record.payload.as_slice())
                 .map_err(|e| e.to_string())
                 .and_then(|pb| wire::event_from_proto(pb).map_err(|e| e.to_string()))
@@ -156,12 +185,24 @@ impl Folder {
             self.fold(&envelope, person_id, fact, stamp)?;
             outcome.folded += 1;
         }
+        Ok(outcome)
+    }
+
+    /// Stores everything folded since the last checkpoint with the positions it reaches,
+    /// in one atomic sled batch. A person or unit day folded many times in between is
+    /// written once: sled's cost is per entry written.
+    pub fn checkpoint(&mut self) -> Result<(), AggregateError> {
+        let mut batch = sled::Batch::default();
         self.write_into(&mut batch)?;
-        for (tp, next) in moved {
-            batch.insert(store::position_key(&tp), &next.to_be_bytes());
+        for (tp, next) in &self.positions {
+            if self.checkpointed.get(tp) != Some(next) {
+                batch.insert(store::position_key(tp), &next.to_be_bytes());
+            }
         }
         self.projections.tree.apply_batch(batch)?;
         self.projections.written();
+        self.checkpointed.clone_from(&self.positions);
+        self.pending = 0;
         // Everything is in sled now: a cache grown past its bound is dropped whole (sled
         // keeps its own cache of hot pages), so memory stays bounded at province scale.
         if self.timelines.len() > CACHED_PERSONS {
@@ -175,7 +216,7 @@ impl Folder {
         if self.roommate_index.len() > CACHED_PERSONS {
             self.roommate_index.clear();
         }
-        Ok(outcome)
+        Ok(())
     }
 
     fn fold(&mut self, envelope: &Envelope, person_id: &str, fact: &Fact, stamp: Stamp) -> Result<(), AggregateError> {
@@ -533,6 +574,31 @@ mod tests {
         let outcome = restarted.fold_batch(&[at(4, &e1), at(5, &fever("e3", "P1"))]).unwrap();
         assert_eq!((outcome.folded, outcome.duplicates), (1, 1));
         assert!(projections.tree.scan_prefix(b"e\0").next().is_none(), "no key per event");
+    }
+
+    #[test]
+    fn folded_records_are_stored_at_a_checkpoint_and_folded_again_after_a_crash_before_it() {
+        let (_dir, projections, mut folder) = folder();
+        // Persons whose timeline is stored.
+        let stored = |p: &Projections| {
+            ["P1", "P2", "P3"].iter().filter(|person| !p.timeline("S1", person).unwrap().days.is_empty()).count()
+        };
+        folder.fold_records(&[at(0, &fever("e1", "P1")), at(1, &fever("e2", "P2"))]).unwrap();
+        assert_eq!((folder.pending(), stored(&projections)), (2, 0), "nothing stored before the checkpoint");
+        let tp = TopicPartition { topic: "health".into(), partition: 0 };
+        assert_eq!(projections.positions().unwrap().get(&tp), None);
+
+        // A crash: the new folder starts from what is stored, and the log delivers again.
+        let config = crate::FoldConfig::default();
+        let mut restarted = Folder::new(projections.clone(), config.rules, config.zone).unwrap();
+        assert_eq!(restarted.position(&tp), None);
+        let outcome = restarted.fold_records(&[at(0, &fever("e1", "P1")), at(1, &fever("e2", "P2"))]).unwrap();
+        assert_eq!((outcome.folded, outcome.duplicates), (2, 0), "not seen: never stored");
+        restarted.fold_records(&[at(2, &fever("e3", "P3"))]).unwrap();
+        restarted.checkpoint().unwrap();
+        assert_eq!((restarted.pending(), stored(&projections)), (0, 3));
+        assert_eq!(projections.positions().unwrap().get(&tp), Some(&3));
+        assert_eq!(restarted.checkpointed().get(&tp), Some(&3));
     }
 
     #[test]
