@@ -198,9 +198,11 @@ pub async fn run<L: EventLog, C: EventLog>(
         // An empty poll after folded ones stores them (the log ran dry right after a
         // full poll).
         if !records.is_empty() || folder.pending() > 0 {
-            // A full poll means the aggregator is behind: it stores what it folded every
-            // CHECKPOINT_EVENTS or CHECKPOINT_EVERY. Any other poll is stored at once.
-            let behind = records.len() == POLL_MAX;
+            // A full poll means the aggregator is behind, and over Kafka a publication
+            // still under way means the changelog is (what is stored now could not go out
+            // before it ends anyway): then it stores what it folded every CHECKPOINT_EVENTS
+            // or CHECKPOINT_EVERY, and fewer, coalesced changes go out. Else at once.
+            let behind = records.len() == POLL_MAX || publishing.as_ref().is_some_and(|p| !p.task.is_finished());
             // Folding is CPU and sled work: keep it off the async workers.
             let (returned, outcome) = tokio::task::spawn_blocking(move || {
                 let outcome = folder.fold_records(&records).and_then(|outcome| {

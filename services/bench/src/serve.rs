@@ -242,6 +242,8 @@ pub struct DaysRebuilt {
     /// Records read from the log, over the time from starting the server on empty projections until
     /// everything was folded (start-up included).
     pub total: Rate,
+    /// CPU time of the process over the same span, all threads (sled's included).
+    pub cpu: Duration,
 }
 
 /// Writes `days` simulated days (ending today) straight into an embedded log, as intake
@@ -271,13 +273,15 @@ pub async fn rebuild_days(args: &Args, days: u32) -> anyhow::Result<DaysRebuilt>
     }
     eprintln!("  {written} events of {days} days in the log; folding them from scratch");
     let started = Instant::now();
+    let cpu_before = process_cpu();
     let server = Server::start(&config, Roles::All).await?;
     let mut reports = ReportsClient::new(server.channel.clone());
     let folding = follow_folding(&mut reports).await?;
+    let cpu = process_cpu().saturating_sub(cpu_before);
     server.running.stop().await?;
     // Registrations carry the same ids every day: folded once, skipped as duplicates after.
     anyhow::ensure!(folding.folded as usize <= written, "folded {} events, wrote {written}", folding.folded);
-    Ok(DaysRebuilt { days, folded: folding.folded, total: Rate::new(written, folding.done - started) })
+    Ok(DaysRebuilt { days, folded: folding.folded, total: Rate::new(written, folding.done - started), cpu })
 }
 
 /// An event as intake puts it on the log: topic by kind, keyed by school, the protobuf.
@@ -396,6 +400,16 @@ async fn all_reports_streamed(reports: &mut ReportsClient<Channel>, load: &Load)
         count += 1;
     }
     Ok(Rate::new(count, started.elapsed()))
+}
+
+/// CPU time this process has used, all threads: utime + stime of `/proc/self/stat`, in
+/// clock ticks of 1/100 s (Linux's USER_HZ).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
+    Duration::from_millis(ticks * 10)
 }
 
 /// VmHWM of this process, in bytes.

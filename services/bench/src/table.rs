@@ -283,6 +283,25 @@ pub fn render(
             },
         ),
         row(
+            "rebuild of the days: CPU of the process, all threads (s), and folded events per CPU second".into(),
+            [
+                cell(days, |d| {
+                    let seconds = d.cpu.as_secs_f64();
+                    format!("{seconds:.1} ({}/s)", thousands(d.folded as f64 / seconds.max(0.01)))
+                }),
+                "not measured".into(),
+            ],
+            dash(),
+            dash(),
+            match days {
+                Some(d) => {
+                    let per_core = d.folded as f64 / d.cpu.as_secs_f64().max(0.01);
+                    judged("fold ≥ 200,000 events/s per core", &[("embedded", Some(per_core >= 200_000.0))])
+                }
+                None => "—".into(),
+            },
+        ),
+        row(
             format!("freshness, acknowledged → in the class report, p50 of {} (ms)", args.fresh),
             both(&|f| cell(p(f, 50.0), millis)),
             dash(),

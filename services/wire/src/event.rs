@@ -26,11 +26,10 @@ const TEMPERATURE_RANGE: std::ops::RangeInclusive<f64> = 30.0..=45.0;
 /// A required code: school, department, person and so on. Codes end up in unit keys,
 /// where ':' and '/' are separators.
 fn code(field: &str, value: String) -> Result<String, FieldError> {
-    optional_code(field, value.clone())?;
     if value.is_empty() {
         return Err(bad(field, "must not be empty"));
     }
-    Ok(value)
+    optional_code(field, value)
 }
 
 fn optional_code(field: &str, value: String) -> Result<String, FieldError> {
