@@ -41,6 +41,11 @@ pub fn covers(a: &Reach, b: &Reach) -> bool {
 /// The changelog's topic (short name; the Kafka log adds its prefix).
 pub const TOPIC: &str = "unit-records";
 
+/// Records per changelog append. Each append must be acknowledged within the log's
+/// delivery timeout; an outbox grown large (a long backlog, a broker outage) goes out in
+/// pieces that each can be, rather than as one append retried forever.
+const APPEND_AT_MOST: usize = 2_048;
+
 /// Publishes everything in the outbox of `fold` and clears what was published. Returns
 /// how many records went out.
 pub async fn publish_outbox<L: EventLog>(fold: &Projections, changelog: &L) -> Result<usize, AggregateError> {
@@ -55,20 +60,22 @@ pub async fn publish_outbox<L: EventLog>(fold: &Projections, changelog: &L) -> R
     if pending.is_empty() {
         return Ok(0);
     }
-    let records = pending
-        .iter()
-        .map(|(k, v)| Record {
-            topic: TOPIC.to_owned(),
-            // The record's key without the outbox prefix: `u…` or `n…`, as in the store.
-            key: String::from_utf8_lossy(&k[1..]).into_owned(),
-            headers: vec![("daybook-record".to_owned(), record_kind(k[1]).to_owned())],
-            payload: v.clone(),
-        })
-        .collect();
-    changelog.append(records).await?;
-    for (k, v) in &pending {
-        // A newer value written meanwhile stays for the next round.
-        let _ = fold.tree.compare_and_swap(k, Some(v.as_slice()), None::<&[u8]>)?;
+    for piece in pending.chunks(APPEND_AT_MOST) {
+        let records = piece
+            .iter()
+            .map(|(k, v)| Record {
+                topic: TOPIC.to_owned(),
+                // The record's key without the outbox prefix: `u…` or `n…`, as in the store.
+                key: String::from_utf8_lossy(&k[1..]).into_owned(),
+                headers: vec![("daybook-record".to_owned(), record_kind(k[1]).to_owned())],
+                payload: v.clone(),
+            })
+            .collect();
+        changelog.append(records).await?;
+        for (k, v) in piece {
+            // A newer value written meanwhile stays for the next round.
+            let _ = fold.tree.compare_and_swap(k, Some(v.as_slice()), None::<&[u8]>)?;
+        }
     }
     Ok(pending.len())
 }
@@ -124,4 +131,55 @@ pub fn apply(view: &Projections, records: &[Polled]) -> Result<(), AggregateErro
     view.tree.apply_batch(batch)?;
     view.written();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use eventlog::{Appended, EmbeddedLog, LogError, PositionLookup, TopicPartition};
+
+    use super::*;
+
+    /// The embedded log, noting the size of every append.
+    #[derive(Clone)]
+    struct Counting {
+        log: EmbeddedLog,
+        appends: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl EventLog for Counting {
+        type Consumer = <EmbeddedLog as EventLog>::Consumer;
+
+        async fn append(&self, records: Vec<Record>) -> Result<Vec<Appended>, LogError> {
+            self.appends.lock().unwrap().push(records.len());
+            self.log.append(records).await
+        }
+
+        fn subscribe(&self, group: &str, positions: PositionLookup) -> Result<Self::Consumer, LogError> {
+            self.log.subscribe(group, positions)
+        }
+
+        fn end_offsets(&self) -> Result<Vec<(TopicPartition, u64)>, LogError> {
+            self.log.end_offsets()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_large_outbox_goes_out_whole_in_appends_of_bounded_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let fold = Projections::new(store::open(&dir.path().join("fold")).unwrap());
+        let changelog =
+            Counting { log: EmbeddedLog::open(&dir.path().join("log"), 1).unwrap(), appends: Arc::default() };
+        let n = APPEND_AT_MOST * 2 + 5;
+        for i in 0..n {
+            let change = Change { partition: 0, reach: Reach::new(), value: vec![1] };
+            fold.tree.insert(store::outbox_key(format!("u\0S{i}").as_bytes()), store::encode(&change)).unwrap();
+        }
+        assert_eq!(publish_outbox(&fold, &changelog).await.unwrap(), n);
+        assert_eq!(*changelog.appends.lock().unwrap(), [APPEND_AT_MOST, APPEND_AT_MOST, 5]);
+        let published: u64 = changelog.end_offsets().unwrap().iter().map(|(_, end)| end).sum();
+        assert_eq!(published, n as u64);
+        assert!(fold.tree.scan_prefix(b"x").next().is_none(), "the outbox is empty");
+    }
 }

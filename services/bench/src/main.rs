@@ -123,8 +123,16 @@ pub fn unique_name(what: &str) -> String {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+async fn main() {
+    if let Err(e) = run(Args::parse()).await {
+        // Exit at once: returning would wait for blocking calls still stuck on a broker
+        // that is gone (the runtime's drop waits for them), and hide the error.
+        eprintln!("Error: {e:?}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.scale.is_finite() && args.scale > 0.0, "--scale must be a positive number");
     let with_kafka = !args.no_kafka;
 
