@@ -44,6 +44,9 @@ impl Rate {
 pub struct Figures {
     pub unary: Option<Rate>,
     pub streaming: Option<Rate>,
+    /// Streams sent again whole after intake answered UNAVAILABLE (the log did not
+    /// acknowledge in time), as a client would; their time counts in `streaming`.
+    pub streams_resent: u32,
     /// From the first streamed event posted until the aggregator folded it all.
     pub end_to_end: Option<Rate>,
     /// Acknowledgement to visible, one probe event at a time.
@@ -68,6 +71,8 @@ const STATUS_POLL: Duration = Duration::from_millis(50);
 /// How often a freshness probe's report is read.
 const PROBE_POLL: Duration = Duration::from_millis(2);
 const PATIENCE: Duration = Duration::from_secs(600);
+/// Times one stream is sent again after UNAVAILABLE before the run fails.
+const STREAM_RESENDS: u32 = 5;
 /// Report readers running at once: a reporting front end would not read one at a time.
 pub const REPORT_CLIENTS: usize = 4;
 
@@ -102,14 +107,30 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
         .into_iter()
         .map(|lane| {
             let mut intake = intake.clone();
-            tokio::spawn(async move { intake.publish_stream(tokio_stream::iter(lane)).await })
+            tokio::spawn(async move {
+                // Intake answers UNAVAILABLE when the log does not acknowledge in time;
+                // a client sends the stream again (what was accepted comes back as
+                // duplicates), a few times at most.
+                let mut resent = 0;
+                loop {
+                    match intake.publish_stream(tokio_stream::iter(lane.clone())).await {
+                        Err(status) if status.code() == tonic::Code::Unavailable && resent < STREAM_RESENDS => {
+                            eprintln!("  a stream is sent again: {}", status.message());
+                            resent += 1;
+                        }
+                        answer => return answer.map(|a| (a.into_inner(), resent, lane.len())),
+                    }
+                }
+            })
         })
         .collect();
     let mut streamed = 0;
     for call in calls {
-        let answer = call.await??.into_inner();
+        let (answer, resent, sent) = call.await??;
         anyhow::ensure!(answer.rejected == 0, "events rejected: {:?}", answer.problems);
-        streamed += answer.accepted + answer.duplicates;
+        anyhow::ensure!(answer.accepted + answer.duplicates == sent as u64, "a stream's answer does not count it all");
+        streamed += sent as u64;
+        figures.streams_resent += resent;
     }
     figures.streaming = Some(Rate::new(streamed as usize, started.elapsed()));
     follow_folding(&mut reports).await?;

@@ -212,7 +212,10 @@ pub fn render(
         ),
         row(
             format!("intake, streaming `PublishStream`, {} streams (events/s)", args.streams),
-            both(&|f| per_second(f.streaming)),
+            both(&|f| match f.streams_resent {
+                0 => per_second(f.streaming),
+                n => format!("{} ({n} streams sent again)", per_second(f.streaming)),
+            }),
             format!("producer: {}", per_second(raw.map(|r| r.produce))),
             ratio(k.and_then(|f| f.streaming), raw.map(|r| r.produce)),
             judged(
@@ -432,7 +435,9 @@ Notes:
 - Everything shares the machine's {cores} cores: the bench's gRPC clients, the server (started
   in-process with `daybook::start_roles`, 4 partitions per topic), and on Kafka the tansu process.
 - Unary intake: {unary} events spread over the day, one `Publish` at a time. Streaming: the rest
-  of the day on {streams} concurrent `PublishStream` calls, whole schools per stream. Raw producer:
+  of the day on {streams} concurrent `PublishStream` calls, whole schools per stream; a stream that
+  intake answers UNAVAILABLE (the log did not acknowledge within its 10 s delivery timeout) is sent
+  again whole, as a client would, and its time counts (the cell says how many). Raw producer:
   the same event bytes (the protobuf `Event`, key = school, no headers) to one topic of 4
   partitions, idempotent, `acks=all`, lz4, linger 5 ms, as many in flight as librdkafka queues.
   On Kafka, daybook's intake runs while its own aggregator consumes the events and publishes the
