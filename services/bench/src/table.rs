@@ -337,7 +337,7 @@ pub fn render(
         ),
         row("every unit's report (units/s)".into(), both(&|f| per_second(f.reports)), dash(), dash(), dash()),
         row(
-            format!("every unit's report for the day, {units} units, one `ListDailyReports` stream (s)"),
+            format!("every unit's report for the day, {units} units, one `ListDailyReports` stream, median of 5 (s)"),
             both(&|f| seconds(f.reports_streamed)),
             dash(),
             dash(),
@@ -457,7 +457,8 @@ Notes:
   two (the events, then the changelog to the view).
 - Every unit's report: `ListUnits`, then one `GetDailyReport` per unit on {readers} concurrent
   readers; and in one call, `ListDailyReports` for the province (a server stream of every unit's
-  report, schools read once for the cities and the province), read to its end.
+  report, schools read once for the cities and the province), read to its end, five times, the
+  median shown.
 - Peak memory: VmHWM of the bench process, reset before each log's run (`/proc/self/clear_refs`);
   it includes the bench's own copy of the day's events, and not tansu. Bytes per person: the
   files under the data directory (embedded: log, intake index, projections; Kafka: intake index,
