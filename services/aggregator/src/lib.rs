@@ -58,7 +58,7 @@ impl Default for FoldConfig {
 const POLL_MAX: usize = 32_768;
 
 /// While the aggregator is behind (polls come back full), folded state is stored every
-/// this many events or this often, whichever comes first, rather than after every poll:
+/// this many records or this often, whichever comes first, rather than after every poll:
 /// a person or unit day touched in several polls is then written once. Caught up, every
 /// poll is stored at once, so freshness does not wait for these.
 const CHECKPOINT_EVENTS: u64 = 262_144;
@@ -167,7 +167,7 @@ pub async fn run<L: EventLog, C: EventLog>(
         {
             let (projections, changelog) = (projections.clone(), changelog.clone());
             publishing = Some(Publication {
-                covers: folder.checkpointed().iter().map(|(tp, n)| (tp.clone(), *n)).collect(),
+                covers: checkpointed(&folder),
                 task: tokio::spawn(async move { changelog::publish_outbox(&projections, &changelog).await }),
             });
             outbox_pending = false;
@@ -289,8 +289,12 @@ pub async fn run_view<C: EventLog>(
 
 /// Tells the log how far the stored state reaches.
 fn commit(consumer: &mut impl LogConsumer, folder: &Folder) -> Result<(), AggregateError> {
-    let positions: Vec<_> = folder.checkpointed().iter().map(|(tp, n)| (tp.clone(), *n)).collect();
-    Ok(consumer.commit(&positions)?)
+    Ok(consumer.commit(&checkpointed(folder))?)
+}
+
+/// The positions the last checkpoint stored: as far as the log may be committed.
+fn checkpointed(folder: &Folder) -> Vec<(eventlog::TopicPartition, u64)> {
+    folder.checkpointed().iter().map(|(tp, n)| (tp.clone(), *n)).collect()
 }
 
 /// Where to read a partition: where the stored state ends. The stored state is the truth:

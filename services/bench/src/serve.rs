@@ -98,29 +98,33 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
 
     eprintln!("  {} events on {} streams", load.streamed(), args.streams);
     // Each stream carries whole schools, so a school's events stay in order; the events
-    // are copied before the clock starts.
+    // are copied before the clock starts, with a spare copy for sending a stream again.
     let streams = args.streams.max(1);
     let mut lanes = vec![Vec::new(); streams];
     for (i, school) in load.bulk.iter().enumerate() {
         lanes[i % streams].extend(school.iter().cloned());
     }
+    let lanes: Vec<_> = lanes.into_iter().map(|lane| (lane.clone(), lane)).collect();
     let started = Instant::now();
     let calls: Vec<_> = lanes
         .into_iter()
-        .map(|lane| {
+        .map(|(spare, lane)| {
             let mut intake = intake.clone();
+            let sent = lane.len();
+            let mut first = Some(lane);
             tokio::spawn(async move {
                 // Intake answers UNAVAILABLE when the log does not acknowledge in time;
                 // a client sends the stream again (what was accepted comes back as
                 // duplicates), a few times at most.
                 let mut resent = 0;
                 loop {
-                    match intake.publish_stream(tokio_stream::iter(lane.clone())).await {
+                    let events = first.take().unwrap_or_else(|| spare.clone());
+                    match intake.publish_stream(tokio_stream::iter(events)).await {
                         Err(status) if status.code() == tonic::Code::Unavailable && resent < STREAM_RESENDS => {
                             eprintln!("  a stream is sent again: {}", status.message());
                             resent += 1;
                         }
-                        answer => return answer.map(|a| (a.into_inner(), resent, lane.len())),
+                        answer => return answer.map(|a| (a.into_inner(), resent, sent)),
                     }
                 }
             })
