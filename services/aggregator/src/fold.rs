@@ -21,6 +21,18 @@ use crate::store::{self, Projections, UnitInfo};
 const CACHED_PERSONS: usize = 200_000;
 const CACHED_UNITS: usize = 50_000;
 
+/// The fold's maps: hashed with foldhash, several times cheaper than std's SipHash on
+/// the short keys of persons and units, and seeded per process all the same.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Set<K> = HashSet<K, foldhash::fast::RandomState>;
+
+/// A unit's tallies by day in memory, and the days changed since the last checkpoint.
+#[derive(Debug, Default)]
+struct UnitDays {
+    days: BTreeMap<Day, Tally>,
+    dirty: BTreeSet<Day>,
+}
+
 /// What one batch did, for metrics and logs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct BatchOutcome {
@@ -37,9 +49,9 @@ pub struct Folder {
     projections: Projections,
     rules: Rules,
     zone: FixedOffset,
-    timelines: HashMap<String, Timeline>,
-    units: HashMap<UnitKey, BTreeMap<Day, Tally>>,
-    known_units: HashSet<UnitKey>,
+    timelines: Map<String, Timeline>,
+    units: Map<UnitKey, UnitDays>,
+    known_units: Set<UnitKey>,
     /// Next offset to fold, per partition, as folded in memory.
     positions: BTreeMap<TopicPartition, u64>,
     /// The same as written to sled by the last checkpoint: what a commit may claim.
@@ -48,8 +60,9 @@ pub struct Folder {
     /// positions are not stored yet either).
     pending: u64,
     // What was folded since the last checkpoint.
-    dirty_timelines: HashSet<String>,
-    dirty_unit_days: HashSet<(UnitKey, Day)>,
+    dirty_timelines: Set<String>,
+    /// Units with days in `dirty`, each once.
+    dirty_units: Vec<UnitKey>,
     new_units: Vec<(UnitKey, UnitInfo)>,
     /// The store holds `e` keys (folded event ids) written before the ids moved into the
     /// timelines: they are still asked, so an upgraded store skips what it folded.
@@ -63,7 +76,7 @@ pub struct Folder {
     changelog: bool,
     /// Each person's entry in the key-person lists as last written, so that a batch
     /// compares against memory rather than reading sled for every person it touched.
-    key_persons: HashMap<String, Option<domain::person::KeyPerson>>,
+    key_persons: Map<String, Option<domain::person::KeyPerson>>,
     /// Who named whom as a roommate (`school/person` → persons naming them).
     roommate_index: HashMap<String, BTreeSet<String>>,
     dirty_roommates: HashSet<String>,
@@ -81,21 +94,21 @@ impl Folder {
             projections,
             rules,
             zone,
-            timelines: HashMap::new(),
-            units: HashMap::new(),
-            known_units: HashSet::new(),
+            timelines: Map::default(),
+            units: Map::default(),
+            known_units: Set::default(),
             checkpointed: positions.clone(),
             positions,
             pending: 0,
-            dirty_timelines: HashSet::new(),
-            dirty_unit_days: HashSet::new(),
+            dirty_timelines: Set::default(),
+            dirty_units: Vec::new(),
             new_units: Vec::new(),
             legacy_seen,
             key_buf: String::new(),
             encode_buf: Vec::new(),
             changelog: false,
             roommate_index: HashMap::new(),
-            key_persons: HashMap::new(),
+            key_persons: Map::default(),
             dirty_roommates: HashSet::new(),
             school_partition: HashMap::new(),
             alerts: Vec::new(),
@@ -232,10 +245,11 @@ impl Folder {
     fn raise_alert(&mut self, envelope: &Envelope, person: &str, day: Day, fact: &Fact) -> Result<(), AggregateError> {
         let rules = self.rules;
         let school = envelope.school.as_str();
-        let Some(state) = self.timeline(school, person)?.on(day).map(|d| d.state) else { return Ok(()) };
-        let Some(kind) = AlertKind::of(fact, &state, &rules) else { return Ok(()) };
-        let city = state.registration.value.as_ref().map(|(_, city)| city.clone()).unwrap_or_default();
-        let units = UnitKey::for_person(&city, school, &state.placement.value);
+        // The day's entry exists: the fact was just folded into it.
+        let Some(entry) = self.timeline(school, person)?.days.get(&day) else { return Ok(()) };
+        let Some(kind) = AlertKind::of(fact, &entry.state, &rules) else { return Ok(()) };
+        let city = entry.city().unwrap_or_default().to_owned();
+        let units = UnitKey::for_person(&city, school, &entry.state.placement.value);
         self.alerts.push(Alert {
             event_id: envelope.event_id.clone(),
             kind,
@@ -359,15 +373,30 @@ impl Folder {
     /// Moves one person's contribution on one day (and its state part on the days after
     /// it, up to the person's next entry) from the old units to the new ones.
     fn apply_change(&mut self, change: &DayChange) -> Result<(), AggregateError> {
+        if let (Some(old), Some(new)) = (&change.old, &change.new)
+            && (std::sync::Arc::ptr_eq(&old.units, &new.units) || old.units == new.units)
+        {
+            // Same units (most events): one pass with the difference, none if there is none.
+            let mut delta = new.tally;
+            delta.add(&old.tally.negated());
+            if delta.is_zero() {
+                return Ok(());
+            }
+            let city = new.units.get(1).map(|c| c.path.clone()).unwrap_or_default();
+            for unit in new.units.iter() {
+                self.add_to_unit(unit, change, &delta, Some(&city))?;
+            }
+            return Ok(());
+        }
         if let Some(old) = &change.old {
             let minus = old.tally.negated();
-            for unit in &old.units {
+            for unit in old.units.iter() {
                 self.add_to_unit(unit, change, &minus, None)?;
             }
         }
         if let Some(new) = &change.new {
             let city = new.units.get(1).map(|c| c.path.clone()).unwrap_or_default();
-            for unit in &new.units {
+            for unit in new.units.iter() {
                 self.add_to_unit(unit, change, &new.tally, Some(&city))?;
             }
         }
@@ -392,32 +421,35 @@ impl Folder {
             return Ok(());
         }
         if !self.units.contains_key(unit) {
-            let loaded = self.projections.unit_days(unit)?;
-            self.units.insert(unit.clone(), loaded);
+            let days = self.projections.unit_days(unit)?;
+            self.units.insert(unit.clone(), UnitDays { days, dirty: BTreeSet::new() });
         }
-        let days = self.units.get_mut(unit).expect("loaded above");
+        let UnitDays { days, dirty } = self.units.get_mut(unit).expect("loaded above");
+        if dirty.is_empty() {
+            self.dirty_units.push(unit.clone());
+        }
         let state = delta.state_only();
         // The delta's span ends where the person's next entry begins; a day there without
         // a record would inherit this delta, so pin it down first with what it holds now.
         if let Some(until) = change.until.filter(|_| !state.is_zero())
             && materialize(days, until)
         {
-            self.dirty_unit_days.insert((unit.clone(), until));
+            dirty.insert(until);
         }
         materialize(days, change.day);
         days.get_mut(&change.day).expect("materialized above").add(delta);
-        self.dirty_unit_days.insert((unit.clone(), change.day));
+        dirty.insert(change.day);
         if state.is_zero() {
             return Ok(());
         }
         let after = change.day.succ_opt().unwrap_or(change.day);
-        let span: Vec<Day> = match change.until {
-            Some(until) => days.range(after..until).map(|(d, _)| *d).collect(),
-            None => days.range(after..).map(|(d, _)| *d).collect(),
+        let span = match change.until {
+            Some(until) => days.range_mut(after..until),
+            None => days.range_mut(after..),
         };
-        for day in span {
-            days.get_mut(&day).expect("listed above").add(&state);
-            self.dirty_unit_days.insert((unit.clone(), day));
+        for (day, tally) in span {
+            tally.add(&state);
+            dirty.insert(*day);
         }
         Ok(())
     }
@@ -460,9 +492,12 @@ impl Folder {
         }
         let school_of = |unit: &UnitKey| unit.path.split('/').next().unwrap_or_default().to_owned();
         let mut marks = BTreeSet::new();
-        for (unit, day) in self.dirty_unit_days.drain() {
-            marks.insert((day, school_of(&unit)));
-            changed.push((school_of(&unit), store::unit_day_key(&unit, day), store::encode(&self.units[&unit][&day])));
+        for unit in self.dirty_units.drain(..) {
+            let UnitDays { days, dirty } = self.units.get_mut(&unit).expect("dirty units are in memory");
+            for day in std::mem::take(dirty) {
+                marks.insert((day, school_of(&unit)));
+                changed.push((school_of(&unit), store::unit_day_key(&unit, day), store::encode(&days[&day])));
+            }
         }
         for alert in self.alerts.drain(..) {
             changed.push((

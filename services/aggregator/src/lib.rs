@@ -204,8 +204,12 @@ pub async fn run<L: EventLog, C: EventLog>(
             // or CHECKPOINT_EVERY, and fewer, coalesced changes go out. Else at once.
             let behind = records.len() == POLL_MAX || publishing.as_ref().is_some_and(|p| !p.task.is_finished());
             // Folding is CPU and sled work: keep it off the async workers.
+            let folded_total = metrics.folded_total.clone();
             let (returned, outcome) = tokio::task::spawn_blocking(move || {
                 let outcome = folder.fold_records(&records).and_then(|outcome| {
+                    // Counted before the checkpoint makes the fold visible, so the status
+                    // never reports fewer events than the reports already show.
+                    folded_total.fetch_add(outcome.folded, std::sync::atomic::Ordering::Relaxed);
                     let due = !behind
                         || folder.pending() >= CHECKPOINT_EVENTS
                         || last_checkpoint.elapsed() >= CHECKPOINT_EVERY
@@ -225,7 +229,6 @@ pub async fn run<L: EventLog, C: EventLog>(
             metrics.duplicates.inc_by(outcome.duplicates);
             metrics.replayed.inc_by(outcome.replayed);
             metrics.unreadable.inc_by(outcome.unreadable);
-            metrics.folded_total.fetch_add(outcome.folded, std::sync::atomic::Ordering::Relaxed);
             folded_this_second += outcome.folded;
             if stored {
                 last_checkpoint = Instant::now();

@@ -418,7 +418,11 @@ impl Projections {
             Ok(timeline) => Ok(timeline),
             // Written before timelines kept their folded ids: those are in `e` keys.
             Err(e) => match postcard::from_bytes::<LegacyTimeline>(&bytes) {
-                Ok(legacy) => Ok(Timeline { days: legacy.days, folded: Default::default() }),
+                Ok(legacy) => {
+                    let mut timeline = Timeline::default();
+                    timeline.days = legacy.days;
+                    Ok(timeline)
+                }
                 Err(_) => Err(e),
             },
         }

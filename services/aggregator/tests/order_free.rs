@@ -90,8 +90,8 @@ fn reference(events: &[pb::Event], rules: &Rules, zone: FixedOffset) -> BTreeMap
             let Some(contribution) = timeline.on(day(n)).and_then(|pd| pd.contribution(school, day(n), rules)) else {
                 continue;
             };
-            for unit in contribution.units {
-                sums.entry((unit, day(n))).or_default().add(&contribution.tally);
+            for unit in contribution.units.iter() {
+                sums.entry((unit.clone(), day(n))).or_default().add(&contribution.tally);
             }
         }
     }

@@ -5,6 +5,7 @@
 //! flows are sets (a slot checked, a fever seen), so they are order-free too.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -318,7 +319,9 @@ pub struct KeyPerson {
 /// Where a person counts on a day and what they add there.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Contribution {
-    pub units: Vec<UnitKey>,
+    /// Shared: most events leave a person's placement as it was, so a timeline builds
+    /// the keys once and hands out the same list (see `Timeline`).
+    pub units: Arc<[UnitKey]>,
     pub tally: Tally,
 }
 
@@ -456,8 +459,21 @@ impl PersonDay {
     /// Where this person counts on `day` (this entry's day) and what they add; `None`
     /// while not enrolled.
     pub fn contribution(&self, school: &str, day: NaiveDate, rules: &Rules) -> Option<Contribution> {
+        let tally = self.tally(day, rules)?;
+        let units = UnitKey::for_person(self.city()?, school, &self.state.placement.value).into();
+        Some(Contribution { units, tally })
+    }
+
+    /// The city of the person's school as registered; `None` before registration.
+    pub fn city(&self) -> Option<&str> {
+        self.state.registration.value.as_ref().map(|(_, city)| city.as_str())
+    }
+
+    /// What this person adds on `day` (this entry's day) to each unit they count in;
+    /// `None` while not enrolled.
+    pub fn tally(&self, day: NaiveDate, rules: &Rules) -> Option<Tally> {
         let s = &self.state;
-        let (role, city) = s.registration.value.as_ref()?;
+        let (role, _) = s.registration.value.as_ref()?;
         if !s.enrolled.value {
             return None;
         }
@@ -519,7 +535,7 @@ impl PersonDay {
         t.mark(Measure::FlagReturnedWithoutHealthCard, f.returned && !card_in_time);
         let boarder = !s.placement.value.dorm.is_empty();
         t.mark(Measure::FlagBoarderLeftWithoutLeave, f.gate_out && boarder && !s.on_leave.value);
-        Some(Contribution { units: UnitKey::for_person(city, school, &s.placement.value), tally: t })
+        Some(t)
     }
 }
 

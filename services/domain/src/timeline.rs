@@ -8,12 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound::{Excluded, Unbounded};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::Day;
-use crate::event::Fact;
+use crate::event::{Fact, Placement};
 use crate::person::{Contribution, PersonDay, Rules, Stamp};
+use crate::unit::UnitKey;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timeline {
@@ -22,6 +24,40 @@ pub struct Timeline {
     /// so that the fold skips one delivered again: the check costs no store access of its
     /// own, since the timeline is loaded and written with every event of the person.
     pub folded: FoldedIds,
+    /// The unit keys of the latest placement seen, built once (a cache, not state).
+    #[serde(skip)]
+    units: UnitsMemo,
+}
+
+/// The units a person counts in, for one (city, school, placement): most events leave
+/// the placement as it was, and building unit keys was the fold's biggest allocation.
+#[derive(Debug, Clone, Default)]
+struct UnitsMemo(Option<(String, String, Placement, Arc<[UnitKey]>)>);
+
+impl PartialEq for UnitsMemo {
+    /// A cache: two timelines with the same days and ids are equal whatever it holds.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl UnitsMemo {
+    /// `entry.contribution(school, day, rules)`, with the unit list shared while the
+    /// place stays the same.
+    fn contribution(&mut self, entry: &PersonDay, school: &str, day: Day, rules: &Rules) -> Option<Contribution> {
+        let tally = entry.tally(day, rules)?;
+        let city = entry.city()?;
+        let placement = &entry.state.placement.value;
+        let units = match &self.0 {
+            Some((c, s, p, units)) if c == city && s == school && p == placement => units.clone(),
+            _ => {
+                let units: Arc<[UnitKey]> = UnitKey::for_person(city, school, placement).into();
+                self.0 = Some((city.to_owned(), school.to_owned(), placement.clone(), units.clone()));
+                units
+            }
+        };
+        Some(Contribution { units, tally })
+    }
 }
 
 /// A set of event ids, as the 64-bit FNV-1a hash of the id ([`Stamp::tiebreak`]).
@@ -120,18 +156,18 @@ impl Timeline {
         }
         // Updated in place: a person's entry holds sets and strings, not worth a clone.
         let entry = self.days.get_mut(&day).expect("inserted above");
-        let old = entry.contribution(school, day, rules);
+        let old = self.units.contribution(entry, school, day, rules);
         entry.apply(fact, stamp, day, rules);
-        let new = entry.contribution(school, day, rules);
+        let new = self.units.contribution(entry, school, day, rules);
         // Each entry's span ends where the next entry begins.
         let later: Vec<Day> = self.days.range((Excluded(day), Unbounded)).map(|(d, _)| *d).collect();
         changes.push(DayChange { day, until: later.first().copied(), old, new });
 
         for (i, later_day) in later.iter().enumerate() {
             let entry = self.days.get_mut(later_day).expect("listed above");
-            let old = entry.contribution(school, *later_day, rules);
+            let old = self.units.contribution(entry, school, *later_day, rules);
             entry.apply_state(fact, stamp, day, rules);
-            let new = entry.contribution(school, *later_day, rules);
+            let new = self.units.contribution(entry, school, *later_day, rules);
             if old != new {
                 changes.push(DayChange { day: *later_day, until: later.get(i + 1).copied(), old, new });
             }
@@ -152,8 +188,8 @@ impl Timeline {
             if let Some(turn) = entry.turning_point(entry_day, rules).filter(|t| next.is_none_or(|n| n > *t)) {
                 let carried = entry.carried();
                 // What unit records hold for `turn` now: the entry's state as of its own day.
-                let old = carried.contribution(school, entry_day, rules);
-                let new = carried.contribution(school, turn, rules);
+                let old = self.units.contribution(&carried, school, entry_day, rules);
+                let new = self.units.contribution(&carried, school, turn, rules);
                 self.days.insert(turn, carried);
                 changes.push(DayChange { day: turn, until: next, old, new });
             }
