@@ -1,9 +1,13 @@
-//! The fold alone, for profiling: simulated days encoded as the log holds them, folded
-//! into empty projections the way `aggregator::run` does while behind (polls of 32,768,
-//! a checkpoint every 262,144 records), with no server, log or feeds around it.
+//! The fold alone, for profiling, with no server, log or feeds around it. Two phases:
 //!
-//! `cargo run --release -p aggregator --example fold_days -- [scale] [days]`
-//! (defaults 0.05 and 10); prints wall and CPU seconds and folded events per CPU second.
+//! - **rebuild**: all simulated days but the last, encoded as the log holds them and
+//!   folded into empty projections the way `aggregator::run` does while behind (one
+//!   partition after another, polls of 32,768, a checkpoint every 262,144 records);
+//! - **live**: the last day in the order it happens, in polls of 500 with a checkpoint
+//!   after each, as a caught-up aggregator folds a day on top of the history.
+//!
+//! `cargo run --release -p aggregator --example fold_days -- [scale] [days] [rebuild]`
+//! (defaults 0.05 and 10; `rebuild`: skip the live day); prints wall and CPU seconds and folded events per CPU second.
 
 use std::time::Instant;
 
@@ -16,50 +20,82 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let scale: f64 = args.next().map_or(0.05, |a| a.parse().expect("scale: a number"));
     let days: u64 = args.next().map_or(10, |a| a.parse().expect("days: a whole number"));
+    let live_too = args.next().is_none_or(|a| a != "rebuild");
+    assert!(days >= 2, "days: at least 2 (a rebuild, then a live day)");
     let province = simulator::Province::generate(scale, 1);
-    let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).expect("a date");
-    // The log's order while rebuilding: one partition after another, each in append order.
-    let mut partitions: Vec<Vec<Polled>> = vec![Vec::new(); 16];
-    for back in (0..days).rev() {
-        let date = today - chrono::Days::new(back);
-        for school in 0..province.schools().len() {
-            for event in simulator::day_events(&province, school, date, 1) {
+    let last = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).expect("a date");
+    let day = |back: u64| {
+        let date = last - chrono::Days::new(back);
+        let mut events: Vec<pb::Event> = (0..province.schools().len())
+            .flat_map(|school| simulator::day_events(&province, school, date, 1))
+            .collect();
+        events.sort_by(|a, b| a.occurred_at.cmp(&b.occurred_at));
+        events
+    };
+    let mut offsets = vec![0u64; 12];
+    let mut as_log = |events: Vec<pb::Event>| -> Vec<Polled> {
+        events
+            .into_iter()
+            .map(|event| {
                 let topic = match event.payload {
                     Some(pb::event::Payload::Roster(_)) => 0,
                     Some(pb::event::Payload::Health(_)) => 1,
                     _ => 2,
                 };
                 let partition = eventlog::partition_for(&event.school, 4);
-                let log = &mut partitions[topic * 4 + partition as usize];
+                let offset = &mut offsets[topic * 4 + partition as usize];
                 let at = TopicPartition { topic: ["roster", "health", "movement"][topic].into(), partition };
-                let record = Record {
-                    topic: at.topic.clone(),
-                    key: event.school.clone(),
-                    headers: vec![],
-                    payload: event.encode_to_vec(),
-                };
-                log.push(Polled { at, offset: log.len() as u64, record });
+                let payload = event.encode_to_vec();
+                let record = Record { topic: at.topic.clone(), key: event.school.clone(), headers: vec![], payload };
+                *offset += 1;
+                Polled { at, offset: *offset - 1, record }
+            })
+            .collect()
+    };
+    // Appended in the order things happen, day after day.
+    let mut history = as_log((1..days).rev().flat_map(day).collect());
+    // Read while rebuilding one partition after another, each in append order.
+    history.sort_by(|a, b| (&a.at.topic, a.at.partition, a.offset).cmp(&(&b.at.topic, b.at.partition, b.offset)));
+    let live = as_log(day(0));
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let tree = aggregator::store::open(dir.path()).expect("a store");
+    let config = FoldConfig::default();
+    let mut folder = Folder::new(Projections::new(tree.clone()), config.rules, config.zone).expect("a folder");
+    measure(&format!("rebuild of {} days", days - 1), history.len(), || {
+        let mut folded = 0;
+        for poll in history.chunks(32_768) {
+            folded += folder.fold_records(poll).expect("folded").folded;
+            if folder.pending() >= 262_144 || folder.caches_full() {
+                folder.checkpoint().expect("stored");
             }
         }
+        folder.checkpoint().expect("stored");
+        folded
+    });
+    if live_too {
+        measure("the next day live", live.len(), || {
+            live.chunks(500).map(|poll| folder.fold_batch(poll).expect("folded and stored").folded).sum()
+        });
     }
-    let records: Vec<Polled> = partitions.into_iter().flatten().collect();
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let projections = Projections::new(aggregator::store::open(dir.path()).expect("a store"));
-    let config = FoldConfig::default();
-    let mut folder = Folder::new(projections, config.rules, config.zone).expect("a folder");
+    // What the store holds, by key prefix (see `aggregator::store`): entries and bytes.
+    let mut by_prefix: std::collections::BTreeMap<char, (u64, u64)> = Default::default();
+    for entry in tree.iter() {
+        let (key, value) = entry.expect("readable");
+        let sum = by_prefix.entry(char::from(key[0])).or_default();
+        *sum = (sum.0 + 1, sum.1 + (key.len() + value.len()) as u64);
+    }
+    for (prefix, (entries, bytes)) in by_prefix {
+        println!("  {prefix}: {entries} entries, {bytes} bytes, {} bytes each", bytes / entries);
+    }
+}
+
+fn measure(what: &str, records: usize, fold: impl FnOnce() -> u64) {
     let (started, cpu_before) = (Instant::now(), cpu());
-    let mut folded = 0;
-    for poll in records.chunks(32_768) {
-        folded += folder.fold_records(poll).expect("folded").folded;
-        if folder.pending() >= 262_144 || folder.caches_full() {
-            folder.checkpoint().expect("stored");
-        }
-    }
-    folder.checkpoint().expect("stored");
+    let folded = fold();
     let (wall, cpu) = (started.elapsed().as_secs_f64(), cpu() - cpu_before);
     println!(
-        "{} records, {folded} folded: wall {wall:.2} s, CPU {cpu:.2} s, {:.0} folded/CPU s",
-        records.len(),
+        "{what}: {records} records, {folded} folded: wall {wall:.2} s, CPU {cpu:.2} s, {:.0} folded/CPU s",
         folded as f64 / cpu
     );
 }
