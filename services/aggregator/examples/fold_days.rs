@@ -2,7 +2,8 @@
 //!
 //! - **rebuild**: all simulated days but the last, encoded as the log holds them and
 //!   folded into empty projections the way `aggregator::run` does while behind (one
-//!   partition after another, polls of 32,768, a checkpoint every 262,144 records);
+//!   partition after another, polls of 32,768, a checkpoint every 262,144 records,
+//!   stored by a writer thread while folding goes on);
 //! - **live**: the last day in the order it happens, in polls of 500 with a checkpoint
 //!   after each, as a caught-up aggregator folds a day on top of the history.
 //!
@@ -32,7 +33,7 @@ fn main() {
         events.sort_by(|a, b| a.occurred_at.cmp(&b.occurred_at));
         events
     };
-    let mut offsets = vec![0u64; 12];
+    let mut offsets = [0u64; 12];
     let mut as_log = |events: Vec<pb::Event>| -> Vec<Polled> {
         events
             .into_iter()
@@ -66,8 +67,10 @@ fn main() {
         let mut folded = 0;
         for poll in history.chunks(32_768) {
             folded += folder.fold_records(poll).expect("folded").folded;
-            if folder.pending() >= 262_144 || folder.caches_full() {
+            if folder.caches_full() {
                 folder.checkpoint().expect("stored");
+            } else if folder.pending() >= 262_144 {
+                folder.start_checkpoint().expect("handed to the writer");
             }
         }
         folder.checkpoint().expect("stored");

@@ -84,6 +84,14 @@ pub struct Folder {
     school_partition: HashMap<String, u32>,
     /// Alerts raised by the current batch.
     alerts: Vec<Alert>,
+    /// A checkpoint that a writer thread is storing while folding goes on.
+    in_flight: Option<InFlight>,
+}
+
+/// A checkpoint on its way into sled, and the positions it stores.
+struct InFlight {
+    positions: BTreeMap<TopicPartition, u64>,
+    writer: std::thread::JoinHandle<sled::Result<()>>,
 }
 
 impl Folder {
@@ -112,6 +120,7 @@ impl Folder {
             dirty_roommates: HashSet::new(),
             school_partition: HashMap::new(),
             alerts: Vec::new(),
+            in_flight: None,
         })
     }
 
@@ -202,9 +211,23 @@ impl Folder {
     }
 
     /// Stores everything folded since the last checkpoint with the positions it reaches,
-    /// in one atomic sled batch. A person or unit day folded many times in between is
-    /// written once: sled's cost is per entry written.
+    /// in one atomic sled batch, and returns once it is stored. A person or unit day
+    /// folded many times in between is written once: sled's cost is per entry written.
     pub fn checkpoint(&mut self) -> Result<(), AggregateError> {
+        self.settle()?;
+        if self.pending > 0 {
+            self.start_checkpoint()?;
+            self.settle()?;
+        }
+        Ok(())
+    }
+
+    /// Hands everything folded since the last checkpoint to a writer thread, which stores
+    /// it (one atomic sled batch) while this folder folds on; at most one is under way,
+    /// so this first waits for the one before. Readers of the projections see it once
+    /// written; [`Self::checkpointed`] and the feeds' wake-up follow at [`Self::settle`].
+    pub fn start_checkpoint(&mut self) -> Result<(), AggregateError> {
+        self.settle()?;
         let mut batch = sled::Batch::default();
         self.write_into(&mut batch)?;
         for (tp, next) in &self.positions {
@@ -212,10 +235,39 @@ impl Folder {
                 batch.insert(store::position_key(tp), &next.to_be_bytes());
             }
         }
-        self.projections.tree.apply_batch(batch)?;
-        self.projections.written();
-        self.checkpointed.clone_from(&self.positions);
+        let tree = self.projections.tree.clone();
+        let writer = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || tree.apply_batch(batch))
+            .map_err(|e| AggregateError::Storage(e.into()))?;
+        self.in_flight = Some(InFlight { positions: self.positions.clone(), writer });
         self.pending = 0;
+        Ok(())
+    }
+
+    /// Whether a checkpoint is being stored.
+    pub fn checkpoint_under_way(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Settles the checkpoint under way if it is stored already; does not wait.
+    pub fn settle_if_stored(&mut self) -> Result<(), AggregateError> {
+        match &self.in_flight {
+            Some(flight) if flight.writer.is_finished() => self.settle(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits for the checkpoint under way, if any, to be stored.
+    pub fn settle(&mut self) -> Result<(), AggregateError> {
+        let Some(InFlight { positions, writer }) = self.in_flight.take() else { return Ok(()) };
+        writer.join().expect("checkpoint writer panicked")?;
+        self.projections.written();
+        self.checkpointed = positions;
+        if self.pending > 0 {
+            // Folded since: in memory only, so the caches stay whole.
+            return Ok(());
+        }
         // Everything is in sled now: a cache grown past its bound is dropped whole (sled
         // keeps its own cache of hot pages), so memory stays bounded at province scale.
         if self.timelines.len() > CACHED_PERSONS {
@@ -544,6 +596,16 @@ impl Folder {
     }
 }
 
+impl Drop for Folder {
+    /// A checkpoint under way is finished, not left running: a folder opened next on the
+    /// same store must find it either whole or not begun, as after a crash.
+    fn drop(&mut self) {
+        if let Some(flight) = self.in_flight.take() {
+            let _ = flight.writer.join();
+        }
+    }
+}
+
 /// Gives `day` its own record, holding the state it inherits from the day before it.
 /// Returns whether a record was added.
 fn materialize(days: &mut BTreeMap<Day, Tally>, day: Day) -> bool {
@@ -634,6 +696,36 @@ mod tests {
         assert_eq!((restarted.pending(), stored(&projections)), (0, 3));
         assert_eq!(projections.positions().unwrap().get(&tp), Some(&3));
         assert_eq!(restarted.checkpointed().get(&tp), Some(&3));
+    }
+
+    #[test]
+    fn a_checkpoint_stored_in_the_background_counts_once_settled_and_folding_goes_on_meanwhile() {
+        let (_dir, projections, mut folder) = folder();
+        let tp = TopicPartition { topic: "health".into(), partition: 0 };
+        folder.fold_records(&[at(0, &fever("e1", "P1"))]).unwrap();
+        folder.start_checkpoint().unwrap();
+        assert!(folder.checkpoint_under_way());
+        assert_eq!(folder.pending(), 0, "handed to the writer");
+        // Folding goes on while it is stored; the checkpointed positions wait for it.
+        folder.fold_records(&[at(1, &fever("e2", "P2"))]).unwrap();
+        assert_eq!(folder.checkpointed().get(&tp), None);
+        // The next checkpoint waits for the one under way, then stores what followed.
+        folder.start_checkpoint().unwrap();
+        assert_eq!(folder.checkpointed().get(&tp), Some(&1));
+        folder.settle().unwrap();
+        assert!(!folder.checkpoint_under_way());
+        assert_eq!(folder.checkpointed().get(&tp), Some(&2));
+        assert_eq!(projections.positions().unwrap().get(&tp), Some(&2));
+        let stored = |person: &str| projections.timeline("S1", person).unwrap().days.len();
+        assert_eq!((stored("P1"), stored("P2")), (1, 1));
+
+        // A crash with a checkpoint never started: the records after it fold again.
+        folder.fold_records(&[at(2, &fever("e3", "P3"))]).unwrap();
+        let config = crate::FoldConfig::default();
+        let mut restarted = Folder::new(projections.clone(), config.rules, config.zone).unwrap();
+        assert_eq!(restarted.position(&tp), Some(2));
+        let outcome = restarted.fold_batch(&[at(2, &fever("e3", "P3"))]).unwrap();
+        assert_eq!((outcome.folded, outcome.duplicates), (1, 0));
     }
 
     #[test]

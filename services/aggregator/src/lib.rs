@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::FixedOffset;
 use domain::Rules;
-use eventlog::{EventLog, LogConsumer, LogError};
+use eventlog::{EventLog, LogConsumer, LogError, Polled};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -145,6 +145,9 @@ pub async fn run<L: EventLog, C: EventLog>(
     // The outbox goes to the changelog while the next batches fold (a changelog append
     // is a broker round trip); what a publication covers is committed once it is done.
     let mut publishing: Option<Publication> = None;
+    // Behind, the next poll is read while the last one folds (reading the log is work of
+    // its own, on another core).
+    let mut ahead: Option<Result<Vec<Polled>, LogError>> = None;
     loop {
         if publishing.as_ref().is_some_and(|p| p.task.is_finished()) {
             let done = publishing.take().expect("checked above");
@@ -173,18 +176,24 @@ pub async fn run<L: EventLog, C: EventLog>(
             outbox_pending = false;
         }
         let records = tokio::select! {
+            biased;
             () = &mut shutdown => {
                 // A publication under way is finished, so a graceful stop commits it.
                 if let Some(done) = publishing.take() && done.task.await.expect("changelog task panicked").is_ok() {
                     consumer.commit(&done.covers)?;
                 }
                 // What was folded and not stored is stored (a crash would fold it again).
-                if folder.pending() > 0 {
+                if folder.pending() > 0 || folder.checkpoint_under_way() {
                     tokio::task::spawn_blocking(move || folder.checkpoint()).await.expect("fold task panicked")?;
                 }
                 return Ok(());
             }
-            polled = consumer.poll(POLL_MAX, Duration::from_millis(200)) => polled,
+            polled = async {
+                match ahead.take() {
+                    Some(polled) => polled,
+                    None => consumer.poll(POLL_MAX, Duration::from_millis(200)).await,
+                }
+            } => polled,
         };
         let records = match records {
             Ok(records) => records,
@@ -196,16 +205,21 @@ pub async fn run<L: EventLog, C: EventLog>(
             Err(e) => return Err(e.into()),
         };
         // An empty poll after folded ones stores them (the log ran dry right after a
-        // full poll).
-        if !records.is_empty() || folder.pending() > 0 {
+        // full poll), and waits for a checkpoint under way.
+        if !records.is_empty() || folder.pending() > 0 || folder.checkpoint_under_way() {
             // A full poll means the aggregator is behind, and over Kafka a publication
             // still under way means the changelog is (what is stored now could not go out
             // before it ends anyway): then it stores what it folded every CHECKPOINT_EVENTS
             // or CHECKPOINT_EVERY, and fewer, coalesced changes go out. Else at once.
             let behind = records.len() == POLL_MAX || publishing.as_ref().is_some_and(|p| !p.task.is_finished());
+            // Behind and without a changelog, a checkpoint is stored by a writer thread
+            // while the next polls fold (the fold then uses both cores). Over Kafka the
+            // outbox may go out only once stored, so there it is stored at once.
+            let overlap = behind && changelog.is_none();
             // Folding is CPU and sled work: keep it off the async workers.
+            let full = records.len() == POLL_MAX;
             let folded_total = metrics.folded_total.clone();
-            let (returned, outcome) = tokio::task::spawn_blocking(move || {
+            let folding = tokio::task::spawn_blocking(move || {
                 let outcome = folder.fold_records(&records).and_then(|outcome| {
                     // Counted before the checkpoint makes the fold visible, so the status
                     // never reports fewer events than the reports already show.
@@ -214,15 +228,23 @@ pub async fn run<L: EventLog, C: EventLog>(
                         || folder.pending() >= CHECKPOINT_EVENTS
                         || last_checkpoint.elapsed() >= CHECKPOINT_EVERY
                         || folder.caches_full();
-                    if due {
+                    if due && overlap && !folder.caches_full() {
+                        folder.start_checkpoint()?;
+                    } else if due {
+                        // Also when the caches are full: only a checkpoint stored with
+                        // nothing folded since may drop them.
                         folder.checkpoint()?;
+                    } else {
+                        folder.settle_if_stored()?;
                     }
                     Ok((outcome, due))
                 });
                 (folder, outcome)
-            })
-            .await
-            .expect("fold task panicked");
+            });
+            if full {
+                ahead = Some(consumer.poll(POLL_MAX, Duration::ZERO).await);
+            }
+            let (returned, outcome) = folding.await.expect("fold task panicked");
             folder = returned;
             let (outcome, stored) = outcome?;
             metrics.folded.inc_by(outcome.folded);
