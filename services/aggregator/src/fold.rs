@@ -54,9 +54,10 @@ pub struct Folder {
     known_units: Set<UnitKey>,
     /// Next offset to fold, per partition, as folded in memory.
     positions: BTreeMap<TopicPartition, u64>,
-    /// The same as written to sled by the last checkpoint: what a commit may claim.
+    /// The same as written to sled by the last checkpoint settled: what a commit may
+    /// claim (sled may be ahead while a checkpoint is under way).
     checkpointed: BTreeMap<TopicPartition, u64>,
-    /// Records taken from the log since the last checkpoint (folded or not: their
+    /// Records taken from the log since the last checkpoint started (folded or not: their
     /// positions are not stored yet either).
     pending: u64,
     // What was folded since the last checkpoint.
@@ -86,6 +87,9 @@ pub struct Folder {
     alerts: Vec<Alert>,
     /// A checkpoint that a writer thread is storing while folding goes on.
     in_flight: Option<InFlight>,
+    /// Why a checkpoint failed, if one did: its changes had left memory, so nothing more
+    /// may be folded or stored by this folder.
+    failed: Option<String>,
 }
 
 /// A checkpoint on its way into sled, and the positions it stores.
@@ -121,6 +125,7 @@ impl Folder {
             school_partition: HashMap::new(),
             alerts: Vec::new(),
             in_flight: None,
+            failed: None,
         })
     }
 
@@ -161,9 +166,11 @@ impl Folder {
         Ok(outcome)
     }
 
-    /// Folds `records` into the state in memory; nothing is stored until [`Self::checkpoint`].
-    /// A crash in between loses only what the log still holds past the stored positions.
+    /// Folds `records` into the state in memory; nothing is stored until a checkpoint
+    /// ([`Self::checkpoint`], [`Self::start_checkpoint`]). A crash in between loses only
+    /// what the log still holds past the stored positions.
     pub fn fold_records(&mut self, records: &[Polled]) -> Result<BatchOutcome, AggregateError> {
+        self.usable()?;
         let mut outcome = BatchOutcome::default();
         for polled in records {
             let next = self.positions.get(&polled.at).copied().unwrap_or(0);
@@ -228,21 +235,43 @@ impl Folder {
     /// written; [`Self::checkpointed`] and the feeds' wake-up follow at [`Self::settle`].
     pub fn start_checkpoint(&mut self) -> Result<(), AggregateError> {
         self.settle()?;
-        let mut batch = sled::Batch::default();
-        self.write_into(&mut batch)?;
-        for (tp, next) in &self.positions {
-            if self.checkpointed.get(tp) != Some(next) {
-                batch.insert(store::position_key(tp), &next.to_be_bytes());
-            }
+        if self.pending == 0 {
+            return Ok(());
         }
-        let tree = self.projections.tree.clone();
-        let writer = std::thread::Builder::new()
-            .name("checkpoint".into())
-            .spawn(move || tree.apply_batch(batch))
-            .map_err(|e| AggregateError::Storage(e.into()))?;
+        let mut batch = sled::Batch::default();
+        // From here the changes leave memory: a failure loses them for this folder.
+        let started = self.write_into(&mut batch).and_then(|()| {
+            for (tp, next) in &self.positions {
+                if self.checkpointed.get(tp) != Some(next) {
+                    batch.insert(store::position_key(tp), &next.to_be_bytes());
+                }
+            }
+            let tree = self.projections.tree.clone();
+            std::thread::Builder::new()
+                .name("checkpoint".into())
+                .spawn(move || tree.apply_batch(batch))
+                .map_err(|e| AggregateError::CheckpointFailed(format!("no thread to write it: {e}")))
+        });
+        let writer = self.unless_failed(started)?;
         self.in_flight = Some(InFlight { positions: self.positions.clone(), writer });
         self.pending = 0;
         Ok(())
+    }
+
+    /// Refuses to go on after a failed checkpoint.
+    fn usable(&self) -> Result<(), AggregateError> {
+        match &self.failed {
+            Some(reason) => Err(AggregateError::CheckpointFailed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Passes `result` on, remembering a failure so that nothing more is folded or stored.
+    fn unless_failed<T>(&mut self, result: Result<T, AggregateError>) -> Result<T, AggregateError> {
+        if let Err(e) = &result {
+            self.failed = Some(e.to_string());
+        }
+        result
     }
 
     /// Whether a checkpoint is being stored.
@@ -260,8 +289,13 @@ impl Folder {
 
     /// Waits for the checkpoint under way, if any, to be stored.
     pub fn settle(&mut self) -> Result<(), AggregateError> {
+        self.usable()?;
         let Some(InFlight { positions, writer }) = self.in_flight.take() else { return Ok(()) };
-        writer.join().expect("checkpoint writer panicked")?;
+        let written = match writer.join() {
+            Ok(written) => written.map_err(AggregateError::from),
+            Err(_) => Err(AggregateError::CheckpointFailed("its writer panicked".into())),
+        };
+        self.unless_failed(written)?;
         self.projections.written();
         self.checkpointed = positions;
         if self.pending > 0 {
@@ -600,8 +634,10 @@ impl Drop for Folder {
     /// A checkpoint under way is finished, not left running: a folder opened next on the
     /// same store must find it either whole or not begun, as after a crash.
     fn drop(&mut self) {
-        if let Some(flight) = self.in_flight.take() {
-            let _ = flight.writer.join();
+        if let Some(flight) = self.in_flight.take()
+            && !matches!(flight.writer.join(), Ok(Ok(())))
+        {
+            tracing::error!("a checkpoint under way failed as the folder stopped; the store holds the one before");
         }
     }
 }

@@ -36,6 +36,10 @@ pub enum AggregateError {
     Corrupt { key: String, reason: String },
     #[error(transparent)]
     Log(#[from] LogError),
+    /// A checkpoint failed after its changes left memory: this folder can no longer tell
+    /// what is stored, so it refuses to go on; a new one starts from the store.
+    #[error("a checkpoint failed ({0}); the aggregator must start again from the stored state")]
+    CheckpointFailed(String),
 }
 
 /// How the aggregator folds: rules and the province's time zone, which decides the day.
@@ -241,18 +245,23 @@ pub async fn run<L: EventLog, C: EventLog>(
                 });
                 (folder, outcome)
             });
-            if full {
+            // Only without a changelog (the embedded log): a Kafka poll that does not wait
+            // returns what the client has buffered, often a short batch, which would look
+            // caught up and force the checkpoints and publications that behind avoids.
+            if full && changelog.is_none() {
                 ahead = Some(consumer.poll(POLL_MAX, Duration::ZERO).await);
             }
             let (returned, outcome) = folding.await.expect("fold task panicked");
             folder = returned;
-            let (outcome, stored) = outcome?;
+            // A checkpoint was made or started (a commit claims only what has settled,
+            // `Folder::checkpointed`).
+            let (outcome, checkpoint_made) = outcome?;
             metrics.folded.inc_by(outcome.folded);
             metrics.duplicates.inc_by(outcome.duplicates);
             metrics.replayed.inc_by(outcome.replayed);
             metrics.unreadable.inc_by(outcome.unreadable);
             folded_this_second += outcome.folded;
-            if stored {
+            if checkpoint_made {
                 last_checkpoint = Instant::now();
                 if changelog.is_some() {
                     outbox_pending = true;
