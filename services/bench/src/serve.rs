@@ -271,6 +271,8 @@ pub struct DaysRebuilt {
     pub total: Rate,
     /// CPU time of the process over the same span, all threads (sled's included).
     pub cpu: Duration,
+    /// The projections' keys and values once every day is folded: the state after weeks.
+    pub state_bytes: u64,
 }
 
 /// Writes `days` simulated days (ending today) straight into an embedded log, as intake
@@ -308,7 +310,14 @@ pub async fn rebuild_days(args: &Args, days: u32) -> anyhow::Result<DaysRebuilt>
     server.running.stop().await?;
     // Registrations carry the same ids every day: folded once, skipped as duplicates after.
     anyhow::ensure!(folding.folded as usize <= written, "folded {} events, wrote {written}", folding.folded);
-    Ok(DaysRebuilt { days, folded: folding.folded, total: Rate::new(written, folding.done - started), cpu })
+    let state_bytes = live_bytes(&serve.join("projections"))?;
+    Ok(DaysRebuilt {
+        days,
+        folded: folding.folded,
+        total: Rate::new(written, folding.done - started),
+        cpu,
+        state_bytes,
+    })
 }
 
 /// An event as intake puts it on the log: topic by kind, keyed by school, the protobuf.

@@ -391,6 +391,19 @@ pub fn render(
             ),
         ),
         row(
+            match days {
+                Some(d) => format!("projections' state after the {} days' rebuild (bytes/person)", d.days),
+                None => "projections' state after the days' rebuild (bytes/person)".into(),
+            },
+            [cell(days, |d| thousands(d.state_bytes as f64 / header.persons.max(1) as f64)), "not measured".into()],
+            dash(),
+            dash(),
+            judged(
+                "resident state < 1 KiB per person",
+                &[("embedded", days.map(|d| d.state_bytes < 1024 * header.persons as u64))],
+            ),
+        ),
+        row(
             "profile of the hottest path".into(),
             ["`PROFILE.md`".into(), "—".into()],
             dash(),
@@ -465,7 +478,9 @@ Notes:
   and the projections, which hold this aggregator's state and its view of the changelog) over
   {persons} persons. The state itself is the sum of the projections' keys and values, read
   after the server stops; sled's files are several times larger (a log-structured store keeps
-  old versions of pages until it reclaims their segments), which the on-disk rows show.
+  old versions of pages until it reclaims their segments), which the on-disk rows show. The
+  state after the days' rebuild is the same sum once those days are folded: each person's
+  timeline keeps a full state for every day with an entry, so it grows by a day per day.
 - The targets are for the whole province on this machine; for totals, the target cell gives what
   this run's rates would take at province size.
 - Rebuild of days: {days} simulated days ending today (the same province, seed and
