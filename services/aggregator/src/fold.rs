@@ -81,6 +81,8 @@ pub struct Folder {
     /// Who named whom as a roommate (`school/person` → persons naming them).
     roommate_index: HashMap<String, BTreeSet<String>>,
     dirty_roommates: HashSet<String>,
+    /// Persons whose timeline was read from a legacy `p` key: its next write removes it.
+    legacy_timelines: Set<String>,
     /// The log partition of each school folded, for the reach of its records.
     school_partition: HashMap<String, u32>,
     /// Alerts raised by the current batch.
@@ -122,6 +124,7 @@ impl Folder {
             roommate_index: HashMap::new(),
             key_persons: Map::default(),
             dirty_roommates: HashSet::new(),
+            legacy_timelines: Set::default(),
             school_partition: HashMap::new(),
             alerts: Vec::new(),
             in_flight: None,
@@ -378,7 +381,10 @@ impl Folder {
         key.push('/');
         key.push_str(person);
         if !self.timelines.contains_key(key.as_str()) {
-            let loaded = self.projections.timeline(school, person)?;
+            let (loaded, legacy) = self.projections.timeline_and_layout(school, person)?;
+            if legacy {
+                self.legacy_timelines.insert(key.clone());
+            }
             self.timelines.insert(key.clone(), loaded);
         }
         Ok(self.timelines.get_mut(self.key_buf.as_str()).expect("loaded above"))
@@ -556,8 +562,11 @@ impl Folder {
         for key in std::mem::take(&mut self.dirty_timelines) {
             let (school, person) = key.split_once('/').expect("keys are school/person");
             let timeline = &self.timelines[&key];
-            store::encode_into(timeline, &mut self.encode_buf);
-            batch.insert(store::person_key_joined(&key), self.encode_buf.as_slice());
+            crate::timeline_codec::encode(timeline, &mut self.encode_buf);
+            batch.insert(store::timeline_key(&key), self.encode_buf.as_slice());
+            if self.legacy_timelines.remove(&key) {
+                batch.remove(store::person_key_joined(&key));
+            }
             // The key-person list follows the person's latest day.
             let now =
                 timeline.days.iter().next_back().and_then(|(day, e)| e.key_person(school, person, *day, &self.rules));
@@ -762,6 +771,25 @@ mod tests {
         assert_eq!(restarted.position(&tp), Some(2));
         let outcome = restarted.fold_batch(&[at(2, &fever("e3", "P3"))]).unwrap();
         assert_eq!((outcome.folded, outcome.duplicates), (1, 0));
+    }
+
+    #[test]
+    fn a_timeline_of_the_older_layout_is_read_and_rewritten_in_the_new_one() {
+        let (_dir, projections, mut folder) = folder();
+        folder.fold_batch(&[at(0, &fever("e1", "P1"))]).unwrap();
+        // As a store written before `t` keys held it: the whole timeline under `p`.
+        let timeline = projections.timeline("S1", "P1").unwrap();
+        projections.tree.remove(store::timeline_key("S1/P1")).unwrap();
+        projections.tree.insert(store::person_key("S1", "P1"), store::encode(&timeline)).unwrap();
+
+        let config = crate::FoldConfig::default();
+        let mut restarted = Folder::new(projections.clone(), config.rules, config.zone).unwrap();
+        let outcome = restarted.fold_batch(&[at(1, &fever("e1", "P1")), at(2, &fever("e2", "P1"))]).unwrap();
+        assert_eq!((outcome.folded, outcome.duplicates), (1, 1), "the ids came along");
+        assert!(projections.tree.get(store::person_key("S1", "P1")).unwrap().is_none(), "the old key is gone");
+        let now = projections.timeline("S1", "P1").unwrap();
+        assert_eq!(now.folded.len(), 2);
+        assert_eq!(now.days, timeline.days, "a second fever the same morning changes nothing of the day");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod changelog;
 pub mod fold;
 pub mod grpc;
 pub mod store;
+mod timeline_codec;
 
 pub use fold::{BatchOutcome, Folder};
 pub use store::Projections;

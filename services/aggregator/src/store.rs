@@ -4,7 +4,8 @@
 //!
 //! | prefix | key                              | value                      |
 //! |--------|----------------------------------|----------------------------|
-//! | `p`    | school/person                    | the person's [`Timeline`], with the ids of their events folded |
+//! | `t`    | school/person                    | the person's [`Timeline`], each day as what changed since the day before, with the ids of their events folded (`timeline_codec`) |
+//! | `p`    | school/person                    | legacy, read then removed: the timeline with a whole state per day (stores from before `t`) |
 //! | `u`    | unit key, NUL, YYYY-MM-DD        | the unit's [`Tally`]       |
 //! | `n`    | unit key                         | [`UnitInfo`]               |
 //! | `e`    | school/event id                  | legacy, read only: the event is folded (stores from before the ids moved into `p`) |
@@ -65,9 +66,14 @@ pub(crate) fn person_key(school: &str, person: &str) -> Vec<u8> {
     key_of(b'p', &[school.as_bytes(), b"/", person.as_bytes()])
 }
 
-/// The `p` key of a `school/person` pair already joined.
+/// The legacy `p` key of a `school/person` pair already joined.
 pub(crate) fn person_key_joined(school_person: &str) -> Vec<u8> {
     key_of(b'p', &[school_person.as_bytes()])
+}
+
+/// The `t` key of a `school/person` pair already joined.
+pub(crate) fn timeline_key(school_person: &str) -> Vec<u8> {
+    key_of(b't', &[school_person.as_bytes()])
 }
 
 pub(crate) fn key_person_key(school: &str, person: &str) -> Vec<u8> {
@@ -176,13 +182,6 @@ pub(crate) fn version_key(key: &[u8]) -> Vec<u8> {
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("projection values always serialize")
-}
-
-/// Encodes `value` into `buf` (cleared first): a buffer reused across values grows once,
-/// where a fresh `Vec` per timeline reallocated several times as it was written.
-pub(crate) fn encode_into<T: Serialize>(value: &T, buf: &mut Vec<u8>) {
-    buf.clear();
-    *buf = postcard::to_extend(value, std::mem::take(buf)).expect("projection values always serialize");
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, AggregateError> {
@@ -411,21 +410,37 @@ impl Projections {
         Ok(out)
     }
 
+    #[cfg(test)]
     pub(crate) fn timeline(&self, school: &str, person: &str) -> Result<Timeline, AggregateError> {
+        Ok(self.timeline_and_layout(school, person)?.0)
+    }
+
+    /// The person's timeline, and whether it was read from a legacy `p` key (which the
+    /// next write of it removes).
+    pub(crate) fn timeline_and_layout(&self, school: &str, person: &str) -> Result<(Timeline, bool), AggregateError> {
+        let key = timeline_key(&format!("{school}/{person}"));
+        if let Some(bytes) = self.tree.get(&key)? {
+            let timeline = crate::timeline_codec::decode(&bytes).map_err(|reason| AggregateError::Corrupt {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                reason,
+            })?;
+            return Ok((timeline, false));
+        }
         let key = person_key(school, person);
-        let Some(bytes) = self.tree.get(&key)? else { return Ok(Timeline::default()) };
-        match decode(&key, &bytes) {
-            Ok(timeline) => Ok(timeline),
+        let Some(bytes) = self.tree.get(&key)? else { return Ok((Timeline::default(), false)) };
+        let timeline = match decode(&key, &bytes) {
+            Ok(timeline) => timeline,
             // Written before timelines kept their folded ids: those are in `e` keys.
             Err(e) => match postcard::from_bytes::<LegacyTimeline>(&bytes) {
                 Ok(legacy) => {
                     let mut timeline = Timeline::default();
                     timeline.days = legacy.days;
-                    Ok(timeline)
+                    timeline
                 }
-                Err(_) => Err(e),
+                Err(_) => return Err(e),
             },
-        }
+        };
+        Ok((timeline, true))
     }
 
     /// Key persons placed in `unit` (or, for a city or the province, in its schools).

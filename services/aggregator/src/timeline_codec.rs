@@ -1,0 +1,185 @@
+//! A timeline as stored (`t` keys): each day's entry keeps only the state fields that
+//! differ from the entry before it, then the day's flows. Most days change one or two
+//! registers, and the whole state written for every day (as `p` keys did) made a person's
+//! stored state grow by about 190 bytes a day.
+
+use domain::person::{PersonDay, PersonState};
+use domain::timeline::Timeline;
+use domain::{Day, timeline::FoldedIds};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The first byte of every value, so that a later layout can tell this one apart.
+const FORMAT: u8 = 1;
+
+/// Every field of [`PersonState`], in the order of the bits of a day's change mask.
+macro_rules! state_fields {
+    ($then:ident) => {
+        $then! {
+            registration,
+            placement,
+            enrolled,
+            on_campus,
+            in_key_area,
+            two_histories,
+            isolation,
+            diagnosis,
+            sick_absent,
+            on_leave,
+            exposure,
+            isolation_since,
+            release,
+            roommates,
+            abnormal_days,
+            roommate_onsets,
+            returned_batch,
+            health_card_on,
+            close_contact
+        }
+    };
+}
+
+/// Fails to compile when `PersonState` gains a field the list above lacks: a field left
+/// out would silently not be stored.
+macro_rules! every_field_listed {
+    ($($field:ident),*) => {
+        #[allow(dead_code)]
+        fn every_field_listed(state: &PersonState) {
+            let PersonState { $($field: _),* } = state;
+        }
+    };
+}
+state_fields!(every_field_listed);
+
+macro_rules! state_delta {
+    ($($field:ident),*) => {
+        /// The fields of `now` that differ from `before`: a mask, then each of them.
+        #[allow(unused_assignments)]
+        fn put_state(before: &PersonState, now: &PersonState, out: &mut Vec<u8>) {
+            let (mut mask, mut bit) = (0u32, 1u32);
+            $(
+                if now.$field != before.$field {
+                    mask |= bit;
+                }
+                bit <<= 1;
+            )*
+            put(out, &mask);
+            bit = 1;
+            $(
+                if mask & bit != 0 {
+                    put(out, &now.$field);
+                }
+                bit <<= 1;
+            )*
+        }
+
+        /// `before` with the fields a mask names read from `rest`.
+        #[allow(unused_assignments)]
+        fn take_state(before: &PersonState, rest: &mut &[u8]) -> postcard::Result<PersonState> {
+            let mask: u32 = take(rest)?;
+            let mut state = before.clone();
+            let mut bit = 1u32;
+            $(
+                if mask & bit != 0 {
+                    state.$field = take(rest)?;
+                }
+                bit <<= 1;
+            )*
+            Ok(state)
+        }
+    };
+}
+state_fields!(state_delta);
+
+/// Writes `timeline` into `out` (cleared first).
+pub(crate) fn encode(timeline: &Timeline, out: &mut Vec<u8>) {
+    out.clear();
+    out.push(FORMAT);
+    put(out, &(timeline.days.len() as u64));
+    let empty = PersonState::default();
+    let mut before = &empty;
+    for (day, entry) in &timeline.days {
+        put(out, &chrono::Datelike::num_days_from_ce(day));
+        put_state(before, &entry.state, out);
+        put(out, &entry.flows);
+        before = &entry.state;
+    }
+    put(out, &timeline.folded);
+}
+
+/// Reads a timeline written by [`encode`].
+pub(crate) fn decode(bytes: &[u8]) -> Result<Timeline, String> {
+    let mut rest = bytes.strip_prefix(&[FORMAT]).ok_or("unknown timeline format")?;
+    let read = |rest: &mut &[u8]| -> postcard::Result<Timeline> {
+        let count: u64 = take(rest)?;
+        let mut timeline = Timeline::default();
+        let mut state = PersonState::default();
+        for _ in 0..count {
+            let days: i32 = take(rest)?;
+            let day = Day::from_num_days_from_ce_opt(days).ok_or(postcard::Error::DeserializeBadEncoding)?;
+            state = take_state(&state, rest)?;
+            let flows = take(rest)?;
+            timeline.days.insert(day, PersonDay { state: state.clone(), flows });
+        }
+        timeline.folded = take::<FoldedIds>(rest)?;
+        Ok(timeline)
+    };
+    let timeline = read(&mut rest).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err(format!("{} bytes after the timeline", rest.len()));
+    }
+    Ok(timeline)
+}
+
+fn put<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    *out = postcard::to_extend(value, std::mem::take(out)).expect("timelines always serialize");
+}
+
+fn take<T: DeserializeOwned>(rest: &mut &[u8]) -> postcard::Result<T> {
+    let (value, tail) = postcard::take_from_bytes(rest)?;
+    *rest = tail;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::Fact;
+    use domain::event::{Placement, Role, Slot};
+    use domain::person::Stamp;
+
+    fn day(n: u32) -> Day {
+        Day::from_ymd_opt(2026, 11, n).unwrap()
+    }
+
+    #[test]
+    fn a_timeline_reads_back_as_written_and_keeps_only_what_changed_per_day() {
+        let rules = domain::Rules::default();
+        let mut timeline = Timeline::default();
+        let registered = Fact::Registered {
+            role: Role::Student,
+            placement: Placement {
+                department: "D1".into(),
+                grade: "2019".into(),
+                class: "C1".into(),
+                dorm: "B1".into(),
+            },
+            city: "Guangzhou".into(),
+            on_campus: true,
+        };
+        timeline.apply("S1", day(1), &registered, Stamp::new(1, "r"), &rules);
+        for n in 1..=20 {
+            let reading = Fact::Temperature { slot: Slot::Morning, celsius: if n == 7 { 38.0 } else { 36.5 } };
+            let stamp = Stamp::new(i64::from(n) * 86_400_000, &format!("t{n}"));
+            timeline.apply("S1", day(n), &reading, stamp, &rules);
+            assert!(timeline.first_fold(stamp));
+        }
+        let mut bytes = Vec::new();
+        encode(&timeline, &mut bytes);
+        assert_eq!(decode(&bytes).unwrap(), timeline);
+        // The whole state every day, as `p` keys held it, is several times larger.
+        let whole = postcard::to_allocvec(&timeline).unwrap();
+        assert!(bytes.len() * 3 < whole.len(), "{} bytes, whole {}", bytes.len(), whole.len());
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err(), "a cut value is refused");
+    }
+}
