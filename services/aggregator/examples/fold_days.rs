@@ -94,13 +94,21 @@ fn main() {
 }
 
 fn measure(what: &str, records: usize, fold: impl FnOnce() -> u64) {
-    let (started, cpu_before) = (Instant::now(), cpu());
+    let (started, cpu_before, rss_before) = (Instant::now(), cpu(), rss_mib());
     let folded = fold();
     let (wall, cpu) = (started.elapsed().as_secs_f64(), cpu() - cpu_before);
     println!(
-        "{what}: {records} records, {folded} folded: wall {wall:.2} s, CPU {cpu:.2} s, {:.0} folded/CPU s",
-        folded as f64 / cpu
+        "{what}: {records} records, {folded} folded: wall {wall:.2} s, CPU {cpu:.2} s, {:.0} folded/CPU s, resident memory {rss_before} -> {} MiB",
+        folded as f64 / cpu,
+        rss_mib()
     );
+}
+
+/// VmRSS of this process (MiB): the folder's caches and sled's.
+fn rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
+    line.split_whitespace().nth(1).and_then(|kib| kib.parse::<u64>().ok()).expect("kB") / 1024
 }
 
 /// utime + stime of this process, all threads (seconds).

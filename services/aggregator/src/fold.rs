@@ -20,6 +20,11 @@ use crate::store::{self, Projections, UnitInfo};
 /// Persons and units whose state the folder keeps in memory between batches, at most.
 const CACHED_PERSONS: usize = 200_000;
 const CACHED_UNITS: usize = 50_000;
+/// Days of those persons' timelines in memory, at most: a day in memory holds a whole
+/// state (about 800 bytes with its strings), so after weeks of history the persons'
+/// bound alone would let the cache grow to several GB at province scale (200,000
+/// persons × 30 days ≈ 4.8 GB). This is about 1.6 GB.
+const CACHED_PERSON_DAYS: usize = 2_000_000;
 
 /// The fold's maps: hashed with foldhash, several times cheaper than std's SipHash on
 /// the short keys of persons and units, and seeded per process all the same.
@@ -50,6 +55,10 @@ pub struct Folder {
     rules: Rules,
     zone: FixedOffset,
     timelines: Map<String, Timeline>,
+    /// Days of the timelines in memory, summed.
+    cached_days: usize,
+    /// How much the caches may hold before a checkpoint drops them.
+    bounds: CacheBounds,
     units: Map<UnitKey, UnitDays>,
     known_units: Set<UnitKey>,
     /// Next offset to fold, per partition, as folded in memory.
@@ -94,6 +103,13 @@ pub struct Folder {
     failed: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct CacheBounds {
+    persons: usize,
+    person_days: usize,
+    units: usize,
+}
+
 /// A checkpoint on its way into sled, and the positions it stores.
 struct InFlight {
     positions: BTreeMap<TopicPartition, u64>,
@@ -109,6 +125,8 @@ impl Folder {
             rules,
             zone,
             timelines: Map::default(),
+            cached_days: 0,
+            bounds: CacheBounds { persons: CACHED_PERSONS, person_days: CACHED_PERSON_DAYS, units: CACHED_UNITS },
             units: Map::default(),
             known_units: Set::default(),
             checkpointed: positions.clone(),
@@ -130,6 +148,13 @@ impl Folder {
             in_flight: None,
             failed: None,
         })
+    }
+
+    /// Smaller caches than the defaults (tests make them tiny, so that they are dropped
+    /// and reloaded all the time).
+    pub fn with_cache_bounds(mut self, persons: usize, person_days: usize, units: usize) -> Self {
+        self.bounds = CacheBounds { persons, person_days, units };
+        self
     }
 
     /// Also writes every change to the outbox, from which [`crate::changelog`] publishes it.
@@ -157,9 +182,10 @@ impl Folder {
     /// Whether the caches outgrew their bounds: only a checkpoint may drop them, since
     /// they hold what is not stored yet.
     pub fn caches_full(&self) -> bool {
-        self.timelines.len() > CACHED_PERSONS
-            || self.units.len() > CACHED_UNITS
-            || self.roommate_index.len() > CACHED_PERSONS
+        self.timelines.len() > self.bounds.persons
+            || self.cached_days > self.bounds.person_days
+            || self.units.len() > self.bounds.units
+            || self.roommate_index.len() > self.bounds.persons
     }
 
     /// Folds `records` and stores the result with the new positions, atomically.
@@ -307,15 +333,16 @@ impl Folder {
         }
         // Everything is in sled now: a cache grown past its bound is dropped whole (sled
         // keeps its own cache of hot pages), so memory stays bounded at province scale.
-        if self.timelines.len() > CACHED_PERSONS {
+        if self.timelines.len() > self.bounds.persons || self.cached_days > self.bounds.person_days {
             self.timelines.clear();
             self.key_persons.clear();
+            self.cached_days = 0;
         }
-        if self.units.len() > CACHED_UNITS {
+        if self.units.len() > self.bounds.units {
             self.units.clear();
             self.known_units.clear();
         }
-        if self.roommate_index.len() > CACHED_PERSONS {
+        if self.roommate_index.len() > self.bounds.persons {
             self.roommate_index.clear();
         }
         Ok(())
@@ -361,7 +388,10 @@ impl Folder {
         stamp: Stamp,
     ) -> Result<(), AggregateError> {
         let rules = self.rules;
-        let changes = self.timeline(school, person)?.apply(school, day, fact, stamp, &rules);
+        let timeline = self.timeline(school, person)?;
+        let days_before = timeline.days.len();
+        let changes = timeline.apply(school, day, fact, stamp, &rules);
+        self.cached_days += timeline.days.len() - days_before;
         // `timeline` left the person's key in `key_buf`.
         if !self.dirty_timelines.contains(self.key_buf.as_str()) {
             self.dirty_timelines.insert(self.key_buf.clone());
@@ -385,6 +415,7 @@ impl Folder {
             if legacy {
                 self.legacy_timelines.insert(key.clone());
             }
+            self.cached_days += loaded.days.len();
             self.timelines.insert(key.clone(), loaded);
         }
         Ok(self.timelines.get_mut(self.key_buf.as_str()).expect("loaded above"))

@@ -135,7 +135,7 @@ fn store() -> (tempfile::TempDir, Projections) {
 }
 
 #[test]
-fn folds_equal_a_recomputation_whatever_the_order_batching_duplicates_checkpoints_and_crashes() {
+fn folds_equal_a_recomputation_whatever_the_order_batching_duplicates_checkpoints_crashes_and_caches() {
     let rules = Rules::default();
     let zone = FixedOffset::east_opt(8 * 3600).unwrap();
     for seed in 1..=150u64 {
@@ -145,7 +145,13 @@ fn folds_equal_a_recomputation_whatever_the_order_batching_duplicates_checkpoint
         let log = shuffled_log(&mut rng, &events);
 
         let (_dir, projections) = store();
-        let mut folder = Folder::new(projections.clone(), rules, zone).unwrap();
+        // Half the seeds with tiny caches, dropped and reloaded at most checkpoints.
+        let tiny = seed % 2 == 0;
+        let open = || {
+            let folder = Folder::new(projections.clone(), rules, zone).unwrap();
+            if tiny { folder.with_cache_bounds(2, 4, 3) } else { folder }
+        };
+        let mut folder = open();
         let mut at = 0;
         while at < log.len() {
             let end = (at + 1 + rng.below(6)).min(log.len());
@@ -164,7 +170,7 @@ fn folds_equal_a_recomputation_whatever_the_order_batching_duplicates_checkpoint
                 // delivers again from the stored positions. (A checkpoint under way is
                 // finished first, as a crash leaves it whole or not begun.)
                 drop(folder);
-                folder = Folder::new(projections.clone(), rules, zone).unwrap();
+                folder = open();
                 at = log.iter().position(|p| p.offset >= folder.position(&p.at).unwrap_or(0)).unwrap_or(log.len());
             }
         }
