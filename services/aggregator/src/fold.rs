@@ -90,6 +90,8 @@ pub struct Folder {
     /// Who named whom as a roommate (`school/person` → persons naming them).
     roommate_index: HashMap<String, BTreeSet<String>>,
     dirty_roommates: HashSet<String>,
+    /// The store held timelines of the legacy `p` layout when this folder started.
+    legacy_layout: bool,
     /// Persons whose timeline was read from a legacy `p` key: its next write removes it.
     legacy_timelines: Set<String>,
     /// The log partition of each school folded, for the reach of its records.
@@ -120,6 +122,7 @@ impl Folder {
     pub fn new(projections: Projections, rules: Rules, zone: FixedOffset) -> Result<Self, AggregateError> {
         let positions = projections.positions()?;
         let legacy_seen = projections.tree.scan_prefix(b"e\0").next().transpose()?.is_some();
+        let legacy_layout = projections.has_legacy_timelines()?;
         Ok(Self {
             projections,
             rules,
@@ -142,6 +145,7 @@ impl Folder {
             roommate_index: HashMap::new(),
             key_persons: Map::default(),
             dirty_roommates: HashSet::new(),
+            legacy_layout,
             legacy_timelines: Set::default(),
             school_partition: HashMap::new(),
             alerts: Vec::new(),
@@ -411,7 +415,7 @@ impl Folder {
         key.push('/');
         key.push_str(person);
         if !self.timelines.contains_key(key.as_str()) {
-            let (loaded, legacy) = self.projections.timeline_and_layout(school, person)?;
+            let (loaded, legacy) = self.projections.timeline_and_layout(key, self.legacy_layout)?;
             if legacy {
                 self.legacy_timelines.insert(key.clone());
             }
@@ -496,32 +500,39 @@ impl Folder {
     /// Moves one person's contribution on one day (and its state part on the days after
     /// it, up to the person's next entry) from the old units to the new ones.
     fn apply_change(&mut self, change: &DayChange) -> Result<(), AggregateError> {
-        if let (Some(old), Some(new)) = (&change.old, &change.new)
-            && (std::sync::Arc::ptr_eq(&old.units, &new.units) || old.units == new.units)
-        {
+        match (&change.old, &change.new) {
             // Same units (most events): one pass with the difference, none if there is none.
-            let mut delta = new.tally;
-            delta.add(&old.tally.negated());
-            if delta.is_zero() {
-                return Ok(());
+            (Some(old), Some(new)) if std::sync::Arc::ptr_eq(&old.units, &new.units) || old.units == new.units => {
+                let mut delta = new.tally;
+                delta.add(&old.tally.negated());
+                if !delta.is_zero() {
+                    self.add_to_units(&new.units, change, &delta, true)?;
+                }
             }
-            let city = new.units.get(1).map(|c| c.path.clone()).unwrap_or_default();
-            for unit in new.units.iter() {
-                self.add_to_unit(unit, change, &delta, Some(&city))?;
+            (old, new) => {
+                if let Some(old) = old {
+                    self.add_to_units(&old.units, change, &old.tally.negated(), false)?;
+                }
+                if let Some(new) = new {
+                    self.add_to_units(&new.units, change, &new.tally, true)?;
+                }
             }
-            return Ok(());
         }
-        if let Some(old) = &change.old {
-            let minus = old.tally.negated();
-            for unit in old.units.iter() {
-                self.add_to_unit(unit, change, &minus, None)?;
-            }
-        }
-        if let Some(new) = &change.new {
-            let city = new.units.get(1).map(|c| c.path.clone()).unwrap_or_default();
-            for unit in new.units.iter() {
-                self.add_to_unit(unit, change, &new.tally, Some(&city))?;
-            }
+        Ok(())
+    }
+
+    /// [`Self::add_to_unit`] for each of a person's `units` (province down); `register`:
+    /// they count there now, so a unit new to the store is registered with their city.
+    fn add_to_units(
+        &mut self,
+        units: &[UnitKey],
+        change: &DayChange,
+        delta: &Tally,
+        register: bool,
+    ) -> Result<(), AggregateError> {
+        let city = register.then(|| units.get(1).map(|c| c.path.clone()).unwrap_or_default());
+        for unit in units {
+            self.add_to_unit(unit, change, delta, city.as_deref())?;
         }
         Ok(())
     }

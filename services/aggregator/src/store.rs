@@ -62,6 +62,8 @@ fn key_of(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
     key
 }
 
+/// The legacy `p` key of a person (tests write stores of that layout).
+#[cfg(test)]
 pub(crate) fn person_key(school: &str, person: &str) -> Vec<u8> {
     key_of(b'p', &[school.as_bytes(), b"/", person.as_bytes()])
 }
@@ -412,13 +414,23 @@ impl Projections {
 
     #[cfg(test)]
     pub(crate) fn timeline(&self, school: &str, person: &str) -> Result<Timeline, AggregateError> {
-        Ok(self.timeline_and_layout(school, person)?.0)
+        Ok(self.timeline_and_layout(&format!("{school}/{person}"), true)?.0)
     }
 
-    /// The person's timeline, and whether it was read from a legacy `p` key (which the
-    /// next write of it removes).
-    pub(crate) fn timeline_and_layout(&self, school: &str, person: &str) -> Result<(Timeline, bool), AggregateError> {
-        let key = timeline_key(&format!("{school}/{person}"));
+    /// Whether the store holds timelines of the legacy `p` layout (asked once at start:
+    /// a store without any needs no second lookup per person).
+    pub(crate) fn has_legacy_timelines(&self) -> Result<bool, AggregateError> {
+        Ok(self.tree.scan_prefix(b"p\0").next().transpose()?.is_some())
+    }
+
+    /// The timeline of `school/person`, and whether it was read from a legacy `p` key
+    /// (which the next write of it removes); `p` keys are looked for only if `legacy`.
+    pub(crate) fn timeline_and_layout(
+        &self,
+        school_person: &str,
+        legacy: bool,
+    ) -> Result<(Timeline, bool), AggregateError> {
+        let key = timeline_key(school_person);
         if let Some(bytes) = self.tree.get(&key)? {
             let timeline = crate::timeline_codec::decode(&bytes).map_err(|reason| AggregateError::Corrupt {
                 key: String::from_utf8_lossy(&key).into_owned(),
@@ -426,8 +438,9 @@ impl Projections {
             })?;
             return Ok((timeline, false));
         }
-        let key = person_key(school, person);
-        let Some(bytes) = self.tree.get(&key)? else { return Ok((Timeline::default(), false)) };
+        let key = person_key_joined(school_person);
+        let bytes = if legacy { self.tree.get(&key)? } else { None };
+        let Some(bytes) = bytes else { return Ok((Timeline::default(), false)) };
         let timeline = match decode(&key, &bytes) {
             Ok(timeline) => timeline,
             // Written before timelines kept their folded ids: those are in `e` keys.
