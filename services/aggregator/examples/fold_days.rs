@@ -12,6 +12,10 @@
 
 use std::time::Instant;
 
+// The allocator daybook's binaries use (see services/daybook/src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use aggregator::{FoldConfig, Folder, Projections};
 use eventlog::{Polled, Record, TopicPartition};
 use prost::Message;

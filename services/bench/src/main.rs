@@ -17,6 +17,10 @@ use clap::Parser;
 use prost::Message;
 use wire::pb;
 
+// The allocator of the daybook binary, since the bench runs the server in this process.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The measurements of `daybook-bench`; the table goes to `--out` and to stdout.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "daybook-bench")]

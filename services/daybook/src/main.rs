@@ -8,6 +8,12 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use daybook::{Roles, ServeArgs, report};
 
+// mimalloc rather than glibc's malloc: the fold allocates a small value per event and frees
+// it at each checkpoint, and glibc spent a fifth of the fold's CPU in malloc, free and
+// consolidation (services/bench/PROFILE.md, sixth session).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "daybook", version, about = "Event-sourced daily reports for epidemic prevention in schools")]
 struct Cli {
