@@ -26,18 +26,24 @@ const TEMPERATURE_RANGE: std::ops::RangeInclusive<f64> = 30.0..=45.0;
 /// A required code: school, department, person and so on. Codes end up in unit keys,
 /// where ':' and '/' are separators.
 fn code(field: &str, value: String) -> Result<String, FieldError> {
-    if value.is_empty() {
-        return Err(bad(field, "must not be empty"));
-    }
-    optional_code(field, value)
+    checked_code(value, true).map_err(|reason| bad(field, reason))
 }
 
-fn optional_code(field: &str, value: String) -> Result<String, FieldError> {
-    if value.len() > 128 {
-        return Err(bad(field, format!("is {} bytes long, at most 128 allowed", value.len())));
+/// `value` if it is a valid code, else why not. The caller names the field, so that a
+/// nested field's name is only built for an error.
+fn checked_code(value: String, required: bool) -> Result<String, String> {
+    if required && value.is_empty() {
+        return Err("must not be empty".into());
     }
-    if let Some(c) = value.chars().find(|c| matches!(c, '/' | ':') || c.is_whitespace() || c.is_control()) {
-        return Err(bad(field, format!("{value:?} contains {c:?}; codes may not contain '/', ':' or spaces")));
+    if value.len() > 128 {
+        return Err(format!("is {} bytes long, at most 128 allowed", value.len()));
+    }
+    let refused = |c: char| matches!(c, '/' | ':') || c.is_whitespace() || c.is_control();
+    // Codes are nearly always plain ASCII: a byte scan clears them without decoding chars;
+    // anything else (a non-ASCII byte, or a refused one) gets the exact check.
+    let plain = value.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+    if !plain && let Some(c) = value.chars().find(|c| refused(*c)) {
+        return Err(format!("{value:?} contains {c:?}; codes may not contain '/', ':' or spaces"));
     }
     Ok(value)
 }
@@ -83,11 +89,14 @@ pub fn event_from_proto(event: pb::Event) -> Result<Envelope, FieldError> {
 
 fn placement(prefix: &str, p: Option<pb::Placement>, role: Option<Role>) -> Result<Placement, FieldError> {
     let p = p.ok_or_else(|| bad(prefix, "missing"))?;
+    let field = |name: &str, value: String, required: bool| {
+        checked_code(value, required).map_err(|reason| bad(&format!("{prefix}.{name}"), reason))
+    };
     let placement = Placement {
-        department: code(&format!("{prefix}.department"), p.department)?,
-        grade: optional_code(&format!("{prefix}.grade"), p.grade)?,
-        class: optional_code(&format!("{prefix}.class_name"), p.class_name)?,
-        dorm: optional_code(&format!("{prefix}.dorm"), p.dorm)?,
+        department: field("department", p.department, true)?,
+        grade: field("grade", p.grade, false)?,
+        class: field("class_name", p.class_name, false)?,
+        dorm: field("dorm", p.dorm, false)?,
     };
     if role == Some(Role::Student) && (placement.grade.is_empty() || placement.class.is_empty()) {
         return Err(bad(&format!("{prefix}.class_name"), "a student needs a grade and a class"));
@@ -356,6 +365,32 @@ mod tests {
         let mut e = temperature(f64::NAN);
         e.event_id = "e2".into();
         assert_eq!(event_from_proto(e).unwrap_err().field, "health.temperature.celsius");
+    }
+
+    #[test]
+    fn codes_refuse_separators_and_spaces_in_any_script() {
+        assert_eq!(checked_code("校区1".into(), true), Ok("校区1".into()));
+        for refused in ["a b", "a/b", "a:b", "a\tb", "a\u{7f}", "东\u{3000}区", "a\u{85}"] {
+            assert!(checked_code(refused.into(), true).unwrap_err().contains("codes may not contain"), "{refused:?}");
+        }
+        assert_eq!(checked_code(String::new(), true).unwrap_err(), "must not be empty");
+        assert_eq!(checked_code(String::new(), false), Ok(String::new()));
+        assert!(checked_code("x".repeat(129), false).unwrap_err().contains("at most 128"));
+        // A placement's fields are named in full.
+        let e = pb::Event {
+            payload: Some(pb::event::Payload::Roster(pb::RosterEvent {
+                person_id: "P1".into(),
+                change: Some(pb::roster_event::Change::Moved(pb::Moved {
+                    placement: Some(pb::Placement {
+                        department: "D1".into(),
+                        dorm: "B 2".into(),
+                        ..Default::default()
+                    }),
+                })),
+            })),
+            ..temperature(36.6)
+        };
+        assert_eq!(event_from_proto(e).unwrap_err().field, "roster.moved.placement.dorm");
     }
 
     #[test]
