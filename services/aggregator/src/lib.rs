@@ -67,6 +67,9 @@ const POLL_MAX: usize = 32_768;
 /// a person or unit day touched in several polls is then written once. Caught up, every
 /// poll is stored at once, so freshness does not wait for these.
 const CHECKPOINT_EVENTS: u64 = 262_144;
+
+/// Changelog records applied to a view per batch, at most.
+const VIEW_POLL_MAX: usize = 8192;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 
 type PartitionLabels = Vec<(String, String)>;
@@ -209,6 +212,7 @@ pub async fn run<L: EventLog, C: EventLog>(
             }
             Err(e) => return Err(e.into()),
         };
+        projections.set_catching_up(records.len() == POLL_MAX);
         // An empty poll after folded ones stores them (the log ran dry right after a
         // full poll), and waits for a checkpoint under way.
         if !records.is_empty() || folder.pending() > 0 || folder.checkpoint_under_way() {
@@ -303,8 +307,11 @@ pub async fn run_view<C: EventLog>(
     loop {
         let records = tokio::select! {
             () = &mut shutdown => return Ok(()),
-            polled = consumer.poll(8192, Duration::from_millis(200)) => polled,
+            polled = consumer.poll(VIEW_POLL_MAX, Duration::from_millis(200)) => polled,
         };
+        if let Ok(records) = &records {
+            view.set_catching_up(records.len() == VIEW_POLL_MAX);
+        }
         match records {
             Ok(records) if !records.is_empty() => {
                 let target = view.clone();

@@ -208,6 +208,9 @@ pub struct Projections {
     pub(crate) tree: sled::Tree,
     /// Woken after every batch written (fold or changelog): the feeds wait on it.
     changed: std::sync::Arc<tokio::sync::Notify>,
+    /// Set while whoever writes these projections reads full polls: a backlog is being
+    /// folded, and what is stored lags the log.
+    catching_up: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Projections {
@@ -218,7 +221,7 @@ impl std::fmt::Debug for Projections {
 
 impl Projections {
     pub fn new(tree: sled::Tree) -> Self {
-        Self { tree, changed: std::sync::Arc::default() }
+        Self { tree, changed: std::sync::Arc::default(), catching_up: std::sync::Arc::default() }
     }
 
     pub fn unit(&self, unit: &UnitKey) -> Result<Option<UnitInfo>, AggregateError> {
@@ -395,6 +398,18 @@ impl Projections {
 
     pub(crate) fn written(&self) {
         self.changed.notify_one();
+    }
+
+    /// Whether a backlog is being folded into these projections (or applied to this
+    /// view): the feeds hold seals and revisions until it is done, since a report
+    /// published now would miss events already in the log.
+    pub fn catching_up(&self) -> bool {
+        self.catching_up.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Set by the aggregator (or the view) after each poll: full means behind.
+    pub fn set_catching_up(&self, behind: bool) {
+        self.catching_up.store(behind, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Next offset to fold, per partition the aggregator has seen.

@@ -8,6 +8,11 @@
 //! 3. for marked days already sealed, recomputes the school's units (and its city and the
 //!    province) and publishes a new version of each report whose figures or status moved.
 //!
+//! While the aggregator folds a backlog (a rebuild, a restart after downtime), steps 2
+//! and 3 wait until it has caught up, for at most [`MAX_HOLD`]: a report sealed halfway
+//! would miss events already in the log and be revised moments later, and the revisions
+//! of every pass meanwhile would cost the fold CPU. Alerts go out at once all the same.
+//!
 //! Everything a pass publishes and remembers goes into the feed store in one sled batch;
 //! only then are the marks it handled cleared (compare-and-swap: a mark set again
 //! meanwhile stays for the next pass). A crash repeats a pass, which publishes nothing
@@ -22,7 +27,7 @@
 //! | `K` office                  | next cursor to copy to Kafka                 |
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aggregator::Projections;
 use chrono::{FixedOffset, TimeDelta};
@@ -262,7 +267,14 @@ pub struct Publisher {
     /// Days before the last sealed one that a first start seals: no older event gets in.
     catch_up_days: u32,
     next_cursor: HashMap<String, u64>,
+    /// Since when seals and revisions have waited for the aggregator to catch up.
+    held_since: Option<Instant>,
+    max_hold: Duration,
 }
+
+/// How long seals and revisions wait at most for an aggregator that is catching up: one
+/// that never catches up (load beyond what it can fold) must not stop the day's reports.
+pub const MAX_HOLD: Duration = Duration::from_secs(60);
 
 impl Publisher {
     pub fn new(
@@ -274,7 +286,18 @@ impl Publisher {
         clock: Clock,
         catch_up_days: u32,
     ) -> Self {
-        Self { projections, store, offices, close, zone, clock, catch_up_days, next_cursor: HashMap::new() }
+        Self {
+            projections,
+            store,
+            offices,
+            close,
+            zone,
+            clock,
+            catch_up_days,
+            next_cursor: HashMap::new(),
+            held_since: None,
+            max_hold: MAX_HOLD,
+        }
     }
 
     /// Publishes until `shutdown` completes: a pass after each batch the aggregator writes
@@ -316,7 +339,9 @@ impl Publisher {
         let now = self.clock.now().with_timezone(&self.zone).naive_local();
         let target = self.close.last_sealed_day(now);
         let sealed = self.store.sealed_through()?;
-        let marks = self.projections.marks()?;
+        let hold = self.hold();
+        // Held, the marks stay for the pass that follows the catch-up.
+        let marks = if hold { Vec::new() } else { self.projections.marks()? };
         let alerts = self.projections.alerts()?;
         let mut pass = Pass::default();
 
@@ -331,6 +356,7 @@ impl Publisher {
         }
         .map(|day| day.max(oldest));
         let to_seal: Vec<Day> = match first_to_seal {
+            Some(_) if hold => Vec::new(),
             Some(first) if first <= target => first.iter_days().take_while(|d| *d <= target).collect(),
             _ => Vec::new(),
         };
@@ -383,6 +409,21 @@ impl Publisher {
             self.projections.clear_alert(alert, stored)?;
         }
         Ok(items)
+    }
+
+    /// Whether seals and revisions wait in this pass (see the module's comment).
+    fn hold(&mut self) -> bool {
+        if !self.projections.catching_up() {
+            self.held_since = None;
+            return false;
+        }
+        let since = *self.held_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < self.max_hold {
+            return true;
+        }
+        // Still behind after the longest wait: this pass goes ahead, the next waits again.
+        self.held_since = Some(Instant::now());
+        false
     }
 
     fn push(&mut self, pass: &mut Pass, office: &str, item: pb::feed_item::Item) -> Result<(), FeedError> {
@@ -516,5 +557,77 @@ impl Publisher {
             self.push(pass, &office, pb::feed_item::Item::Report(proto.clone()))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aggregator::{FoldConfig, Folder};
+    use chrono::TimeZone;
+    use eventlog::{Polled, Record, TopicPartition};
+
+    use super::*;
+
+    /// A registration on 2020-03-01 folded into new projections, and a publisher whose
+    /// clock stands past that day's deadline.
+    fn folded_day() -> (Projections, Publisher, sled::Db) {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let projections = Projections::new(db.open_tree("projections").unwrap());
+        let config = FoldConfig::default();
+        let mut folder = Folder::new(projections.clone(), config.rules, config.zone).unwrap();
+        let event = pb::Event {
+            event_id: "r1".into(),
+            source: "test".into(),
+            school: "S1".into(),
+            occurred_at: "2020-03-01T07:00:00+08:00".into(),
+            payload: Some(pb::event::Payload::Roster(pb::RosterEvent {
+                person_id: "P1".into(),
+                change: Some(pb::roster_event::Change::Registered(pb::Registered {
+                    role: pb::Role::Teacher as i32,
+                    placement: Some(pb::Placement { department: "D1".into(), ..Default::default() }),
+                    city: "Wuhan".into(),
+                    on_campus: true,
+                })),
+            })),
+        };
+        let at = TopicPartition { topic: "roster".into(), partition: 0 };
+        let record =
+            Record { topic: at.topic.clone(), key: "S1".into(), headers: vec![], payload: event.encode_to_vec() };
+        folder.fold_records(&[Polled { at, offset: 0, record }]).unwrap();
+        folder.checkpoint().unwrap();
+        // Noon on 2 March in the zone (UTC+8): 1 March is past its deadline, 2 March is not.
+        let (clock, _) = Clock::manual(chrono::Utc.with_ymd_and_hms(2020, 3, 2, 4, 0, 0).unwrap());
+        let store = FeedStore::open(&db).unwrap();
+        let publisher = Publisher::new(
+            projections.clone(),
+            store,
+            Offices::default(),
+            CloseRules::default(),
+            config.zone,
+            clock,
+            7,
+        );
+        (projections, publisher, db)
+    }
+
+    #[test]
+    fn seals_wait_while_the_aggregator_catches_up() {
+        let (projections, mut publisher, _db) = folded_day();
+        projections.set_catching_up(true);
+        assert_eq!(publisher.pass().unwrap(), 0);
+        assert_eq!(publisher.store.sealed_through().unwrap(), None, "nothing sealed halfway through a backlog");
+        assert_eq!(projections.marks().unwrap().len(), 1, "the day's mark waits for the next pass");
+        projections.set_catching_up(false);
+        assert!(publisher.pass().unwrap() > 0);
+        assert_eq!(publisher.store.sealed_through().unwrap(), Day::from_ymd_opt(2020, 3, 1));
+    }
+
+    #[test]
+    fn an_aggregator_that_never_catches_up_does_not_stop_the_seal() {
+        let (projections, mut publisher, _db) = folded_day();
+        publisher.max_hold = Duration::ZERO;
+        projections.set_catching_up(true);
+        assert!(publisher.pass().unwrap() > 0);
+        assert_eq!(publisher.store.sealed_through().unwrap(), Day::from_ymd_opt(2020, 3, 1));
     }
 }
