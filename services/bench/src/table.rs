@@ -262,14 +262,20 @@ pub fn render(
         row(
             match days {
                 Some(d) => format!(
-                    "rebuild: {} simulated days from the log, {} records ({} folded), start-up included (s)",
+                    "rebuild: {} simulated days from the log, {} records ({} folded), start-up included, median of {} (fastest–slowest) (s)",
                     d.days,
                     thousands(d.total.count as f64),
-                    thousands(d.folded as f64)
+                    thousands(d.folded as f64),
+                    d.runs.0
                 ),
                 None => "rebuild: days from the log (s)".into(),
             },
-            [cell(days, |d| format!("{:.1}", d.total.seconds)), "not measured".into()],
+            [
+                cell(days, |d| {
+                    format!("{:.1} ({:.1}–{:.1})", d.total.seconds, d.runs.1.as_secs_f64(), d.runs.2.as_secs_f64())
+                }),
+                "not measured".into(),
+            ],
             dash(),
             dash(),
             match days {
@@ -286,7 +292,8 @@ pub fn render(
             },
         ),
         row(
-            "rebuild of the days: CPU of the process, all threads (s), and folded events per CPU second".into(),
+            "rebuild of the days, the median run: CPU of the process, all threads (s), and folded events per CPU second"
+                .into(),
             [
                 cell(days, |d| {
                     let seconds = d.cpu.as_secs_f64();
@@ -479,14 +486,17 @@ Notes:
   {persons} persons. The state itself is the sum of the projections' keys and values, read
   after the server stops; sled's files are several times larger (a log-structured store keeps
   old versions of pages until it reclaims their segments), which the on-disk rows show. The
-  state after the days' rebuild is the same sum once those days are folded: each person's
-  timeline keeps a full state for every day with an entry, so it grows by a day per day.
+  state after the days' rebuild is the same sum once those days are folded. It grows with the
+  days: a person's timeline keeps, per day with an entry, the state fields that changed and the
+  day's flows, and the ids of the events folded (8 bytes each); each unit keeps a record per day.
 - The targets are for the whole province on this machine; for totals, the target cell gives what
   this run's rates would take at province size.
 - Rebuild of days: {days} simulated days ending today (the same province, seed and
   simulator) are written straight into a new embedded log as intake writes them (intake is not
   timed here), then the server starts on empty projections; timed from the start of the server
-  until `GetStatus` says nothing is left to fold. Registrations repeat every day with the same
+  until `GetStatus` says nothing is left to fold; three times, on new projections each time, the
+  median shown with the fastest and slowest (runs on this shared machine vary by a fifth).
+  Registrations repeat every day with the same
   ids, so fewer events are folded than records read. Not run on Kafka (tansu's memory storage
   would hold every day in memory, at the Kafka column's rate several minutes per day).
 - Profile: `services/bench/PROFILE.md` (perf, intake streaming and the fold).
