@@ -49,6 +49,8 @@ pub struct Figures {
     pub streams_resent: u32,
     /// From the first streamed event posted until the aggregator folded it all.
     pub end_to_end: Option<Rate>,
+    /// Of several runs, the shortest and longest end-to-end times (s), and how many runs.
+    pub end_to_end_runs: Option<(f64, f64, usize)>,
     /// Acknowledgement to visible, one probe event at a time.
     pub freshness: Vec<Duration>,
     /// Every unit's report for the day, one `GetDailyReport` per unit.
@@ -169,6 +171,18 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
         }
     });
     Ok(figures)
+}
+
+/// The run with the median end-to-end time, which also notes the range of all of them.
+pub fn median_run(mut runs: Vec<Figures>) -> Figures {
+    let seconds = |f: &Figures| f.end_to_end.map_or(f64::INFINITY, |r| r.seconds);
+    runs.sort_by(|a, b| seconds(a).total_cmp(&seconds(b)));
+    let range = (seconds(&runs[0]), seconds(&runs[runs.len() - 1]), runs.len());
+    let mut median = runs.swap_remove(runs.len() / 2);
+    if range.2 > 1 {
+        median.end_to_end_runs = Some(range);
+    }
+    median
 }
 
 fn serve_args(dir: &Path, log: &Log, prefix: &str, group: &str) -> daybook::ServeConfig {
@@ -508,4 +522,22 @@ fn dir_size(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_run_is_shown_with_the_range_of_all() {
+        let run = |seconds: u64, unary: usize| Figures {
+            end_to_end: Some(Rate::new(1000, Duration::from_secs(seconds))),
+            unary: Some(Rate::new(unary, Duration::from_secs(1))),
+            ..Figures::default()
+        };
+        let median = median_run(vec![run(3, 30), run(1, 10), run(2, 20)]);
+        assert_eq!(median.unary.map(|r| r.count), Some(20), "every figure comes from the median run");
+        assert_eq!(median.end_to_end_runs, Some((1.0, 3.0, 3)));
+        assert_eq!(median_run(vec![run(5, 50)]).end_to_end_runs, None, "one run has no range");
+    }
 }

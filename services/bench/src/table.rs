@@ -52,6 +52,9 @@ impl Header {
         if args.days != 30 {
             options += &format!(" --days {}", args.days);
         }
+        if args.runs != 3 {
+            options += &format!(" --runs {}", args.runs);
+        }
         let command = format!(
             "cargo run --release -p bench -- --scale {} --seed {}{options} --out {}",
             args.scale,
@@ -235,8 +238,11 @@ pub fn render(
             dash(),
         ),
         row(
-            format!("end-to-end, the streamed day, {} events (s)", thousands(streamed as f64)),
-            both(&|f| seconds(f.end_to_end)),
+            format!("end-to-end, the streamed day, {} events (s); of several runs, the median (fastest–slowest)", thousands(streamed as f64)),
+            both(&|f| match f.end_to_end_runs {
+                Some((fastest, slowest, _)) => format!("{} ({fastest:.2}–{slowest:.2})", seconds(f.end_to_end)),
+                None => seconds(f.end_to_end),
+            }),
             dash(),
             dash(),
             format!(
@@ -452,6 +458,9 @@ Notes:
   storage cannot fetch from inside a record batch and its sqlite storage crawls at 100k
   records (deploy/KAFKA.md). The Kafka column measures daybook on this broker, not on Apache
   Kafka; the ratio to the raw client on the same broker is the telling figure.
+- **Runs**: the embedded log is measured {runs} times, each on a new server and data directory;
+  its column is the run with the median end-to-end time, and that row gives the fastest and
+  slowest (single runs on this shared machine vary by a fifth). The Kafka column is one run.
 - Everything shares the machine's {cores} cores: the bench's gRPC clients, the server (started
   in-process with `daybook::start_roles`, 4 partitions per topic), and on Kafka the tansu process.
 - Unary intake: {unary} events spread over the day, one `Publish` at a time. Streaming: the rest
@@ -508,6 +517,7 @@ Notes:
         readers = REPORT_CLIENTS,
         persons = thousands(header.persons as f64),
         days = args.days,
+        runs = args.runs.max(1),
     ) + if args.fresh == 0 { "- Freshness was not measured in this run (`--fresh 0`).\n" } else { "" }
 }
 
