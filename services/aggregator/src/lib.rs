@@ -219,7 +219,9 @@ pub async fn run<L: EventLog, C: EventLog>(
             }
             Err(e) => return Err(e.into()),
         };
-        projections.set_catching_up(records.len() == POLL_MAX);
+        // A full poll: the aggregator is behind, folding a backlog.
+        let full = records.len() == POLL_MAX;
+        projections.set_catching_up(full);
         // An empty poll after folded ones stores them (the log ran dry right after a
         // full poll), and waits for a checkpoint under way.
         if !records.is_empty() || folder.pending() > 0 || folder.checkpoint_under_way() {
@@ -227,13 +229,12 @@ pub async fn run<L: EventLog, C: EventLog>(
             // still under way means the changelog is (what is stored now could not go out
             // before it ends anyway): then it stores what it folded every CHECKPOINT_EVENTS
             // or CHECKPOINT_EVERY, and fewer, coalesced changes go out. Else at once.
-            let behind = records.len() == POLL_MAX || publishing.as_ref().is_some_and(|p| !p.task.is_finished());
+            let behind = full || publishing.as_ref().is_some_and(|p| !p.task.is_finished());
             // Behind and without a changelog, a checkpoint is stored by a writer thread
             // while the next polls fold (the fold then uses both cores). Over Kafka the
             // outbox may go out only once stored, so there it is stored at once.
             let overlap = behind && changelog.is_none();
             // Folding is CPU and sled work: keep it off the async workers.
-            let full = records.len() == POLL_MAX;
             let folded_total = metrics.folded_total.clone();
             let folding = tokio::task::spawn_blocking(move || {
                 let outcome = folder.fold_records(&records).and_then(|outcome| {

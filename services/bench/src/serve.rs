@@ -174,15 +174,20 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
 }
 
 /// The run with the median end-to-end time, which also notes the range of all of them.
-pub fn median_run(mut runs: Vec<Figures>) -> Figures {
-    let seconds = |f: &Figures| f.end_to_end.map_or(f64::INFINITY, |r| r.seconds);
-    runs.sort_by(|a, b| seconds(a).total_cmp(&seconds(b)));
-    let range = (seconds(&runs[0]), seconds(&runs[runs.len() - 1]), runs.len());
-    let mut median = runs.swap_remove(runs.len() / 2);
+pub fn median_run(runs: Vec<Figures>) -> Figures {
+    let (mut median, range) = median_of(runs, |f| f.end_to_end.map_or(f64::INFINITY, |r| r.seconds));
     if range.2 > 1 {
         median.end_to_end_runs = Some(range);
     }
     median
+}
+
+/// The median of `runs` by `seconds`, with the fastest and slowest times and how many
+/// runs there were. `runs` must not be empty.
+fn median_of<T>(mut runs: Vec<T>, seconds: impl Fn(&T) -> f64) -> (T, (f64, f64, usize)) {
+    runs.sort_by(|a, b| seconds(a).total_cmp(&seconds(b)));
+    let range = (seconds(&runs[0]), seconds(&runs[runs.len() - 1]), runs.len());
+    (runs.swap_remove(runs.len() / 2), range)
 }
 
 fn serve_args(dir: &Path, log: &Log, prefix: &str, group: &str) -> daybook::ServeConfig {
@@ -283,8 +288,8 @@ pub struct DaysRebuilt {
     /// Records read from the log, over the time from starting the server on empty projections until
     /// everything was folded (start-up included): the median run.
     pub total: Rate,
-    /// How many runs, the fastest and the slowest.
-    pub runs: (usize, Duration, Duration),
+    /// The fastest and slowest runs (s), and how many there were.
+    pub runs: (f64, f64, usize),
     /// CPU time of the process over the same span, all threads (sled's included).
     pub cpu: Duration,
     /// The projections' keys and values once every day is folded: the state after weeks.
@@ -339,18 +344,9 @@ pub async fn rebuild_days(args: &Args, days: u32) -> anyhow::Result<DaysRebuilt>
         eprintln!("  run {}: {:.1} s, {:.1} CPU s", run + 1, (folding.done - started).as_secs_f64(), cpu.as_secs_f64());
         runs.push((folding.done - started, cpu, folding.folded));
     }
-    runs.sort();
-    let (fastest, slowest) = (runs[0].0, runs[runs.len() - 1].0);
-    let (wall, cpu, folded) = runs[runs.len() / 2];
+    let ((wall, cpu, folded), runs) = median_of(runs, |(wall, _, _)| wall.as_secs_f64());
     let state_bytes = live_bytes(&serve.join("projections"))?;
-    Ok(DaysRebuilt {
-        days,
-        folded,
-        total: Rate::new(written, wall),
-        runs: (runs.len(), fastest, slowest),
-        cpu,
-        state_bytes,
-    })
+    Ok(DaysRebuilt { days, folded, total: Rate::new(written, wall), runs, cpu, state_bytes })
 }
 
 /// An event as intake puts it on the log: topic by kind, keyed by school, the protobuf.

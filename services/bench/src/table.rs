@@ -272,13 +272,13 @@ pub fn render(
                     d.days,
                     thousands(d.total.count as f64),
                     thousands(d.folded as f64),
-                    d.runs.0
+                    d.runs.2
                 ),
                 None => "rebuild: days from the log (s)".into(),
             },
             [
                 cell(days, |d| {
-                    format!("{:.1} ({:.1}–{:.1})", d.total.seconds, d.runs.1.as_secs_f64(), d.runs.2.as_secs_f64())
+                    format!("{:.1} ({:.1}–{:.1})", d.total.seconds, d.runs.0, d.runs.1)
                 }),
                 "not measured".into(),
             ],
