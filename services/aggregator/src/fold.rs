@@ -17,13 +17,15 @@ use crate::AggregateError;
 use crate::changelog::Change;
 use crate::store::{self, Projections, UnitInfo};
 
-/// Persons and units whose state the folder keeps in memory between batches, at most.
-const CACHED_PERSONS: usize = 200_000;
-const CACHED_UNITS: usize = 50_000;
+/// Persons and units whose state the folder keeps in memory between batches, at most:
+/// above the province's 590,000 persons and 95,000 units, so that a day's fold does not
+/// drop and reload them at every poll (a person with a day or two costs about 1.5 KB).
+const CACHED_PERSONS: usize = 1_000_000;
+const CACHED_UNITS: usize = 250_000;
 /// Days of those persons' timelines in memory, at most: a day in memory holds a whole
 /// state (about 800 bytes with its strings), so after weeks of history the persons'
-/// bound alone would let the cache grow to several GB at province scale (200,000
-/// persons × 30 days ≈ 4.8 GB). This is about 1.6 GB.
+/// bound alone would let the cache grow to several GB at province scale (590,000
+/// persons × 30 days ≈ 14 GB). This is about 1.6 GB.
 const CACHED_PERSON_DAYS: usize = 2_000_000;
 
 /// The fold's maps: hashed with foldhash, several times cheaper than std's SipHash on

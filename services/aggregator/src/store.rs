@@ -40,7 +40,7 @@ pub struct Mark {
 /// A timeline as stored before it kept its folded event ids (a postcard prefix of today's).
 #[derive(Deserialize)]
 struct LegacyTimeline {
-    days: BTreeMap<Day, domain::person::PersonDay>,
+    days: BTreeMap<Day, Box<domain::person::PersonDay>>,
 }
 
 /// What the store keeps about a unit besides its tallies.
@@ -550,7 +550,7 @@ mod tests {
     fn a_timeline_stored_before_it_kept_folded_ids_still_loads() {
         #[derive(Serialize)]
         struct Before<'a> {
-            days: &'a BTreeMap<Day, domain::person::PersonDay>,
+            days: &'a BTreeMap<Day, Box<domain::person::PersonDay>>,
         }
         let dir = tempfile::tempdir().unwrap();
         let projections = Projections::new(open(dir.path()).unwrap());

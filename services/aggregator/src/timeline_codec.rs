@@ -119,7 +119,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Timeline, String> {
             let day = Day::from_num_days_from_ce_opt(days).ok_or(postcard::Error::DeserializeBadEncoding)?;
             state = take_state(&state, rest)?;
             let flows = take(rest)?;
-            timeline.days.insert(day, PersonDay { state: state.clone(), flows });
+            timeline.days.insert(day, Box::new(PersonDay { state: state.clone(), flows }));
         }
         timeline.folded = take::<FoldedIds>(rest)?;
         Ok(timeline)

@@ -19,7 +19,9 @@ use crate::unit::UnitKey;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timeline {
-    pub days: BTreeMap<Day, PersonDay>,
+    /// Boxed: a B-tree leaf has room for 11 entries whether it holds 1 or 11, and a
+    /// `PersonDay` is about 650 bytes, so unboxed a person with a day or two cost 7 KB.
+    pub days: BTreeMap<Day, Box<PersonDay>>,
     /// The events of this person folded into it (not the roommates' signs it received),
     /// so that the fold skips one delivered again: the check costs no store access of its
     /// own, since the timeline is loaded and written with every event of the person.
@@ -152,7 +154,7 @@ impl Timeline {
         let mut changes = Vec::new();
         if !self.days.contains_key(&day) {
             let carried = self.days.range(..day).next_back().map(|(_, before)| before.carried()).unwrap_or_default();
-            self.days.insert(day, carried);
+            self.days.insert(day, Box::new(carried));
         }
         // Updated in place: a person's entry holds sets and strings, not worth a clone.
         let entry = self.days.get_mut(&day).expect("inserted above");
@@ -190,7 +192,7 @@ impl Timeline {
                 // What unit records hold for `turn` now: the entry's state as of its own day.
                 let old = self.units.contribution(&carried, school, entry_day, rules);
                 let new = self.units.contribution(&carried, school, turn, rules);
-                self.days.insert(turn, carried);
+                self.days.insert(turn, Box::new(carried));
                 changes.push(DayChange { day: turn, until: next, old, new });
             }
             cursor = self.next_day_after(entry_day);
@@ -201,7 +203,7 @@ impl Timeline {
     /// The person as of the end of `day` (state only if they did nothing that day).
     pub fn on(&self, day: Day) -> Option<PersonDay> {
         match self.days.get(&day) {
-            Some(entry) => Some(entry.clone()),
+            Some(entry) => Some(PersonDay::clone(entry)),
             None => self.days.range(..day).next_back().map(|(_, e)| e.carried()),
         }
     }
