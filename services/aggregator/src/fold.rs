@@ -100,11 +100,36 @@ pub struct Folder {
     school_partition: HashMap<String, u32>,
     /// Alerts raised by the current batch.
     alerts: Vec<Alert>,
+    /// What sled cannot hold, known without asking it (see [`Unstored`]).
+    unstored: Unstored,
     /// A checkpoint that a writer thread is storing while folding goes on.
     in_flight: Option<InFlight>,
     /// Why a checkpoint failed, if one did: its changes had left memory, so nothing more
     /// may be folded or stored by this folder.
     failed: Option<String>,
+}
+
+/// On a store that was empty when the folder opened (a rebuild), sled holds only what
+/// this folder wrote, and all of that stays in memory unless a checkpoint dropped it: a
+/// person or unit neither in memory nor dropped is new, and is not looked up. Such a
+/// lookup would wait for the checkpoint being written (sled 0.34 takes a process-wide
+/// lock for a batch), which stalled the rebuild's fold behind its writer.
+#[derive(Debug, Default)]
+struct Unstored {
+    /// The store was empty at open; otherwise everything not in memory is looked up.
+    empty_at_open: bool,
+    dropped_persons: Set<String>,
+    dropped_units: Set<UnitKey>,
+}
+
+impl Unstored {
+    fn person(&self, school_person: &str) -> bool {
+        self.empty_at_open && !self.dropped_persons.contains(school_person)
+    }
+
+    fn unit(&self, unit: &UnitKey) -> bool {
+        self.empty_at_open && !self.dropped_units.contains(unit)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -125,6 +150,7 @@ impl Folder {
         let positions = projections.positions()?;
         let legacy_seen = projections.tree.scan_prefix(b"e\0").next().transpose()?.is_some();
         let legacy_layout = projections.has_legacy_timelines()?;
+        let unstored = Unstored { empty_at_open: projections.tree.is_empty(), ..Unstored::default() };
         Ok(Self {
             projections,
             rules,
@@ -151,6 +177,7 @@ impl Folder {
             legacy_timelines: Set::default(),
             school_partition: HashMap::new(),
             alerts: Vec::new(),
+            unstored,
             in_flight: None,
             failed: None,
         })
@@ -339,12 +366,20 @@ impl Folder {
         }
         // Everything is in sled now: a cache grown past its bound is dropped whole (sled
         // keeps its own cache of hot pages), so memory stays bounded at province scale.
+        let unstored = &mut self.unstored;
         if self.timelines.len() > self.bounds.persons || self.cached_days > self.bounds.person_days {
+            if unstored.empty_at_open {
+                unstored.dropped_persons.extend(self.timelines.drain().map(|(key, _)| key));
+            }
             self.timelines.clear();
             self.key_persons.clear();
             self.cached_days = 0;
         }
         if self.units.len() > self.bounds.units {
+            if unstored.empty_at_open {
+                unstored.dropped_units.extend(self.units.drain().map(|(unit, _)| unit));
+                unstored.dropped_units.extend(self.known_units.drain());
+            }
             self.units.clear();
             self.known_units.clear();
         }
@@ -417,7 +452,11 @@ impl Folder {
         key.push('/');
         key.push_str(person);
         if !self.timelines.contains_key(key.as_str()) {
-            let (loaded, legacy) = self.projections.timeline_and_layout(key, self.legacy_layout)?;
+            let (loaded, legacy) = if self.unstored.person(key) {
+                (Timeline::default(), false)
+            } else {
+                self.projections.timeline_and_layout(key, self.legacy_layout)?
+            };
             if legacy {
                 self.legacy_timelines.insert(key.clone());
             }
@@ -557,7 +596,7 @@ impl Folder {
             return Ok(());
         }
         if !self.units.contains_key(unit) {
-            let days = self.projections.unit_days(unit)?;
+            let days = if self.unstored.unit(unit) { BTreeMap::new() } else { self.projections.unit_days(unit)? };
             self.units.insert(unit.clone(), UnitDays { days, dirty: BTreeSet::new() });
         }
         let UnitDays { days, dirty } = self.units.get_mut(unit).expect("loaded above");
@@ -594,7 +633,7 @@ impl Folder {
         if self.known_units.contains(unit) {
             return Ok(());
         }
-        if self.projections.unit(unit)?.is_none() {
+        if self.unstored.unit(unit) || self.projections.unit(unit)?.is_none() {
             self.new_units.push((unit.clone(), UnitInfo { parent: unit.parent(city), city: city.to_owned() }));
         }
         self.known_units.insert(unit.clone());
@@ -616,6 +655,7 @@ impl Folder {
                 timeline.days.iter().next_back().and_then(|(day, e)| e.key_person(school, person, *day, &self.rules));
             let before = match self.key_persons.get(&key) {
                 Some(known) => known.clone(),
+                None if self.unstored.person(&key) => None,
                 None => self.projections.key_person(school, person)?,
             };
             if before != now {
