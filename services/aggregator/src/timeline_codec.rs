@@ -3,6 +3,8 @@
 //! registers, and the whole state written for every day (as `p` keys did) made a person's
 //! stored state grow by about 190 bytes a day.
 
+use std::sync::Arc;
+
 use domain::person::{PersonDay, PersonState};
 use domain::timeline::Timeline;
 use domain::{Day, timeline::FoldedIds};
@@ -73,11 +75,15 @@ macro_rules! state_delta {
             )*
         }
 
-        /// `before` with the fields a mask names read from `rest`.
+        /// `state` with the fields a mask names read from `rest`; shared with the day
+        /// before (not copied) if the mask names none.
         #[allow(unused_assignments)]
-        fn take_state(before: &PersonState, rest: &mut &[u8]) -> postcard::Result<PersonState> {
+        fn take_state(state: &mut Arc<PersonState>, rest: &mut &[u8]) -> postcard::Result<()> {
             let mask: u32 = take(rest)?;
-            let mut state = before.clone();
+            if mask == 0 {
+                return Ok(());
+            }
+            let state = Arc::make_mut(state);
             let mut bit = 1u32;
             $(
                 if mask & bit != 0 {
@@ -85,7 +91,7 @@ macro_rules! state_delta {
                 }
                 bit <<= 1;
             )*
-            Ok(state)
+            Ok(())
         }
     };
 }
@@ -96,11 +102,15 @@ pub(crate) fn encode(timeline: &Timeline, out: &mut Vec<u8>) {
     out.clear();
     out.push(FORMAT);
     put(out, &(timeline.days.len() as u64));
-    let empty = PersonState::default();
+    let empty = Arc::new(PersonState::default());
     let mut before = &empty;
     for (day, entry) in &timeline.days {
         put(out, &chrono::Datelike::num_days_from_ce(day));
-        put_state(before, &entry.state, out);
+        if Arc::ptr_eq(before, &entry.state) {
+            put(out, &0u32);
+        } else {
+            put_state(before, &entry.state, out);
+        }
         put(out, &entry.flows);
         before = &entry.state;
     }
@@ -113,11 +123,11 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Timeline, String> {
     let read = |rest: &mut &[u8]| -> postcard::Result<Timeline> {
         let count: u64 = take(rest)?;
         let mut timeline = Timeline::default();
-        let mut state = PersonState::default();
+        let mut state = Arc::new(PersonState::default());
         for _ in 0..count {
             let days: i32 = take(rest)?;
             let day = Day::from_num_days_from_ce_opt(days).ok_or(postcard::Error::DeserializeBadEncoding)?;
-            state = take_state(&state, rest)?;
+            take_state(&mut state, rest)?;
             let flows = take(rest)?;
             timeline.days.insert(day, Box::new(PersonDay { state: state.clone(), flows }));
         }
@@ -176,7 +186,12 @@ mod tests {
         }
         let mut bytes = Vec::new();
         encode(&timeline, &mut bytes);
-        assert_eq!(decode(&bytes).unwrap(), timeline);
+        let read = decode(&bytes).unwrap();
+        assert_eq!(read, timeline);
+        // Days that changed nothing share the day before's state once read, as in memory.
+        let state = |n: u32| &read.days[&day(n)].state;
+        assert!(Arc::ptr_eq(state(2), state(6)) && Arc::ptr_eq(state(8), state(20)));
+        assert!(!Arc::ptr_eq(state(6), state(7)), "the fever on day 7 changed its state");
         // The whole state every day, as `p` keys held it, is several times larger.
         let whole = postcard::to_allocvec(&timeline).unwrap();
         assert!(bytes.len() * 3 < whole.len(), "{} bytes, whole {}", bytes.len(), whole.len());

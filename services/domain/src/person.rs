@@ -291,7 +291,9 @@ fn insert<T: PartialEq>(set: &mut Vec<T>, item: T) {
 /// A person's state at the end of one day together with that day's flows.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PersonDay {
-    pub state: PersonState,
+    /// Shared with the day before while nothing changes it (most days hold only checks):
+    /// a state is about 600 bytes, the day's flows 64.
+    pub state: Arc<PersonState>,
     pub flows: DayFlows,
 }
 
@@ -339,7 +341,11 @@ impl PersonDay {
 
     /// Applies only the state part of an event of `day`: also used for later days.
     pub fn apply_state(&mut self, fact: &Fact, stamp: Stamp, day: NaiveDate, rules: &Rules) {
-        let s = &mut self.state;
+        if matches!(fact, Fact::Temperature { .. } | Fact::Symptoms(_)) && !rules.is_abnormal_sign(fact) {
+            // A normal check changes no state: the day keeps sharing it.
+            return;
+        }
+        let s = Arc::make_mut(&mut self.state);
         match fact {
             Fact::Registered { role, placement, city, on_campus } => {
                 s.registration.write(Some((*role, city.clone())), stamp);
@@ -350,9 +356,7 @@ impl PersonDay {
             Fact::Moved { placement } => s.placement.write(placement.clone(), stamp),
             Fact::Left => s.enrolled.write(false, stamp),
             Fact::Temperature { .. } | Fact::Symptoms(_) => {
-                if rules.is_abnormal_sign(fact) {
-                    s.abnormal_days.insert(day);
-                }
+                s.abnormal_days.insert(day);
             }
             Fact::Diagnosed(d) => s.diagnosis.write(Some(*d), stamp),
             Fact::SickAbsenceStarted { .. } => s.sick_absent.write(true, stamp),

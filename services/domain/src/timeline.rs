@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Day;
 use crate::event::{Fact, Placement};
-use crate::person::{Contribution, PersonDay, Rules, Stamp};
+use crate::person::{Contribution, PersonDay, PersonState, Rules, Stamp};
 use crate::unit::UnitKey;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -132,6 +132,12 @@ impl<'de> Deserialize<'de> for FoldedIds {
     }
 }
 
+/// `state`, if another day holds it too (a state held by one day alone is changed in
+/// place, so no other day can be sharing what it was).
+fn shared(state: &Arc<PersonState>) -> Option<Arc<PersonState>> {
+    (Arc::strong_count(state) > 1).then(|| state.clone())
+}
+
 /// A person's contribution moved from `old` to `new` on `day`, and their state part did
 /// so for every day after it up to `until` (exclusive; `None`: from then on).
 #[derive(Debug, Clone, PartialEq)]
@@ -159,7 +165,11 @@ impl Timeline {
         // Updated in place: a person's entry holds sets and strings, not worth a clone.
         let entry = self.days.get_mut(&day).expect("inserted above");
         let old = self.units.contribution(entry, school, day, rules);
+        let shared_before = shared(&entry.state);
         entry.apply(fact, stamp, day, rules);
+        // Later days that shared the state this one had share the state it has now: the
+        // same event on the same state gives the same state, so it is applied once.
+        let mut carried_over = shared_before.map(|before| (before, entry.state.clone()));
         let new = self.units.contribution(entry, school, day, rules);
         // Each entry's span ends where the next entry begins.
         let later: Vec<Day> = self.days.range((Excluded(day), Unbounded)).map(|(d, _)| *d).collect();
@@ -168,7 +178,14 @@ impl Timeline {
         for (i, later_day) in later.iter().enumerate() {
             let entry = self.days.get_mut(later_day).expect("listed above");
             let old = self.units.contribution(entry, school, *later_day, rules);
-            entry.apply_state(fact, stamp, day, rules);
+            match &carried_over {
+                Some((before, after)) if Arc::ptr_eq(&entry.state, before) => entry.state = after.clone(),
+                _ => {
+                    let shared_before = shared(&entry.state);
+                    entry.apply_state(fact, stamp, day, rules);
+                    carried_over = shared_before.map(|before| (before, entry.state.clone()));
+                }
+            }
             let new = self.units.contribution(entry, school, *later_day, rules);
             if old != new {
                 changes.push(DayChange { day: *later_day, until: later.get(i + 1).copied(), old, new });
@@ -218,6 +235,7 @@ mod tests {
     use super::*;
     use crate::event::{Placement, Role, Slot};
     use crate::tally::Measure;
+    use std::sync::Arc;
 
     fn day(n: u32) -> Day {
         Day::from_ymd_opt(2020, 2, n).unwrap()
@@ -282,6 +300,29 @@ mod tests {
         assert_eq!(on3.get(Measure::PresentOnCampus), 0);
         let on1 = t.on(day(1)).unwrap().contribution("S", day(1), &rules).unwrap().tally;
         assert_eq!(on1.get(Measure::HomeObservation), 0);
+    }
+
+    #[test]
+    fn days_share_a_state_until_something_changes_it_and_a_late_event_keeps_them_sharing() {
+        let rules = Rules::default();
+        let mut t = Timeline::default();
+        let check = |n: u32| {
+            (Fact::Temperature { slot: Slot::Morning, celsius: 36.5 }, Stamp::new(day_ms(n), &format!("t{n}")))
+        };
+        t.apply("S", day(1), &registered(), Stamp::new(day_ms(1), "r"), &rules);
+        for n in 2..=5 {
+            let (fact, stamp) = check(n);
+            t.apply("S", day(n), &fact, stamp, &rules);
+        }
+        let shares = |t: &Timeline, a: u32, b: u32| Arc::ptr_eq(&t.days[&day(a)].state, &t.days[&day(b)].state);
+        assert!((2..=5).all(|n| shares(&t, 1, n)), "checks alone change no state");
+        // A late gate pass on day 3 changes days 3 to 5, which share the new state.
+        t.apply("S", day(3), &Fact::GatePassed(crate::event::Direction::Out), Stamp::new(day_ms(3), "g"), &rules);
+        assert!(shares(&t, 1, 2));
+        assert!(!shares(&t, 2, 3));
+        assert!(shares(&t, 3, 4) && shares(&t, 3, 5));
+        assert!(!t.days[&day(5)].state.on_campus.value, "the later days changed too");
+        assert!(t.days[&day(2)].state.on_campus.value, "the day before did not");
     }
 
     fn day_ms(n: u32) -> i64 {
