@@ -204,6 +204,9 @@ fn serve_args(dir: &Path, log: &Log, prefix: &str, group: &str) -> daybook::Serv
         grpc_addr: Some("127.0.0.1:0".parse().expect("an address")),
         http_addr: Some("127.0.0.1:0".parse().expect("an address")),
         partitions: Some(4),
+        // The simulated day is today: sealed at tomorrow's close, its reports are never
+        // sealed during a run, so the figures do not depend on the hour the bench starts.
+        close_lag_days: Some(1),
         log,
         group: Some(format!("{prefix}-{group}")),
         ..ServeArgs::default()

@@ -462,7 +462,9 @@ Notes:
   its column is the run with the median end-to-end time, and that row gives the fastest and
   slowest (single runs on this shared machine vary by a fifth). The Kafka column is one run.
 - Everything shares the machine's {cores} cores: the bench's gRPC clients, the server (started
-  in-process with `daybook::start_roles`, 4 partitions per topic), and on Kafka the tansu process.
+  in-process with `daybook::start_roles`, 4 partitions per topic, the day's close a day later than
+  the default: the simulated day is today, and its reports are then never sealed while measured,
+  whatever the hour), and on Kafka the tansu process.
 - Unary intake: {unary} events spread over the day, one `Publish` at a time. Streaming: the rest
   of the day on {streams} concurrent `PublishStream` calls, whole schools per stream; a stream that
   intake answers UNAVAILABLE (the log did not acknowledge within its 10 s delivery timeout) is sent
