@@ -22,10 +22,11 @@ use crate::store::{self, Projections, UnitInfo};
 /// drop and reload them at every poll (a person with a day or two costs about 1.5 KB).
 const CACHED_PERSONS: usize = 1_000_000;
 const CACHED_UNITS: usize = 250_000;
-/// Days of those persons' timelines in memory, at most: a day in memory holds a whole
-/// state (about 800 bytes with its strings), so after weeks of history the persons'
-/// bound alone would let the cache grow to several GB at province scale (590,000
-/// persons × 30 days ≈ 14 GB). This is about 1.6 GB.
+/// Days of those persons' timelines in memory, at most: after weeks of history the
+/// persons' bound alone would let the cache grow to several GB at province scale. A day
+/// costs about 100 bytes while it shares the state of the day before, about 800 with a
+/// state of its own. Raised to 6,000,000, a 5-day province rebuild took as long and
+/// twice the memory (14 GB resident), so it stays here.
 const CACHED_PERSON_DAYS: usize = 2_000_000;
 
 /// The fold's maps: hashed with foldhash, several times cheaper than std's SipHash on
