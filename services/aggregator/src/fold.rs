@@ -131,6 +131,20 @@ impl Unstored {
     fn unit(&self, unit: &UnitKey) -> bool {
         self.empty_at_open && !self.dropped_units.contains(unit)
     }
+
+    /// Remembers persons dropped from memory: sled holds them now.
+    fn drop_persons(&mut self, keys: impl Iterator<Item = String>) {
+        if self.empty_at_open {
+            self.dropped_persons.extend(keys);
+        }
+    }
+
+    /// Remembers units dropped from memory: sled holds them now.
+    fn drop_units(&mut self, units: impl Iterator<Item = UnitKey>) {
+        if self.empty_at_open {
+            self.dropped_units.extend(units);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -367,22 +381,14 @@ impl Folder {
         }
         // Everything is in sled now: a cache grown past its bound is dropped whole (sled
         // keeps its own cache of hot pages), so memory stays bounded at province scale.
-        let unstored = &mut self.unstored;
         if self.timelines.len() > self.bounds.persons || self.cached_days > self.bounds.person_days {
-            if unstored.empty_at_open {
-                unstored.dropped_persons.extend(self.timelines.drain().map(|(key, _)| key));
-            }
-            self.timelines.clear();
+            self.unstored.drop_persons(self.timelines.drain().map(|(key, _)| key));
             self.key_persons.clear();
             self.cached_days = 0;
         }
         if self.units.len() > self.bounds.units {
-            if unstored.empty_at_open {
-                unstored.dropped_units.extend(self.units.drain().map(|(unit, _)| unit));
-                unstored.dropped_units.extend(self.known_units.drain());
-            }
-            self.units.clear();
-            self.known_units.clear();
+            self.unstored.drop_units(self.units.drain().map(|(unit, _)| unit));
+            self.unstored.drop_units(self.known_units.drain());
         }
         if self.roommate_index.len() > self.bounds.persons {
             self.roommate_index.clear();

@@ -19,8 +19,9 @@ use crate::unit::UnitKey;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timeline {
-    /// Boxed: a B-tree leaf has room for 11 entries whether it holds 1 or 11, and a
-    /// `PersonDay` is about 650 bytes, so unboxed a person with a day or two cost 7 KB.
+    /// Boxed: a B-tree leaf has room for 11 entries whether it holds 1 or 11, so
+    /// unboxed a person with a day or two cost a whole leaf of days (7 KB when a day held
+    /// its state inline; 840 bytes with states shared), boxed about 150 bytes and the days.
     pub days: BTreeMap<Day, Box<PersonDay>>,
     /// The events of this person folded into it (not the roommates' signs it received),
     /// so that the fold skips one delivered again: the check costs no store access of its
@@ -132,10 +133,16 @@ impl<'de> Deserialize<'de> for FoldedIds {
     }
 }
 
-/// `state`, if another day holds it too (a state held by one day alone is changed in
-/// place, so no other day can be sharing what it was).
-fn shared(state: &Arc<PersonState>) -> Option<Arc<PersonState>> {
-    (Arc::strong_count(state) > 1).then(|| state.clone())
+/// Applies `event` to `entry`; if another day shared the state it had, returns that state
+/// and the entry's new one, for the days sharing it to take as is. (A state held by one
+/// day alone is changed in place: no other day can be sharing what it was.)
+fn apply_noting_shared(
+    entry: &mut PersonDay,
+    event: impl FnOnce(&mut PersonDay),
+) -> Option<(Arc<PersonState>, Arc<PersonState>)> {
+    let before = (Arc::strong_count(&entry.state) > 1).then(|| entry.state.clone());
+    event(entry);
+    before.map(|before| (before, entry.state.clone()))
 }
 
 /// A person's contribution moved from `old` to `new` on `day`, and their state part did
@@ -165,11 +172,9 @@ impl Timeline {
         // Updated in place: a person's entry holds sets and strings, not worth a clone.
         let entry = self.days.get_mut(&day).expect("inserted above");
         let old = self.units.contribution(entry, school, day, rules);
-        let shared_before = shared(&entry.state);
-        entry.apply(fact, stamp, day, rules);
         // Later days that shared the state this one had share the state it has now: the
         // same event on the same state gives the same state, so it is applied once.
-        let mut carried_over = shared_before.map(|before| (before, entry.state.clone()));
+        let mut carried_over = apply_noting_shared(entry, |e| e.apply(fact, stamp, day, rules));
         let new = self.units.contribution(entry, school, day, rules);
         // Each entry's span ends where the next entry begins.
         let later: Vec<Day> = self.days.range((Excluded(day), Unbounded)).map(|(d, _)| *d).collect();
@@ -180,11 +185,7 @@ impl Timeline {
             let old = self.units.contribution(entry, school, *later_day, rules);
             match &carried_over {
                 Some((before, after)) if Arc::ptr_eq(&entry.state, before) => entry.state = after.clone(),
-                _ => {
-                    let shared_before = shared(&entry.state);
-                    entry.apply_state(fact, stamp, day, rules);
-                    carried_over = shared_before.map(|before| (before, entry.state.clone()));
-                }
+                _ => carried_over = apply_noting_shared(entry, |e| e.apply_state(fact, stamp, day, rules)),
             }
             let new = self.units.contribution(entry, school, *later_day, rules);
             if old != new {
@@ -235,7 +236,6 @@ mod tests {
     use super::*;
     use crate::event::{Placement, Role, Slot};
     use crate::tally::Measure;
-    use std::sync::Arc;
 
     fn day(n: u32) -> Day {
         Day::from_ymd_opt(2020, 2, n).unwrap()
