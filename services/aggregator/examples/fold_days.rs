@@ -2,7 +2,7 @@
 //!
 //! - **rebuild**: all simulated days but the last, encoded as the log holds them and
 //!   folded into empty projections the way `aggregator::run` does while behind (one
-//!   partition after another, polls of `POLL_MAX`, a checkpoint every `CHECKPOINT_EVENTS` records,
+//!   partition after another, polls of `POLL_MAX`, a checkpoint when `checkpoint_worth_it`,
 //!   stored by a writer thread while folding goes on);
 //! - **live**: the last day in the order it happens, in polls of 500 with a checkpoint
 //!   after each, as a caught-up aggregator folds a day on top of the history.
@@ -68,13 +68,15 @@ fn main() {
     let config = FoldConfig::default();
     let mut folder = Folder::new(Projections::new(tree.clone()), config.rules, config.zone).expect("a folder");
     measure(&format!("rebuild of {} days", days - 1), history.len(), || {
-        let mut folded = 0;
+        let (mut folded, mut last_checkpoint) = (0, Instant::now());
         for poll in history.chunks(aggregator::POLL_MAX) {
             folded += folder.fold_records(poll).expect("folded").folded;
             if folder.caches_full() {
                 folder.checkpoint().expect("stored");
-            } else if folder.pending() >= aggregator::CHECKPOINT_EVENTS {
+                last_checkpoint = Instant::now();
+            } else if aggregator::checkpoint_worth_it(&folder, last_checkpoint.elapsed()) {
                 folder.start_checkpoint().expect("handed to the writer");
+                last_checkpoint = Instant::now();
             }
         }
         folder.checkpoint().expect("stored");

@@ -76,6 +76,8 @@ pub struct Folder {
     dirty_timelines: Set<String>,
     /// Units with days in `dirty`, each once.
     dirty_units: Vec<UnitKey>,
+    /// Unit days in the units' `dirty` sets, summed.
+    dirty_unit_days: usize,
     new_units: Vec<(UnitKey, UnitInfo)>,
     /// The store holds `e` keys (folded event ids) written before the ids moved into the
     /// timelines: they are still asked, so an upgraded store skips what it folded.
@@ -180,6 +182,7 @@ impl Folder {
             pending: 0,
             dirty_timelines: Set::default(),
             dirty_units: Vec::new(),
+            dirty_unit_days: 0,
             new_units: Vec::new(),
             legacy_seen,
             key_buf: String::new(),
@@ -225,6 +228,11 @@ impl Folder {
     /// Records taken from the log and not yet covered by a checkpoint.
     pub fn pending(&self) -> u64 {
         self.pending
+    }
+
+    /// Entries the next checkpoint would write (timelines and unit days): its cost.
+    pub fn dirty_entries(&self) -> usize {
+        self.dirty_timelines.len() + self.dirty_unit_days
     }
 
     /// Whether the caches outgrew their bounds: only a checkpoint may drop them, since
@@ -613,6 +621,7 @@ impl Folder {
         let state = delta.state_only();
         // The delta's span ends where the person's next entry begins; a day there without
         // a record would inherit this delta, so pin it down first with what it holds now.
+        let dirty_before = dirty.len();
         if let Some(until) = change.until.filter(|_| !state.is_zero())
             && materialize(days, until)
         {
@@ -621,18 +630,18 @@ impl Folder {
         materialize(days, change.day);
         days.get_mut(&change.day).expect("materialized above").add(delta);
         dirty.insert(change.day);
-        if state.is_zero() {
-            return Ok(());
+        if !state.is_zero() {
+            let after = change.day.succ_opt().unwrap_or(change.day);
+            let span = match change.until {
+                Some(until) => days.range_mut(after..until),
+                None => days.range_mut(after..),
+            };
+            for (day, tally) in span {
+                tally.add(&state);
+                dirty.insert(*day);
+            }
         }
-        let after = change.day.succ_opt().unwrap_or(change.day);
-        let span = match change.until {
-            Some(until) => days.range_mut(after..until),
-            None => days.range_mut(after..),
-        };
-        for (day, tally) in span {
-            tally.add(&state);
-            dirty.insert(*day);
-        }
+        self.dirty_unit_days += dirty.len() - dirty_before;
         Ok(())
     }
 
@@ -678,6 +687,7 @@ impl Folder {
         }
         let school_of = |unit: &UnitKey| unit.path.split('/').next().unwrap_or_default().to_owned();
         let mut marks = BTreeSet::new();
+        self.dirty_unit_days = 0;
         for unit in self.dirty_units.drain(..) {
             let UnitDays { days, dirty } = self.units.get_mut(&unit).expect("dirty units are in memory");
             for day in std::mem::take(dirty) {
@@ -775,6 +785,29 @@ mod tests {
         }
     }
 
+    /// `person` registered as a student of class C1 in S1, on the fevers' day.
+    fn registered(event_id: &str, person: &str) -> pb::Event {
+        let placement = pb::Placement {
+            department: "D1".into(),
+            grade: "G1".into(),
+            class_name: "C1".into(),
+            ..Default::default()
+        };
+        pb::Event {
+            occurred_at: "2020-02-26T07:00:00+08:00".into(),
+            payload: Some(pb::event::Payload::Roster(pb::RosterEvent {
+                person_id: person.into(),
+                change: Some(pb::roster_event::Change::Registered(pb::Registered {
+                    role: pb::Role::Student as i32,
+                    placement: Some(placement),
+                    city: "Wuhan".into(),
+                    on_campus: true,
+                })),
+            })),
+            ..fever(event_id, person)
+        }
+    }
+
     fn at(offset: u64, event: &pb::Event) -> Polled {
         let tp = TopicPartition { topic: "health".into(), partition: 0 };
         let record = Record {
@@ -862,6 +895,34 @@ mod tests {
         assert_eq!(restarted.position(&tp), Some(2));
         let outcome = restarted.fold_batch(&[at(2, &fever("e3", "P3"))]).unwrap();
         assert_eq!((outcome.folded, outcome.duplicates), (1, 0));
+    }
+
+    #[test]
+    fn dirty_entries_count_what_the_next_checkpoint_writes() {
+        let (_dir, projections, mut folder) = folder();
+        let written =
+            |p: &Projections| p.tree.iter().keys().filter(|k| matches!(k.as_ref().unwrap()[0], b't' | b'u')).count();
+        let (r1, r2) = (registered("r1", "P1"), registered("r2", "P2"));
+        folder.fold_records(&[at(0, &r1), at(1, &r2), at(2, &fever("e1", "P1"))]).unwrap();
+        let entries = folder.dirty_entries();
+        // Two timelines; the school, department, grade and class on that day.
+        assert_eq!(entries, 2 + 4);
+        // Folded again the same day: the same entries, nothing more to write.
+        folder.fold_records(&[at(3, &fever("e2", "P2")), at(4, &fever("e3", "P1"))]).unwrap();
+        assert_eq!(folder.dirty_entries(), entries);
+        assert!(
+            !crate::checkpoint_worth_it(&folder, std::time::Duration::from_secs(1)),
+            "5 records for {entries} entries"
+        );
+        assert!(
+            crate::checkpoint_worth_it(&folder, std::time::Duration::from_secs(61)),
+            "a minute is the most it waits"
+        );
+        folder.checkpoint().unwrap();
+        assert_eq!(written(&projections), entries);
+        assert_eq!(folder.dirty_entries(), 0);
+        folder.fold_records(&[at(5, &fever("e4", "P1"))]).unwrap();
+        assert_eq!(folder.dirty_entries(), 1, "P1's timeline only: a fever again that morning changes no tally");
     }
 
     #[test]

@@ -62,19 +62,28 @@ impl Default for FoldConfig {
 /// rebuild took 27 % less CPU than with 4,096).
 pub const POLL_MAX: usize = 32_768;
 
-/// While the aggregator is behind (polls come back full), folded state is stored every
-/// this many records or this often, whichever comes first, rather than after every poll:
-/// a person or unit day touched in several polls is then written once. Caught up, every
-/// poll is stored at once, so freshness does not wait for these.
+/// While the aggregator is behind (polls come back full), folded state is stored only
+/// once a checkpoint is worth its cost, rather than after every poll: a person or unit
+/// day touched by many records in between is then written once. Caught up, every poll is
+/// stored at once, so freshness does not wait for these.
 ///
-/// A rebuild reads one partition after another, so a checkpoint rewrites the timeline of
-/// every person of the partition it is in: over a rebuild, a person's timeline is written
-/// about (their partition's records / this) times. With 262,144 records, a province
-/// partition (about 150,000 persons) would have had its timelines rewritten every 0.6
-/// days of its events. 1,048,576 folds the 30-day rebuild with 10-15 % less CPU already at
-/// scale 0.05; a crash folds again at most that much (seconds).
+/// A checkpoint's cost is the entries it writes (sled's cost is per entry, and a rebuild
+/// reads one partition after another, so each checkpoint of a province rebuild rewrites
+/// the timelines of the 150,000 persons of the partition it is in, longer with every day
+/// folded). So behind, a checkpoint waits until the records folded since the last one
+/// are [`COALESCED_PER_ENTRY`] times the entries it would write, and at least
+/// `CHECKPOINT_EVENTS`; and at most `CHECKPOINT_EVERY`, which bounds what a crash folds
+/// again and how far the stored reports trail while a backlog is folded.
 pub const CHECKPOINT_EVENTS: u64 = 1_048_576;
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(8);
+pub const COALESCED_PER_ENTRY: u64 = 16;
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
+
+/// Whether a folder that is behind should store what it folded (see [`CHECKPOINT_EVENTS`]).
+pub fn checkpoint_worth_it(folder: &Folder, since_last: Duration) -> bool {
+    let entries = u64::try_from(folder.dirty_entries()).unwrap_or(u64::MAX);
+    folder.pending() >= CHECKPOINT_EVENTS.max(entries.saturating_mul(COALESCED_PER_ENTRY))
+        || since_last >= CHECKPOINT_EVERY
+}
 
 /// Changelog records applied to a view per batch, at most.
 const VIEW_POLL_MAX: usize = 8192;
@@ -227,8 +236,9 @@ pub async fn run<L: EventLog, C: EventLog>(
         if !records.is_empty() || folder.pending() > 0 || folder.checkpoint_under_way() {
             // A full poll means the aggregator is behind, and over Kafka a publication
             // still under way means the changelog is (what is stored now could not go out
-            // before it ends anyway): then it stores what it folded every CHECKPOINT_EVENTS
-            // or CHECKPOINT_EVERY, and fewer, coalesced changes go out. Else at once.
+            // before it ends anyway): then it stores what it folded once a checkpoint is
+            // worth it (`checkpoint_worth_it`), and fewer, coalesced changes go out. Else
+            // at once.
             let behind = full || publishing.as_ref().is_some_and(|p| !p.task.is_finished());
             // Behind and without a changelog, a checkpoint is stored by a writer thread
             // while the next polls fold (the fold then uses both cores). Over Kafka the
@@ -241,10 +251,8 @@ pub async fn run<L: EventLog, C: EventLog>(
                     // Counted before the checkpoint makes the fold visible, so the status
                     // never reports fewer events than the reports already show.
                     folded_total.fetch_add(outcome.folded, std::sync::atomic::Ordering::Relaxed);
-                    let due = !behind
-                        || folder.pending() >= CHECKPOINT_EVENTS
-                        || last_checkpoint.elapsed() >= CHECKPOINT_EVERY
-                        || folder.caches_full();
+                    let due =
+                        !behind || checkpoint_worth_it(&folder, last_checkpoint.elapsed()) || folder.caches_full();
                     if due && overlap && !folder.caches_full() {
                         folder.start_checkpoint()?;
                     } else if due {
