@@ -56,6 +56,9 @@ pub struct Args {
     /// Days simulated into an embedded log and rebuilt from it, timed (0: skip).
     #[arg(long, default_value_t = 30)]
     pub days: u32,
+    /// Rebuilds of those days, each on new projections; the table shows the median.
+    #[arg(long, default_value_t = 3)]
+    pub days_runs: usize,
 }
 
 /// The simulated day every backend gets, generated once so that generating it is not

@@ -299,9 +299,6 @@ pub struct DaysRebuilt {
     pub state_bytes: u64,
 }
 
-/// Times of the days' rebuild taken, the median shown.
-const DAYS_REBUILD_RUNS: usize = 3;
-
 /// Writes `days` simulated days (ending today) straight into an embedded log, as intake
 /// would have written them, then starts the server on empty projections and times it
 /// folding them all. Intake is left out: this measures the rebuild, not the load.
@@ -331,7 +328,7 @@ pub async fn rebuild_days(args: &Args, days: u32) -> anyhow::Result<DaysRebuilt>
     // The machine is shared and single runs vary by a fifth: the median of a few, each on
     // empty projections.
     let mut runs = Vec::new();
-    for run in 0..DAYS_REBUILD_RUNS {
+    for run in 0..args.days_runs.max(1) {
         if run > 0 {
             std::fs::remove_dir_all(serve.join("projections"))?;
         }

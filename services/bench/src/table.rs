@@ -509,8 +509,8 @@ Notes:
 - Rebuild of days: {days} simulated days ending today (the same province, seed and
   simulator) are written straight into a new embedded log as intake writes them (intake is not
   timed here), then the server starts on empty projections; timed from the start of the server
-  until `GetStatus` says nothing is left to fold; three times, on new projections each time, the
-  median shown with the fastest and slowest (runs on this shared machine vary by a fifth).
+  until `GetStatus` says nothing is left to fold; {days_runs} time(s), on new projections each time,
+  the median shown with the fastest and slowest (runs on this shared machine vary by a fifth).
   Registrations repeat every day with the same
   ids, so fewer events are folded than records read. Not run on Kafka (tansu's memory storage
   would hold every day in memory, at the Kafka column's rate several minutes per day).
@@ -523,6 +523,7 @@ Notes:
         readers = REPORT_CLIENTS,
         persons = thousands(header.persons as f64),
         days = args.days,
+        days_runs = args.days_runs.max(1),
         runs = args.runs.max(1),
     ) + if args.fresh == 0 { "- Freshness was not measured in this run (`--fresh 0`).\n" } else { "" }
 }
