@@ -25,9 +25,10 @@ const CACHED_UNITS: usize = 250_000;
 /// Days of those persons' timelines in memory, at most: after weeks of history the
 /// persons' bound alone would let the cache grow to several GB at province scale. A day
 /// costs about 100 bytes while it shares the state of the day before, about 800 with a
-/// state of its own. Raised to 6,000,000, a 5-day province rebuild took as long and
-/// twice the memory (14 GB resident), so it stays here.
-const CACHED_PERSON_DAYS: usize = 2_000_000;
+/// state of its own. A rebuild folds one partition after another, so the bound holds a
+/// partition's 150,000 persons over 30 days and more (4.5 M days): below that, a long
+/// rebuild drops and reloads the partition's timelines every few polls.
+const CACHED_PERSON_DAYS: usize = 6_000_000;
 
 /// The fold's maps: hashed with foldhash, several times cheaper than std's SipHash on
 /// the short keys of persons and units, and seeded per process all the same.
