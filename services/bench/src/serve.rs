@@ -297,6 +297,8 @@ pub struct DaysRebuilt {
     pub cpu: Duration,
     /// The projections' keys and values once every day is folded: the state after weeks.
     pub state_bytes: u64,
+    /// VmHWM over the rebuilds (bytes), and whether it was reset before them.
+    pub peak_memory: Option<(u64, bool)>,
 }
 
 /// Writes `days` simulated days (ending today) straight into an embedded log, as intake
@@ -328,6 +330,7 @@ pub async fn rebuild_days(args: &Args, days: u32) -> anyhow::Result<DaysRebuilt>
     // The machine is shared and single runs vary by a fifth: the median of a few, each on
     // empty projections.
     let mut runs = Vec::new();
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     for run in 0..args.days_runs.max(1) {
         if run > 0 {
             std::fs::remove_dir_all(serve.join("projections"))?;
@@ -344,9 +347,10 @@ pub async fn rebuild_days(args: &Args, days: u32) -> anyhow::Result<DaysRebuilt>
         eprintln!("  run {}: {:.1} s, {:.1} CPU s", run + 1, (folding.done - started).as_secs_f64(), cpu.as_secs_f64());
         runs.push((folding.done - started, cpu, folding.folded));
     }
+    let peak_memory = peak_memory().map(|bytes| (bytes, reset));
     let ((wall, cpu, folded), runs) = median_of(runs, |(wall, _, _)| wall.as_secs_f64());
     let state_bytes = live_bytes(&serve.join("projections"))?;
-    Ok(DaysRebuilt { days, folded, total: Rate::new(written, wall), runs, cpu, state_bytes })
+    Ok(DaysRebuilt { days, folded, total: Rate::new(written, wall), runs, cpu, state_bytes, peak_memory })
 }
 
 /// An event as intake puts it on the log: topic by kind, keyed by school, the protobuf.

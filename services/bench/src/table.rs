@@ -52,6 +52,9 @@ impl Header {
         if args.days != 30 {
             options += &format!(" --days {}", args.days);
         }
+        if args.days_runs != 3 {
+            options += &format!(" --days-runs {}", args.days_runs);
+        }
         if args.runs != 3 {
             options += &format!(" --runs {}", args.runs);
         }
@@ -366,12 +369,14 @@ pub fn render(
         ),
         row(
             "peak memory, VmHWM of the bench process (MiB)".into(),
-            both(&|f| {
-                cell(f.peak_memory, |(bytes, reset)| {
-                    let mib = format!("{:.0}", bytes as f64 / 1024.0 / 1024.0);
-                    if reset { mib } else { format!("{mib} (peak of the whole run so far)") }
-                })
-            }),
+            both(&|f| cell(f.peak_memory, peak_mib)),
+            dash(),
+            dash(),
+            dash(),
+        ),
+        row(
+            "peak memory while the days are rebuilt, VmHWM of the bench process (MiB)".into(),
+            [cell(days.and_then(|d| d.peak_memory), peak_mib), "not measured".into()],
             dash(),
             dash(),
             dash(),
@@ -490,7 +495,8 @@ Notes:
   readers; and in one call, `ListDailyReports` for the province (a server stream of every unit's
   report, schools read once for the cities and the province), read to its end, five times, the
   median shown.
-- Peak memory: VmHWM of the bench process, reset before each log's run (`/proc/self/clear_refs`);
+- Peak memory: VmHWM of the bench process, reset before each log's run and before the days'
+  rebuilds (`/proc/self/clear_refs`);
   it includes the bench's own copy of the day's events, and not tansu. Bytes per person: the
   files under the data directory (embedded: log, intake index, projections; Kafka: intake index,
   and the projections, which hold this aggregator's state and its view of the changelog) over
@@ -504,8 +510,8 @@ Notes:
   this run's rates would take at province size. Below `--scale 1` that flatters the fold: per
   event it costs more at province size (larger maps and sled trees, caches that no longer hold
   everyone, and each checkpoint of a rebuild rewriting more timelines).
-  `services/bench/BENCHMARKS-province.md` is the province itself (`--scale 1 --days 3 --runs 1`,
-  embedded log); the day there is the simulator's, about 2.2 M events, not the target's 3.5 M.
+  `services/bench/BENCHMARKS-province.md` is the province itself (`--scale 1 --days 30
+  --days-runs 1 --runs 1`, embedded log); the day there is the simulator's, about 2.2 M events, not the target's 3.5 M.
 - Rebuild of days: {days} simulated days ending today (the same province, seed and
   simulator) are written straight into a new embedded log as intake writes them (intake is not
   timed here), then the server starts on empty projections; timed from the start of the server
@@ -526,6 +532,12 @@ Notes:
         days_runs = args.days_runs.max(1),
         runs = args.runs.max(1),
     ) + if args.fresh == 0 { "- Freshness was not measured in this run (`--fresh 0`).\n" } else { "" }
+}
+
+/// A VmHWM in MiB, and whether it covers only what it says (reset before) or the whole run.
+fn peak_mib((bytes, reset): (u64, bool)) -> String {
+    let mib = format!("{:.0}", bytes as f64 / 1024.0 / 1024.0);
+    if reset { mib } else { format!("{mib} (peak of the whole run so far)") }
 }
 
 #[cfg(test)]
