@@ -58,7 +58,13 @@ pub struct Folder {
     projections: Projections,
     rules: Rules,
     zone: FixedOffset,
-    timelines: Map<String, Timeline>,
+    /// Persons in memory, by `school/person`: their slot in `persons`.
+    person_slots: Map<String, usize>,
+    persons: Vec<PersonSlot>,
+    /// The slot found last: an event asks for its person several times (whether it was
+    /// folded, the fold, its alert), and a lookup in a map of the province's 590,000
+    /// persons is a cache miss or two each time.
+    last_person: Option<usize>,
     /// Days of the timelines in memory, summed.
     cached_days: usize,
     /// How much the caches may hold before a checkpoint drops them.
@@ -74,7 +80,8 @@ pub struct Folder {
     /// positions are not stored yet either).
     pending: u64,
     // What was folded since the last checkpoint.
-    dirty_timelines: Set<String>,
+    /// Slots of persons whose timeline changed, each once (see `PersonSlot::dirty`).
+    dirty_persons: Vec<usize>,
     /// Units with days in `dirty`, each once.
     dirty_units: Vec<UnitKey>,
     /// Unit days in the units' `dirty` sets, summed.
@@ -90,9 +97,6 @@ pub struct Folder {
     /// Whether to leave what changed in the outbox for the changelog (Kafka mode, where
     /// every instance's view is built from all instances' changes).
     changelog: bool,
-    /// Each person's entry in the key-person lists as last written, so that a batch
-    /// compares against memory rather than reading sled for every person it touched.
-    key_persons: Map<String, Option<domain::person::KeyPerson>>,
     /// Who named whom as a roommate (`school/person` → persons naming them).
     roommate_index: HashMap<String, BTreeSet<String>>,
     dirty_roommates: HashSet<String>,
@@ -111,6 +115,18 @@ pub struct Folder {
     /// Why a checkpoint failed, if one did: its changes had left memory, so nothing more
     /// may be folded or stored by this folder.
     failed: Option<String>,
+}
+
+/// A person in memory.
+struct PersonSlot {
+    /// `school/person`.
+    key: String,
+    timeline: Timeline,
+    /// Changed since the last checkpoint (then in `Folder::dirty_persons`).
+    dirty: bool,
+    /// Their entry in the key-person lists as last written, once known: a checkpoint
+    /// compares against it rather than reading sled for every person it writes.
+    key_person: Option<Option<domain::person::KeyPerson>>,
 }
 
 /// On a store that was empty when the folder opened (a rebuild), sled holds only what
@@ -173,7 +189,9 @@ impl Folder {
             projections,
             rules,
             zone,
-            timelines: Map::default(),
+            person_slots: Map::default(),
+            persons: Vec::new(),
+            last_person: None,
             cached_days: 0,
             bounds: CacheBounds { persons: CACHED_PERSONS, person_days: CACHED_PERSON_DAYS, units: CACHED_UNITS },
             units: Map::default(),
@@ -181,7 +199,7 @@ impl Folder {
             checkpointed: positions.clone(),
             positions,
             pending: 0,
-            dirty_timelines: Set::default(),
+            dirty_persons: Vec::new(),
             dirty_units: Vec::new(),
             dirty_unit_days: 0,
             new_units: Vec::new(),
@@ -190,7 +208,6 @@ impl Folder {
             encode_buf: Vec::new(),
             changelog: false,
             roommate_index: HashMap::new(),
-            key_persons: Map::default(),
             dirty_roommates: HashSet::new(),
             legacy_layout,
             legacy_timelines: Set::default(),
@@ -233,13 +250,13 @@ impl Folder {
 
     /// Entries the next checkpoint would write (timelines and unit days): its cost.
     pub fn dirty_entries(&self) -> usize {
-        self.dirty_timelines.len() + self.dirty_unit_days
+        self.dirty_persons.len() + self.dirty_unit_days
     }
 
     /// Whether the caches outgrew their bounds: only a checkpoint may drop them, since
     /// they hold what is not stored yet.
     pub fn caches_full(&self) -> bool {
-        self.timelines.len() > self.bounds.persons
+        self.persons.len() > self.bounds.persons
             || self.cached_days > self.bounds.person_days
             || self.units.len() > self.bounds.units
             || self.roommate_index.len() > self.bounds.persons
@@ -390,9 +407,10 @@ impl Folder {
         }
         // Everything is in sled now: a cache grown past its bound is dropped whole (sled
         // keeps its own cache of hot pages), so memory stays bounded at province scale.
-        if self.timelines.len() > self.bounds.persons || self.cached_days > self.bounds.person_days {
-            self.unstored.drop_persons(self.timelines.drain().map(|(key, _)| key));
-            self.key_persons.clear();
+        if self.persons.len() > self.bounds.persons || self.cached_days > self.bounds.person_days {
+            self.unstored.drop_persons(self.persons.drain(..).map(|slot| slot.key));
+            self.person_slots.clear();
+            self.last_person = None;
             self.cached_days = 0;
         }
         if self.units.len() > self.bounds.units {
@@ -445,13 +463,14 @@ impl Folder {
         stamp: Stamp,
     ) -> Result<(), AggregateError> {
         let rules = self.rules;
-        let timeline = self.timeline(school, person)?;
-        let days_before = timeline.days.len();
-        let changes = timeline.apply(school, day, fact, stamp, &rules);
-        self.cached_days += timeline.days.len() - days_before;
-        // `timeline` left the person's key in `key_buf`.
-        if !self.dirty_timelines.contains(self.key_buf.as_str()) {
-            self.dirty_timelines.insert(self.key_buf.clone());
+        let at = self.person_slot(school, person)?;
+        let slot = &mut self.persons[at];
+        let days_before = slot.timeline.days.len();
+        let changes = slot.timeline.apply(school, day, fact, stamp, &rules);
+        self.cached_days += slot.timeline.days.len() - days_before;
+        if !slot.dirty {
+            slot.dirty = true;
+            self.dirty_persons.push(at);
         }
         for change in changes {
             self.apply_change(&change)?;
@@ -459,27 +478,46 @@ impl Folder {
         Ok(())
     }
 
-    /// The person's timeline, loaded if not in memory. Leaves `school/person` in
-    /// `key_buf` (a lookup per call, several per event: no allocation for it).
+    /// The person's timeline, loaded if not in memory.
     fn timeline(&mut self, school: &str, person: &str) -> Result<&mut Timeline, AggregateError> {
+        let at = self.person_slot(school, person)?;
+        Ok(&mut self.persons[at].timeline)
+    }
+
+    /// The person's slot in `persons`, their timeline loaded into it if not in memory.
+    fn person_slot(&mut self, school: &str, person: &str) -> Result<usize, AggregateError> {
+        // `school/person`, built in `key_buf`: a lookup per call, several per event, and
+        // no allocation for it.
         let key = &mut self.key_buf;
         key.clear();
         key.push_str(school);
         key.push('/');
         key.push_str(person);
-        if !self.timelines.contains_key(key.as_str()) {
-            let (loaded, legacy) = if self.unstored.person(key) {
-                (Timeline::default(), false)
-            } else {
-                self.projections.timeline_and_layout(key, self.legacy_layout)?
-            };
-            if legacy {
-                self.legacy_timelines.insert(key.clone());
-            }
-            self.cached_days += loaded.days.len();
-            self.timelines.insert(key.clone(), loaded);
+        if let Some(at) = self.last_person
+            && self.persons[at].key == *key
+        {
+            return Ok(at);
         }
-        Ok(self.timelines.get_mut(self.key_buf.as_str()).expect("loaded above"))
+        let at = match self.person_slots.get(key.as_str()) {
+            Some(&at) => at,
+            None => {
+                let (timeline, legacy) = if self.unstored.person(key) {
+                    (Timeline::default(), false)
+                } else {
+                    self.projections.timeline_and_layout(key, self.legacy_layout)?
+                };
+                if legacy {
+                    self.legacy_timelines.insert(key.clone());
+                }
+                self.cached_days += timeline.days.len();
+                let at = self.persons.len();
+                self.persons.push(PersonSlot { key: key.clone(), timeline, dirty: false, key_person: None });
+                self.person_slots.insert(key.clone(), at);
+                at
+            }
+        };
+        self.last_person = Some(at);
+        Ok(at)
     }
 
     /// Centralized-observation roommates extend each other's period: abnormal signs of
@@ -659,20 +697,26 @@ impl Folder {
 
     fn write_into(&mut self, batch: &mut sled::Batch) -> Result<(), AggregateError> {
         let mut changed = Vec::new();
-        for key in std::mem::take(&mut self.dirty_timelines) {
+        for at in std::mem::take(&mut self.dirty_persons) {
+            let slot = &mut self.persons[at];
+            slot.dirty = false;
+            let key = slot.key.as_str();
             let (school, person) = key.split_once('/').expect("keys are school/person");
-            let timeline = &self.timelines[&key];
-            crate::timeline_codec::encode(timeline, &mut self.encode_buf);
-            batch.insert(store::timeline_key(&key), self.encode_buf.as_slice());
-            if self.legacy_timelines.remove(&key) {
-                batch.remove(store::person_key_joined(&key));
+            crate::timeline_codec::encode(&slot.timeline, &mut self.encode_buf);
+            batch.insert(store::timeline_key(key), self.encode_buf.as_slice());
+            if self.legacy_timelines.remove(key) {
+                batch.remove(store::person_key_joined(key));
             }
             // The key-person list follows the person's latest day.
-            let now =
-                timeline.days.iter().next_back().and_then(|(day, e)| e.key_person(school, person, *day, &self.rules));
-            let before = match self.key_persons.get(&key) {
-                Some(known) => known.clone(),
-                None if self.unstored.person(&key) => None,
+            let now = slot
+                .timeline
+                .days
+                .iter()
+                .next_back()
+                .and_then(|(day, e)| e.key_person(school, person, *day, &self.rules));
+            let before = match slot.key_person.take() {
+                Some(known) => known,
+                None if self.unstored.person(key) => None,
                 None => self.projections.key_person(school, person)?,
             };
             if before != now {
@@ -680,7 +724,7 @@ impl Folder {
                 let value = now.as_ref().map(store::encode).unwrap_or_default();
                 changed.push((school.to_owned(), store::key_person_key(school, person), value));
             }
-            self.key_persons.insert(key, now);
+            slot.key_person = Some(now);
         }
         for key in self.dirty_roommates.drain() {
             let (school, person) = key.split_once('/').expect("keys are school/person");
