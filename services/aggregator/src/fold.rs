@@ -248,7 +248,8 @@ impl Folder {
         self.pending
     }
 
-    /// Entries the next checkpoint would write (timelines and unit days): its cost.
+    /// Entries the next checkpoint would write, counting timelines and unit days (nearly
+    /// all of them; key persons, alerts and the outbox are left out): its cost.
     pub fn dirty_entries(&self) -> usize {
         self.dirty_persons.len() + self.dirty_unit_days
     }
