@@ -74,11 +74,11 @@ pub const POLL_MAX: usize = 32_768;
 /// are [`COALESCED_PER_ENTRY`] times the entries it would write, and at least
 /// `CHECKPOINT_EVENTS`; and at most `CHECKPOINT_EVERY`, which bounds what a crash folds
 /// again and how far the stored reports trail while a backlog is folded.
-pub const CHECKPOINT_EVENTS: u64 = 1_048_576;
-pub const COALESCED_PER_ENTRY: u64 = 16;
+const CHECKPOINT_EVENTS: u64 = 1_048_576;
+const COALESCED_PER_ENTRY: u64 = 16;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 
-/// Whether a folder that is behind should store what it folded (see [`CHECKPOINT_EVENTS`]).
+/// Whether a folder that is behind should store what it folded (see `CHECKPOINT_EVENTS`).
 pub fn checkpoint_worth_it(folder: &Folder, since_last: Duration) -> bool {
     let entries = u64::try_from(folder.dirty_entries()).unwrap_or(u64::MAX);
     folder.pending() >= CHECKPOINT_EVENTS.max(entries.saturating_mul(COALESCED_PER_ENTRY))

@@ -84,7 +84,7 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
     let dir = tempfile::tempdir()?;
     let prefix = crate::unique_name("daybook");
     let mut figures = Figures::default();
-    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let peak = PeakMemory::reset();
 
     let server = Server::start(&serve_args(&dir.path().join("serve"), log, &prefix, "aggregators"), Roles::All).await?;
     let mut intake = IntakeClient::new(server.channel.clone());
@@ -151,7 +151,7 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
     figures.reports = Some(all_reports(&mut reports, load).await?);
     figures.reports_streamed = Some(all_reports_streamed(&mut reports, load).await?);
 
-    figures.peak_memory = peak_memory().map(|bytes| (bytes, reset));
+    figures.peak_memory = peak.read();
     figures.data_dir_bytes = Some(dir_size(&dir.path().join("serve")));
     figures.projections_bytes = Some(dir_size(&dir.path().join("serve/projections")));
     server.running.stop().await?;
@@ -330,7 +330,7 @@ pub async fn rebuild_days(args: &Args, days: u32) -> anyhow::Result<DaysRebuilt>
     // The machine is shared and single runs vary by a fifth: the median of a few, each on
     // empty projections.
     let mut runs = Vec::new();
-    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let peak = PeakMemory::reset();
     for run in 0..args.days_runs.max(1) {
         if run > 0 {
             std::fs::remove_dir_all(serve.join("projections"))?;
@@ -347,7 +347,7 @@ pub async fn rebuild_days(args: &Args, days: u32) -> anyhow::Result<DaysRebuilt>
         eprintln!("  run {}: {:.1} s, {:.1} CPU s", run + 1, (folding.done - started).as_secs_f64(), cpu.as_secs_f64());
         runs.push((folding.done - started, cpu, folding.folded));
     }
-    let peak_memory = peak_memory().map(|bytes| (bytes, reset));
+    let peak_memory = peak.read();
     let ((wall, cpu, folded), runs) = median_of(runs, |(wall, _, _)| wall.as_secs_f64());
     let state_bytes = live_bytes(&serve.join("projections"))?;
     Ok(DaysRebuilt { days, folded, total: Rate::new(written, wall), runs, cpu, state_bytes, peak_memory })
@@ -488,12 +488,24 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// VmHWM of this process, in bytes.
-fn peak_memory() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+/// The peak resident memory (VmHWM) of this process from a point on.
+struct PeakMemory {
+    /// The peak was reset (`/proc/self/clear_refs`); otherwise it is the whole run's.
+    reset: bool,
+}
+
+impl PeakMemory {
+    fn reset() -> Self {
+        Self { reset: std::fs::write("/proc/self/clear_refs", "5").is_ok() }
+    }
+
+    /// VmHWM in bytes, and whether it covers only what followed [`Self::reset`].
+    fn read(&self) -> Option<(u64, bool)> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some((kib * 1024, self.reset))
+    }
 }
 
 /// Bytes of the keys and values of every tree of the sled database in `dir`: the state

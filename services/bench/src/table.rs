@@ -510,8 +510,9 @@ Notes:
   this run's rates would take at province size. Below `--scale 1` that flatters the fold: per
   event it costs more at province size (larger maps and sled trees, caches that no longer hold
   everyone, and each checkpoint of a rebuild rewriting more timelines).
-  `services/bench/BENCHMARKS-province.md` is the province itself (`--scale 1 --days 30
-  --days-runs 1 --runs 1`, embedded log); the day there is the simulator's, about 2.2 M events, not the target's 3.5 M.
+  `services/bench/BENCHMARKS-province.md` is the province itself (`--scale 1 --days-runs 1
+  --runs 1`, embedded log); the day there is the simulator's, about 2.2 M events, not the
+  target's 3.5 M.
 - Rebuild of days: {days} simulated days ending today (the same province, seed and
   simulator) are written straight into a new embedded log as intake writes them (intake is not
   timed here), then the server starts on empty projections; timed from the start of the server
