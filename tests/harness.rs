@@ -92,8 +92,13 @@ pub async fn start(dir: &Path, backend: &Backend) -> Server {
 
 /// Starts the parts of daybook in `roles` on `dir`.
 pub async fn start_roles(dir: &Path, backend: &Backend, roles: Roles) -> Server {
+    start_with(backend.args(dir), roles).await
+}
+
+/// Starts the parts of daybook in `roles` with `args` (see [`Backend::args`]).
+pub async fn start_with(args: ServeArgs, roles: Roles) -> Server {
     let (clock, hand) = feeds::Clock::manual("2020-01-01T00:00:00Z".parse().unwrap());
-    let args = ServeArgs { clock: Some(clock), ..backend.args(dir) };
+    let args = ServeArgs { clock: Some(clock), ..args };
     let config = args.resolve().unwrap();
     let running = daybook::start_roles(&config, roles).await.expect("server starts");
     let mut server = connect(running).await;

@@ -1,7 +1,8 @@
 //! Restart: stop the server, start it again on the same directory: every number is
 //! unchanged, duplicates are still known, and new events fold on top.
 
-use tests::{Backend, School, Slot, checks, start, student, teacher};
+use daybook::{Roles, ServeArgs};
+use tests::{Backend, School, Slot, checks, small_province_day, start, start_with, student, teacher};
 use wire::pb;
 
 const DAY: &str = "2020-03-02";
@@ -53,5 +54,35 @@ async fn reports_survive_a_restart_and_new_events_fold_on_top(backend: Backend) 
     assert_eq!(checks(&school, Slot::Noon), (1, 2));
     let status = server.reports.get_status(pb::StatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.total_lag, 0);
+    server.running.stop().await.unwrap();
+}
+
+/// On the embedded log, aggregators fold shares of the partitions in parallel into one
+/// store. Every report is the same as one aggregator's, also when a restart with another
+/// count hands partitions to aggregators that did not fold them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregators_folding_shares_of_the_log_give_the_reports_of_one() {
+    let events = small_province_day(12, 25, DAY);
+    let (first, second) = events.split_at(events.len() / 2);
+    let fold_threads =
+        |dir: &std::path::Path, n: u32| ServeArgs { fold_threads: Some(n), ..Backend::Embedded.args(dir) };
+
+    let alone = tempfile::tempdir().unwrap();
+    let mut server = start_with(fold_threads(alone.path(), 1), Roles::All).await;
+    server.post_all(events.clone()).await;
+    let expected = server.all_reports(DAY).await;
+    server.running.stop().await.unwrap();
+    assert!(expected.len() > 100, "every unit of 12 schools: {}", expected.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_with(fold_threads(dir.path(), 2), Roles::All).await;
+    server.post_all(first.to_vec()).await;
+    server.caught_up().await;
+    server.running.stop().await.unwrap();
+    // Three shares of four partitions: partitions 2 and 3 change hands.
+    let mut server = start_with(fold_threads(dir.path(), 3), Roles::All).await;
+    server.post_all(second.to_vec()).await;
+    assert_eq!(server.all_reports(DAY).await, expected);
+    assert_eq!(server.events_folded().await, second.len() as u64, "only the new events are folded");
     server.running.stop().await.unwrap();
 }

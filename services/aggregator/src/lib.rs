@@ -97,6 +97,8 @@ pub struct AggregatorMetrics {
     pub duplicates: Counter,
     pub replayed: Counter,
     pub unreadable: Counter,
+    /// Events folded per second over the last second or so, by all the aggregators
+    /// sharing these metrics.
     pub folds_per_second: Gauge<i64, AtomicI64>,
     pub position: Family<PartitionLabels, Gauge<i64, AtomicI64>>,
     pub lag: Family<PartitionLabels, Gauge<i64, AtomicI64>>,
@@ -162,7 +164,9 @@ pub async fn run<L: EventLog, C: EventLog>(
     tokio::pin!(shutdown);
     let mut second = Instant::now();
     let mut last_checkpoint = Instant::now();
-    let mut folded_this_second = 0u64;
+    // Over the process's folded total, which several aggregators on shares of the log
+    // add to: each sets the same rate.
+    let mut folded_at_second = metrics.folded_total.load(std::sync::atomic::Ordering::Relaxed);
     let mut lag_round = 0u8;
     // Whatever a crash left in the outbox goes out first.
     let mut outbox_pending = changelog.is_some();
@@ -281,7 +285,6 @@ pub async fn run<L: EventLog, C: EventLog>(
             metrics.duplicates.inc_by(outcome.duplicates);
             metrics.replayed.inc_by(outcome.replayed);
             metrics.unreadable.inc_by(outcome.unreadable);
-            folded_this_second += outcome.folded;
             if checkpoint_made {
                 last_checkpoint = Instant::now();
                 if changelog.is_some() {
@@ -292,8 +295,10 @@ pub async fn run<L: EventLog, C: EventLog>(
             }
         }
         if second.elapsed() >= Duration::from_secs(1) {
-            metrics.folds_per_second.set(i64::try_from(folded_this_second).unwrap_or(i64::MAX));
-            folded_this_second = 0;
+            let folded_now = metrics.folded_total.load(std::sync::atomic::Ordering::Relaxed);
+            let rate = folded_now.saturating_sub(folded_at_second) as f64 / second.elapsed().as_secs_f64();
+            metrics.folds_per_second.set(rate as i64);
+            folded_at_second = folded_now;
             second = Instant::now();
             // Reading the log's ends costs the broker a request per partition: every 5 s.
             lag_round = (lag_round + 1) % 5;

@@ -208,9 +208,12 @@ pub struct Projections {
     pub(crate) tree: sled::Tree,
     /// Woken after every batch written (fold or changelog): the feeds wait on it.
     changed: std::sync::Arc<tokio::sync::Notify>,
-    /// Set while whoever writes these projections reads full polls: a backlog is being
-    /// folded, and what is stored lags the log.
-    catching_up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// One bit per writer of these projections (aggregators folding shares of the log,
+    /// or a view), set while it reads full polls: a backlog is being folded, and what is
+    /// stored lags the log.
+    catching_up: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// This handle's bit in `catching_up` (see [`Self::for_writer`]).
+    writer_bit: u64,
 }
 
 impl std::fmt::Debug for Projections {
@@ -221,7 +224,14 @@ impl std::fmt::Debug for Projections {
 
 impl Projections {
     pub fn new(tree: sled::Tree) -> Self {
-        Self { tree, changed: std::sync::Arc::default(), catching_up: std::sync::Arc::default() }
+        Self { tree, changed: std::sync::Arc::default(), catching_up: std::sync::Arc::default(), writer_bit: 1 }
+    }
+
+    /// The same projections for writer `index` of several (aggregators folding shares of
+    /// the log into them): the projections are catching up while any writer is.
+    pub fn for_writer(&self, index: u32) -> Self {
+        assert!(index < u64::BITS, "writer {index}: at most {} writers", u64::BITS);
+        Self { writer_bit: 1 << index, ..self.clone() }
     }
 
     pub fn unit(&self, unit: &UnitKey) -> Result<Option<UnitInfo>, AggregateError> {
@@ -404,12 +414,17 @@ impl Projections {
     /// view): the feeds hold seals and revisions until it is done, since a report
     /// published now would miss events already in the log.
     pub fn catching_up(&self) -> bool {
-        self.catching_up.load(std::sync::atomic::Ordering::Relaxed)
+        self.catching_up.load(std::sync::atomic::Ordering::Relaxed) != 0
     }
 
     /// Set by the aggregator (or the view) after each poll: full means behind.
     pub fn set_catching_up(&self, behind: bool) {
-        self.catching_up.store(behind, std::sync::atomic::Ordering::Relaxed);
+        use std::sync::atomic::Ordering::Relaxed;
+        if behind {
+            self.catching_up.fetch_or(self.writer_bit, Relaxed);
+        } else {
+            self.catching_up.fetch_and(!self.writer_bit, Relaxed);
+        }
     }
 
     /// Next offset to fold, per partition the aggregator has seen.
@@ -526,6 +541,21 @@ impl Projections {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn projections_catch_up_while_any_writer_does() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let projections = Projections::new(db.open_tree("p").unwrap());
+        let (first, second) = (projections.for_writer(0), projections.for_writer(1));
+        first.set_catching_up(true);
+        second.set_catching_up(true);
+        first.set_catching_up(false);
+        assert!(projections.catching_up(), "the second writer is still behind");
+        second.set_catching_up(false);
+        assert!(!projections.catching_up());
+        second.set_catching_up(true);
+        assert!(first.catching_up(), "every handle sees the same projections");
+    }
 
     #[test]
     fn keys_are_written_as_their_formatted_text() {

@@ -59,6 +59,10 @@ pub struct Args {
     /// Rebuilds of those days, each on new projections; the table shows the median.
     #[arg(long, default_value_t = 3)]
     pub days_runs: usize,
+    /// Aggregators folding the embedded log in parallel (daybook's `--fold-threads`;
+    /// default: daybook's, one per core).
+    #[arg(long)]
+    pub fold_threads: Option<u32>,
 }
 
 /// The simulated day every backend gets, generated once so that generating it is not

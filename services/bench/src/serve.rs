@@ -86,7 +86,8 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
     let mut figures = Figures::default();
     let peak = PeakMemory::reset();
 
-    let server = Server::start(&serve_args(&dir.path().join("serve"), log, &prefix, "aggregators"), Roles::All).await?;
+    let server =
+        Server::start(&serve_args(&dir.path().join("serve"), log, &prefix, "aggregators", args), Roles::All).await?;
     let mut intake = IntakeClient::new(server.channel.clone());
     let mut reports = ReportsClient::new(server.channel.clone());
 
@@ -163,11 +164,11 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
         // aggregator folds the log from its first offset.
         Log::Embedded => {
             std::fs::remove_dir_all(dir.path().join("serve/projections"))?;
-            rebuild(&serve_args(&dir.path().join("serve"), log, &prefix, "aggregators"), Roles::All).await?
+            rebuild(&serve_args(&dir.path().join("serve"), log, &prefix, "aggregators", args), Roles::All).await?
         }
         // A new aggregator group on a new data directory reads the topics from the start.
         Log::Kafka { .. } => {
-            rebuild(&serve_args(&dir.path().join("rebuild"), log, &prefix, "rebuild"), Roles::Aggregate).await?
+            rebuild(&serve_args(&dir.path().join("rebuild"), log, &prefix, "rebuild", args), Roles::Aggregate).await?
         }
     });
     Ok(figures)
@@ -190,7 +191,7 @@ fn median_of<T>(mut runs: Vec<T>, seconds: impl Fn(&T) -> f64) -> (T, (f64, f64,
     (runs.swap_remove(runs.len() / 2), range)
 }
 
-fn serve_args(dir: &Path, log: &Log, prefix: &str, group: &str) -> daybook::ServeConfig {
+fn serve_args(dir: &Path, log: &Log, prefix: &str, group: &str, args: &Args) -> daybook::ServeConfig {
     let log = match log {
         Log::Embedded => None,
         // tansu 0.6.0's memory storage cannot fetch from inside a record batch, hence one
@@ -209,6 +210,7 @@ fn serve_args(dir: &Path, log: &Log, prefix: &str, group: &str) -> daybook::Serv
         close_lag_days: Some(1),
         log,
         group: Some(format!("{prefix}-{group}")),
+        fold_threads: args.fold_threads,
         ..ServeArgs::default()
     }
     .resolve()
@@ -307,7 +309,7 @@ pub struct DaysRebuilt {
 pub async fn rebuild_days(args: &Args, days: u32) -> anyhow::Result<DaysRebuilt> {
     let dir = tempfile::tempdir()?;
     let serve = dir.path().join("serve");
-    let config = serve_args(&serve, &Log::Embedded, &crate::unique_name("days"), "aggregators");
+    let config = serve_args(&serve, &Log::Embedded, &crate::unique_name("days"), "aggregators", args);
     let province = simulator::Province::generate(args.scale, args.seed);
     let today = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("an offset"));
     let today = today.date_naive();

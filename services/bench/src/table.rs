@@ -58,6 +58,9 @@ impl Header {
         if args.runs != 3 {
             options += &format!(" --runs {}", args.runs);
         }
+        if let Some(n) = args.fold_threads {
+            options += &format!(" --fold-threads {n}");
+        }
         let command = format!(
             "cargo run --release -p bench -- --scale {} --seed {}{options} --out {}",
             args.scale,

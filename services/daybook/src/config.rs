@@ -33,6 +33,11 @@ pub struct ServeArgs {
     /// Partitions per topic of the embedded log; fixed when the log is created.
     #[arg(long, env = "DAYBOOK_PARTITIONS")]
     pub partitions: Option<u32>,
+    /// Aggregators folding the embedded log in parallel in this process, each the events
+    /// of its share of the partitions (hence of the schools). Default: one per core, at
+    /// most one per partition. Over Kafka, run more `daybook aggregate` instances instead.
+    #[arg(long, env = "DAYBOOK_FOLD_THREADS")]
+    pub fold_threads: Option<u32>,
     /// A reading at or above this is a fever, in °C.
     #[arg(long, env = "DAYBOOK_FEVER_THRESHOLD")]
     pub fever_threshold: Option<f64>,
@@ -126,6 +131,7 @@ impl ServeArgs {
             log: self.log.or(fallback.log),
             group: self.group.or(fallback.group),
             partitions: self.partitions.or(fallback.partitions),
+            fold_threads: self.fold_threads.or(fallback.fold_threads),
             fever_threshold: self.fever_threshold.or(fallback.fever_threshold),
             observation_days: self.observation_days.or(fallback.observation_days),
             horizon_days: self.horizon_days.or(fallback.horizon_days),
@@ -156,6 +162,7 @@ impl ServeArgs {
             },
             group: self.group.unwrap_or(d.group),
             partitions: self.partitions.unwrap_or(d.partitions),
+            fold_threads: self.fold_threads.unwrap_or(d.fold_threads),
             fever_threshold: self.fever_threshold.unwrap_or(d.fever_threshold),
             observation_days: self.observation_days.unwrap_or(d.observation_days),
             horizon_days: self.horizon_days.unwrap_or(d.horizon_days),
@@ -186,6 +193,11 @@ impl ServeArgs {
         );
         anyhow::ensure!(config.close.lag_days <= 7, "close-lag-days: {} is more than 7", config.close.lag_days);
         anyhow::ensure!(config.partitions >= 1, "partitions: must be at least 1");
+        anyhow::ensure!(
+            (1..=64).contains(&config.fold_threads),
+            "fold-threads: {} is outside 1..=64",
+            config.fold_threads
+        );
         anyhow::ensure!(
             (1..=60).contains(&config.observation_days),
             "observation-days: {} is outside 1..=60",
@@ -234,6 +246,8 @@ pub struct ServeConfig {
     pub log: LogChoice,
     pub group: String,
     pub partitions: u32,
+    /// Aggregators folding the embedded log in this process (at most one per partition).
+    pub fold_threads: u32,
     pub fever_threshold: f64,
     pub observation_days: u32,
     pub horizon_days: u32,
@@ -254,6 +268,8 @@ impl Default for ServeConfig {
             log: LogChoice::Embedded,
             group: "daybook-aggregators".to_owned(),
             partitions: 16,
+            fold_threads: std::thread::available_parallelism()
+                .map_or(1, |n| u32::try_from(n.get()).unwrap_or(64).min(64)),
             fever_threshold: 37.3,
             observation_days: 14,
             horizon_days: 7,

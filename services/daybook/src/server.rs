@@ -80,7 +80,12 @@ pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<R
                 let log = log.clone();
                 move |folded: Projections| aggregator::grpc::local_status(log, folded)
             };
-            build(config, roles, log, None::<EmbeddedLog>, None, status).await
+            // Each aggregator folds its share of the partitions, so of the schools: their
+            // projections are disjoint but for the unit registry's cities and province,
+            // which all write alike, and summed at read time.
+            let shares = config.fold_threads.min(log.partitions());
+            let fold_logs = (0..shares).map(|index| log.share(index, shares)).collect();
+            build(config, roles, log, fold_logs, None::<EmbeddedLog>, None, status).await
         }
         LogChoice::Kafka(kafka) => {
             let (events, changelog) = crate::kafka::connect((**kafka).clone(), &config.group).await?;
@@ -88,7 +93,10 @@ pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<R
                 let (events, changelog, group) = (events.clone(), changelog.clone(), config.group.clone());
                 move |view: Projections| crate::kafka::status(events, changelog, view, group)
             };
-            build(config, roles, events, Some(changelog), Some((**kafka).clone()), status).await
+            // One aggregator per process: each publishes its outbox to the changelog, and
+            // the group splits the partitions between processes.
+            let fold_logs = vec![events.clone()];
+            build(config, roles, events, fold_logs, Some(changelog), Some((**kafka).clone()), status).await
         }
     }
 }
@@ -97,6 +105,7 @@ async fn build<L: EventLog, C: EventLog>(
     config: &ServeConfig,
     roles: Roles,
     log: L,
+    fold_logs: Vec<L>,
     changelog: Option<C>,
     kafka: Option<eventlog::KafkaConfig>,
     status: impl FnOnce(Projections) -> aggregator::grpc::StatusSource,
@@ -129,7 +138,7 @@ async fn build<L: EventLog, C: EventLog>(
             zone: config.utc_offset,
         };
         // Over Kafka every instance reads the whole changelog into its view; on the
-        // embedded log the one aggregator's projections are complete already.
+        // embedded log the aggregators' one store is complete already.
         let readable = match &changelog {
             Some(changelog) => {
                 let view = Projections::new(db.open_tree("view")?);
@@ -149,11 +158,15 @@ async fn build<L: EventLog, C: EventLog>(
             health.set_serving::<FeedsServer<FeedsService>>().await;
             feeds_service = Some(service.into_server());
         }
-        let (events, changelog, group, stop) =
-            (log.clone(), changelog.clone(), config.group.clone(), on_shutdown(&stop_rx));
-        tasks.push(spawn_part(&shutdown, async move {
-            aggregator::run(events, changelog, &group, folded, fold, metrics, stop).await.context("aggregator stopped")
-        }));
+        for (index, events) in (0..).zip(fold_logs) {
+            let (changelog, group, stop) = (changelog.clone(), config.group.clone(), on_shutdown(&stop_rx));
+            let (folded, metrics) = (folded.for_writer(index), metrics.clone());
+            tasks.push(spawn_part(&shutdown, async move {
+                aggregator::run(events, changelog, &group, folded, fold, metrics, stop)
+                    .await
+                    .context("aggregator stopped")
+            }));
+        }
         health.set_serving::<ReportsServer<ReportsService>>().await;
         Some(reports.into_server())
     } else {

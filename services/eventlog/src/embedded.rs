@@ -26,6 +26,24 @@ const SEGMENT_BYTES: usize = 6 * 1024;
 #[derive(Clone)]
 pub struct EmbeddedLog {
     inner: Arc<Inner>,
+    /// The partitions this handle's consumers read (all, unless made by [`Self::share`]).
+    share: Share,
+}
+
+/// Partitions `p` with `p % of == index`: one member's part of the log, as a member of a
+/// Kafka consumer group is assigned part of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Share {
+    index: u32,
+    of: u32,
+}
+
+impl Share {
+    const ALL: Share = Share { index: 0, of: 1 };
+
+    fn holds(self, tp: &TopicPartition) -> bool {
+        tp.partition % self.of == self.index
+    }
 }
 
 struct Inner {
@@ -55,7 +73,7 @@ struct Writer {
 
 impl std::fmt::Debug for EmbeddedLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedLog").field("partitions", &self.inner.partitions).finish()
+        f.debug_struct("EmbeddedLog").field("partitions", &self.inner.partitions).field("share", &self.share).finish()
     }
 }
 
@@ -110,11 +128,21 @@ impl EmbeddedLog {
                 appended,
                 flushed: tokio::sync::Mutex::new(0),
             }),
+            share: Share::ALL,
         })
     }
 
     pub fn partitions(&self) -> u32 {
         self.inner.partitions
+    }
+
+    /// The same log, whose consumers read (and whose `end_offsets` give) only the
+    /// partitions `p` with `p % of == index`: `of` aggregators in this process, one per
+    /// `index`, fold the log in parallel, each a disjoint set of schools. Appends are
+    /// unchanged.
+    pub fn share(&self, index: u32, of: u32) -> Self {
+        assert!(index < of, "share {index} of {of}: the index must be below the count");
+        Self { inner: self.inner.clone(), share: Share { index, of } }
     }
 
     fn tree(&self, tp: &TopicPartition) -> Result<sled::Tree, LogError> {
@@ -247,7 +275,8 @@ impl EventLog for EmbeddedLog {
     }
 
     fn subscribe(&self, _group: &str, positions: PositionLookup) -> Result<EmbeddedConsumer, LogError> {
-        // One process owns the embedded log, so every consumer is given every partition.
+        // One process owns the embedded log, so every consumer is given every partition of
+        // its handle's share, whatever its group.
         Ok(EmbeddedConsumer {
             log: self.clone(),
             positions,
@@ -260,7 +289,8 @@ impl EventLog for EmbeddedLog {
     /// The next offset of every partition, counting only what is durable.
     fn end_offsets(&self) -> Result<Vec<(TopicPartition, u64)>, LogError> {
         let durable = self.inner.durable.lock().expect("log durable lock poisoned");
-        let mut out: Vec<_> = durable.iter().map(|(tp, n)| (tp.clone(), *n)).collect();
+        let mut out: Vec<_> =
+            durable.iter().filter(|(tp, _)| self.share.holds(tp)).map(|(tp, n)| (tp.clone(), *n)).collect();
         out.sort();
         Ok(out)
     }
@@ -581,6 +611,27 @@ mod tests {
         let polled = drain(&mut consumer, 10).await;
         let first = polled.iter().filter(|p| p.at == tp).map(|p| p.offset).min();
         assert_eq!(first, Some(37));
+    }
+
+    #[tokio::test]
+    async fn shares_split_the_partitions_and_together_read_everything_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path(), 5).unwrap();
+        let written = log.append(numbered(500)).await.unwrap();
+        let mut seen = Vec::new();
+        for index in 0..2 {
+            let share = log.share(index, 2);
+            let ends = share.end_offsets().unwrap();
+            assert!(!ends.is_empty() && ends.iter().all(|(tp, _)| tp.partition % 2 == index), "{ends:?}");
+            let mut consumer = share.subscribe("g", Arc::new(|_| None)).unwrap();
+            let polled = drain(&mut consumer, 64).await;
+            assert!(polled.iter().all(|p| p.at.partition % 2 == index));
+            seen.extend(polled.into_iter().map(|p| (p.at.partition, p.offset)));
+        }
+        seen.sort_unstable();
+        let mut expected: Vec<(u32, u64)> = written.iter().map(|a| (a.partition, a.offset)).collect();
+        expected.sort_unstable();
+        assert_eq!(seen, expected);
     }
 
     #[tokio::test]
