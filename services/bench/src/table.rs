@@ -513,9 +513,9 @@ Notes:
   this run's rates would take at province size. Below `--scale 1` that flatters the fold: per
   event it costs more at province size (larger maps and sled trees, caches that no longer hold
   everyone, and each checkpoint of a rebuild rewriting more timelines).
-  `services/bench/BENCHMARKS-province.md` is the province itself (`--scale 1 --days-runs 1
-  --runs 1`, embedded log); the day there is the simulator's, about 2.2 M events, not the
-  target's 3.5 M.
+  `services/bench/BENCHMARKS-province.md` is the province itself (`--scale 1`, embedded log;
+  its command is in its header); the day there is the simulator's, about 2.2 M events, not
+  the target's 3.5 M.
 - Rebuild of days: {days} simulated days ending today (the same province, seed and
   simulator) are written straight into a new embedded log as intake writes them (intake is not
   timed here), then the server starts on empty projections; timed from the start of the server
@@ -524,6 +524,9 @@ Notes:
   Registrations repeat every day with the same
   ids, so fewer events are folded than records read. Not run on Kafka (tansu's memory storage
   would hold every day in memory, at the Kafka column's rate several minutes per day).
+- Aggregators: on the embedded log, {fold_threads} in the server, each folding a share of its 4
+  partitions (daybook's `--fold-threads`: one per core by default), on threads at a lower
+  priority than intake's. On Kafka, one.
 - Profile: `services/bench/PROFILE.md` (perf, intake streaming and the fold).
 ",
         cores = header.cores,
@@ -535,6 +538,7 @@ Notes:
         days = args.days,
         days_runs = args.days_runs.max(1),
         runs = args.runs.max(1),
+        fold_threads = args.fold_threads.unwrap_or(u32::try_from(header.cores).unwrap_or(1)).min(4),
     ) + if args.fresh == 0 { "- Freshness was not measured in this run (`--fresh 0`).\n" } else { "" }
 }
 
