@@ -129,9 +129,10 @@ struct PersonSlot {
     key_person: Option<Option<domain::person::KeyPerson>>,
 }
 
-/// On a store that was empty when the folder opened (a rebuild), sled holds only what
-/// this folder wrote, and all of that stays in memory unless a checkpoint dropped it: a
-/// person or unit neither in memory nor dropped is new, and is not looked up. Such a
+/// On a store that was empty when the folder opened (a rebuild), sled holds of this
+/// folder's schools only what it wrote (other folders of the process fold other schools),
+/// and all of that stays in memory unless a checkpoint dropped it: a person or unit
+/// neither in memory nor dropped is new, and is not looked up. Such a
 /// lookup would wait for the checkpoint being written (sled 0.34 takes a process-wide
 /// lock for a batch), which stalled the rebuild's fold behind its writer.
 #[derive(Debug, Default)]
@@ -690,6 +691,8 @@ impl Folder {
             return Ok(());
         }
         if self.unstored.unit(unit) || self.projections.unit(unit)?.is_none() {
+            // The province has no city (every aggregator registers it, and alike).
+            let city = if unit.level == Level::Province { "" } else { city };
             self.new_units.push((unit.clone(), UnitInfo { parent: unit.parent(city), city: city.to_owned() }));
         }
         self.known_units.insert(unit.clone());
@@ -941,6 +944,16 @@ mod tests {
         assert_eq!(restarted.position(&tp), Some(2));
         let outcome = restarted.fold_batch(&[at(2, &fever("e3", "P3"))]).unwrap();
         assert_eq!((outcome.folded, outcome.duplicates), (1, 0));
+    }
+
+    #[test]
+    fn units_are_registered_with_their_city_and_the_province_with_none() {
+        let (_dir, projections, mut folder) = folder();
+        folder.fold_batch(&[at(0, &registered("r1", "P1"))]).unwrap();
+        let info = |unit: &str| projections.unit(&unit.parse().unwrap()).unwrap().expect("registered");
+        assert_eq!(info("city:Wuhan"), UnitInfo { parent: Some("province".parse().unwrap()), city: "Wuhan".into() });
+        // Every aggregator of a process registers the province: alike, whatever its schools.
+        assert_eq!(info("province"), UnitInfo { parent: None, city: String::new() });
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub enum AggregateError {
     CheckpointFailed(String),
     #[error("no thread to fold on: {0}")]
     NoFoldThread(std::io::Error),
+    #[error("folding panicked; the aggregator must start again from the stored state")]
+    FoldPanicked,
 }
 
 /// How the aggregator folds: rules and the province's time zone, which decides the day.
@@ -235,9 +237,12 @@ pub async fn run<L: EventLog, C: EventLog>(
             }
             Err(e) => return Err(e.into()),
         };
-        // A full poll: the aggregator is behind, folding a backlog.
+        // A full poll: the aggregator is behind, folding a backlog. Caught up again only
+        // once this poll is folded and stored (below): the feeds must not seal without it.
         let full = records.len() == POLL_MAX;
-        projections.set_catching_up(full);
+        if full {
+            projections.set_catching_up(true);
+        }
         // An empty poll after folded ones stores them (the log ran dry right after a
         // full poll), and waits for a checkpoint under way.
         if !records.is_empty() || folder.pending() > 0 || folder.checkpoint_under_way() {
@@ -279,7 +284,7 @@ pub async fn run<L: EventLog, C: EventLog>(
             if full && changelog.is_none() {
                 ahead = Some(consumer.poll(POLL_MAX, Duration::ZERO).await);
             }
-            let (returned, outcome) = folding.await;
+            let (returned, outcome) = folding.await?;
             folder = returned;
             // A checkpoint was made or started (a commit claims only what has settled,
             // `Folder::checkpointed`).
@@ -296,6 +301,9 @@ pub async fn run<L: EventLog, C: EventLog>(
                     commit(&mut consumer, &folder)?;
                 }
             }
+        }
+        if !full {
+            projections.set_catching_up(false);
         }
         if second.elapsed() >= Duration::from_secs(1) {
             let folded_now = metrics.folded_total.load(std::sync::atomic::Ordering::Relaxed);
@@ -345,13 +353,17 @@ impl FoldThread {
     }
 
     /// Runs `job` on the fold thread and waits for its result without blocking a worker.
-    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> T {
+    /// A job that panicked is an error: the aggregator stops, and with it the server,
+    /// rather than leave its share of the schools unfolded while the others go on.
+    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, AggregateError> {
         let (answer, result) = tokio::sync::oneshot::channel();
         let job = Box::new(move || {
             let _ = answer.send(job());
         });
-        self.jobs.send(job).expect("the fold thread lives as long as its sender");
-        result.await.expect("fold task panicked")
+        // A panic ended the thread, dropping `answer` (or `received`, for a later job).
+        let panicked = || AggregateError::FoldPanicked;
+        self.jobs.send(job).map_err(|_| panicked())?;
+        result.await.map_err(|_| panicked())
     }
 }
 
@@ -391,17 +403,23 @@ pub async fn run_view<C: EventLog>(
             () = &mut shutdown => return Ok(()),
             polled = consumer.poll(VIEW_POLL_MAX, Duration::from_millis(200)) => polled,
         };
-        if let Ok(records) = &records {
-            view.set_catching_up(records.len() == VIEW_POLL_MAX);
-        }
         match records {
-            Ok(records) if !records.is_empty() => {
-                let target = view.clone();
-                tokio::task::spawn_blocking(move || changelog::apply(&target, &records))
-                    .await
-                    .expect("view task panicked")?;
+            Ok(records) => {
+                // Caught up only once a short poll is applied (see `run`).
+                let full = records.len() == VIEW_POLL_MAX;
+                if full {
+                    view.set_catching_up(true);
+                }
+                if !records.is_empty() {
+                    let target = view.clone();
+                    tokio::task::spawn_blocking(move || changelog::apply(&target, &records))
+                        .await
+                        .expect("view task panicked")?;
+                }
+                if !full {
+                    view.set_catching_up(false);
+                }
             }
-            Ok(_) => {}
             Err(LogError::Unavailable(reason)) => {
                 tracing::warn!(%reason, "changelog unavailable; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -454,10 +472,19 @@ mod tests {
     #[tokio::test]
     async fn folding_runs_below_the_priority_of_the_rest() {
         let fold_thread = FoldThread::start().unwrap();
-        let (outside, inside) = (own_nice(), fold_thread.run(own_nice).await);
+        let (outside, inside) = (own_nice(), fold_thread.run(own_nice).await.unwrap());
         assert_eq!(inside, (outside + FOLD_NICE).min(19), "the fold thread is at nice {inside}, the test at {outside}");
         // Jobs run one after another on the same thread.
-        let first = fold_thread.run(|| std::thread::current().id()).await;
-        assert_eq!(fold_thread.run(|| std::thread::current().id()).await, first);
+        let first = fold_thread.run(|| std::thread::current().id()).await.unwrap();
+        assert_eq!(fold_thread.run(|| std::thread::current().id()).await.unwrap(), first);
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_folding_is_an_error_not_a_hang() {
+        let fold_thread = FoldThread::start().unwrap();
+        let panicked = fold_thread.run(|| panic!("a fold went wrong")).await;
+        assert!(matches!(panicked, Err(AggregateError::FoldPanicked)), "{panicked:?}");
+        // The thread is gone: what comes after fails too.
+        assert!(matches!(fold_thread.run(|| 1).await, Err(AggregateError::FoldPanicked)));
     }
 }
