@@ -361,9 +361,8 @@ impl FoldThread {
             let _ = answer.send(job());
         });
         // A panic ended the thread, dropping `answer` (or `received`, for a later job).
-        let panicked = || AggregateError::FoldPanicked;
-        self.jobs.send(job).map_err(|_| panicked())?;
-        result.await.map_err(|_| panicked())
+        self.jobs.send(job).map_err(|_| AggregateError::FoldPanicked)?;
+        result.await.map_err(|_| AggregateError::FoldPanicked)
     }
 }
 

@@ -191,6 +191,11 @@ fn median_of<T>(mut runs: Vec<T>, seconds: impl Fn(&T) -> f64) -> (T, (f64, f64,
     (runs.swap_remove(runs.len() / 2), range)
 }
 
+/// Aggregators the server folds the embedded log with, as the bench configures it.
+pub fn aggregators(args: &Args) -> u32 {
+    serve_args(Path::new("unused"), &Log::Embedded, "unused", "unused", args).aggregators()
+}
+
 fn serve_args(dir: &Path, log: &Log, prefix: &str, group: &str, args: &Args) -> daybook::ServeConfig {
     let log = match log {
         Log::Embedded => None,

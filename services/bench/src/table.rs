@@ -538,7 +538,7 @@ Notes:
         days = args.days,
         days_runs = args.days_runs.max(1),
         runs = args.runs.max(1),
-        fold_threads = args.fold_threads.unwrap_or(u32::try_from(header.cores).unwrap_or(1)).min(4),
+        fold_threads = crate::serve::aggregators(args),
     ) + if args.fresh == 0 { "- Freshness was not measured in this run (`--fresh 0`).\n" } else { "" }
 }
 

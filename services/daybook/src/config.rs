@@ -216,6 +216,14 @@ fn parse_offset(text: &str) -> anyhow::Result<FixedOffset> {
     text.parse::<FixedOffset>().map_err(|_| anyhow::anyhow!("utc-offset: {text:?} is not an offset like +08:00"))
 }
 
+impl ServeConfig {
+    /// Aggregators folding the embedded log in this process: `fold_threads`, but no more
+    /// than there are partitions to share.
+    pub fn aggregators(&self) -> u32 {
+        self.fold_threads.min(self.partitions)
+    }
+}
+
 /// Which event log to use.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogChoice {

@@ -83,7 +83,7 @@ pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<R
             // Each aggregator folds its share of the partitions, so of the schools: their
             // projections are disjoint but for the unit registry's cities and province,
             // which all write alike, and summed at read time.
-            let shares = config.fold_threads.min(log.partitions());
+            let shares = config.aggregators();
             let fold_logs = (0..shares).map(|index| log.share(index, shares)).collect();
             build(config, roles, log, fold_logs, None::<EmbeddedLog>, None, status).await
         }
