@@ -1,7 +1,8 @@
 //! Folding a batch of log records into the projections.
 //!
 //! The folder keeps what it touched in memory (person timelines, unit histories) and
-//! writes everything a batch changed, with the batch's log positions, in one sled batch.
+//! writes everything folded since the last checkpoint in one atomic sled batch per school,
+//! then the log positions reached.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -323,7 +324,7 @@ impl Folder {
     }
 
     /// Stores everything folded since the last checkpoint with the positions it reaches,
-    /// in one atomic sled batch, and returns once it is stored. A person or unit day
+    /// (see [`Self::start_checkpoint`]), and returns once it is stored. A person or unit day
     /// folded many times in between is written once: sled's cost is per entry written.
     pub fn checkpoint(&mut self) -> Result<(), AggregateError> {
         self.settle()?;
@@ -335,26 +336,40 @@ impl Folder {
     }
 
     /// Hands everything folded since the last checkpoint to a writer thread, which stores
-    /// it (one atomic sled batch) while this folder folds on; at most one is under way,
-    /// so this first waits for the one before. Readers of the projections see it once
-    /// written; [`Self::checkpointed`] and the feeds' wake-up follow at [`Self::settle`].
+    /// it while this folder folds on; at most one is under way, so this first waits for
+    /// the one before. Readers of the projections see it once written;
+    /// [`Self::checkpointed`] and the feeds' wake-up follow at [`Self::settle`].
+    ///
+    /// It is stored as one atomic sled batch per school, then the positions. A crash in
+    /// between leaves some schools stored and the positions before them: folding again
+    /// from there skips the records of a stored school (their ids are in its timelines,
+    /// and its units' days were stored with them) and folds the others' once. Schools
+    /// share no entry (cities and the province are summed when read; their registry
+    /// entries are written alike by whoever writes them). Small batches matter: sled 0.34 keeps every page a batch replaces until the
+    /// batch ends, and one batch of a rebuild's whole partition held gigabytes.
     pub fn start_checkpoint(&mut self) -> Result<(), AggregateError> {
         self.settle()?;
         if self.pending == 0 {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
+        let mut batches = SchoolBatches::default();
         // From here the changes leave memory: a failure loses them for this folder.
-        let started = self.write_into(&mut batch).and_then(|()| {
+        let started = self.write_into(&mut batches).and_then(|()| {
+            let mut positions = sled::Batch::default();
             for (tp, next) in &self.positions {
                 if self.checkpointed.get(tp) != Some(next) {
-                    batch.insert(store::position_key(tp), &next.to_be_bytes());
+                    positions.insert(store::position_key(tp), &next.to_be_bytes());
                 }
             }
             let tree = self.projections.tree.clone();
             std::thread::Builder::new()
                 .name("checkpoint".into())
-                .spawn(move || tree.apply_batch(batch))
+                .spawn(move || {
+                    for batch in batches.0.into_values() {
+                        tree.apply_batch(batch)?;
+                    }
+                    tree.apply_batch(positions)
+                })
                 .map_err(|e| AggregateError::CheckpointFailed(format!("no thread to write it: {e}")))
         });
         let writer = self.unless_failed(started)?;
@@ -699,7 +714,7 @@ impl Folder {
         Ok(())
     }
 
-    fn write_into(&mut self, batch: &mut sled::Batch) -> Result<(), AggregateError> {
+    fn write_into(&mut self, batches: &mut SchoolBatches) -> Result<(), AggregateError> {
         let mut changed = Vec::new();
         for at in std::mem::take(&mut self.dirty_persons) {
             let slot = &mut self.persons[at];
@@ -707,6 +722,7 @@ impl Folder {
             let key = slot.key.as_str();
             let (school, person) = key.split_once('/').expect("keys are school/person");
             crate::timeline_codec::encode(&slot.timeline, &mut self.encode_buf);
+            let batch = batches.of(school);
             batch.insert(store::timeline_key(key), self.encode_buf.as_slice());
             if self.legacy_timelines.remove(key) {
                 batch.remove(store::person_key_joined(key));
@@ -732,7 +748,7 @@ impl Folder {
         }
         for key in self.dirty_roommates.drain() {
             let (school, person) = key.split_once('/').expect("keys are school/person");
-            batch.insert(store::roommates_key(school, person), store::encode(&self.roommate_index[&key]));
+            batches.of(school).insert(store::roommates_key(school, person), store::encode(&self.roommate_index[&key]));
         }
         let school_of = |unit: &UnitKey| unit.path.split('/').next().unwrap_or_default().to_owned();
         let mut marks = BTreeSet::new();
@@ -755,15 +771,16 @@ impl Folder {
             // These projections are the read side: tell the feeds which days changed.
             // Over Kafka the view marks them as it applies the changelog.
             for (day, school) in marks {
-                batch.insert(store::mark_key(day, &school), &store::mark_value());
+                batches.of(&school).insert(store::mark_key(day, &school), &store::mark_value());
             }
         }
         for (unit, info) in self.new_units.drain(..) {
             changed.push((school_of(&unit), store::unit_key(&unit), store::encode(&info)));
         }
         for (school, key, value) in changed {
-            if self.changelog {
-                let change = self.change_of(&school, value.clone());
+            let change = self.changelog.then(|| self.change_of(&school, value.clone()));
+            let batch = batches.of(&school);
+            if let Some(change) = change {
                 batch.insert(store::outbox_key(&key), store::encode(&change));
             }
             if value.is_empty() {
@@ -786,6 +803,19 @@ impl Folder {
             .map(|(tp, n)| (tp.topic.clone(), *n))
             .collect();
         Change { partition, reach, value }
+    }
+}
+
+/// A checkpoint's entries, one sled batch per school (see [`Folder::start_checkpoint`]).
+#[derive(Default)]
+struct SchoolBatches(BTreeMap<String, sled::Batch>);
+
+impl SchoolBatches {
+    fn of(&mut self, school: &str) -> &mut sled::Batch {
+        if !self.0.contains_key(school) {
+            self.0.insert(school.to_owned(), sled::Batch::default());
+        }
+        self.0.get_mut(school).expect("inserted above")
     }
 }
 
@@ -914,6 +944,47 @@ mod tests {
         assert_eq!((restarted.pending(), stored(&projections)), (0, 3));
         assert_eq!(projections.positions().unwrap().get(&tp), Some(&3));
         assert_eq!(restarted.checkpointed().get(&tp), Some(&3));
+    }
+
+    #[test]
+    fn a_crash_between_the_schools_of_a_checkpoint_folds_every_record_once_after_it() {
+        let in_school = |school: &str, event: pb::Event| pb::Event { school: school.into(), ..event };
+        let records: Vec<Polled> = [
+            in_school("S1", registered("r1", "P1")),
+            in_school("S1", registered("r2", "P2")),
+            in_school("S2", registered("r3", "P3")),
+            in_school("S1", fever("e1", "P1")),
+            in_school("S2", fever("e2", "P3")),
+            in_school("S1", fever("e3", "P2")),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(offset, event)| at(offset as u64, event))
+        .collect();
+        let units =
+            [UnitKey::school("S1"), UnitKey::school("S2"), UnitKey { level: Level::Class, path: "S1/D1/G1/C1".into() }];
+        let day = Day::from_ymd_opt(2020, 2, 26).unwrap();
+        let tallies = |p: &Projections| units.iter().map(|u| p.tally_on(u, day).unwrap()).collect::<Vec<_>>();
+
+        let (_clean_dir, clean, mut uninterrupted) = folder();
+        uninterrupted.fold_batch(&records).unwrap();
+        let expected = tallies(&clean);
+        assert_eq!(expected[0].get(domain::tally::Measure::Fever), 2, "S1's two fevers, once each");
+        assert_eq!(expected[1].get(domain::tally::Measure::Fever), 1);
+
+        // The writer stores S1's batch, then the process dies: S2 and the positions are lost.
+        let (_dir, projections, mut crashed) = folder();
+        crashed.fold_records(&records).unwrap();
+        let mut batches = SchoolBatches::default();
+        crashed.write_into(&mut batches).unwrap();
+        projections.tree.apply_batch(batches.0.remove("S1").expect("a batch of S1's entries")).unwrap();
+        drop(crashed);
+
+        let config = crate::FoldConfig::default();
+        let mut restarted = Folder::new(projections.clone(), config.rules, config.zone).unwrap();
+        let outcome = restarted.fold_batch(&records).unwrap();
+        assert_eq!((outcome.folded, outcome.duplicates), (2, 4), "S1's four records were stored, S2's two not");
+        assert_eq!(tallies(&projections), expected);
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! (each person's timeline and each unit's daily tallies at every level), and answers
 //! report queries from them over gRPC.
 //!
-//! Exactly-once in effect: the log position is written in the same atomic sled batch as
-//! the state it produced (a checkpoint), and on start the consumer resumes from the stored
-//! position: what was folded in memory after the last checkpoint is folded again.
-//! Records below it (a re-delivery) are skipped; a repeated event id is folded once.
+//! Exactly-once in effect: a checkpoint stores each school's state in one atomic sled
+//! batch, then the log positions it reached; on start the consumer resumes from the stored
+//! positions: what was folded after them is folded again. Records below them (a
+//! re-delivery) are skipped, and a repeated event id is folded once: a school stored before
+//! a crash holds the ids of what it folded with the state they produced.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
-//! The projection store: one sled tree, keys by prefix. Everything an aggregator writes
-//! for a batch of events (timelines, unit days, units, log positions) goes in
-//! one atomic `apply_batch`, so a crash leaves either all of a batch or none of it.
+//! The projection store: one sled tree, keys by prefix. What an aggregator writes for one
+//! school at a checkpoint (timelines, unit days, units, alerts) goes in one atomic
+//! `apply_batch`, and the log positions after all schools, so a crash leaves each school's
+//! part whole or not begun, and positions no further than what is stored.
 //!
 //! | prefix | key                              | value                      |
 //! |--------|----------------------------------|----------------------------|
