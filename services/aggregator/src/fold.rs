@@ -47,7 +47,8 @@ struct UnitDays {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct BatchOutcome {
     pub folded: u64,
-    /// Same (school, event id) as an event folded before.
+    /// Same (school, event id) as an event folded before. A normal temperature reading
+    /// is folded again instead (a no-op, see `Rules::refolds_as_no_op`) and counts as folded.
     pub duplicates: u64,
     /// Offsets below the stored position: re-delivered by the log, already folded.
     pub replayed: u64,
@@ -308,11 +309,13 @@ impl Folder {
             // A (school, event id) folded before is skipped: folding twice is not a no-op
             // (a re-folded isolation shares signs again, a gate pass re-alerts). The ids
             // live in the event's own person's timeline, which folding loads anyway.
+            // A normal reading is the exception: folded again it changes nothing, and
+            // keeping its id would make up most of a timeline after weeks.
             if self.legacy_seen && self.projections.tree.contains_key(store::seen_key(school, &envelope.event_id))? {
                 outcome.duplicates += 1;
                 continue;
             }
-            if !self.timeline(school, person_id)?.first_fold(stamp) {
+            if !self.rules.refolds_as_no_op(fact) && !self.timeline(school, person_id)?.first_fold(stamp) {
                 outcome.duplicates += 1;
                 continue;
             }
@@ -849,6 +852,11 @@ mod tests {
     use wire::pb;
 
     fn fever(event_id: &str, person: &str) -> pb::Event {
+        reading(event_id, person, 38.5)
+    }
+
+    /// A morning temperature reading of `person` in S1.
+    fn reading(event_id: &str, person: &str, celsius: f64) -> pb::Event {
         pb::Event {
             event_id: event_id.into(),
             source: "test".into(),
@@ -858,7 +866,7 @@ mod tests {
                 person_id: person.into(),
                 kind: Some(pb::health_event::Kind::Temperature(pb::TemperatureTaken {
                     slot: pb::Slot::Morning as i32,
-                    celsius: 38.5,
+                    celsius,
                 })),
             })),
         }
@@ -985,6 +993,27 @@ mod tests {
         let outcome = restarted.fold_batch(&records).unwrap();
         assert_eq!((outcome.folded, outcome.duplicates), (2, 4), "S1's four records were stored, S2's two not");
         assert_eq!(tallies(&projections), expected);
+    }
+
+    #[test]
+    fn a_normal_reading_delivered_again_is_folded_again_and_counts_once_without_its_id_kept() {
+        let (_dir, projections, mut folder) = folder();
+        let normal = reading("n1", "P1", 36.5);
+        let outcome = folder.fold_batch(&[at(0, &registered("r1", "P1")), at(1, &normal), at(2, &normal)]).unwrap();
+        assert_eq!((outcome.folded, outcome.duplicates), (3, 0), "folded again: a no-op");
+        let config = crate::FoldConfig::default();
+        let mut restarted = Folder::new(projections.clone(), config.rules, config.zone).unwrap();
+        restarted.fold_batch(&[at(3, &normal)]).unwrap();
+
+        let day = Day::from_ymd_opt(2020, 2, 26).unwrap();
+        let tally = projections.tally_on(&UnitKey::school("S1"), day).unwrap();
+        use domain::tally::Measure;
+        assert_eq!((tally.get(Measure::CheckedMorning), tally.get(Measure::CheckedExpected)), (1, 1));
+        assert_eq!(tally.get(Measure::Fever), 0);
+        let timeline = projections.timeline("S1", "P1").unwrap();
+        let id = |event_id| Stamp::new(0, event_id).tiebreak;
+        assert!(timeline.folded.contains(id("r1")), "the registration's id is kept");
+        assert!(!timeline.folded.contains(id("n1")), "the normal reading's is not");
     }
 
     #[test]

@@ -122,7 +122,7 @@ impl AggregatorMetrics {
         registry.register("daybook_events_folded", "Events folded into the projections", self.folded.clone());
         registry.register(
             "daybook_events_duplicate_skipped",
-            "Events skipped at fold time: event id folded before",
+            "Events skipped at fold time: event id folded before (a normal reading is folded again, a no-op)",
             self.duplicates.clone(),
         );
         registry.register(

@@ -5,7 +5,7 @@
 //!
 //! | prefix | key                              | value                      |
 //! |--------|----------------------------------|----------------------------|
-//! | `t`    | school/person                    | the person's [`Timeline`], each day as what changed since the day before, with the ids of their events folded (`timeline_codec`) |
+//! | `t`    | school/person                    | the person's [`Timeline`], each day as what changed since the day before, with the ids of their events folded but normal readings (`timeline_codec`) |
 //! | `p`    | school/person                    | legacy, read then removed: the timeline with a whole state per day (stores from before `t`) |
 //! | `u`    | unit key, NUL, YYYY-MM-DD        | the unit's [`Tally`]       |
 //! | `n`    | unit key                         | [`UnitInfo`]               |

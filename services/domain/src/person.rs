@@ -38,6 +38,13 @@ impl Rules {
             _ => false,
         }
     }
+
+    /// Whether folding `fact` a second time changes nothing, so that its event's id need
+    /// not be remembered: a normal temperature reading changes no state, only marks its
+    /// slot checked (a set), and raises no alert. Most events are these.
+    pub fn refolds_as_no_op(&self, fact: &Fact) -> bool {
+        matches!(fact, Fact::Temperature { .. }) && !self.is_abnormal_sign(fact)
+    }
 }
 
 /// Where a person under observation stands on a day.

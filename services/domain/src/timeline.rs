@@ -23,8 +23,9 @@ pub struct Timeline {
     /// unboxed a person with a day or two cost a whole leaf of days (7 KB when a day held
     /// its state inline; 840 bytes with states shared), boxed about 150 bytes and the days.
     pub days: BTreeMap<Day, Box<PersonDay>>,
-    /// The events of this person folded into it (not the roommates' signs it received),
-    /// so that the fold skips one delivered again: the check costs no store access of its
+    /// The events of this person folded into it (not the roommates' signs it received, nor
+    /// normal readings, which fold again as a no-op), so that the fold skips one delivered
+    /// again: the check costs no store access of its
     /// own, since the timeline is loaded and written with every event of the person.
     pub folded: FoldedIds,
     /// The unit keys of the latest placement seen, built once (a cache, not state).
@@ -257,6 +258,28 @@ mod tests {
         assert!(t.first_fold(Stamp::new(1, "e2")));
         assert!(!t.first_fold(Stamp::new(9, "e1")), "same id, whatever its time");
         assert!(t.folded.contains(Stamp::new(0, "e2").tiebreak));
+    }
+
+    #[test]
+    fn a_normal_reading_folded_again_changes_nothing_whatever_came_between() {
+        let rules = Rules::default();
+        let reading = Fact::Temperature { slot: Slot::Noon, celsius: 36.6 };
+        let fever = Fact::Temperature { slot: Slot::Noon, celsius: 38.0 };
+        assert!(rules.refolds_as_no_op(&reading));
+        assert!(!rules.refolds_as_no_op(&fever), "a fever reading alerts and marks an abnormal day");
+        assert!(!rules.refolds_as_no_op(&registered()));
+        assert!(!rules.refolds_as_no_op(&Fact::GatePassed(crate::event::Direction::In)));
+
+        let moved = Fact::Moved { placement: Placement { department: "E".into(), ..Placement::default() } };
+        let mut once = Timeline::default();
+        once.apply("S", day(1), &registered(), Stamp::new(day_ms(1), "a"), &rules);
+        once.apply("S", day(2), &reading, Stamp::new(day_ms(2), "b"), &rules);
+        once.apply("S", day(2), &moved, Stamp::new(day_ms(2) + 1, "c"), &rules);
+        once.apply("S", day(3), &fever, Stamp::new(day_ms(3), "d"), &rules);
+        let mut twice = once.clone();
+        let changes = twice.apply("S", day(2), &reading, Stamp::new(day_ms(2), "b"), &rules);
+        assert!(changes.iter().all(|c| c.old == c.new), "no unit's count moves: {changes:?}");
+        assert_eq!(twice, once);
     }
 
     #[test]
