@@ -25,8 +25,8 @@ pub struct Timeline {
     pub days: BTreeMap<Day, Box<PersonDay>>,
     /// The events of this person folded into it (not the roommates' signs it received, nor
     /// normal readings, which fold again as a no-op), so that the fold skips one delivered
-    /// again: the check costs no store access of its
-    /// own, since the timeline is loaded and written with every event of the person.
+    /// again: the check costs no store access of its own, since the timeline is loaded and
+    /// written with every event of the person.
     pub folded: FoldedIds,
     /// The unit keys of the latest placement seen, built once (a cache, not state).
     #[serde(skip)]
