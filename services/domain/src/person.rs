@@ -289,9 +289,11 @@ pub struct DayFlows {
     pub back_in_class: bool,
 }
 
-fn insert<T: PartialEq>(set: &mut Vec<T>, item: T) {
-    if !set.contains(&item) {
-        set.push(item);
+/// Adds `item` to a set kept sorted: the same items in any order of arrival give the same
+/// day (and the same stored bytes).
+fn insert<T: Ord>(set: &mut Vec<T>, item: T) {
+    if let Err(at) = set.binary_search(&item) {
+        set.insert(at, item);
     }
 }
 
