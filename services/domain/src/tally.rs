@@ -177,11 +177,22 @@ impl Tally {
     }
 }
 
-// Stored as a plain sequence so that adding a measure at the end keeps old records
-// readable (missing counts read as zero).
+// Stored as a sequence of counts, so that adding a measure at the end keeps old records
+// readable (missing counts read as zero). Most units are dorms and classes with a handful
+// of counts that are not zero; those are stored sparse, marked by a negative first
+// element (a count stored whole starts with the population, never negative):
+// `[-1 - mask bits 0..31, mask bits 31.., each count that is not zero]`.
 impl Serialize for Tally {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.as_slice().serialize(serializer)
+        let mask = self.0.iter().enumerate().filter(|(_, v)| **v != 0).fold(0u64, |m, (i, _)| m | 1 << i);
+        if mask.count_ones() as usize > Measure::COUNT / 2 && self.0[0] >= 0 {
+            return self.0.as_slice().serialize(serializer);
+        }
+        let mut sparse = Vec::with_capacity(2 + mask.count_ones() as usize);
+        sparse.push(-1 - (mask & 0x7fff_ffff) as i32);
+        sparse.push((mask >> 31) as i32);
+        sparse.extend(self.0.iter().filter(|v| **v != 0));
+        sparse.serialize(serializer)
     }
 }
 
@@ -189,7 +200,17 @@ impl<'de> Deserialize<'de> for Tally {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let values = Vec::<i32>::deserialize(deserializer)?;
         let mut tally = Tally::default();
-        tally.0.iter_mut().zip(values).for_each(|(slot, v)| *slot = v);
+        match values.as_slice() {
+            [marker, high, counts @ ..] if *marker < 0 => {
+                let mask = u64::from((-1 - *marker) as u32) | (*high as u32 as u64) << 31;
+                let at = (0..64).filter(|i| mask & 1 << i != 0);
+                if mask.count_ones() as usize != counts.len() || mask >> Measure::COUNT != 0 {
+                    return Err(serde::de::Error::custom("a sparse tally whose mask and counts disagree"));
+                }
+                at.zip(counts).for_each(|(i, v)| tally.0[i] = *v);
+            }
+            whole => tally.0.iter_mut().zip(whole).for_each(|(slot, v)| *slot = *v),
+        }
         Ok(tally)
     }
 }
@@ -197,6 +218,29 @@ impl<'de> Deserialize<'de> for Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tally_reads_back_as_written_sparse_or_whole_and_old_records_too() {
+        let round_trip = |t: &Tally| postcard::from_bytes::<Tally>(&postcard::to_allocvec(t).unwrap()).unwrap();
+        let mut dorm = Tally::default();
+        for m in [Measure::Population, Measure::Student, Measure::CheckedEvening, Measure::BackInClass] {
+            dorm.set(m, 7);
+        }
+        dorm.set(Measure::ALL[31], -3);
+        assert_eq!(round_trip(&dorm), dorm);
+        let whole = Tally(std::array::from_fn(|i| i as i32 * 1000));
+        assert_eq!(round_trip(&whole), whole);
+        let negative = Tally([-2; Measure::COUNT]);
+        assert_eq!(round_trip(&negative), negative, "stored sparse: a whole one must not start below zero");
+        assert_eq!(round_trip(&Tally::default()), Tally::default());
+        // Sparse is smaller for a unit with few counts; whole is smaller for a school.
+        let dense = postcard::to_allocvec(&dorm.0.as_slice()).unwrap();
+        assert!(postcard::to_allocvec(&dorm).unwrap().len() * 2 < dense.len());
+        // A record stored whole before there were as many measures still reads.
+        let old: Vec<i32> = (1..=40).collect();
+        let read: Tally = postcard::from_bytes(&postcard::to_allocvec(&old).unwrap()).unwrap();
+        assert_eq!((read.get(Measure::Population), read.get(Measure::ALL[39]), read.get(Measure::ALL[40])), (1, 40, 0));
+    }
 
     #[test]
     fn add_then_subtract_is_identity() {
