@@ -7,7 +7,7 @@
 //! |--------|----------------------------------|----------------------------|
 //! | `t`    | school/person                    | the person's [`Timeline`], each day as what changed since the day before, with the ids of their events folded but normal readings (`timeline_codec`) |
 //! | `p`    | school/person                    | legacy, read then removed: the timeline with a whole state per day (stores from before `t`) |
-//! | `u`    | unit key, NUL, YYYY-MM-DD        | the unit's [`Tally`]       |
+//! | `u`    | unit key, NUL, YYYY-MM-DD        | the unit's [`Tally`] (sparse when most counts are zero) |
 //! | `n`    | unit key                         | [`UnitInfo`]               |
 //! | `e`    | school/event id                  | legacy, read only: the event is folded (stores from before the ids moved into `p`) |
 //! | `o`    | topic/partition                  | next offset to fold (u64)  |

@@ -304,6 +304,9 @@ pub struct DaysRebuilt {
     pub cpu: Duration,
     /// The projections' keys and values once every day is folded: the state after weeks.
     pub state_bytes: u64,
+    /// Of which the offices' feeds (the reports sealed and sent, and what was last
+    /// published of each): what went out, kept for subscribers who resume.
+    pub feed_bytes: u64,
     /// VmHWM over the rebuilds (bytes), and whether it was reset before them.
     pub peak_memory: Option<(u64, bool)>,
 }
@@ -356,8 +359,9 @@ pub async fn rebuild_days(args: &Args, days: u32) -> anyhow::Result<DaysRebuilt>
     }
     let peak_memory = peak.read();
     let ((wall, cpu, folded), runs) = median_of(runs, |(wall, _, _)| wall.as_secs_f64());
-    let state_bytes = live_bytes(&serve.join("projections"))?;
-    Ok(DaysRebuilt { days, folded, total: Rate::new(written, wall), runs, cpu, state_bytes, peak_memory })
+    let by_tree = live_bytes_by_tree(&serve.join("projections"))?;
+    let (state_bytes, feed_bytes) = (by_tree.values().sum(), by_tree.get("feeds").copied().unwrap_or(0));
+    Ok(DaysRebuilt { days, folded, total: Rate::new(written, wall), runs, cpu, state_bytes, feed_bytes, peak_memory })
 }
 
 /// An event as intake puts it on the log: topic by kind, keyed by school, the protobuf.
@@ -519,15 +523,22 @@ impl PeakMemory {
 /// itself. sled's files hold more (page headers, and old versions of pages until it
 /// reclaims their segments).
 fn live_bytes(dir: &Path) -> anyhow::Result<u64> {
+    Ok(live_bytes_by_tree(dir)?.values().sum())
+}
+
+/// [`live_bytes`], tree by tree (`projections`, `feeds`, ...).
+fn live_bytes_by_tree(dir: &Path) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
     let db = eventlog::open_sled(dir)?;
-    let mut bytes = 0;
+    let mut by_tree = std::collections::BTreeMap::new();
     for name in db.tree_names() {
-        for item in db.open_tree(name)?.iter() {
+        let mut bytes = 0;
+        for item in db.open_tree(&name)?.iter() {
             let (k, v) = item?;
             bytes += (k.len() + v.len()) as u64;
         }
+        by_tree.insert(String::from_utf8_lossy(&name).into_owned(), bytes);
     }
-    Ok(bytes)
+    Ok(by_tree)
 }
 
 /// Bytes of the files under `dir`.

@@ -425,6 +425,14 @@ pub fn render(
             ),
         ),
         row(
+            "of which the offices' feeds: reports sealed and sent, and what was last published of each (bytes/person)"
+                .into(),
+            [cell(days, |d| thousands(d.feed_bytes as f64 / header.persons.max(1) as f64)), "not measured".into()],
+            dash(),
+            dash(),
+            dash(),
+        ),
+        row(
             "profile of the hottest path".into(),
             ["`PROFILE.md`".into(), "—".into()],
             dash(),
@@ -508,7 +516,9 @@ Notes:
   old versions of pages until it reclaims their segments), which the on-disk rows show. The
   state after the days' rebuild is the same sum once those days are folded. It grows with the
   days: a person's timeline keeps, per day with an entry, the state fields that changed and the
-  day's flows, and the ids of the events folded (8 bytes each); each unit keeps a record per day.
+  day's flows, and the ids of the events folded but normal readings (8 bytes each); each unit
+  keeps a record per day (sparse when most counts are zero); the offices' feeds keep the
+  reports sent, a row of its own.
 - The targets are for the whole province on this machine; for totals, the target cell gives what
   this run's rates would take at province size. Below `--scale 1` that flatters the fold: per
   event it costs more at province size (larger maps and sled trees, caches that no longer hold
