@@ -302,10 +302,12 @@ pub struct DaysRebuilt {
     pub runs: (f64, f64, usize),
     /// CPU time of the process over the same span, all threads (sled's included).
     pub cpu: Duration,
-    /// The projections' keys and values once every day is folded: the state after weeks.
+    /// The projections' keys and values once every day is folded, the feeds apart: the
+    /// state after weeks.
     pub state_bytes: u64,
-    /// Of which the offices' feeds (the reports sealed and sent, and what was last
-    /// published of each): what went out, kept for subscribers who resume.
+    /// The offices' feeds (the reports sealed and sent, and what was last published of
+    /// each), as far as the publisher had sealed the days when the server stopped: what
+    /// went out, kept for subscribers who resume.
     pub feed_bytes: u64,
     /// VmHWM over the rebuilds (bytes), and whether it was reset before them.
     pub peak_memory: Option<(u64, bool)>,
@@ -360,7 +362,8 @@ pub async fn rebuild_days(args: &Args, days: u32) -> anyhow::Result<DaysRebuilt>
     let peak_memory = peak.read();
     let ((wall, cpu, folded), runs) = median_of(runs, |(wall, _, _)| wall.as_secs_f64());
     let by_tree = live_bytes_by_tree(&serve.join("projections"))?;
-    let (state_bytes, feed_bytes) = (by_tree.values().sum(), by_tree.get("feeds").copied().unwrap_or(0));
+    let feed_bytes = by_tree.get("feeds").copied().unwrap_or(0);
+    let state_bytes = by_tree.values().sum::<u64>() - feed_bytes;
     Ok(DaysRebuilt { days, folded, total: Rate::new(written, wall), runs, cpu, state_bytes, feed_bytes, peak_memory })
 }
 

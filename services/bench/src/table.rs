@@ -198,6 +198,7 @@ pub fn render(
     let raw = kafka.map(|(_, raw)| raw);
     let both = |f: &dyn Fn(&Figures) -> String| [f(e), k.map_or("not run".to_owned(), f)];
     let at_least = |rate: Option<Rate>, floor: f64| rate.map(|r| r.per_second() >= floor);
+    let folders = crate::serve::aggregators(args).max(1);
     let ratio_at_least =
         |d: Option<Rate>, r: Option<Rate>, floor: f64| d.zip(r).map(|(d, r)| d.per_second() / r.per_second() >= floor);
     // For targets that are totals over the whole province: what this run's rate gives.
@@ -258,14 +259,18 @@ pub fn render(
             ),
         ),
         row(
-            "rebuild: the whole log folded into empty projections (events/s)".into(),
+            format!(
+                "rebuild: the whole log folded into empty projections (events/s); embedded: by {folders} aggregator(s), one per core"
+            ),
             both(&|f| per_second(f.rebuild)),
             format!("consumer: {}", per_second(raw.map(|r| r.consume))),
             ratio(k.and_then(|f| f.rebuild), raw.map(|r| r.consume)),
             judged(
                 "fold ≥ 200,000 per core; ≥ 0.5× raw consumer",
                 &[
-                    ("embedded", at_least(e.rebuild, 200_000.0)),
+                    // The embedded log is folded by several aggregators at once: per core
+                    // is the rate over them.
+                    ("embedded", e.rebuild.map(|r| r.per_second() / f64::from(folders) >= 200_000.0)),
                     ("Kafka", at_least(k.and_then(|f| f.rebuild), 200_000.0)),
                     ("ratio", ratio_at_least(k.and_then(|f| f.rebuild), raw.map(|r| r.consume), 0.5)),
                 ],
@@ -413,8 +418,8 @@ pub fn render(
         ),
         row(
             match days {
-                Some(d) => format!("projections' state after the {} days' rebuild (bytes/person)", d.days),
-                None => "projections' state after the days' rebuild (bytes/person)".into(),
+                Some(d) => format!("projections' state after the {} days' rebuild, the feeds apart (bytes/person)", d.days),
+                None => "projections' state after the days' rebuild, the feeds apart (bytes/person)".into(),
             },
             [cell(days, |d| thousands(d.state_bytes as f64 / header.persons.max(1) as f64)), "not measured".into()],
             dash(),
@@ -425,7 +430,7 @@ pub fn render(
             ),
         ),
         row(
-            "of which the offices' feeds: reports sealed and sent, and what was last published of each (bytes/person)"
+            "the offices' feeds after the days' rebuild: reports sealed and sent, as far as sealed when the server stopped (bytes/person)"
                 .into(),
             [cell(days, |d| thousands(d.feed_bytes as f64 / header.persons.max(1) as f64)), "not measured".into()],
             dash(),
@@ -517,8 +522,11 @@ Notes:
   state after the days' rebuild is the same sum once those days are folded. It grows with the
   days: a person's timeline keeps, per day with an entry, the state fields that changed and the
   day's flows, and the ids of the events folded but normal readings (8 bytes each); each unit
-  keeps a record per day (sparse when most counts are zero); the offices' feeds keep the
-  reports sent, a row of its own.
+  keeps a record per day (sparse when most counts are zero). The offices' feeds (the reports
+  sealed and sent, kept for subscribers who resume, never pruned) have a row of their own:
+  the publisher seals the past days once the fold has caught up, so how far it got when the
+  server stopped varies from run to run; every day sealed, they keep each unit's report of
+  each day once per office that receives it.
 - The targets are for the whole province on this machine; for totals, the target cell gives what
   this run's rates would take at province size. Below `--scale 1` that flatters the fold: per
   event it costs more at province size (larger maps and sled trees, caches that no longer hold
