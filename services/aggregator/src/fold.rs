@@ -88,7 +88,8 @@ pub struct Folder {
     dirty_units: Vec<UnitKey>,
     /// Unit days in the units' `dirty` sets, summed.
     dirty_unit_days: usize,
-    new_units: Vec<(UnitKey, UnitInfo)>,
+    /// With the school whose person's fold registered them: stored in that school's batch.
+    new_units: Vec<(String, UnitKey, UnitInfo)>,
     /// The store holds `e` keys (folded event ids) written before the ids moved into the
     /// timelines: they are still asked, so an upgraded store skips what it folded.
     legacy_seen: bool,
@@ -266,7 +267,7 @@ impl Folder {
             || self.roommate_index.len() > self.bounds.persons
     }
 
-    /// Folds `records` and stores the result with the new positions, atomically.
+    /// Folds `records` and stores the result with the new positions (a checkpoint).
     pub fn fold_batch(&mut self, records: &[Polled]) -> Result<BatchOutcome, AggregateError> {
         let outcome = self.fold_records(records)?;
         self.checkpoint()?;
@@ -347,8 +348,9 @@ impl Folder {
     /// between leaves some schools stored and the positions before them: folding again
     /// from there skips the records of a stored school (their ids are in its timelines,
     /// and its units' days were stored with them) and folds the others' once. Schools
-    /// share no entry (cities and the province are summed when read; their registry
-    /// entries are written alike by whoever writes them). Small batches matter: sled 0.34 keeps every page a batch replaces until the
+    /// share no entry: cities and the province are summed when read, and their registry
+    /// entries go with the school that registered them (alike whoever writes them). Small
+    /// batches matter: sled 0.34 keeps every page a batch replaces until the
     /// batch ends, and one batch of a rebuild's whole partition held gigabytes.
     pub fn start_checkpoint(&mut self) -> Result<(), AggregateError> {
         self.settle()?;
@@ -645,24 +647,27 @@ impl Folder {
         delta: &Tally,
         register: bool,
     ) -> Result<(), AggregateError> {
-        let city = register.then(|| units.get(1).map(|c| c.path.clone()).unwrap_or_default());
+        // A person's units are the province, their city, their school, then below it.
+        let path = |at: usize| units.get(at).map(|u| u.path.clone()).unwrap_or_default();
+        let registry = register.then(|| (path(1), path(2)));
         for unit in units {
-            self.add_to_unit(unit, change, delta, city.as_deref())?;
+            self.add_to_unit(unit, change, delta, registry.as_ref().map(|(c, s)| (c.as_str(), s.as_str())))?;
         }
         Ok(())
     }
 
     /// Adds `delta` to `unit` on `change.day`, and its state part to the unit's existing
-    /// days after it within the change's span. `city` registers the unit if it is new.
+    /// days after it within the change's span. `registry` (the person's city and school)
+    /// registers the unit if it is new.
     fn add_to_unit(
         &mut self,
         unit: &UnitKey,
         change: &DayChange,
         delta: &Tally,
-        city: Option<&str>,
+        registry: Option<(&str, &str)>,
     ) -> Result<(), AggregateError> {
-        if let Some(city) = city {
-            self.register_unit(unit, city)?;
+        if let Some((city, school)) = registry {
+            self.register_unit(unit, city, school)?;
         }
         if unit.level <= Level::City {
             // Cities and the province are summed from their schools when read: a school's
@@ -704,14 +709,18 @@ impl Folder {
         Ok(())
     }
 
-    fn register_unit(&mut self, unit: &UnitKey, city: &str) -> Result<(), AggregateError> {
+    /// Registers `unit` if the store lacks it, in the batch of `school`, whose folded
+    /// records name it: a crash that keeps that batch keeps the entry, and one that loses
+    /// it folds those records, and registers the unit, again. Cities and the province too.
+    fn register_unit(&mut self, unit: &UnitKey, city: &str, school: &str) -> Result<(), AggregateError> {
         if self.known_units.contains(unit) {
             return Ok(());
         }
         if self.unstored.unit(unit) || self.projections.unit(unit)?.is_none() {
             // The province has no city (every aggregator registers it, and alike).
             let city = if unit.level == Level::Province { "" } else { city };
-            self.new_units.push((unit.clone(), UnitInfo { parent: unit.parent(city), city: city.to_owned() }));
+            let info = UnitInfo { parent: unit.parent(city), city: city.to_owned() };
+            self.new_units.push((school.to_owned(), unit.clone(), info));
         }
         self.known_units.insert(unit.clone());
         Ok(())
@@ -777,8 +786,8 @@ impl Folder {
                 batches.of(&school).insert(store::mark_key(day, &school), &store::mark_value());
             }
         }
-        for (unit, info) in self.new_units.drain(..) {
-            changed.push((school_of(&unit), store::unit_key(&unit), store::encode(&info)));
+        for (school, unit, info) in self.new_units.drain(..) {
+            changed.push((school, store::unit_key(&unit), store::encode(&info)));
         }
         for (school, key, value) in changed {
             let change = self.changelog.then(|| self.change_of(&school, value.clone()));
@@ -824,7 +833,8 @@ impl SchoolBatches {
 
 impl Drop for Folder {
     /// A checkpoint under way is finished, not left running: a folder opened next on the
-    /// same store must find it either whole or not begun, as after a crash.
+    /// same store must not read a school's entries while its batch is being written (a
+    /// timeline from before it, a unit day from after).
     fn drop(&mut self) {
         if let Some(flight) = self.in_flight.take()
             && !matches!(flight.writer.join(), Ok(Ok(())))
@@ -957,10 +967,19 @@ mod tests {
     #[test]
     fn a_crash_between_the_schools_of_a_checkpoint_folds_every_record_once_after_it() {
         let in_school = |school: &str, event: pb::Event| pb::Event { school: school.into(), ..event };
+        // S2 is in another city: nothing but S1's own batch can register Wuhan.
+        let mut in_yichang = registered("r3", "P3");
+        if let Some(pb::event::Payload::Roster(pb::RosterEvent {
+            change: Some(pb::roster_event::Change::Registered(r)),
+            ..
+        })) = &mut in_yichang.payload
+        {
+            r.city = "Yichang".into();
+        }
         let records: Vec<Polled> = [
             in_school("S1", registered("r1", "P1")),
             in_school("S1", registered("r2", "P2")),
-            in_school("S2", registered("r3", "P3")),
+            in_school("S2", in_yichang),
             in_school("S1", fever("e1", "P1")),
             in_school("S2", fever("e2", "P3")),
             in_school("S1", fever("e3", "P2")),
@@ -993,6 +1012,11 @@ mod tests {
         let outcome = restarted.fold_batch(&records).unwrap();
         assert_eq!((outcome.folded, outcome.duplicates), (2, 4), "S1's four records were stored, S2's two not");
         assert_eq!(tallies(&projections), expected);
+        // S1's person registered the city and the province: with S1, not on their own.
+        for unit in [UnitKey::province(), UnitKey::city("Wuhan")] {
+            assert!(clean.unit(&unit).unwrap().is_some());
+            assert_eq!(projections.unit(&unit).unwrap(), clean.unit(&unit).unwrap(), "{unit}");
+        }
     }
 
     #[test]

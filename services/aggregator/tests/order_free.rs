@@ -168,7 +168,8 @@ fn folds_equal_a_recomputation_whatever_the_order_batching_duplicates_checkpoint
             if rng.below(5) == 0 {
                 // A crash: what was folded since the last checkpoint is lost, and the log
                 // delivers again from the stored positions. (A checkpoint under way is
-                // finished first, as a crash leaves it whole or not begun.)
+                // finished first; a crash between its schools' batches is
+                // `fold::tests::a_crash_between_the_schools_of_a_checkpoint_...`.)
                 drop(folder);
                 folder = open();
                 at = log.iter().position(|p| p.offset >= folder.position(&p.at).unwrap_or(0)).unwrap_or(log.len());

@@ -289,11 +289,13 @@ pub struct DayFlows {
     pub back_in_class: bool,
 }
 
-/// Adds `item` to a set kept sorted: the same items in any order of arrival give the same
-/// day (and the same stored bytes).
+/// Adds `item` to a set, sorted after: the same items in any order of arrival give the
+/// same day. Days read from older layouts may hold theirs in arrival order, so membership
+/// is a scan (of at most five), not a binary search.
 fn insert<T: Ord>(set: &mut Vec<T>, item: T) {
-    if let Err(at) = set.binary_search(&item) {
-        set.insert(at, item);
+    if !set.contains(&item) {
+        set.push(item);
+        set.sort_unstable();
     }
 }
 
@@ -567,6 +569,19 @@ mod tests {
             city: "C".into(),
             on_campus: true,
         }
+    }
+
+    #[test]
+    fn a_slot_checked_again_counts_once_even_on_a_day_stored_in_arrival_order() {
+        let rules = Rules::default();
+        let mut day = PersonDay::default();
+        // As format 1 and the `p` layout stored it: the gate reading came first.
+        day.flows.slots_checked = vec![Slot::Gate, Slot::Morning];
+        day.apply(&Fact::Temperature { slot: Slot::Gate, celsius: 36.5 }, Stamp::new(1, "g2"), d(), &rules);
+        assert_eq!(day.flows.slots_checked, [Slot::Gate, Slot::Morning], "the gate once");
+        day.flows.symptoms = vec![Symptom::Cough, Symptom::Fever];
+        day.apply(&Fact::Symptoms(vec![Symptom::Cough]), Stamp::new(2, "s2"), d(), &rules);
+        assert_eq!(day.flows.symptoms, [Symptom::Cough, Symptom::Fever], "the cough once");
     }
 
     #[test]
