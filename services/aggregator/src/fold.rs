@@ -648,10 +648,10 @@ impl Folder {
         register: bool,
     ) -> Result<(), AggregateError> {
         // A person's units are the province, their city, their school, then below it.
-        let path = |at: usize| units.get(at).map(|u| u.path.clone()).unwrap_or_default();
+        let path = |at: usize| units.get(at).map_or("", |u| u.path.as_str());
         let registry = register.then(|| (path(1), path(2)));
         for unit in units {
-            self.add_to_unit(unit, change, delta, registry.as_ref().map(|(c, s)| (c.as_str(), s.as_str())))?;
+            self.add_to_unit(unit, change, delta, registry)?;
         }
         Ok(())
     }

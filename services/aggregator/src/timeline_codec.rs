@@ -161,37 +161,38 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Timeline, String> {
     Ok(timeline)
 }
 
-/// Every flag of [`DayFlows`] as a bit: the slots checked, the fever, the symptoms, then
-/// the other flags. Lists every field, so that one added and left out fails to compile.
+/// Where each part of a day's flows lies in its bits: the slots checked from bit 0, then
+/// the fever, the symptoms, and the other flags in the order `flags!` lists them.
+const FEVER_BIT: usize = Slot::ALL.len();
+const FIRST_SYMPTOM_BIT: usize = FEVER_BIT + 1;
+const FIRST_FLAG_BIT: usize = FIRST_SYMPTOM_BIT + Symptom::ALL.len();
+
+/// Every flag of [`DayFlows`] as a bit. Lists every field, so that one added and left out
+/// fails to compile.
 macro_rules! flags {
     ($($flag:ident),*) => {
         fn flow_bits(flows: &DayFlows) -> u32 {
             let DayFlows { slots_checked, fever, symptoms, $($flag),* } = flows;
-            let mut bits = 0u32;
-            slots_checked.iter().for_each(|slot| bits |= 1 << *slot as u32);
-            bits |= u32::from(*fever) << Slot::ALL.len();
-            symptoms.iter().for_each(|symptom| bits |= 1 << (Slot::ALL.len() + 1 + *symptom as usize));
-            let mut bit = 1 << (Slot::ALL.len() + 1 + Symptom::ALL.len());
-            $(
-                bits |= if *$flag { bit } else { 0 };
-                bit <<= 1;
-            )*
-            let _ = bit;
+            let bit = |on: bool, at: usize| u32::from(on) << at;
+            let mut bits = bit(*fever, FEVER_BIT);
+            slots_checked.iter().for_each(|slot| bits |= bit(true, *slot as usize));
+            symptoms.iter().for_each(|symptom| bits |= bit(true, FIRST_SYMPTOM_BIT + *symptom as usize));
+            for (i, on) in [$(*$flag),*].into_iter().enumerate() {
+                bits |= bit(on, FIRST_FLAG_BIT + i);
+            }
             bits
         }
 
         /// The flows [`flow_bits`] wrote; sets in their sorted order, as folding keeps them.
         fn flows_of(bits: u32) -> DayFlows {
-            let on = |bit: usize| bits & (1 << bit) != 0;
-            let mut bit = Slot::ALL.len() + 1 + Symptom::ALL.len();
+            let on = |at: usize| bits & (1 << at) != 0;
+            // Fields are evaluated in the order written: the flags' bits in `flags!` order.
+            let mut flags = (FIRST_FLAG_BIT..).map(on);
             DayFlows {
                 slots_checked: Slot::ALL.into_iter().filter(|slot| on(*slot as usize)).collect(),
-                fever: on(Slot::ALL.len()),
-                symptoms: Symptom::ALL.into_iter().filter(|s| on(Slot::ALL.len() + 1 + *s as usize)).collect(),
-                $($flag: {
-                    bit += 1;
-                    on(bit - 1)
-                },)*
+                fever: on(FEVER_BIT),
+                symptoms: Symptom::ALL.into_iter().filter(|s| on(FIRST_SYMPTOM_BIT + *s as usize)).collect(),
+                $($flag: flags.next().expect("a bit for every flag"),)*
             }
         }
     };
