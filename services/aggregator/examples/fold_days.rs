@@ -22,6 +22,7 @@ use prost::Message;
 use wire::pb;
 
 fn main() {
+    aggregator::keep_freed_memory_a_while();
     let mut args = std::env::args().skip(1);
     let scale: f64 = args.next().map_or(0.05, |a| a.parse().expect("scale: a number"));
     let days: u64 = args.next().map_or(10, |a| a.parse().expect("days: a whole number"));
@@ -63,6 +64,8 @@ fn main() {
     history.sort_by(|a, b| (&a.at.topic, a.at.partition, a.offset).cmp(&(&b.at.topic, b.at.partition, b.offset)));
     let live = as_log(day(0));
 
+    // Printed before the fold starts, so that a profiler can attach for the fold alone.
+    println!("history of {} records ready, folding (pid {})", history.len(), std::process::id());
     let dir = tempfile::tempdir().expect("a temporary directory");
     let tree = aggregator::store::open(dir.path()).expect("a store");
     let config = FoldConfig::default();

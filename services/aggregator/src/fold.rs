@@ -37,10 +37,14 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type Set<K> = HashSet<K, foldhash::fast::RandomState>;
 
 /// A unit's tallies by day in memory, and the days changed since the last checkpoint.
+/// Cities and the province are here too, without days (they are summed when read), to be
+/// registered once: a unit in memory is found with one lookup for both.
 #[derive(Debug, Default)]
 struct UnitDays {
     days: BTreeMap<Day, Tally>,
     dirty: BTreeSet<Day>,
+    /// In the registry: stored, or in `Folder::new_units` for the next checkpoint.
+    registered: bool,
 }
 
 /// What one batch did, for metrics and logs.
@@ -61,18 +65,17 @@ pub struct Folder {
     rules: Rules,
     zone: FixedOffset,
     /// Persons in memory, by `school/person`: their slot in `persons`.
-    person_slots: Map<String, usize>,
+    person_slots: Map<PersonKey, usize>,
     persons: Vec<PersonSlot>,
     /// The slot found last: an event asks for its person several times (whether it was
     /// folded, the fold, its alert), and a lookup in a map of the province's 590,000
     /// persons is a cache miss or two each time.
-    last_person: Option<usize>,
+    last_person: Option<(PersonKey, usize)>,
     /// Days of the timelines in memory, summed.
     cached_days: usize,
     /// How much the caches may hold before a checkpoint drops them.
     bounds: CacheBounds,
     units: Map<UnitKey, UnitDays>,
-    known_units: Set<UnitKey>,
     /// Next offset to fold, per partition, as folded in memory.
     positions: BTreeMap<TopicPartition, u64>,
     /// The same as written to sled by the last checkpoint settled: what a commit may
@@ -115,9 +118,65 @@ pub struct Folder {
     unstored: Unstored,
     /// A checkpoint that a writer thread is storing while folding goes on.
     in_flight: Option<InFlight>,
+    /// Started with the first checkpoint, from the folding thread (whose priority it takes).
+    writer: Option<CheckpointWriter>,
     /// Why a checkpoint failed, if one did: its changes had left memory, so nothing more
     /// may be folded or stored by this folder.
     failed: Option<String>,
+}
+
+/// A person's `school/person` key, held inline when short, as codes nearly always are: the
+/// map of persons then compares keys without following a pointer to another allocation,
+/// which at province size was a cache miss per lookup.
+#[derive(Clone)]
+enum PersonKey {
+    Inline { len: u8, bytes: [u8; PersonKey::INLINE] },
+    Long(Box<[u8]>),
+}
+
+impl PersonKey {
+    /// 30 bytes, the length and the tag: 32 bytes in all, no larger than a `Long`'s box
+    /// and its own hash-table slot.
+    const INLINE: usize = 30;
+
+    fn new(key: &str) -> Self {
+        match key.len() {
+            len @ 0..=Self::INLINE => {
+                let mut bytes = [0; Self::INLINE];
+                bytes[..len].copy_from_slice(key.as_bytes());
+                Self::Inline { len: len as u8, bytes }
+            }
+            _ => Self::Long(key.as_bytes().into()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Long(bytes) => bytes,
+        }
+    }
+}
+
+impl PartialEq for PersonKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for PersonKey {}
+
+impl std::hash::Hash for PersonKey {
+    /// As its bytes hash, so that the map is searched with the bytes of a key being built.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for PersonKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
 }
 
 /// A person in memory.
@@ -180,7 +239,45 @@ struct CacheBounds {
 /// A checkpoint on its way into sled, and the positions it stores.
 struct InFlight {
     positions: BTreeMap<TopicPartition, u64>,
-    writer: std::thread::JoinHandle<sled::Result<()>>,
+    /// The writer's answer: received early by [`Folder::settle_if_stored`], or awaited.
+    stored: Option<sled::Result<()>>,
+}
+
+/// The thread that stores a folder's checkpoints, one after the other, for as long as the
+/// folder lives. One thread rather than one per checkpoint: the allocator gives each
+/// thread pages of its own, and a new thread starts with none, so its node copies took
+/// pages fresh from the kernel (services/bench/PROFILE.md, eleventh session).
+struct CheckpointWriter {
+    batches: std::sync::mpsc::Sender<Vec<sled::Batch>>,
+    stored: std::sync::mpsc::Receiver<sled::Result<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CheckpointWriter {
+    fn start(tree: sled::Tree) -> std::io::Result<Self> {
+        let (batches, to_store) = std::sync::mpsc::channel::<Vec<sled::Batch>>();
+        let (answer, stored) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new().name("checkpoint".into()).spawn(move || {
+            for checkpoint in to_store {
+                let result = checkpoint.into_iter().try_for_each(|batch| tree.apply_batch(batch));
+                if answer.send(result).is_err() {
+                    return;
+                }
+            }
+        })?;
+        Ok(Self { batches, stored, thread: Some(thread) })
+    }
+}
+
+impl Drop for CheckpointWriter {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread once it has stored what it was given.
+        let (closed, _) = std::sync::mpsc::channel();
+        drop(std::mem::replace(&mut self.batches, closed));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Folder {
@@ -199,7 +296,6 @@ impl Folder {
             cached_days: 0,
             bounds: CacheBounds { persons: CACHED_PERSONS, person_days: CACHED_PERSON_DAYS, units: CACHED_UNITS },
             units: Map::default(),
-            known_units: Set::default(),
             checkpointed: positions.clone(),
             positions,
             pending: 0,
@@ -219,6 +315,7 @@ impl Folder {
             alerts: Vec::new(),
             unstored,
             in_flight: None,
+            writer: None,
             failed: None,
         })
     }
@@ -281,12 +378,17 @@ impl Folder {
         self.usable()?;
         let mut outcome = BatchOutcome::default();
         for polled in records {
-            let next = self.positions.get(&polled.at).copied().unwrap_or(0);
-            if polled.offset < next {
-                outcome.replayed += 1;
-                continue;
+            // Updated in place: the position's key is cloned once per partition, not per record.
+            match self.positions.get_mut(&polled.at) {
+                Some(next) if polled.offset < *next => {
+                    outcome.replayed += 1;
+                    continue;
+                }
+                Some(next) => *next = polled.offset + 1,
+                None => {
+                    self.positions.insert(polled.at.clone(), polled.offset + 1);
+                }
             }
-            self.positions.insert(polled.at.clone(), polled.offset + 1);
             self.pending += 1;
             let envelope = match wire::pb::Event::decode(polled.record.payload.as_slice())
                 .map_err(|e| e.to_string())
@@ -320,7 +422,9 @@ impl Folder {
                 outcome.duplicates += 1;
                 continue;
             }
-            self.school_partition.insert(envelope.school.clone(), polled.at.partition);
+            if self.school_partition.get(school) != Some(&polled.at.partition) {
+                self.school_partition.insert(envelope.school.clone(), polled.at.partition);
+            }
             self.fold(&envelope, person_id, fact, stamp)?;
             outcome.folded += 1;
         }
@@ -366,19 +470,18 @@ impl Folder {
                     positions.insert(store::position_key(tp), &next.to_be_bytes());
                 }
             }
-            let tree = self.projections.tree.clone();
-            std::thread::Builder::new()
-                .name("checkpoint".into())
-                .spawn(move || {
-                    for batch in batches.0.into_values() {
-                        tree.apply_batch(batch)?;
-                    }
-                    tree.apply_batch(positions)
-                })
-                .map_err(|e| AggregateError::CheckpointFailed(format!("no thread to write it: {e}")))
+            if self.writer.is_none() {
+                let writer = CheckpointWriter::start(self.projections.tree.clone())
+                    .map_err(|e| AggregateError::CheckpointFailed(format!("no thread to write it: {e}")))?;
+                self.writer = Some(writer);
+            }
+            let mut checkpoint: Vec<sled::Batch> = batches.0.into_values().collect();
+            checkpoint.push(positions);
+            let writer = self.writer.as_ref().expect("started above");
+            writer.batches.send(checkpoint).map_err(|_| AggregateError::CheckpointFailed("its writer stopped".into()))
         });
-        let writer = self.unless_failed(started)?;
-        self.in_flight = Some(InFlight { positions: self.positions.clone(), writer });
+        self.unless_failed(started)?;
+        self.in_flight = Some(InFlight { positions: self.positions.clone(), stored: None });
         self.pending = 0;
         Ok(())
     }
@@ -406,19 +509,20 @@ impl Folder {
 
     /// Settles the checkpoint under way if it is stored already; does not wait.
     pub fn settle_if_stored(&mut self) -> Result<(), AggregateError> {
-        match &self.in_flight {
-            Some(flight) if flight.writer.is_finished() => self.settle(),
-            _ => Ok(()),
+        let (Some(flight), Some(writer)) = (&mut self.in_flight, &self.writer) else { return Ok(()) };
+        if flight.stored.is_none() {
+            flight.stored = writer.stored.try_recv().ok();
         }
+        if flight.stored.is_some() { self.settle() } else { Ok(()) }
     }
 
     /// Waits for the checkpoint under way, if any, to be stored.
     pub fn settle(&mut self) -> Result<(), AggregateError> {
         self.usable()?;
-        let Some(InFlight { positions, writer }) = self.in_flight.take() else { return Ok(()) };
-        let written = match writer.join() {
-            Ok(written) => written.map_err(AggregateError::from),
-            Err(_) => Err(AggregateError::CheckpointFailed("its writer panicked".into())),
+        let Some(InFlight { positions, stored }) = self.in_flight.take() else { return Ok(()) };
+        let written = match stored.or_else(|| self.writer.as_ref().and_then(|w| w.stored.recv().ok())) {
+            Some(written) => written.map_err(AggregateError::from),
+            None => Err(AggregateError::CheckpointFailed("its writer panicked".into())),
         };
         self.unless_failed(written)?;
         self.projections.written();
@@ -437,7 +541,6 @@ impl Folder {
         }
         if self.units.len() > self.bounds.units {
             self.unstored.drop_units(self.units.drain().map(|(unit, _)| unit));
-            self.unstored.drop_units(self.known_units.drain());
         }
         if self.roommate_index.len() > self.bounds.persons {
             self.roommate_index.clear();
@@ -515,12 +618,12 @@ impl Folder {
         key.push_str(school);
         key.push('/');
         key.push_str(person);
-        if let Some(at) = self.last_person
-            && self.persons[at].key == *key
+        if let Some((last, at)) = &self.last_person
+            && last.as_bytes() == key.as_bytes()
         {
-            return Ok(at);
+            return Ok(*at);
         }
-        let at = match self.person_slots.get(key.as_str()) {
+        let at = match self.person_slots.get(key.as_bytes()) {
             Some(&at) => at,
             None => {
                 let (timeline, legacy) = if self.unstored.person(key) {
@@ -534,11 +637,11 @@ impl Folder {
                 self.cached_days += timeline.days.len();
                 let at = self.persons.len();
                 self.persons.push(PersonSlot { key: key.clone(), timeline, dirty: false, key_person: None });
-                self.person_slots.insert(key.clone(), at);
+                self.person_slots.insert(PersonKey::new(key), at);
                 at
             }
         };
-        self.last_person = Some(at);
+        self.last_person = Some((PersonKey::new(key), at));
         Ok(at)
     }
 
@@ -666,19 +769,32 @@ impl Folder {
         delta: &Tally,
         registry: Option<(&str, &str)>,
     ) -> Result<(), AggregateError> {
-        if let Some((city, school)) = registry {
-            self.register_unit(unit, city, school)?;
+        // Cities and the province are summed from their schools when read: a school's
+        // tallies are complete where its partition is folded, a city's nowhere.
+        let summed = unit.level <= Level::City;
+        if !self.units.contains_key(unit) {
+            let days =
+                if summed || self.unstored.unit(unit) { BTreeMap::new() } else { self.projections.unit_days(unit)? };
+            self.units.insert(unit.clone(), UnitDays { days, ..UnitDays::default() });
         }
-        if unit.level <= Level::City {
-            // Cities and the province are summed from their schools when read: a school's
-            // tallies are complete where its partition is folded, a city's nowhere.
+        let UnitDays { days, dirty, registered } = self.units.get_mut(unit).expect("loaded above");
+        if let Some((city, school)) = registry
+            && !*registered
+        {
+            // Registered in the batch of `school`, whose folded records name it: a crash
+            // that keeps that batch keeps the entry, and one that loses it folds those
+            // records, and registers the unit, again. Cities and the province too.
+            if self.unstored.unit(unit) || self.projections.unit(unit)?.is_none() {
+                // The province has no city (every aggregator registers it, and alike).
+                let city = if unit.level == Level::Province { "" } else { city };
+                let info = UnitInfo { parent: unit.parent(city), city: city.to_owned() };
+                self.new_units.push((school.to_owned(), unit.clone(), info));
+            }
+            *registered = true;
+        }
+        if summed {
             return Ok(());
         }
-        if !self.units.contains_key(unit) {
-            let days = if self.unstored.unit(unit) { BTreeMap::new() } else { self.projections.unit_days(unit)? };
-            self.units.insert(unit.clone(), UnitDays { days, dirty: BTreeSet::new() });
-        }
-        let UnitDays { days, dirty } = self.units.get_mut(unit).expect("loaded above");
         if dirty.is_empty() {
             self.dirty_units.push(unit.clone());
         }
@@ -706,23 +822,6 @@ impl Folder {
             }
         }
         self.dirty_unit_days += dirty.len() - dirty_before;
-        Ok(())
-    }
-
-    /// Registers `unit` if the store lacks it, in the batch of `school`, whose folded
-    /// records name it: a crash that keeps that batch keeps the entry, and one that loses
-    /// it folds those records, and registers the unit, again. Cities and the province too.
-    fn register_unit(&mut self, unit: &UnitKey, city: &str, school: &str) -> Result<(), AggregateError> {
-        if self.known_units.contains(unit) {
-            return Ok(());
-        }
-        if self.unstored.unit(unit) || self.projections.unit(unit)?.is_none() {
-            // The province has no city (every aggregator registers it, and alike).
-            let city = if unit.level == Level::Province { "" } else { city };
-            let info = UnitInfo { parent: unit.parent(city), city: city.to_owned() };
-            self.new_units.push((school.to_owned(), unit.clone(), info));
-        }
-        self.known_units.insert(unit.clone());
         Ok(())
     }
 
@@ -766,7 +865,7 @@ impl Folder {
         let mut marks = BTreeSet::new();
         self.dirty_unit_days = 0;
         for unit in self.dirty_units.drain(..) {
-            let UnitDays { days, dirty } = self.units.get_mut(&unit).expect("dirty units are in memory");
+            let UnitDays { days, dirty, .. } = self.units.get_mut(&unit).expect("dirty units are in memory");
             for day in std::mem::take(dirty) {
                 marks.insert((day, school_of(&unit)));
                 changed.push((school_of(&unit), store::unit_day_key(&unit, day), store::encode(&days[&day])));
@@ -836,9 +935,7 @@ impl Drop for Folder {
     /// same store must not read a school's entries while its batch is being written (a
     /// timeline from before it, a unit day from after).
     fn drop(&mut self) {
-        if let Some(flight) = self.in_flight.take()
-            && !matches!(flight.writer.join(), Ok(Ok(())))
-        {
+        if self.in_flight.is_some() && self.settle().is_err() {
             tracing::error!("a checkpoint under way failed as the folder stopped; the store holds the one before");
         }
     }
@@ -1017,6 +1114,47 @@ mod tests {
             assert!(clean.unit(&unit).unwrap().is_some());
             assert_eq!(projections.unit(&unit).unwrap(), clean.unit(&unit).unwrap(), "{unit}");
         }
+    }
+
+    #[test]
+    fn person_keys_inline_or_long_are_found_by_their_bytes_and_only_by_them() {
+        let keys = [
+            "S1/P1".to_owned(),
+            "k".repeat(PersonKey::INLINE),
+            "k".repeat(PersonKey::INLINE + 1),
+            "S1/".to_owned() + &"é".repeat(40),
+        ];
+        assert!(matches!(PersonKey::new(&keys[1]), PersonKey::Inline { .. }));
+        assert!(matches!(PersonKey::new(&keys[2]), PersonKey::Long(_)));
+        let mut map: Map<PersonKey, usize> = Map::default();
+        for (at, key) in keys.iter().enumerate() {
+            map.insert(PersonKey::new(key), at);
+        }
+        for (at, key) in keys.iter().enumerate() {
+            assert_eq!(map.get(key.as_bytes()), Some(&at), "{key}");
+        }
+        for absent in ["S1/P", "S1/P10", &"k".repeat(PersonKey::INLINE - 1), &"k".repeat(PersonKey::INLINE + 2)] {
+            assert_eq!(map.get(absent.as_bytes()), None, "{absent}");
+        }
+    }
+
+    #[test]
+    fn persons_with_long_ids_alike_up_to_their_last_byte_are_folded_apart() {
+        let (_dir, projections, mut folder) = folder();
+        let (p1, p2) = ("P".repeat(40) + "1", "P".repeat(40) + "2");
+        let records = [registered("r1", &p1), registered("r2", &p2), fever("e1", &p1), reading("n2", &p2, 36.6)];
+        let records: Vec<Polled> = records.iter().enumerate().map(|(offset, e)| at(offset as u64, e)).collect();
+        // In two batches: the second finds both persons in memory.
+        folder.fold_batch(&records[..2]).unwrap();
+        folder.fold_batch(&records[2..]).unwrap();
+
+        let day = Day::from_ymd_opt(2020, 2, 26).unwrap();
+        let tally = projections.tally_on(&UnitKey::school("S1"), day).unwrap();
+        use domain::tally::Measure;
+        assert_eq!((tally.get(Measure::Population), tally.get(Measure::Fever)), (2, 1));
+        let id = |event_id| Stamp::new(0, event_id).tiebreak;
+        assert!(projections.timeline("S1", &p1).unwrap().folded.contains(id("e1")));
+        assert!(!projections.timeline("S1", &p2).unwrap().folded.contains(id("e1")));
     }
 
     #[test]

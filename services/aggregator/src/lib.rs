@@ -48,6 +48,25 @@ pub enum AggregateError {
     FoldPanicked,
 }
 
+/// For binaries whose global allocator is mimalloc (`daybook`, `daybook-bench`,
+/// `fold_days`): memory freed stays with the process for a minute before it goes back to
+/// the kernel, not mimalloc's second. While the fold is behind, each checkpoint (about
+/// one every 20 s) frees the node copies sled made for the one before and makes as many
+/// again; given back in between, every page came back as a fresh one the kernel zeroes
+/// (services/bench/PROFILE.md, eleventh session). The memory a process holds still
+/// follows what it uses, a minute later.
+pub fn keep_freed_memory_a_while() {
+    #[allow(unsafe_code)]
+    // Safety: sets a number in mimalloc's option table; any value is valid for it.
+    unsafe {
+        libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS);
+    }
+}
+
+/// `mi_option_purge_delay` in mimalloc 3's options (the sys crate names older ones only).
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+const PURGE_DELAY_MS: std::ffi::c_long = 60_000;
+
 /// How the aggregator folds: rules and the province's time zone, which decides the day.
 #[derive(Debug, Clone, Copy)]
 pub struct FoldConfig {
@@ -466,6 +485,23 @@ mod tests {
         let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("/proc/thread-self/stat");
         let fields: Vec<&str> = stat.rsplit_once(')').expect("a stat line").1.split_whitespace().collect();
         fields[16].parse().expect("nice")
+    }
+
+    #[test]
+    fn the_purge_delay_set_is_mimallocs() {
+        #[allow(unsafe_code)]
+        // Safety: reads and sets numbers in mimalloc's option table.
+        let (before, after) = unsafe {
+            let before = libmimalloc_sys::mi_option_get(PURGE_DELAY);
+            keep_freed_memory_a_while();
+            (before, libmimalloc_sys::mi_option_get(PURGE_DELAY))
+        };
+        // mimalloc 3's default purge delay is 1 s: another value there means the index
+        // names another option (a mimalloc with its options renumbered).
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            assert_eq!(before, 1_000, "option {PURGE_DELAY} is not mimalloc's purge delay");
+        }
+        assert_eq!(after, PURGE_DELAY_MS);
     }
 
     #[cfg(target_os = "linux")]

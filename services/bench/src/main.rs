@@ -139,6 +139,7 @@ pub fn unique_name(what: &str) -> String {
 
 #[tokio::main]
 async fn main() {
+    aggregator::keep_freed_memory_a_while();
     if let Err(e) = run(Args::parse()).await {
         // Exit at once: returning would wait for blocking calls still stuck on a broker
         // that is gone (the runtime's drop waits for them), and hide the error.

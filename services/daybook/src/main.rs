@@ -120,6 +120,7 @@ fn today() -> NaiveDate {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    aggregator::keep_freed_memory_a_while();
     let cli = Cli::parse();
     let quiet = !matches!(cli.command, Command::Serve(_) | Command::Intake(_) | Command::Aggregate(_));
     tracing_subscriber::fmt()

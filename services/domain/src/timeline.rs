@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::Day;
-use crate::event::{Fact, Placement};
+use crate::event::Fact;
 use crate::person::{Contribution, PersonDay, PersonState, Rules, Stamp};
 use crate::unit::UnitKey;
 
@@ -33,10 +33,16 @@ pub struct Timeline {
     units: UnitsMemo,
 }
 
-/// The units a person counts in, for one (city, school, placement): most events leave
-/// the placement as it was, and building unit keys was the fold's biggest allocation.
+/// The units a person counts in, for one city and placement: most events leave the
+/// placement as it was, and building unit keys was the fold's biggest allocation.
+///
+/// Known by the stamps of the writes that set the city (the registration) and the
+/// placement, not by their strings: within one person's timeline a stamp names one event,
+/// which wrote one value (the fold keeps a person's events apart by the same hash), and
+/// comparing the strings cost a cache miss each at province size. A timeline is one
+/// school's person: the school never changes.
 #[derive(Debug, Clone, Default)]
-struct UnitsMemo(Option<(String, String, Placement, Arc<[UnitKey]>)>);
+struct UnitsMemo(Option<(Stamp, Stamp, Arc<[UnitKey]>)>);
 
 impl PartialEq for UnitsMemo {
     /// A cache: two timelines with the same days and ids are equal whatever it holds.
@@ -50,13 +56,20 @@ impl UnitsMemo {
     /// place stays the same.
     fn contribution(&mut self, entry: &PersonDay, school: &str, day: Day, rules: &Rules) -> Option<Contribution> {
         let tally = entry.tally(day, rules)?;
-        let city = entry.city()?;
-        let placement = &entry.state.placement.value;
+        let (registered, placed) = (entry.state.registration.stamp, entry.state.placement.stamp);
         let units = match &self.0 {
-            Some((c, s, p, units)) if c == city && s == school && p == placement => units.clone(),
+            Some((r, p, units)) if *r == registered && *p == placed => {
+                debug_assert_eq!(
+                    **units,
+                    *UnitKey::for_person(entry.city()?, school, &entry.state.placement.value),
+                    "the same stamps stand for the same place"
+                );
+                units.clone()
+            }
             _ => {
-                let units: Arc<[UnitKey]> = UnitKey::for_person(city, school, placement).into();
-                self.0 = Some((city.to_owned(), school.to_owned(), placement.clone(), units.clone()));
+                let units: Arc<[UnitKey]> =
+                    UnitKey::for_person(entry.city()?, school, &entry.state.placement.value).into();
+                self.0 = Some((registered, placed, units.clone()));
                 units
             }
         };
