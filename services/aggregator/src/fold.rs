@@ -118,8 +118,6 @@ pub struct Folder {
     unstored: Unstored,
     /// A checkpoint that a writer thread is storing while folding goes on.
     in_flight: Option<InFlight>,
-    /// Started with the first checkpoint, from the folding thread (whose priority it takes).
-    writer: Option<CheckpointWriter>,
     /// Why a checkpoint failed, if one did: its changes had left memory, so nothing more
     /// may be folded or stored by this folder.
     failed: Option<String>,
@@ -239,45 +237,7 @@ struct CacheBounds {
 /// A checkpoint on its way into sled, and the positions it stores.
 struct InFlight {
     positions: BTreeMap<TopicPartition, u64>,
-    /// The writer's answer: received early by [`Folder::settle_if_stored`], or awaited.
-    stored: Option<sled::Result<()>>,
-}
-
-/// The thread that stores a folder's checkpoints, one after the other, for as long as the
-/// folder lives. One thread rather than one per checkpoint: the allocator gives each
-/// thread pages of its own, and a new thread starts with none, so its node copies took
-/// pages fresh from the kernel (services/bench/PROFILE.md, eleventh session).
-struct CheckpointWriter {
-    batches: std::sync::mpsc::Sender<Vec<sled::Batch>>,
-    stored: std::sync::mpsc::Receiver<sled::Result<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl CheckpointWriter {
-    fn start(tree: sled::Tree) -> std::io::Result<Self> {
-        let (batches, to_store) = std::sync::mpsc::channel::<Vec<sled::Batch>>();
-        let (answer, stored) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new().name("checkpoint".into()).spawn(move || {
-            for checkpoint in to_store {
-                let result = checkpoint.into_iter().try_for_each(|batch| tree.apply_batch(batch));
-                if answer.send(result).is_err() {
-                    return;
-                }
-            }
-        })?;
-        Ok(Self { batches, stored, thread: Some(thread) })
-    }
-}
-
-impl Drop for CheckpointWriter {
-    fn drop(&mut self) {
-        // Closing the channel ends the thread once it has stored what it was given.
-        let (closed, _) = std::sync::mpsc::channel();
-        drop(std::mem::replace(&mut self.batches, closed));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+    writer: std::thread::JoinHandle<sled::Result<()>>,
 }
 
 impl Folder {
@@ -315,7 +275,6 @@ impl Folder {
             alerts: Vec::new(),
             unstored,
             in_flight: None,
-            writer: None,
             failed: None,
         })
     }
@@ -470,18 +429,19 @@ impl Folder {
                     positions.insert(store::position_key(tp), &next.to_be_bytes());
                 }
             }
-            if self.writer.is_none() {
-                let writer = CheckpointWriter::start(self.projections.tree.clone())
-                    .map_err(|e| AggregateError::CheckpointFailed(format!("no thread to write it: {e}")))?;
-                self.writer = Some(writer);
-            }
-            let mut checkpoint: Vec<sled::Batch> = batches.0.into_values().collect();
-            checkpoint.push(positions);
-            let writer = self.writer.as_ref().expect("started above");
-            writer.batches.send(checkpoint).map_err(|_| AggregateError::CheckpointFailed("its writer stopped".into()))
+            let tree = self.projections.tree.clone();
+            std::thread::Builder::new()
+                .name("checkpoint".into())
+                .spawn(move || {
+                    for batch in batches.0.into_values() {
+                        tree.apply_batch(batch)?;
+                    }
+                    tree.apply_batch(positions)
+                })
+                .map_err(|e| AggregateError::CheckpointFailed(format!("no thread to write it: {e}")))
         });
-        self.unless_failed(started)?;
-        self.in_flight = Some(InFlight { positions: self.positions.clone(), stored: None });
+        let writer = self.unless_failed(started)?;
+        self.in_flight = Some(InFlight { positions: self.positions.clone(), writer });
         self.pending = 0;
         Ok(())
     }
@@ -509,20 +469,19 @@ impl Folder {
 
     /// Settles the checkpoint under way if it is stored already; does not wait.
     pub fn settle_if_stored(&mut self) -> Result<(), AggregateError> {
-        let (Some(flight), Some(writer)) = (&mut self.in_flight, &self.writer) else { return Ok(()) };
-        if flight.stored.is_none() {
-            flight.stored = writer.stored.try_recv().ok();
+        match &self.in_flight {
+            Some(flight) if flight.writer.is_finished() => self.settle(),
+            _ => Ok(()),
         }
-        if flight.stored.is_some() { self.settle() } else { Ok(()) }
     }
 
     /// Waits for the checkpoint under way, if any, to be stored.
     pub fn settle(&mut self) -> Result<(), AggregateError> {
         self.usable()?;
-        let Some(InFlight { positions, stored }) = self.in_flight.take() else { return Ok(()) };
-        let written = match stored.or_else(|| self.writer.as_ref().and_then(|w| w.stored.recv().ok())) {
-            Some(written) => written.map_err(AggregateError::from),
-            None => Err(AggregateError::CheckpointFailed("its writer panicked".into())),
+        let Some(InFlight { positions, writer }) = self.in_flight.take() else { return Ok(()) };
+        let written = match writer.join() {
+            Ok(written) => written.map_err(AggregateError::from),
+            Err(_) => Err(AggregateError::CheckpointFailed("its writer panicked".into())),
         };
         self.unless_failed(written)?;
         self.projections.written();
@@ -935,7 +894,9 @@ impl Drop for Folder {
     /// same store must not read a school's entries while its batch is being written (a
     /// timeline from before it, a unit day from after).
     fn drop(&mut self) {
-        if self.in_flight.is_some() && self.settle().is_err() {
+        if let Some(flight) = self.in_flight.take()
+            && !matches!(flight.writer.join(), Ok(Ok(())))
+        {
             tracing::error!("a checkpoint under way failed as the folder stopped; the store holds the one before");
         }
     }
