@@ -192,7 +192,8 @@ pub async fn run<L: EventLog, C: EventLog>(
     // Over the process's folded total, which several aggregators on shares of the log
     // add to: each sets the same rate.
     let mut folded_at_second = metrics.folded_total.load(std::sync::atomic::Ordering::Relaxed);
-    let mut lag_round = 0u8;
+    // The first lag is measured a second in (the feeds' hold needs it), then every 5 s.
+    let mut lag_round = 4u8;
     // Whatever a crash left in the outbox goes out first.
     let mut outbox_pending = changelog.is_some();
     // The outbox goes to the changelog while the next batches fold (a changelog append
@@ -334,7 +335,7 @@ pub async fn run<L: EventLog, C: EventLog>(
             // Reading the log's ends costs the broker a request per partition: every 5 s.
             lag_round = (lag_round + 1) % 5;
             if lag_round == 0 {
-                update_lag(&log, &folder, &metrics);
+                update_lag(&log, &folder, &metrics, &projections);
             }
         }
     }
@@ -417,6 +418,7 @@ pub async fn run_view<C: EventLog>(
 ) -> Result<(), AggregateError> {
     let mut consumer = changelog.subscribe(group, stored_positions(&view))?;
     tokio::pin!(shutdown);
+    let mut lag_measured: Option<Instant> = None;
     loop {
         let records = tokio::select! {
             () = &mut shutdown => return Ok(()),
@@ -437,6 +439,14 @@ pub async fn run_view<C: EventLog>(
                 }
                 if !full {
                     view.set_catching_up(false);
+                }
+                // The changelog's ends cost the broker a request per partition: every 5 s.
+                if lag_measured.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
+                    let (log, target) = (changelog.clone(), view.clone());
+                    tokio::task::spawn_blocking(move || update_view_backlog(&log, &target))
+                        .await
+                        .expect("view task panicked");
+                    lag_measured = Some(Instant::now());
                 }
             }
             Err(LogError::Unavailable(reason)) => {
@@ -466,14 +476,24 @@ fn stored_positions(projections: &Projections) -> eventlog::PositionLookup {
     Arc::new(move |tp| Some(stored.positions().ok().and_then(|p| p.get(tp).copied()).unwrap_or(0)))
 }
 
-fn update_lag<L: EventLog>(log: &L, folder: &Folder, metrics: &AggregatorMetrics) {
+fn update_lag<L: EventLog>(log: &L, folder: &Folder, metrics: &AggregatorMetrics, projections: &Projections) {
     let Ok(ends) = log.end_offsets() else { return };
+    let mut backlog = 0u64;
     for (tp, end) in ends {
         let labels = vec![("topic".to_owned(), tp.topic.clone()), ("partition".to_owned(), tp.partition.to_string())];
         let position = folder.position(&tp).unwrap_or(0);
         metrics.position.get_or_create(&labels).set(position as i64);
         metrics.lag.get_or_create(&labels).set(end.saturating_sub(position) as i64);
+        backlog += end.saturating_sub(position);
     }
+    projections.set_backlog(backlog);
+}
+
+/// The view's lag behind the changelog, for the feeds' hold (see [`Projections::backlog`]).
+fn update_view_backlog<C: EventLog>(changelog: &C, view: &Projections) {
+    let (Ok(ends), Ok(positions)) = (changelog.end_offsets(), view.positions()) else { return };
+    let backlog = ends.iter().map(|(tp, end)| end.saturating_sub(positions.get(tp).copied().unwrap_or(0))).sum();
+    view.set_backlog(backlog);
 }
 
 #[cfg(test)]
@@ -522,5 +542,36 @@ mod tests {
         assert!(matches!(panicked, Err(AggregateError::FoldPanicked)), "{panicked:?}");
         // The thread is gone: what comes after fails too.
         assert!(matches!(fold_thread.run(|| 1).await, Err(AggregateError::FoldPanicked)));
+    }
+
+    /// The feeds hold their seals on this measure (`Projections::backlog`).
+    #[tokio::test]
+    async fn an_aggregator_measures_its_backlog_for_the_feeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = eventlog::EmbeddedLog::open(&dir.path().join("log"), 2).unwrap();
+        let records: Vec<eventlog::Record> = (0..5)
+            .map(|i| eventlog::Record {
+                topic: "health".into(),
+                key: format!("S{i}"),
+                headers: vec![],
+                payload: b"unreadable".to_vec(),
+            })
+            .collect();
+        log.append(records).await.unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let projections = Projections::new(db.open_tree("projections").unwrap());
+        let writer = projections.for_writer(3);
+        let config = FoldConfig::default();
+        let mut folder = Folder::new(writer.clone(), config.rules, config.zone).unwrap();
+        let metrics = AggregatorMetrics::default();
+        writer.set_catching_up(true);
+        update_lag(&log, &folder, &metrics, &writer);
+        assert_eq!(projections.backlog(), Some(5), "nothing folded yet");
+        let mut consumer = log.subscribe("g", Arc::new(|_| Some(0))).unwrap();
+        let polled = consumer.poll(2, Duration::from_millis(100)).await.unwrap();
+        assert_eq!(polled.len(), 2);
+        folder.fold_records(&polled).unwrap();
+        update_lag(&log, &folder, &metrics, &writer);
+        assert_eq!(projections.backlog(), Some(3), "two folded (as unreadable), three to go");
     }
 }

@@ -209,12 +209,29 @@ pub struct Projections {
     pub(crate) tree: sled::Tree,
     /// Woken after every batch written (fold or changelog): the feeds wait on it.
     changed: std::sync::Arc<tokio::sync::Notify>,
-    /// One bit per writer of these projections (aggregators folding shares of the log,
-    /// or a view), set while it reads full polls: a backlog is being folded, and what is
-    /// stored lags the log.
-    catching_up: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    /// This handle's bit in `catching_up` (see [`Self::for_writer`]).
-    writer_bit: u64,
+    /// How far behind the log each writer is: the feeds hold seals on it.
+    progress: std::sync::Arc<Progress>,
+    /// This handle's writer (see [`Self::for_writer`]).
+    writer: u32,
+}
+
+/// What the writers of one set of projections (aggregators folding shares of the log, or
+/// a view) report of their way through the log.
+#[derive(Debug)]
+struct Progress {
+    /// One bit per writer, set while it reads full polls: a backlog is being folded, and
+    /// what is stored lags the log.
+    behind: std::sync::atomic::AtomicU64,
+    /// Each writer's records in the log not yet folded, as last measured; `u64::MAX`
+    /// until measured.
+    backlog: Vec<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        let backlog = (0..u64::BITS).map(|_| std::sync::atomic::AtomicU64::new(u64::MAX)).collect();
+        Self { behind: std::sync::atomic::AtomicU64::new(0), backlog }
+    }
 }
 
 impl std::fmt::Debug for Projections {
@@ -225,14 +242,14 @@ impl std::fmt::Debug for Projections {
 
 impl Projections {
     pub fn new(tree: sled::Tree) -> Self {
-        Self { tree, changed: std::sync::Arc::default(), catching_up: std::sync::Arc::default(), writer_bit: 1 }
+        Self { tree, changed: std::sync::Arc::default(), progress: std::sync::Arc::default(), writer: 0 }
     }
 
     /// The same projections for writer `index` of several (aggregators folding shares of
     /// the log into them): the projections are catching up while any writer is.
     pub fn for_writer(&self, index: u32) -> Self {
         assert!(index < u64::BITS, "writer {index}: at most {} writers", u64::BITS);
-        Self { writer_bit: 1 << index, ..self.clone() }
+        Self { writer: index, ..self.clone() }
     }
 
     pub fn unit(&self, unit: &UnitKey) -> Result<Option<UnitInfo>, AggregateError> {
@@ -415,17 +432,39 @@ impl Projections {
     /// view): the feeds hold seals and revisions until it is done, since a report
     /// published now would miss events already in the log.
     pub fn catching_up(&self) -> bool {
-        self.catching_up.load(std::sync::atomic::Ordering::Relaxed) != 0
+        self.progress.behind.load(std::sync::atomic::Ordering::Relaxed) != 0
     }
 
     /// Set by the aggregator (or the view) after each poll: full means behind.
     pub fn set_catching_up(&self, behind: bool) {
         use std::sync::atomic::Ordering::Relaxed;
+        let bit = 1u64 << self.writer;
         if behind {
-            self.catching_up.fetch_or(self.writer_bit, Relaxed);
+            self.progress.behind.fetch_or(bit, Relaxed);
         } else {
-            self.catching_up.fetch_and(!self.writer_bit, Relaxed);
+            self.progress.behind.fetch_and(!bit, Relaxed);
         }
+    }
+
+    /// Records in the log that the writers catching up have yet to fold, as last measured;
+    /// `None` while one of them has not measured it yet. It tells a backlog being folded
+    /// (it shrinks) from a load beyond what the fold can carry (it does not).
+    pub fn backlog(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let behind = self.progress.behind.load(Relaxed);
+        let mut sum = 0u64;
+        for (writer, backlog) in self.progress.backlog.iter().enumerate() {
+            if behind & (1 << writer) != 0 {
+                sum = sum.saturating_add(Some(backlog.load(Relaxed)).filter(|b| *b != u64::MAX)?);
+            }
+        }
+        Some(sum)
+    }
+
+    /// Set by the aggregator (or the view) whenever it measures its lag behind the log.
+    pub fn set_backlog(&self, records: u64) {
+        self.progress.backlog[self.writer as usize]
+            .store(records.min(u64::MAX - 1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Next offset to fold, per partition the aggregator has seen.
@@ -556,6 +595,23 @@ mod tests {
         assert!(!projections.catching_up());
         second.set_catching_up(true);
         assert!(first.catching_up(), "every handle sees the same projections");
+    }
+
+    #[test]
+    fn the_backlog_is_the_sum_of_the_writers_behind() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let projections = Projections::new(db.open_tree("p").unwrap());
+        let (first, second) = (projections.for_writer(0), projections.for_writer(1));
+        assert_eq!(projections.backlog(), Some(0), "no one behind");
+        first.set_catching_up(true);
+        assert_eq!(projections.backlog(), None, "behind, not measured yet");
+        first.set_backlog(700);
+        second.set_backlog(40);
+        assert_eq!(projections.backlog(), Some(700), "only the writers behind count");
+        second.set_catching_up(true);
+        assert_eq!(projections.backlog(), Some(740));
+        first.set_catching_up(false);
+        assert_eq!(second.backlog(), Some(40));
     }
 
     #[test]

@@ -300,14 +300,16 @@ pub struct DaysRebuilt {
     pub total: Rate,
     /// The fastest and slowest runs (s), and how many there were.
     pub runs: (f64, f64, usize),
-    /// CPU time of the process over the same span, all threads (sled's included).
+    /// CPU time of the process over the same span, all threads (sled's included); the
+    /// feeds hold their seal meanwhile.
     pub cpu: Duration,
+    /// From everything folded to the days sealed and in the offices' feeds.
+    pub sealed: Duration,
     /// The projections' keys and values once every day is folded, the feeds apart: the
     /// state after weeks.
     pub state_bytes: u64,
     /// The offices' feeds (the reports sealed and sent, and what was last published of
-    /// each), as far as the publisher had sealed the days when the server stopped: what
-    /// went out, kept for subscribers who resume.
+    /// each) once the days are sealed: what went out, kept for subscribers who resume.
     pub feed_bytes: u64,
     /// VmHWM over the rebuilds (bytes), and whether it was reset before them.
     pub peak_memory: Option<(u64, bool)>,
@@ -353,18 +355,51 @@ pub async fn rebuild_days(args: &Args, days: u32) -> anyhow::Result<DaysRebuilt>
         let mut reports = ReportsClient::new(server.channel.clone());
         let folding = follow_folding(&mut reports).await?;
         let cpu = process_cpu().saturating_sub(cpu_before);
+        // The feeds held the seal while the backlog was folded: it follows now.
+        let sealed = sealed_after(&mut reports, today.pred_opt().expect("a day before")).await? - folding.done;
         server.running.stop().await?;
         // Registrations carry the same ids every day: folded once, skipped as duplicates after.
         anyhow::ensure!(folding.folded as usize <= written, "folded {} events, wrote {written}", folding.folded);
-        eprintln!("  run {}: {:.1} s, {:.1} CPU s", run + 1, (folding.done - started).as_secs_f64(), cpu.as_secs_f64());
-        runs.push((folding.done - started, cpu, folding.folded));
+        eprintln!(
+            "  run {}: {:.1} s, {:.1} CPU s, sealed {:.1} s later",
+            run + 1,
+            (folding.done - started).as_secs_f64(),
+            cpu.as_secs_f64(),
+            sealed.as_secs_f64()
+        );
+        runs.push((folding.done - started, cpu, folding.folded, sealed));
     }
     let peak_memory = peak.read();
-    let ((wall, cpu, folded), runs) = median_of(runs, |(wall, _, _)| wall.as_secs_f64());
+    let ((wall, cpu, folded, sealed), runs) = median_of(runs, |(wall, _, _, _)| wall.as_secs_f64());
     let by_tree = live_bytes_by_tree(&serve.join("projections"))?;
     let feed_bytes = by_tree.get("feeds").copied().unwrap_or(0);
     let state_bytes = by_tree.values().sum::<u64>() - feed_bytes;
-    Ok(DaysRebuilt { days, folded, total: Rate::new(written, wall), runs, cpu, state_bytes, feed_bytes, peak_memory })
+    Ok(DaysRebuilt {
+        days,
+        folded,
+        total: Rate::new(written, wall),
+        runs,
+        cpu,
+        sealed,
+        state_bytes,
+        feed_bytes,
+        peak_memory,
+    })
+}
+
+/// When the province's report of `day` was first seen sealed (version 1 or later).
+async fn sealed_after(reports: &mut ReportsClient<Channel>, day: chrono::NaiveDate) -> anyhow::Result<Instant> {
+    let deadline = Instant::now() + PATIENCE;
+    let request = pb::DailyReportRequest { unit: String::new(), date: day.format("%Y-%m-%d").to_string() };
+    loop {
+        let report = reports.get_daily_report(request.clone()).await?.into_inner();
+        let now = Instant::now();
+        if report.version >= 1 {
+            return Ok(now);
+        }
+        anyhow::ensure!(now < deadline, "the province's report of {day} not sealed after {PATIENCE:?}");
+        tokio::time::sleep(STATUS_POLL).await;
+    }
 }
 
 /// An event as intake puts it on the log: topic by kind, keyed by school, the protobuf.

@@ -329,6 +329,14 @@ pub fn render(
             },
         ),
         row(
+            "then the days sealed and in the offices' feeds, the feeds having held the seal while the backlog was folded (s)"
+                .into(),
+            [cell(days, |d| format!("{:.1}", d.sealed.as_secs_f64())), "not measured".into()],
+            dash(),
+            dash(),
+            dash(),
+        ),
+        row(
             format!("freshness, acknowledged → in the class report, p50 of {} (ms)", args.fresh),
             both(&|f| cell(p(f, 50.0), millis)),
             dash(),
@@ -430,7 +438,7 @@ pub fn render(
             ),
         ),
         row(
-            "the offices' feeds after the days' rebuild: reports sealed and sent, as far as sealed when the server stopped (bytes/person)"
+            "the offices' feeds after the days' rebuild and seal: reports sealed and sent (bytes/person)"
                 .into(),
             [cell(days, |d| thousands(d.feed_bytes as f64 / header.persons.max(1) as f64)), "not measured".into()],
             dash(),

@@ -9,9 +9,12 @@
 //!    province) and publishes a new version of each report whose figures or status moved.
 //!
 //! While the aggregator folds a backlog (a rebuild, a restart after downtime), steps 2
-//! and 3 wait until it has caught up, for at most [`MAX_HOLD`]: a report sealed halfway
-//! would miss events already in the log and be revised moments later, and the revisions
-//! of every pass meanwhile would cost the fold CPU. Alerts go out at once all the same.
+//! and 3 wait until it has caught up: a report sealed halfway would miss events already in
+//! the log, a school whose events were not folded yet would be sealed missing and stay
+//! late for good, and the revisions of every pass meanwhile would cost the fold CPU.
+//! Alerts go out at once all the same. The wait goes on while the backlog shrinks fast
+//! enough to be gone within [`MAX_CATCH_UP`], judged every [`MAX_HOLD`]; a load beyond
+//! what the fold can carry (the backlog does not shrink) must not stop the day's reports.
 //!
 //! Everything a pass publishes and remembers goes into the feed store in one sled batch;
 //! only then are the marks it handled cleared (compare-and-swap: a mark set again
@@ -267,14 +270,26 @@ pub struct Publisher {
     /// Days before the last sealed one that a first start seals: no older event gets in.
     catch_up_days: u32,
     next_cursor: HashMap<String, u64>,
-    /// Since when seals and revisions have waited for the aggregator to catch up.
-    held_since: Option<Instant>,
+    /// Since when, and from what backlog, seals and revisions have waited for the
+    /// aggregator to catch up (see [`Self::hold`]).
+    held: Option<Hold>,
     max_hold: Duration,
 }
 
-/// How long seals and revisions wait at most for an aggregator that is catching up: one
-/// that never catches up (load beyond what it can fold) must not stop the day's reports.
+/// A stretch of waiting for the aggregator: when it began, and the backlog then.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    since: Instant,
+    backlog: Option<u64>,
+}
+
+/// How long seals and revisions wait for an aggregator that is catching up before they
+/// judge whether it is getting there.
 pub const MAX_HOLD: Duration = Duration::from_secs(60);
+
+/// The longest catch-up that seals and revisions wait for, at the pace the backlog has
+/// been shrinking: a province's 30 days are rebuilt in well under that.
+pub const MAX_CATCH_UP: Duration = Duration::from_secs(20 * 60);
 
 impl Publisher {
     pub fn new(
@@ -295,7 +310,7 @@ impl Publisher {
             clock,
             catch_up_days,
             next_cursor: HashMap::new(),
-            held_since: None,
+            held: None,
             max_hold: MAX_HOLD,
         }
     }
@@ -414,16 +429,33 @@ impl Publisher {
     /// Whether seals and revisions wait in this pass (see the module's comment).
     fn hold(&mut self) -> bool {
         if !self.projections.catching_up() {
-            self.held_since = None;
+            self.held = None;
             return false;
         }
-        let since = *self.held_since.get_or_insert_with(Instant::now);
-        if since.elapsed() < self.max_hold {
+        let now = Hold { since: Instant::now(), backlog: self.projections.backlog() };
+        let Some(before) = self.held else {
+            self.held = Some(now);
+            return true;
+        };
+        let waited = before.since.elapsed();
+        if waited < self.max_hold {
             return true;
         }
-        // Still behind after the longest wait: this pass goes ahead, the next waits again.
-        self.held_since = Some(Instant::now());
-        false
+        // A stretch is over: wait on while the backlog shrinks fast enough.
+        self.held = Some(now);
+        let getting_there = match (before.backlog, now.backlog) {
+            (Some(from), Some(left)) if left < from => {
+                let pace = (from - left) as f64 / waited.as_secs_f64();
+                Duration::from_secs_f64(left as f64 / pace) <= MAX_CATCH_UP
+            }
+            // Measured for the first time: judged at the end of the next stretch.
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if !getting_there {
+            tracing::warn!(backlog = ?now.backlog, "the aggregator is not catching up; sealing from what it has folded");
+        }
+        getting_there
     }
 
     fn push(&mut self, pass: &mut Pass, office: &str, item: pb::feed_item::Item) -> Result<(), FeedError> {
@@ -614,6 +646,7 @@ mod tests {
     fn seals_wait_while_the_aggregator_catches_up() {
         let (projections, mut publisher, _db) = folded_day();
         projections.set_catching_up(true);
+        projections.set_backlog(1_000);
         assert_eq!(publisher.pass().unwrap(), 0);
         assert_eq!(publisher.store.sealed_through().unwrap(), None, "nothing sealed halfway through a backlog");
         assert_eq!(projections.marks().unwrap().len(), 1, "the day's mark waits for the next pass");
@@ -623,11 +656,47 @@ mod tests {
     }
 
     #[test]
+    fn seals_wait_as_long_as_the_backlog_shrinks_in_time() {
+        let (projections, mut publisher, _db) = folded_day();
+        publisher.max_hold = Duration::from_millis(50);
+        projections.set_catching_up(true);
+        let stretch = |publisher: &mut Publisher, backlog: u64| {
+            std::thread::sleep(Duration::from_millis(60));
+            projections.set_backlog(backlog);
+            publisher.pass().unwrap()
+        };
+        assert_eq!(publisher.pass().unwrap(), 0, "the hold begins, the backlog not measured yet");
+        assert_eq!(stretch(&mut publisher, 1_000), 0, "measured for the first time");
+        assert_eq!(stretch(&mut publisher, 500), 0, "halved in a stretch");
+        assert_eq!(stretch(&mut publisher, 10), 0, "nearly gone");
+        assert_eq!(publisher.store.sealed_through().unwrap(), None);
+        assert!(stretch(&mut publisher, 10) > 0, "no longer shrinking: the seal goes ahead");
+        assert_eq!(publisher.store.sealed_through().unwrap(), Day::from_ymd_opt(2020, 3, 1));
+    }
+
+    #[test]
+    fn a_backlog_shrinking_too_slowly_does_not_stop_the_seal() {
+        let (projections, mut publisher, _db) = folded_day();
+        publisher.max_hold = Duration::from_millis(50);
+        projections.set_catching_up(true);
+        projections.set_backlog(1_000_000_000);
+        assert_eq!(publisher.pass().unwrap(), 0);
+        std::thread::sleep(Duration::from_millis(60));
+        // 1 record in 60 ms: a billion would take longer than `MAX_CATCH_UP`.
+        projections.set_backlog(999_999_999);
+        assert!(publisher.pass().unwrap() > 0);
+        assert_eq!(publisher.store.sealed_through().unwrap(), Day::from_ymd_opt(2020, 3, 1));
+    }
+
+    #[test]
     fn an_aggregator_that_never_catches_up_does_not_stop_the_seal() {
         let (projections, mut publisher, _db) = folded_day();
         publisher.max_hold = Duration::ZERO;
         projections.set_catching_up(true);
-        assert!(publisher.pass().unwrap() > 0);
+        projections.set_backlog(1_000);
+        assert_eq!(publisher.pass().unwrap(), 0, "the hold begins");
+        projections.set_backlog(1_200);
+        assert!(publisher.pass().unwrap() > 0, "the backlog grew: the seal goes ahead");
         assert_eq!(publisher.store.sealed_through().unwrap(), Day::from_ymd_opt(2020, 3, 1));
     }
 }
