@@ -356,7 +356,8 @@ pub async fn rebuild_days(args: &Args, days: u32) -> anyhow::Result<DaysRebuilt>
         let folding = follow_folding(&mut reports).await?;
         let cpu = process_cpu().saturating_sub(cpu_before);
         // The feeds held the seal while the backlog was folded: it follows now.
-        let sealed = sealed_after(&mut reports, today.pred_opt().expect("a day before")).await? - folding.done;
+        let due = config.close.last_sealed_day(chrono::Utc::now().with_timezone(&config.utc_offset).naive_local());
+        let sealed = sealed_after(&mut reports, due).await? - folding.done;
         server.running.stop().await?;
         // Registrations carry the same ids every day: folded once, skipped as duplicates after.
         anyhow::ensure!(folding.folded as usize <= written, "folded {} events, wrote {written}", folding.folded);

@@ -531,10 +531,10 @@ Notes:
   days: a person's timeline keeps, per day with an entry, the state fields that changed and the
   day's flows, and the ids of the events folded but normal readings (8 bytes each); each unit
   keeps a record per day (sparse when most counts are zero). The offices' feeds (the reports
-  sealed and sent, kept for subscribers who resume, never pruned) have a row of their own:
-  the publisher seals the past days once the fold has caught up, so how far it got when the
-  server stopped varies from run to run; every day sealed, they keep each unit's report of
-  each day once per office that receives it.
+  sealed and sent, kept for subscribers who resume, never pruned) have a row of their own,
+  measured once the publisher has sealed the past days within daybook's horizon (it holds the
+  seal while the fold catches up): each unit's report of each of those days, once per office
+  that receives it.
 - The targets are for the whole province on this machine; for totals, the target cell gives what
   this run's rates would take at province size. Below `--scale 1` that flatters the fold: per
   event it costs more at province size (larger maps and sled trees, caches that no longer hold
