@@ -63,6 +63,10 @@ pub struct Args {
     /// default: daybook's, one per core).
     #[arg(long)]
     pub fold_threads: Option<u32>,
+    /// Internal: rebuild the projections in this data directory and print the figures
+    /// (each of the days' rebuilds runs in a process of its own).
+    #[arg(long, hide = true)]
+    pub rebuild_child: Option<PathBuf>,
 }
 
 /// The simulated day every backend gets, generated once so that generating it is not
@@ -140,7 +144,12 @@ pub fn unique_name(what: &str) -> String {
 #[tokio::main]
 async fn main() {
     aggregator::keep_freed_memory_a_while();
-    if let Err(e) = run(Args::parse()).await {
+    let args = Args::parse();
+    let result = match args.rebuild_child.clone() {
+        Some(dir) => serve::rebuild_child(&dir, &args).await,
+        None => run(args).await,
+    };
+    if let Err(e) = result {
         // Exit at once: returning would wait for blocking calls still stuck on a broker
         // that is gone (the runtime's drop waits for them), and hide the error.
         eprintln!("Error: {e:?}");

@@ -296,12 +296,12 @@ pub struct DaysRebuilt {
     /// Events folded; the rest of the records were repeated registrations.
     pub folded: u64,
     /// Records read from the log, over the time from starting the server on empty projections until
-    /// everything was folded (start-up included): the median run.
+    /// everything was folded (start-up included, the process's own start apart): the median run.
     pub total: Rate,
     /// The fastest and slowest runs (s), and how many there were.
     pub runs: (f64, f64, usize),
-    /// CPU time of the process over the same span, all threads (sled's included); the
-    /// feeds hold their seal meanwhile.
+    /// CPU time of the rebuild's process (start-up and all) until everything is folded,
+    /// all threads (sled's included); the feeds hold their seal meanwhile.
     pub cpu: Duration,
     /// From everything folded to the days sealed and in the offices' feeds.
     pub sealed: Duration,
@@ -311,7 +311,7 @@ pub struct DaysRebuilt {
     /// The offices' feeds (the reports sealed and sent, and what was last published of
     /// each) once the days are sealed: what went out, kept for subscribers who resume.
     pub feed_bytes: u64,
-    /// VmHWM over the rebuilds (bytes), and whether it was reset before them.
+    /// The highest VmHWM of the rebuilds' processes (bytes), and that it covers them only.
     pub peak_memory: Option<(u64, bool)>,
 }
 
@@ -342,36 +342,28 @@ pub async fn rebuild_days(args: &Args, days: u32) -> anyhow::Result<DaysRebuilt>
     }
     eprintln!("  {written} events of {days} days in the log; folding them from scratch");
     // The machine is shared and single runs vary by a fifth: the median of a few, each on
-    // empty projections.
+    // empty projections, and each in a process of its own, as a server is restarted to
+    // rebuild (one process's later runs would inherit the memory of the earlier ones).
     let mut runs = Vec::new();
-    let peak = PeakMemory::reset();
     for run in 0..args.days_runs.max(1) {
         if run > 0 {
             std::fs::remove_dir_all(serve.join("projections"))?;
         }
-        let started = Instant::now();
-        let cpu_before = process_cpu();
-        let server = Server::start(&config, Roles::All).await?;
-        let mut reports = ReportsClient::new(server.channel.clone());
-        let folding = follow_folding(&mut reports).await?;
-        let cpu = process_cpu().saturating_sub(cpu_before);
-        // The feeds held the seal while the backlog was folded: it follows now.
-        let due = config.close.last_sealed_day(chrono::Utc::now().with_timezone(&config.utc_offset).naive_local());
-        let sealed = sealed_after(&mut reports, due).await? - folding.done;
-        server.running.stop().await?;
+        let child = rebuild_in_child(&serve, args).await?;
         // Registrations carry the same ids every day: folded once, skipped as duplicates after.
-        anyhow::ensure!(folding.folded as usize <= written, "folded {} events, wrote {written}", folding.folded);
+        anyhow::ensure!(child.folded as usize <= written, "folded {} events, wrote {written}", child.folded);
         eprintln!(
-            "  run {}: {:.1} s, {:.1} CPU s, sealed {:.1} s later",
+            "  run {}: {:.1} s, {:.1} CPU s, sealed {:.1} s later, peak {} MiB",
             run + 1,
-            (folding.done - started).as_secs_f64(),
-            cpu.as_secs_f64(),
-            sealed.as_secs_f64()
+            child.wall.as_secs_f64(),
+            child.cpu.as_secs_f64(),
+            child.sealed.as_secs_f64(),
+            child.peak / (1 << 20)
         );
-        runs.push((folding.done - started, cpu, folding.folded, sealed));
+        runs.push(child);
     }
-    let peak_memory = peak.read();
-    let ((wall, cpu, folded, sealed), runs) = median_of(runs, |(wall, _, _, _)| wall.as_secs_f64());
+    let peak_memory = runs.iter().map(|r| r.peak).max().map(|peak| (peak, true));
+    let (RebuiltInChild { wall, cpu, folded, sealed, .. }, runs) = median_of(runs, |r| r.wall.as_secs_f64());
     let by_tree = live_bytes_by_tree(&serve.join("projections"))?;
     let feed_bytes = by_tree.get("feeds").copied().unwrap_or(0);
     let state_bytes = by_tree.values().sum::<u64>() - feed_bytes;
@@ -386,6 +378,78 @@ pub async fn rebuild_days(args: &Args, days: u32) -> anyhow::Result<DaysRebuilt>
         feed_bytes,
         peak_memory,
     })
+}
+
+/// What one rebuild in a child process measured (see [`rebuild_child`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RebuiltInChild {
+    /// From starting the server until everything was folded.
+    wall: Duration,
+    /// CPU of the child over the same span, all threads.
+    cpu: Duration,
+    folded: u64,
+    /// From everything folded to the days sealed.
+    sealed: Duration,
+    /// The child's VmHWM (bytes).
+    peak: u64,
+}
+
+impl RebuiltInChild {
+    const PREFIX: &str = "rebuilt:";
+
+    fn line(&self) -> String {
+        let (wall, cpu, sealed) = (self.wall.as_micros(), self.cpu.as_micros(), self.sealed.as_micros());
+        format!("{} {wall} {cpu} {} {sealed} {}", Self::PREFIX, self.folded, self.peak)
+    }
+
+    fn parse(line: &str) -> Option<Self> {
+        let fields: Vec<u64> =
+            line.strip_prefix(Self::PREFIX)?.split_whitespace().map(str::parse).collect::<Result<_, _>>().ok()?;
+        let &[wall, cpu, folded, sealed, peak] = fields.as_slice() else { return None };
+        Some(Self {
+            wall: Duration::from_micros(wall),
+            cpu: Duration::from_micros(cpu),
+            folded,
+            sealed: Duration::from_micros(sealed),
+            peak,
+        })
+    }
+}
+
+/// Runs [`rebuild_child`] in a new process of this binary on `serve`, and reads what it measured.
+async fn rebuild_in_child(serve: &Path, args: &Args) -> anyhow::Result<RebuiltInChild> {
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command.arg("--rebuild-child").arg(serve).args(["--scale", &args.scale.to_string()]);
+    if let Some(threads) = args.fold_threads {
+        command.args(["--fold-threads", &threads.to_string()]);
+    }
+    command.stderr(std::process::Stdio::inherit());
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    anyhow::ensure!(output.status.success(), "the rebuild's process failed: {}", output.status);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .find_map(RebuiltInChild::parse)
+        .ok_or_else(|| anyhow::anyhow!("the rebuild's process printed no figures: {stdout:?}"))
+}
+
+/// In the child process: starts the server on the log and empty projections in `serve`,
+/// times it folding everything and then sealing the past days, and prints the figures.
+pub async fn rebuild_child(serve: &Path, args: &Args) -> anyhow::Result<()> {
+    let config = serve_args(serve, &Log::Embedded, &crate::unique_name("days"), "aggregators", args);
+    let started = Instant::now();
+    let server = Server::start(&config, Roles::All).await?;
+    let mut reports = ReportsClient::new(server.channel.clone());
+    let folding = follow_folding(&mut reports).await?;
+    let cpu = process_cpu();
+    // The feeds held the seal while the backlog was folded: it follows now.
+    let due = config.close.last_sealed_day(chrono::Utc::now().with_timezone(&config.utc_offset).naive_local());
+    let sealed = sealed_after(&mut reports, due).await? - folding.done;
+    server.running.stop().await?;
+    let peak = PeakMemory { reset: false }.read().map_or(0, |(bytes, _)| bytes);
+    let figures = RebuiltInChild { wall: folding.done - started, cpu, folded: folding.folded, sealed, peak };
+    println!("{}", figures.line());
+    Ok(())
 }
 
 /// When the province's report of `day` was first seen sealed (version 1 or later).
@@ -596,6 +660,20 @@ fn dir_size(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rebuilds_figures_cross_from_the_child_intact() {
+        let figures = RebuiltInChild {
+            wall: Duration::from_micros(157_200_001),
+            cpu: Duration::from_micros(260_000_002),
+            folded: 48_947_508,
+            sealed: Duration::from_micros(58_000_003),
+            peak: 12_458 << 20,
+        };
+        assert_eq!(RebuiltInChild::parse(&figures.line()), Some(figures));
+        assert_eq!(RebuiltInChild::parse("some other line"), None);
+        assert_eq!(RebuiltInChild::parse("rebuilt: 1 2 3"), None);
+    }
 
     #[test]
     fn the_median_run_is_shown_with_the_range_of_all() {

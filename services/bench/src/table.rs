@@ -309,7 +309,7 @@ pub fn render(
             },
         ),
         row(
-            "rebuild of the days, the median run: CPU of the process, all threads (s), and folded events per CPU second"
+            "rebuild of the days, the median run: CPU of its process until all is folded, all threads (s), and folded events per CPU second"
                 .into(),
             [
                 cell(days, |d| {
@@ -391,7 +391,7 @@ pub fn render(
             dash(),
         ),
         row(
-            "peak memory while the days are rebuilt, VmHWM of the bench process (MiB)".into(),
+            "peak memory of the days' rebuild and seal, VmHWM of its process, the highest of the runs (MiB)".into(),
             [cell(days.and_then(|d| d.peak_memory), peak_mib), "not measured".into()],
             dash(),
             dash(),
@@ -519,8 +519,9 @@ Notes:
   readers; and in one call, `ListDailyReports` for the province (a server stream of every unit's
   report, schools read once for the cities and the province), read to its end, five times, the
   median shown.
-- Peak memory: VmHWM of the bench process, reset before each log's run and before the days'
-  rebuilds (`/proc/self/clear_refs`);
+- Peak memory: VmHWM of the bench process, reset before each log's run (`/proc/self/clear_refs`);
+  each rebuild of the days runs in a process of its own (a server restarted to rebuild), whose
+  VmHWM is its own;
   it includes the bench's own copy of the day's events, and not tansu. Bytes per person: the
   files under the data directory (embedded: log, intake index, projections; Kafka: intake index,
   and the projections, which hold this aggregator's state and its view of the changelog) over
@@ -545,8 +546,10 @@ Notes:
 - Rebuild of days: {days} simulated days ending today (the same province, seed and
   simulator) are written straight into a new embedded log as intake writes them (intake is not
   timed here), then the server starts on empty projections; timed from the start of the server
-  until `GetStatus` says nothing is left to fold; {days_runs} time(s), on new projections each time,
-  the median shown with the fastest and slowest (runs on this shared machine vary by a fifth).
+  until `GetStatus` says nothing is left to fold; {days_runs} time(s), on new projections and in a
+  new process (`daybook-bench --rebuild-child`) each time, the median shown with the fastest and
+  slowest (runs on this shared machine vary by a fifth). The feeds hold their seal meanwhile;
+  the seal follows, timed until the province's report of the last day due is sealed.
   Registrations repeat every day with the same
   ids, so fewer events are folded than records read. Not run on Kafka (tansu's memory storage
   would hold every day in memory, at the Kafka column's rate several minutes per day).

@@ -3,7 +3,7 @@
 //! - [`office`]: which office receives which units (configuration, not code).
 //! - [`publisher`]: seals each day's reports at the deadline (version 1, missing or sent,
 //!   zero reports), turns later changes into revised versions, and puts reports and
-//!   immediate alerts into each office's feed, all in one sled batch with its state.
+//!   immediate alerts into each office's feed, in sled batches with its state (one per day).
 //! - [`grpc`]: the `Feeds` service: a subscription from a cursor (server streaming).
 //! - [`files`]: the daily report table and the observation list as CSV or XLSX.
 //! - [`forward`]: copies each office's feed to a Kafka topic of its own.

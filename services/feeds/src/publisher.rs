@@ -16,8 +16,8 @@
 //! enough to be gone within [`MAX_CATCH_UP`], judged every [`MAX_HOLD`]; a load beyond
 //! what the fold can carry (the backlog does not shrink) must not stop the day's reports.
 //!
-//! Everything a pass publishes and remembers goes into the feed store in one sled batch;
-//! only then are the marks it handled cleared (compare-and-swap: a mark set again
+//! What a pass publishes and remembers goes into the feed store in sled batches, one for
+//! the alerts and one per day; only then are the marks it handled cleared (compare-and-swap: a mark set again
 //! meanwhile stays for the next pass). A crash repeats a pass, which publishes nothing
 //! twice: a report whose figures equal the remembered version is not published again.
 //!
@@ -358,10 +358,14 @@ impl Publisher {
         // Held, the marks stay for the pass that follows the catch-up.
         let marks = if hold { Vec::new() } else { self.projections.marks()? };
         let alerts = self.projections.alerts()?;
-        let mut pass = Pass::default();
 
+        let mut pass = Pass::default();
         for (alert, _) in &alerts {
             self.publish_alert(&mut pass, alert)?;
+        }
+        let mut items = self.write(pass)?;
+        for (alert, stored) in &alerts {
+            self.projections.clear_alert(alert, stored)?;
         }
 
         let oldest = target - TimeDelta::days(i64::from(self.catch_up_days));
@@ -384,6 +388,9 @@ impl Publisher {
                 *first = (*first).min(mark.day);
             }
         }
+        // A batch per day: a pass over many days (the first after a rebuild) holds one day
+        // in memory at a time, and the offices get each day as soon as it is written. A
+        // crash in between repeats the days not written; the rest publish nothing new.
         if !to_seal.is_empty() || !revise.is_empty() {
             let roster = Roster::load(&self.projections)?;
             let offices = self.offices.resolve(&roster.cities.keys().cloned().collect());
@@ -391,39 +398,38 @@ impl Publisher {
                 for day in first.iter_days().take_while(|d| *d <= sealed) {
                     let schools: BTreeSet<String> =
                         revise.iter().filter(|(_, from)| **from <= day).map(|(s, _)| s.clone()).collect();
+                    let mut pass = Pass::default();
                     self.publish_day(&mut pass, &roster, &offices, day, Some(&schools))?;
+                    items += self.write(pass)?;
                 }
             }
             for day in &to_seal {
                 tracing::info!(day = %day, "sealing the day's reports");
+                let mut pass = Pass::default();
                 self.publish_day(&mut pass, &roster, &offices, *day, None)?;
+                pass.batch.insert(b"S".as_slice(), day.format("%Y-%m-%d").to_string().as_bytes());
+                items += self.write(pass)?;
             }
         }
-        let now_sealed = match (sealed, to_seal.last()) {
-            (_, Some(last)) => Some(*last),
-            (sealed, None) => sealed,
-        };
-        if let Some(day) = now_sealed
-            && Some(day) != sealed
-        {
-            pass.batch.insert(b"S".as_slice(), day.format("%Y-%m-%d").to_string().as_bytes());
-        }
-        for ((day, unit), remembered) in &pass.remembered {
-            pass.batch.insert(published_key(*day, unit), postcard::to_stdvec(remembered).expect("serializes"));
-        }
-        let items = pass.items;
-        self.store.tree.apply_batch(pass.batch)?;
-        if items > 0 {
-            self.store.tree.flush()?;
-            self.store.published.send_modify(|n| *n += 1);
-        }
+        let now_sealed = to_seal.last().copied().or(sealed);
         for mark in marks.iter().filter(|m| now_sealed.is_some_and(|s| m.day <= s)) {
             self.projections.clear_mark(mark)?;
         }
-        for (alert, stored) in &alerts {
-            self.projections.clear_alert(alert, stored)?;
-        }
         Ok(items)
+    }
+
+    /// Writes what `pass` published and remembers in one batch, and wakes the subscribers.
+    /// Returns how many feed items it wrote.
+    fn write(&self, mut pass: Pass) -> Result<usize, FeedError> {
+        for ((day, unit), remembered) in &pass.remembered {
+            pass.batch.insert(published_key(*day, unit), postcard::to_stdvec(remembered).expect("serializes"));
+        }
+        self.store.tree.apply_batch(pass.batch)?;
+        if pass.items > 0 {
+            self.store.tree.flush()?;
+            self.store.published.send_modify(|n| *n += 1);
+        }
+        Ok(pass.items)
     }
 
     /// Whether seals and revisions wait in this pass (see the module's comment).
