@@ -553,7 +553,7 @@ mod tests {
             .map(|i| eventlog::Record {
                 topic: "health".into(),
                 key: format!("S{i}"),
-                headers: vec![],
+                headers: Default::default(),
                 payload: b"unreadable".to_vec(),
             })
             .collect();
