@@ -52,8 +52,7 @@ fn main() {
                 let offset = &mut offsets[topic * 4 + partition as usize];
                 let at = TopicPartition { topic: ["roster", "health", "movement"][topic].into(), partition };
                 let payload = event.encode_to_vec();
-                let record =
-                    Record { topic: at.topic.clone(), key: event.school.clone(), headers: Default::default(), payload };
+                let record = Record { topic: at.topic.clone(), key: event.school.clone(), headers: vec![], payload };
                 *offset += 1;
                 Polled { at, offset: *offset - 1, record }
             })

@@ -67,7 +67,7 @@ pub async fn publish_outbox<L: EventLog>(fold: &Projections, changelog: &L) -> R
                 topic: TOPIC.to_owned(),
                 // The record's key without the outbox prefix: `u…` or `n…`, as in the store.
                 key: String::from_utf8_lossy(&k[1..]).into_owned(),
-                headers: vec![("daybook-record".to_owned(), record_kind(k[1]).to_owned())].into(),
+                headers: vec![("daybook-record".to_owned(), record_kind(k[1]).to_owned())],
                 payload: v.clone(),
             })
             .collect();

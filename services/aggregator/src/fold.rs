@@ -968,7 +968,7 @@ mod tests {
         let record = Record {
             topic: tp.topic.clone(),
             key: event.school.clone(),
-            headers: Default::default(),
+            headers: vec![],
             payload: event.encode_to_vec(),
         };
         Polled { at: tp, offset, record }

@@ -553,7 +553,7 @@ mod tests {
             .map(|i| eventlog::Record {
                 topic: "health".into(),
                 key: format!("S{i}"),
-                headers: Default::default(),
+                headers: vec![],
                 payload: b"unreadable".to_vec(),
             })
             .collect();

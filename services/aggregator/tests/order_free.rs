@@ -335,12 +335,8 @@ fn as_log(order: &[&pb::Event]) -> Vec<Polled> {
             let at = TopicPartition { topic: topic_of(e).into(), partition: u32::from(e.school == "S2") };
             let offset = next_offset.entry(at.clone()).or_insert(0);
             *offset += 1;
-            let record = Record {
-                topic: at.topic.clone(),
-                key: e.school.clone(),
-                headers: Default::default(),
-                payload: e.encode_to_vec(),
-            };
+            let record =
+                Record { topic: at.topic.clone(), key: e.school.clone(), headers: vec![], payload: e.encode_to_vec() };
             Polled { at, offset: *offset - 1, record }
         })
         .collect()

@@ -482,8 +482,7 @@ fn log_record(event: &pb::Event) -> eventlog::Record {
         headers: vec![
             ("daybook-event-kind".to_owned(), topic.to_owned()),
             ("daybook-schema-version".to_owned(), wire::SCHEMA_VERSION.to_owned()),
-        ]
-        .into(),
+        ],
         payload: prost::Message::encode_to_vec(event),
     }
 }

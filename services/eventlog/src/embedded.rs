@@ -368,7 +368,7 @@ mod segment {
     pub(super) struct Builder {
         body: Vec<u8>,
         count: u64,
-        last_headers: Option<std::sync::Arc<[(String, String)]>>,
+        last_headers: Option<Vec<(String, String)>>,
     }
 
     impl Builder {
@@ -386,7 +386,7 @@ mod segment {
                 put_varint(&mut self.body, 0);
             } else {
                 put_varint(&mut self.body, record.headers.len() as u64 + 1);
-                for (name, value) in record.headers.iter() {
+                for (name, value) in &record.headers {
                     put_bytes(&mut self.body, name.as_bytes());
                     put_bytes(&mut self.body, value.as_bytes());
                 }
@@ -425,20 +425,18 @@ mod segment {
         let bad = || corrupt(tp, &format!("segment at {first} does not decode"));
         let mut rest = bytes.strip_prefix(&[FORMAT]).ok_or_else(bad)?;
         let count = get_varint(&mut rest).ok_or_else(bad)?;
-        // One shared copy per run of records with the same headers (written once per run).
-        let mut headers: std::sync::Arc<[(String, String)]> = std::sync::Arc::default();
+        let mut headers: Vec<(String, String)> = Vec::new();
         let mut next = from;
         for offset in first..(first + count).min(until) {
             let key = get_bytes(&mut rest).ok_or_else(bad)?;
             let marker = get_varint(&mut rest).ok_or_else(bad)?;
             if marker > 0 {
-                let mut read = Vec::with_capacity(marker as usize - 1);
+                headers.clear();
                 for _ in 1..marker {
                     let name = get_str(&mut rest).ok_or_else(bad)?;
                     let value = get_str(&mut rest).ok_or_else(bad)?;
-                    read.push((name.to_owned(), value.to_owned()));
+                    headers.push((name.to_owned(), value.to_owned()));
                 }
-                headers = read.into();
             }
             let payload = get_bytes(&mut rest).ok_or_else(bad)?;
             if offset < from {
@@ -501,7 +499,7 @@ mod tests {
         Record {
             topic: topic.into(),
             key: key.into(),
-            headers: vec![("kind".into(), topic.into())].into(),
+            headers: vec![("kind".into(), topic.into())],
             payload: payload.as_bytes().to_vec(),
         }
     }

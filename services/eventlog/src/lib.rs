@@ -55,9 +55,7 @@ pub struct Record {
     pub topic: String,
     /// The partitioning key: records with the same key stay in order in one partition.
     pub key: String,
-    /// Shared: the records of a segment read back share their headers, and a record's
-    /// copy costs no allocation.
-    pub headers: std::sync::Arc<[(String, String)]>,
+    pub headers: Vec<(String, String)>,
     pub payload: Vec<u8>,
 }
 

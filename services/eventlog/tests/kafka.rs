@@ -55,7 +55,7 @@ fn record(topic: &str, key: &str, payload: &str) -> Record {
     Record {
         topic: topic.into(),
         key: key.into(),
-        headers: vec![("daybook-event-kind".into(), topic.into()), ("payload".into(), payload.into())].into(),
+        headers: vec![("daybook-event-kind".into(), topic.into()), ("payload".into(), payload.into())],
         payload: payload.as_bytes().to_vec(),
     }
 }

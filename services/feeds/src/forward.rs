@@ -101,7 +101,7 @@ async fn forward_some<L: EventLog>(store: &FeedStore, log: &L, office: &str) -> 
             Record {
                 topic: topic(office),
                 key,
-                headers: vec![("daybook-feed-cursor".to_owned(), cursor.to_string())].into(),
+                headers: vec![("daybook-feed-cursor".to_owned(), cursor.to_string())],
                 payload: bytes,
             }
         })

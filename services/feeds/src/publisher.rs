@@ -629,12 +629,8 @@ mod tests {
             })),
         };
         let at = TopicPartition { topic: "roster".into(), partition: 0 };
-        let record = Record {
-            topic: at.topic.clone(),
-            key: "S1".into(),
-            headers: Default::default(),
-            payload: event.encode_to_vec(),
-        };
+        let record =
+            Record { topic: at.topic.clone(), key: "S1".into(), headers: vec![], payload: event.encode_to_vec() };
         folder.fold_records(&[Polled { at, offset: 0, record }]).unwrap();
         folder.checkpoint().unwrap();
         // Noon on 2 March in the zone (UTC+8): 1 March is past its deadline, 2 March is not.

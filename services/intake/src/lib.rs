@@ -172,8 +172,7 @@ impl<L: EventLog> IntakeService<L> {
                             headers: vec![
                                 (KIND_HEADER.to_owned(), kind.as_str().to_owned()),
                                 (SCHEMA_HEADER.to_owned(), wire::SCHEMA_VERSION.to_owned()),
-                            ]
-                            .into(),
+                            ],
                             payload,
                         });
                         new_events.push((index, kind));
