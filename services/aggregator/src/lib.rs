@@ -482,9 +482,10 @@ fn update_lag<L: EventLog>(log: &L, folder: &Folder, metrics: &AggregatorMetrics
     for (tp, end) in ends {
         let labels = vec![("topic".to_owned(), tp.topic.clone()), ("partition".to_owned(), tp.partition.to_string())];
         let position = folder.position(&tp).unwrap_or(0);
+        let lag = end.saturating_sub(position);
         metrics.position.get_or_create(&labels).set(position as i64);
-        metrics.lag.get_or_create(&labels).set(end.saturating_sub(position) as i64);
-        backlog += end.saturating_sub(position);
+        metrics.lag.get_or_create(&labels).set(lag as i64);
+        backlog += lag;
     }
     projections.set_backlog(backlog);
 }

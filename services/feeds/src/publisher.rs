@@ -17,9 +17,10 @@
 //! what the fold can carry (the backlog does not shrink) must not stop the day's reports.
 //!
 //! What a pass publishes and remembers goes into the feed store in sled batches, one for
-//! the alerts and one per day; only then are the marks it handled cleared (compare-and-swap: a mark set again
-//! meanwhile stays for the next pass). A crash repeats a pass, which publishes nothing
-//! twice: a report whose figures equal the remembered version is not published again.
+//! the alerts and one per day; only then are the marks it handled cleared
+//! (compare-and-swap: a mark set again meanwhile stays for the next pass). A crash
+//! repeats a pass, which publishes nothing twice: a report whose figures equal the
+//! remembered version is not published again.
 //!
 //! | key (feeds tree)            | value                                        |
 //! |-----------------------------|----------------------------------------------|
@@ -359,13 +360,17 @@ impl Publisher {
         let marks = if hold { Vec::new() } else { self.projections.marks()? };
         let alerts = self.projections.alerts()?;
 
-        let mut pass = Pass::default();
-        for (alert, _) in &alerts {
-            self.publish_alert(&mut pass, alert)?;
-        }
-        let mut items = self.write(pass)?;
-        for (alert, stored) in &alerts {
-            self.projections.clear_alert(alert, stored)?;
+        let mut items = 0;
+        // Most passes have none: no empty batch then (sled lets one batch in at a time).
+        if !alerts.is_empty() {
+            let mut pass = Pass::default();
+            for (alert, _) in &alerts {
+                self.publish_alert(&mut pass, alert)?;
+            }
+            items += self.write(pass)?;
+            for (alert, stored) in &alerts {
+                self.projections.clear_alert(alert, stored)?;
+            }
         }
 
         let oldest = target - TimeDelta::days(i64::from(self.catch_up_days));
