@@ -30,6 +30,10 @@ pub enum LogError {
     Storage(#[from] sled::Error),
     #[error("log record is corrupt at {at}: {reason}")]
     Corrupt { at: TopicPartition, reason: String },
+    #[error("log file is corrupt at byte {pos}: {reason}")]
+    CorruptFile { pos: u64, reason: String },
+    #[error("log file: {0}")]
+    Io(#[from] std::io::Error),
     #[error("log unavailable: {0}")]
     Unavailable(String),
     #[error("log configuration: {0}")]

@@ -1,0 +1,710 @@
+//! The embedded log: one append-only file on the local disk, synced before an append
+//! returns, so that what is acknowledged survives a crash.
+//!
+//! The file is a sequence of *chunks* ([`chunk`]), each a run of consecutive records of one
+//! partition from one append. All partitions share the file, so one `fdatasync` makes an
+//! append durable whatever partitions it wrote. Where each partition's chunks lie is kept
+//! in memory, found by scanning the file when it is opened: 24 bytes a chunk. A
+//! chunk cut short at the end of the file by a crash was never acknowledged (the sync had
+//! not returned); it is cut off. A chunk whose checksum fails elsewhere is reported as
+//! corruption, when opening for the last [`CHECKED_TAIL`] bytes and when read otherwise.
+//! Consumers see a record only once the sync that made it durable has returned.
+//!
+//! Reading is a `pread` of each chunk into a buffer the consumer reuses, then a decode.
+//! The log used to be kept in sled, one entry per chunk: sled copied its pages into fresh
+//! memory to read them back, most of the read's cost (services/bench/PROFILE.md,
+//! thirteenth session). Logs kept in sled are rewritten into the file when opened
+//! ([`migrate`]).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::{Appended, EventLog, LogConsumer, LogError, Polled, PositionLookup, Record, TopicPartition, partition_for};
+
+mod chunk;
+mod migrate;
+
+use chunk::segment;
+
+/// The log's records, in the log's directory.
+const CHUNKS: &str = "chunks";
+/// The partition count, fixed when the log is created.
+const PARTITIONS: &str = "partitions";
+/// How much of the file's end is checked chunk by chunk when it is opened: where a crash
+/// can have left a torn write (what was appended since the last sync), with room to spare.
+const CHECKED_TAIL: u64 = 64 << 20;
+
+#[derive(Clone)]
+pub struct EmbeddedLog {
+    inner: Arc<Inner>,
+    /// The partitions this handle's consumers read (all, unless made by [`Self::share`]).
+    share: Share,
+}
+
+/// Partitions `p` with `p % of == index`: one member's part of the log, as a member of a
+/// Kafka consumer group is assigned part of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Share {
+    index: u32,
+    of: u32,
+}
+
+impl Share {
+    const ALL: Share = Share { index: 0, of: 1 };
+
+    fn holds(self, tp: &TopicPartition) -> bool {
+        tp.partition % self.of == self.index
+    }
+}
+
+struct Inner {
+    file: File,
+    partitions: u32,
+    /// The file's end and where every partition's chunks are; the lock also orders
+    /// concurrent appends.
+    writer: Mutex<Writer>,
+    /// Next offset per partition of what is durable: what consumers may read.
+    durable: Mutex<HashMap<TopicPartition, u64>>,
+    /// Bumped after every durable append so that waiting consumers wake.
+    appended: watch::Sender<u64>,
+    /// One sync at a time (group commit). The value is the count of appends the last sync
+    /// covered.
+    synced: tokio::sync::Mutex<u64>,
+}
+
+#[derive(Default)]
+struct Writer {
+    /// Where the next chunk goes.
+    end: u64,
+    parts: HashMap<TopicPartition, Part>,
+    /// Appends written to the file so far.
+    applied: u64,
+}
+
+/// A partition's chunks, in offset order, and its next offset.
+#[derive(Default)]
+struct Part {
+    chunks: Vec<ChunkAt>,
+    next: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ChunkAt {
+    /// The offset of its first record.
+    first: u64,
+    /// Where it starts in the file.
+    pos: u64,
+    /// Its length, frame included.
+    len: u32,
+}
+
+impl Part {
+    /// The chunks holding offsets `from..until`.
+    fn chunks_for(&self, from: u64, until: u64) -> &[ChunkAt] {
+        let start = self.chunks.partition_point(|c| c.first <= from).saturating_sub(1);
+        let end = self.chunks.partition_point(|c| c.first < until);
+        &self.chunks[start..end.max(start)]
+    }
+}
+
+impl std::fmt::Debug for EmbeddedLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedLog").field("partitions", &self.inner.partitions).field("share", &self.share).finish()
+    }
+}
+
+fn corrupt(at: &TopicPartition, reason: &str) -> LogError {
+    LogError::Corrupt { at: at.clone(), reason: reason.to_owned() }
+}
+impl EmbeddedLog {
+    /// Opens (or creates) the log under `dir` with `partitions` partitions per topic. The
+    /// partition count is fixed at creation: reopening with another count is refused,
+    /// because it would send a school's events to a different partition.
+    pub fn open(dir: &Path, partitions: u32) -> Result<Self, LogError> {
+        std::fs::create_dir_all(dir)?;
+        if !dir.join(CHUNKS).exists() && migrate::sled_log_in(dir) {
+            migrate::from_sled(dir, partitions)?;
+        }
+        migrate::remove_sled_files(dir)?;
+        match std::fs::read_to_string(dir.join(PARTITIONS)) {
+            Ok(stored) => {
+                let n: u32 = stored.trim().parse().map_err(|_| {
+                    LogError::Config(format!("{} does not hold a partition count", dir.join(PARTITIONS).display()))
+                })?;
+                if n != partitions {
+                    return Err(LogError::Config(format!(
+                        "log at {} has {n} partitions, not {partitions}",
+                        dir.display()
+                    )));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_partitions(dir, partitions)?,
+            Err(e) => return Err(e.into()),
+        }
+        let file =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(CHUNKS))?;
+        let writer = scan(&file)?;
+        let durable = Mutex::new(writer.parts.iter().map(|(tp, part)| (tp.clone(), part.next)).collect());
+        let (appended, _) = watch::channel(0);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                file,
+                partitions,
+                writer: Mutex::new(writer),
+                durable,
+                appended,
+                synced: tokio::sync::Mutex::new(0),
+            }),
+            share: Share::ALL,
+        })
+    }
+
+    pub fn partitions(&self) -> u32 {
+        self.inner.partitions
+    }
+
+    /// The same log, whose consumers read (and whose `end_offsets` give) only the
+    /// partitions `p` with `p % of == index`: `of` aggregators in this process, one per
+    /// `index`, fold the log in parallel, each a disjoint set of schools. Appends are
+    /// unchanged.
+    pub fn share(&self, index: u32, of: u32) -> Self {
+        assert!(index < of, "share {index} of {of}: the index must be below the count");
+        Self { inner: self.inner.clone(), share: Share { index, of } }
+    }
+}
+
+/// Writes the partition count of a new log, durably.
+fn write_partitions(dir: &Path, partitions: u32) -> Result<(), LogError> {
+    let path = dir.join(PARTITIONS);
+    let writing = dir.join(format!("{PARTITIONS}.writing"));
+    std::fs::write(&writing, format!("{partitions}\n"))?;
+    File::open(&writing)?.sync_all()?;
+    std::fs::rename(&writing, &path)?;
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Finds every chunk of the file. A chunk cut short or failing its checksum within the
+/// last [`CHECKED_TAIL`] bytes is cut off with everything after it: a crash tore it, and
+/// no append it held had returned. Earlier, a chunk that makes no sense is corruption.
+fn scan(file: &File) -> Result<Writer, LogError> {
+    let len = file.metadata()?.len();
+    let mut writer = Writer::default();
+    // A frame's fields, a topic's name (Kafka's are at most 249 bytes) and the count.
+    let mut head = [0u8; chunk::PREFIX + 256 + 16];
+    let mut whole = Vec::new();
+    let mut pos = 0;
+    while pos < len {
+        let n = usize::try_from((len - pos).min(head.len() as u64)).expect("bounded by the buffer");
+        file.read_exact_at(&mut head[..n], pos)?;
+        let in_tail = len - pos <= CHECKED_TAIL;
+        let header = match chunk::header(&head[..n]).filter(|h| h.len <= len - pos) {
+            Some(header) => header,
+            None if in_tail => break,
+            None => return Err(LogError::CorruptFile { pos, reason: "no chunk starts there".into() }),
+        };
+        if in_tail {
+            whole.resize(usize::try_from(header.len).expect("a chunk is below 4 GiB"), 0);
+            file.read_exact_at(&mut whole, pos)?;
+            if chunk::body(&header, &whole).is_err() {
+                break;
+            }
+        }
+        let count = chunk::count(&header, &head[..n])
+            .ok_or_else(|| corrupt(&header.tp, &format!("the chunk at offset {} has no record count", header.first)))?;
+        let part = writer.parts.entry(header.tp.clone()).or_default();
+        if header.first != part.next {
+            let reason = format!("a chunk at offset {} follows offset {}", header.first, part.next);
+            return Err(corrupt(&header.tp, &reason));
+        }
+        part.chunks.push(ChunkAt { first: header.first, pos, len: u32::try_from(header.len).expect("below 4 GiB") });
+        part.next += count;
+        pos += header.len;
+    }
+    if pos < len {
+        tracing::warn!(at = pos, dropped = len - pos, "the log's end was cut short by a crash; cutting it off");
+        file.set_len(pos)?;
+        file.sync_all()?;
+    }
+    writer.end = pos;
+    Ok(writer)
+}
+
+impl EventLog for EmbeddedLog {
+    type Consumer = EmbeddedConsumer;
+
+    async fn append(&self, records: Vec<Record>) -> Result<Vec<Appended>, LogError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inner = &self.inner;
+        // Each record's partition, and each partition's records in the order first seen.
+        let mut parts: Vec<(TopicPartition, Vec<&Record>)> = Vec::new();
+        let mut slots = Vec::with_capacity(records.len());
+        for record in &records {
+            let partition = partition_for(&record.key, inner.partitions);
+            let slot = match parts.iter().position(|(tp, _)| tp.partition == partition && tp.topic == record.topic) {
+                Some(slot) => slot,
+                None => {
+                    parts.push((TopicPartition { topic: record.topic.clone(), partition }, Vec::new()));
+                    parts.len() - 1
+                }
+            };
+            parts[slot].1.push(record);
+            slots.push(slot);
+        }
+        let (reached, mine, mut next) = {
+            let mut writer = inner.writer.lock().expect("log writer lock poisoned");
+            let mut bytes = Vec::new();
+            let mut written = Vec::with_capacity(parts.len());
+            for (tp, part) in &parts {
+                let start = writer.parts.get(tp).map_or(0, |p| p.next);
+                let mut chunks = Vec::new();
+                let mut first = start;
+                let mut builder = segment::Builder::default();
+                for (i, record) in part.iter().enumerate() {
+                    builder.push(record);
+                    if builder.full() || i + 1 == part.len() {
+                        let at = bytes.len();
+                        let n = builder.len();
+                        chunk::put(&mut bytes, tp, first, &std::mem::take(&mut builder).finish());
+                        let len = u32::try_from(bytes.len() - at).expect("a chunk is below 4 GiB");
+                        chunks.push(ChunkAt { first, pos: writer.end + at as u64, len });
+                        first += n;
+                    }
+                }
+                written.push((start, chunks, first));
+            }
+            // Written before anything is indexed: a failed write leaves the log as it was,
+            // and the next append writes over what it left.
+            inner.file.write_all_at(&bytes, writer.end)?;
+            writer.end += bytes.len() as u64;
+            let mut starts = Vec::with_capacity(parts.len());
+            for ((tp, _), (start, chunks, end)) in parts.iter().zip(written) {
+                let part = writer.parts.entry(tp.clone()).or_default();
+                part.chunks.extend(chunks);
+                part.next = end;
+                starts.push(start);
+            }
+            writer.applied += 1;
+            let reached: Vec<(TopicPartition, u64)> =
+                parts.iter().map(|(tp, _)| (tp.clone(), writer.parts[tp].next)).collect();
+            (reached, writer.applied, starts)
+        };
+        // Durable before anyone is told: one sync covers every append written before it
+        // starts, so an append a sync begun after it covered needs no sync of its own.
+        {
+            let mut synced = inner.synced.lock().await;
+            if *synced < mine {
+                let covers = inner.writer.lock().expect("log writer lock poisoned").applied;
+                let log = inner.clone();
+                tokio::task::spawn_blocking(move || log.file.sync_data())
+                    .await
+                    .map_err(|e| LogError::Unavailable(format!("the log's sync stopped: {e}")))??;
+                *synced = covers;
+            }
+        }
+        {
+            let mut durable = inner.durable.lock().expect("log durable lock poisoned");
+            for (tp, end) in reached {
+                let known = durable.entry(tp).or_insert(0);
+                *known = (*known).max(end);
+            }
+        }
+        inner.appended.send_modify(|n| *n += 1);
+        // Offsets in the order the records came.
+        Ok(slots
+            .into_iter()
+            .map(|slot| {
+                let offset = next[slot];
+                next[slot] += 1;
+                Appended { partition: parts[slot].0.partition, offset }
+            })
+            .collect())
+    }
+
+    fn subscribe(&self, _group: &str, positions: PositionLookup) -> Result<EmbeddedConsumer, LogError> {
+        // One process owns the embedded log, so every consumer is given every partition of
+        // its handle's share, whatever its group.
+        Ok(EmbeddedConsumer {
+            log: self.clone(),
+            positions,
+            cursor: HashMap::new(),
+            buffer: Vec::new(),
+            wake: self.inner.appended.subscribe(),
+        })
+    }
+
+    /// The next offset of every partition, counting only what is durable.
+    fn end_offsets(&self) -> Result<Vec<(TopicPartition, u64)>, LogError> {
+        let durable = self.inner.durable.lock().expect("log durable lock poisoned");
+        let mut out: Vec<_> =
+            durable.iter().filter(|(tp, _)| self.share.holds(tp)).map(|(tp, n)| (tp.clone(), *n)).collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+pub struct EmbeddedConsumer {
+    log: EmbeddedLog,
+    positions: PositionLookup,
+    cursor: HashMap<TopicPartition, u64>,
+    /// Chunks are read into this, kept from poll to poll.
+    buffer: Vec<u8>,
+    wake: watch::Receiver<u64>,
+}
+
+impl EmbeddedConsumer {
+    fn read_available(&mut self, max: usize) -> Result<Vec<Polled>, LogError> {
+        let mut out = Vec::new();
+        let ends = self.log.end_offsets()?;
+        for (tp, end) in ends {
+            if out.len() >= max {
+                break;
+            }
+            let positions = &self.positions;
+            let from = *self.cursor.entry(tp.clone()).or_insert_with(|| positions(&tp).unwrap_or(0));
+            if from >= end {
+                continue;
+            }
+            let until = end.min(from + (max - out.len()) as u64);
+            let chunks = {
+                let writer = self.log.inner.writer.lock().expect("log writer lock poisoned");
+                writer.parts.get(&tp).map(|part| part.chunks_for(from, until).to_vec()).unwrap_or_default()
+            };
+            let mut next = from;
+            for at in chunks {
+                self.buffer.resize(at.len as usize, 0);
+                self.log.inner.file.read_exact_at(&mut self.buffer, at.pos)?;
+                let header = chunk::header(&self.buffer)
+                    .filter(|h| h.tp == tp && h.first == at.first)
+                    .ok_or_else(|| corrupt(&tp, &format!("no chunk at byte {} for offset {}", at.pos, at.first)))?;
+                next = segment::read(&tp, at.first, chunk::body(&header, &self.buffer)?, next, until, &mut out)?;
+            }
+            self.cursor.insert(tp, next);
+        }
+        Ok(out)
+    }
+}
+
+impl LogConsumer for EmbeddedConsumer {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Polled>, LogError> {
+        self.wake.borrow_and_update();
+        let records = self.read_available(max)?;
+        if !records.is_empty() {
+            return Ok(records);
+        }
+        // Nothing yet: sleep until an append lands or the wait runs out.
+        let _ = tokio::time::timeout(wait, self.wake.changed()).await;
+        self.read_available(max)
+    }
+
+    fn commit(&mut self, _positions: &[(TopicPartition, u64)]) -> Result<(), LogError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(topic: &str, key: &str, payload: &str) -> Record {
+        Record {
+            topic: topic.into(),
+            key: key.into(),
+            headers: vec![("kind".into(), topic.into())],
+            payload: payload.as_bytes().to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_key_keeps_its_order_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = EmbeddedLog::open(dir.path(), 4).unwrap();
+            let appended = log.append(vec![record("health", "S1", "a"), record("health", "S1", "b")]).await.unwrap();
+            assert_eq!(appended[0].partition, appended[1].partition);
+            assert_eq!(appended[1].offset, appended[0].offset + 1);
+        }
+        let log = EmbeddedLog::open(dir.path(), 4).unwrap();
+        log.append(vec![record("health", "S1", "c")]).await.unwrap();
+        let mut consumer = log.subscribe("g", Arc::new(|_| None)).unwrap();
+        let polled = consumer.poll(10, Duration::from_millis(10)).await.unwrap();
+        let payloads: Vec<&[u8]> = polled.iter().map(|p| p.record.payload.as_slice()).collect();
+        assert_eq!(payloads, [b"a", b"b", b"c"]);
+        assert_eq!(polled.iter().map(|p| p.offset).collect::<Vec<_>>(), [0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_consumer_starts_where_its_positions_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path(), 1).unwrap();
+        log.append(vec![record("t", "k", "0"), record("t", "k", "1"), record("t", "k", "2")]).await.unwrap();
+        let mut consumer = log.subscribe("g", Arc::new(|_| Some(2))).unwrap();
+        let polled = consumer.poll(10, Duration::from_millis(10)).await.unwrap();
+        assert_eq!(polled.len(), 1);
+        assert_eq!(polled[0].record.payload, b"2");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_consumer_wakes_on_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path(), 2).unwrap();
+        let mut consumer = log.subscribe("g", Arc::new(|_| None)).unwrap();
+        let writer = log.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            writer.append(vec![record("t", "k", "x")]).await.unwrap();
+        });
+        let polled = consumer.poll(10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(polled.len(), 1);
+    }
+
+    fn numbered(n: usize) -> Vec<Record> {
+        (0..n)
+            .map(|i| record(if i % 3 == 0 { "roster" } else { "health" }, &format!("S{}", i % 5), &format!("{i:0200}")))
+            .collect()
+    }
+
+    /// Polls `max` at a time until nothing is left.
+    async fn drain(consumer: &mut EmbeddedConsumer, max: usize) -> Vec<Polled> {
+        let mut all = Vec::new();
+        loop {
+            let polled = consumer.poll(max, Duration::from_millis(1)).await.unwrap();
+            if polled.is_empty() {
+                return all;
+            }
+            assert!(polled.len() <= max);
+            all.extend(polled);
+        }
+    }
+
+    /// Every record comes back once, with the offset its append answered, in append order
+    /// per partition, whatever the poll size cuts through.
+    async fn assert_reads_back(log: &EmbeddedLog, written: &[(Record, Appended)]) {
+        for max in [1, 7, 100, 4096] {
+            let mut consumer = log.subscribe("g", Arc::new(|_| None)).unwrap();
+            let polled = drain(&mut consumer, max).await;
+            assert_eq!(polled.len(), written.len(), "poll size {max}");
+            let mut expected: Vec<(TopicPartition, u64, &Record)> = written
+                .iter()
+                .map(|(r, a)| (TopicPartition { topic: r.topic.clone(), partition: a.partition }, a.offset, r))
+                .collect();
+            expected.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            let mut got: Vec<(TopicPartition, u64, &Record)> =
+                polled.iter().map(|p| (p.at.clone(), p.offset, &p.record)).collect();
+            got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            assert_eq!(got, expected, "poll size {max}");
+        }
+    }
+
+    #[tokio::test]
+    async fn many_records_span_segments_and_read_back_from_any_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut written = Vec::new();
+        {
+            let log = EmbeddedLog::open(dir.path(), 3).unwrap();
+            for chunk in numbered(2_000).chunks(600) {
+                let appended = log.append(chunk.to_vec()).await.unwrap();
+                written.extend(chunk.iter().cloned().zip(appended));
+            }
+            assert_reads_back(&log, &written).await;
+        }
+        // Reopened: the ends are where they were, and appends continue from there.
+        let log = EmbeddedLog::open(dir.path(), 3).unwrap();
+        let more = numbered(50);
+        let appended = log.append(more.clone()).await.unwrap();
+        written.extend(more.into_iter().zip(appended));
+        assert_reads_back(&log, &written).await;
+        let total: u64 = log.end_offsets().unwrap().iter().map(|(_, n)| n).sum();
+        assert_eq!(total, 2_050);
+        // A consumer told to start in the middle of a segment starts exactly there.
+        let tp = TopicPartition { topic: "health".into(), partition: written[1].1.partition };
+        let mut consumer = log.subscribe("g", Arc::new(|_| Some(37))).unwrap();
+        let polled = drain(&mut consumer, 10).await;
+        let first = polled.iter().filter(|p| p.at == tp).map(|p| p.offset).min();
+        assert_eq!(first, Some(37));
+    }
+
+    #[tokio::test]
+    async fn shares_split_the_partitions_and_together_read_everything_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path(), 5).unwrap();
+        let written = log.append(numbered(500)).await.unwrap();
+        let mut seen = Vec::new();
+        for index in 0..2 {
+            let share = log.share(index, 2);
+            let ends = share.end_offsets().unwrap();
+            assert!(!ends.is_empty() && ends.iter().all(|(tp, _)| tp.partition % 2 == index), "{ends:?}");
+            let mut consumer = share.subscribe("g", Arc::new(|_| None)).unwrap();
+            let polled = drain(&mut consumer, 64).await;
+            assert!(polled.iter().all(|p| p.at.partition % 2 == index));
+            seen.extend(polled.into_iter().map(|p| (p.at.partition, p.offset)));
+        }
+        seen.sort_unstable();
+        let mut expected: Vec<(u32, u64)> = written.iter().map(|a| (a.partition, a.offset)).collect();
+        expected.sort_unstable();
+        assert_eq!(seen, expected);
+    }
+
+    #[tokio::test]
+    async fn a_log_of_the_first_format_is_rewritten_into_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = numbered(300);
+        let mut written = Vec::new();
+        {
+            // One entry per record, keyed by offset, as the log used to be written.
+            let db = sled::open(dir.path()).unwrap();
+            db.insert("meta/partitions", &2u32.to_be_bytes()).unwrap();
+            let mut next: HashMap<TopicPartition, u64> = HashMap::new();
+            for record in &records {
+                let tp = TopicPartition { topic: record.topic.clone(), partition: partition_for(&record.key, 2) };
+                let offset = next.entry(tp.clone()).or_insert(0);
+                let tree = db.open_tree(format!("log/{}/{}", tp.topic, tp.partition)).unwrap();
+                tree.insert(offset.to_be_bytes(), postcard::to_stdvec(record).unwrap()).unwrap();
+                written.push((record.clone(), Appended { partition: tp.partition, offset: *offset }));
+                *offset += 1;
+            }
+            db.flush().unwrap();
+        }
+        assert_rewritten_from_sled(dir.path(), 2, written).await;
+    }
+
+    /// The log opened in `dir` reads back what sled held, sled's files are gone, and
+    /// appends continue after it, also once reopened.
+    async fn assert_rewritten_from_sled(dir: &Path, partitions: u32, mut written: Vec<(Record, Appended)>) {
+        let log = EmbeddedLog::open(dir, partitions).unwrap();
+        for gone in ["db", "conf", "blobs"] {
+            assert!(!dir.join(gone).exists(), "{gone} is left");
+        }
+        assert_reads_back(&log, &written).await;
+        let more = numbered(10);
+        let appended = log.append(more.clone()).await.unwrap();
+        written.extend(more.into_iter().zip(appended));
+        assert_reads_back(&log, &written).await;
+        drop(log);
+        assert_reads_back(&EmbeddedLog::open(dir, partitions).unwrap(), &written).await;
+    }
+
+    #[tokio::test]
+    async fn a_log_of_sled_segments_is_rewritten_into_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut written = Vec::new();
+        {
+            // Runs of up to 7 records per entry, keyed by the offset of their first, as the
+            // log was kept in sled until the thirteenth session.
+            let db = sled::open(dir.path()).unwrap();
+            db.insert("meta/partitions", &3u32.to_be_bytes()).unwrap();
+            let mut runs: HashMap<TopicPartition, (u64, segment::Builder)> = HashMap::new();
+            let mut next: HashMap<TopicPartition, u64> = HashMap::new();
+            let store = |tp: &TopicPartition, first: u64, run: segment::Builder| {
+                let tree = db.open_tree(format!("seg/{}/{}", tp.topic, tp.partition)).unwrap();
+                tree.insert(first.to_be_bytes(), run.finish()).unwrap();
+            };
+            for record in numbered(500) {
+                let tp = TopicPartition { topic: record.topic.clone(), partition: partition_for(&record.key, 3) };
+                let offset = next.entry(tp.clone()).or_insert(0);
+                let (first, run) = runs.entry(tp.clone()).or_insert_with(|| (*offset, segment::Builder::default()));
+                run.push(&record);
+                if run.len() == 7 {
+                    let (first, run) = runs.remove(&tp).unwrap();
+                    store(&tp, first, run);
+                } else {
+                    let _ = first;
+                }
+                written.push((record, Appended { partition: tp.partition, offset: *offset }));
+                *offset += 1;
+            }
+            for (tp, (first, run)) in runs {
+                store(&tp, first, run);
+            }
+            db.flush().unwrap();
+        }
+        assert_rewritten_from_sled(dir.path(), 3, written).await;
+    }
+
+    #[tokio::test]
+    async fn a_sled_log_is_not_rewritten_with_another_partition_count() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.insert("meta/partitions", &4u32.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        let err = EmbeddedLog::open(dir.path(), 8).unwrap_err();
+        assert!(err.to_string().contains("has 4 partitions, not 8"), "{err}");
+        assert!(dir.path().join("db").exists(), "the sled log is kept");
+    }
+
+    #[tokio::test]
+    async fn an_append_torn_by_a_crash_is_cut_off_and_the_log_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunks = dir.path().join(CHUNKS);
+        let mut written = Vec::new();
+        {
+            let log = EmbeddedLog::open(dir.path(), 3).unwrap();
+            for _ in 0..2 {
+                let records = numbered(300);
+                written.extend(records.clone().into_iter().zip(log.append(records).await.unwrap()));
+            }
+        }
+        // The second append reached the disk only in part: its last chunk lacks its end.
+        let full = std::fs::metadata(&chunks).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&chunks).unwrap().set_len(full - 5).unwrap();
+        let log = EmbeddedLog::open(dir.path(), 3).unwrap();
+        let mut consumer = log.subscribe("g", Arc::new(|_| None)).unwrap();
+        let polled = drain(&mut consumer, 64).await;
+        // Everything before the torn chunk reads back as written, at its offsets.
+        let at = |tp: &TopicPartition, offset| {
+            written.iter().find(|(r, a)| r.topic == tp.topic && a.partition == tp.partition && a.offset == offset)
+        };
+        for p in &polled {
+            assert_eq!(at(&p.at, p.offset).map(|(r, _)| r), Some(&p.record));
+        }
+        assert!(written[..300].iter().all(|(r, a)| {
+            polled.iter().any(|p| p.at.topic == r.topic && p.at.partition == a.partition && p.offset == a.offset)
+        }));
+        let torn = 600 - polled.len();
+        assert!(torn > 0 && torn < 300, "{torn} records cut off");
+        // Appends continue from the ends, and the log reopened agrees.
+        let more = numbered(30);
+        let appended = log.append(more.clone()).await.unwrap();
+        let mut kept: Vec<(Record, Appended)> = polled
+            .iter()
+            .map(|p| (p.record.clone(), Appended { partition: p.at.partition, offset: p.offset }))
+            .collect();
+        kept.extend(more.into_iter().zip(appended));
+        drop(consumer);
+        drop(log);
+        assert_reads_back(&EmbeddedLog::open(dir.path(), 3).unwrap(), &kept).await;
+    }
+
+    #[tokio::test]
+    async fn a_chunk_changed_on_disk_is_reported_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path(), 1).unwrap();
+        log.append(vec![record("health", "S1", "fever"), record("health", "S1", "normal")]).await.unwrap();
+        let chunks = dir.path().join(CHUNKS);
+        let mut bytes = std::fs::read(&chunks).unwrap();
+        let at = bytes.windows(5).position(|w| w == b"fever").unwrap();
+        bytes[at] = b'F';
+        std::fs::write(&chunks, &bytes).unwrap();
+        let mut consumer = log.subscribe("g", Arc::new(|_| None)).unwrap();
+        let err = consumer.poll(10, Duration::from_millis(10)).await.unwrap_err();
+        assert!(err.to_string().contains("health/0") && err.to_string().contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn reopening_with_another_partition_count_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(EmbeddedLog::open(dir.path(), 4).unwrap());
+        let err = EmbeddedLog::open(dir.path(), 8).unwrap_err();
+        assert!(err.to_string().contains("has 4 partitions, not 8"), "{err}");
+    }
+}
