@@ -59,6 +59,9 @@ pub struct Figures {
     pub reports_streamed: Option<Rate>,
     /// Folding the whole log again into empty projections, from the first fold seen.
     pub rebuild: Option<Rate>,
+    /// The CPU this process spent over the same time (the server's, all threads; on Kafka
+    /// the broker's is not in it): the fold per core.
+    pub rebuild_cpu: Option<Duration>,
     /// VmHWM in bytes, and whether it was reset before this backend started.
     pub peak_memory: Option<(u64, bool)>,
     pub data_dir_bytes: Option<u64>,
@@ -159,7 +162,7 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
     figures.projections_live_bytes = Some(live_bytes(&dir.path().join("serve/projections"))?);
 
     eprintln!("  rebuilding the projections from the log");
-    figures.rebuild = Some(match log {
+    let (rate, cpu) = match log {
         // The log and the intake index stay; the projections start empty and the
         // aggregator folds the log from its first offset.
         Log::Embedded => {
@@ -170,7 +173,9 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
         Log::Kafka { .. } => {
             rebuild(&serve_args(&dir.path().join("rebuild"), log, &prefix, "rebuild", args), Roles::Aggregate).await?
         }
-    });
+    };
+    figures.rebuild = Some(rate);
+    figures.rebuild_cpu = Some(cpu);
     Ok(figures)
 }
 
@@ -249,8 +254,10 @@ fn accepted(result: pb::PublishResult) -> anyhow::Result<()> {
 /// When the aggregator first showed progress (and how far it was then), and when it had
 /// folded everything.
 struct Folding {
-    first: Option<(Instant, u64)>,
+    /// When, how far, and the process's CPU time then.
+    first: Option<(Instant, u64, Duration)>,
     done: Instant,
+    done_cpu: Duration,
     folded: u64,
 }
 
@@ -262,30 +269,30 @@ async fn follow_folding(reports: &mut ReportsClient<Channel>) -> anyhow::Result<
         let status = reports.get_status(pb::StatusRequest {}).await?.into_inner();
         let now = Instant::now();
         if status.events_folded > 0 && first.is_none() {
-            first = Some((now, status.events_folded));
+            first = Some((now, status.events_folded, process_cpu()));
         }
         if status.total_lag == 0 {
-            return Ok(Folding { first, done: now, folded: status.events_folded });
+            return Ok(Folding { first, done: now, done_cpu: process_cpu(), folded: status.events_folded });
         }
         anyhow::ensure!(now < deadline, "the aggregator still lags {} events after {PATIENCE:?}", status.total_lag);
         tokio::time::sleep(STATUS_POLL).await;
     }
 }
 
-/// Starts an aggregator on projections that are empty and times it through the log.
-/// The rate counts from the first fold seen, so start-up and joining the consumer group
-/// are left out, as they are for the raw consumer.
-async fn rebuild(config: &daybook::ServeConfig, roles: Roles) -> anyhow::Result<Rate> {
-    let started = Instant::now();
+/// Starts an aggregator on projections that are empty and times it through the log, and
+/// gives the CPU this process spent meanwhile. Both count from the first fold seen, so
+/// start-up and joining the consumer group are left out, as they are for the raw consumer.
+async fn rebuild(config: &daybook::ServeConfig, roles: Roles) -> anyhow::Result<(Rate, Duration)> {
+    let started = (Instant::now(), process_cpu());
     let server = Server::start(config, roles).await?;
     let mut reports = ReportsClient::new(server.channel.clone());
     let folding = follow_folding(&mut reports).await?;
     server.running.stop().await?;
     Ok(match folding.first {
-        Some((at, before)) if folding.folded > before && folding.done > at => {
-            Rate::new((folding.folded - before) as usize, folding.done - at)
+        Some((at, before, cpu)) if folding.folded > before && folding.done > at => {
+            (Rate::new((folding.folded - before) as usize, folding.done - at), folding.done_cpu.saturating_sub(cpu))
         }
-        _ => Rate::new(folding.folded as usize, folding.done - started),
+        _ => (Rate::new(folding.folded as usize, folding.done - started.0), folding.done_cpu.saturating_sub(started.1)),
     })
 }
 

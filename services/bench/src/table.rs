@@ -141,6 +141,17 @@ fn per_second(rate: Option<Rate>) -> String {
     cell(rate, |r| thousands(r.per_second()))
 }
 
+/// Events over the CPU time spent folding them.
+fn per_cpu_second(rate: Rate, cpu: Duration) -> f64 {
+    rate.count as f64 / cpu.as_secs_f64().max(0.01)
+}
+
+/// The rebuild's events per CPU second of the process: the fold per core, whatever the
+/// process's threads were doing beside it (the log's reads, checkpoints, sled's writes).
+fn fold_per_core(f: &Figures) -> Option<f64> {
+    Some(per_cpu_second(f.rebuild?, f.rebuild_cpu?))
+}
+
 fn seconds(rate: Option<Rate>) -> String {
     cell(rate, |r| format!("{:.2}", r.seconds))
 }
@@ -260,18 +271,21 @@ pub fn render(
         ),
         row(
             format!(
-                "rebuild: the whole log folded into empty projections (events/s); embedded: by {folders} aggregator(s), one per core"
+                "rebuild: the whole log folded into empty projections (events/s, and folded per CPU second of the process); embedded: by {folders} aggregator(s), one per core"
             ),
-            both(&|f| per_second(f.rebuild)),
+            both(&|f| match (f.rebuild, f.rebuild_cpu) {
+                (Some(rate), Some(cpu)) => {
+                    format!("{} ({}/CPU s)", thousands(rate.per_second()), thousands(per_cpu_second(rate, cpu)))
+                }
+                (rate, _) => per_second(rate),
+            }),
             format!("consumer: {}", per_second(raw.map(|r| r.consume))),
             ratio(k.and_then(|f| f.rebuild), raw.map(|r| r.consume)),
             judged(
                 "fold ≥ 200,000 per core; ≥ 0.5× raw consumer",
                 &[
-                    // The embedded log is folded by several aggregators at once: per core
-                    // is the rate over them.
-                    ("embedded", e.rebuild.map(|r| r.per_second() / f64::from(folders) >= 200_000.0)),
-                    ("Kafka", at_least(k.and_then(|f| f.rebuild), 200_000.0)),
+                    ("embedded", fold_per_core(e).map(|n| n >= 200_000.0)),
+                    ("Kafka", k.and_then(fold_per_core).map(|n| n >= 200_000.0)),
                     ("ratio", ratio_at_least(k.and_then(|f| f.rebuild), raw.map(|r| r.consume), 0.5)),
                 ],
             ),
@@ -508,7 +522,10 @@ Notes:
 - Rebuild: the embedded run deletes the projections and restarts the server; the Kafka run starts
   a new aggregator group (the `aggregate` role) on a new data directory. Timed from the first
   fold seen, as the raw consumer (all partitions assigned, records counted, not decoded) is
-  timed from its first record, so start-up and group joining are left out.
+  timed from its first record, so start-up and group joining are left out. Per core is the
+  events folded over the CPU time the process spent in that time, all its threads (the log's
+  reads, checkpoints and sled's writes with the fold): the cores are not all busy all the
+  time, so the rate divided by the cores would understate what a core folds.
 - Freshness: {fresh} fever readings of new students of one class, posted one at a time after the
   bulk load; from the `Publish` acknowledgement until `GetDailyReport` of the class counts it,
   polled every 2 ms. The Kafka log runs with daybook's default `fetch_wait_ms=100` (the raw
@@ -619,6 +636,19 @@ mod tests {
              | intake  | 2,000    |\n\
              | profile | n/a      |\n"
         );
+    }
+
+    #[test]
+    fn the_fold_per_core_is_per_cpu_second_and_unknown_without_the_cpu() {
+        let rebuilt = |cpu: Option<u64>| Figures {
+            rebuild: Some(Rate { count: 600_000, seconds: 2.0 }),
+            rebuild_cpu: cpu.map(Duration::from_secs),
+            ..Figures::default()
+        };
+        // 300,000 events/s on two cores, of which 3 CPU s of the 4 were spent.
+        assert_eq!(fold_per_core(&rebuilt(Some(3))), Some(200_000.0));
+        assert_eq!(fold_per_core(&rebuilt(Some(4))), Some(150_000.0));
+        assert_eq!(fold_per_core(&rebuilt(None)), None);
     }
 
     #[test]
