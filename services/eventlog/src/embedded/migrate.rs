@@ -5,16 +5,22 @@
 //! - `log/<topic>/<partition>` trees (the first format): one postcard record per entry,
 //!   keyed by its offset.
 //!
-//! The rewrite goes to a file of its own, synced, then renamed into place; only then are
-//! sled's files removed. A crash before the rename leaves the sled log as it was, to be
-//! rewritten again at the next open; one after it leaves files that the next open removes.
+//! The rewrite goes to a file of its own, synced, then renamed into place after a marker
+//! saying the rewrite is done; sled's files are removed after that, then the marker. A
+//! crash before the rename leaves the sled log as it was, to be rewritten again at the next
+//! open; one after it leaves the marker, and the next open removes sled's files. sled's
+//! files beside a log file without the marker were written by an earlier version after the
+//! rewrite (a downgrade): the log is not opened, rather than lose them.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
 use super::chunk::{self, segment};
-use super::{CHUNKS, corrupt, write_partitions};
+use super::{CHUNKS, corrupt, sync_dir, write_partitions};
+
+/// Written once a rewrite is done, removed once sled's files are.
+const REWRITTEN: &str = "sled.rewritten";
 use crate::{LogError, Record, TopicPartition};
 
 /// sled 0.34's files in its directory: `conf`, `db`, `blobs/` and `snap.*` snapshots.
@@ -36,10 +42,16 @@ pub(super) fn from_sled(dir: &Path, partitions: u32) -> Result<(), LogError> {
     }
     let rewriting = dir.join(format!("{CHUNKS}.rewriting"));
     let mut out = std::io::BufWriter::new(File::create(&rewriting)?);
-    let mut frame = Vec::new();
-    for name in db.tree_names() {
-        let Ok(name) = std::str::from_utf8(&name) else { continue };
+    let names: Vec<String> =
+        db.tree_names().iter().filter_map(|n| std::str::from_utf8(n).ok().map(str::to_owned)).collect();
+    for name in &names {
         if let Some(tp) = tree_partition(name, "seg/") {
+            // A partition in both formats is one whose rewrite into segments was cut short:
+            // the records are whole in the first format.
+            if names.iter().any(|n| tree_partition(n, "log/").as_ref() == Some(&tp)) {
+                continue;
+            }
+            let mut frame = Vec::new();
             for item in db.open_tree(name)?.iter() {
                 let (key, run) = item?;
                 frame.clear();
@@ -54,14 +66,35 @@ pub(super) fn from_sled(dir: &Path, partitions: u32) -> Result<(), LogError> {
     file.sync_all()?;
     drop(file);
     write_partitions(dir, partitions)?;
+    File::create(dir.join(REWRITTEN))?.sync_all()?;
+    sync_dir(dir)?;
     std::fs::rename(&rewriting, dir.join(CHUNKS))?;
-    File::open(dir)?.sync_all()?;
+    sync_dir(dir)?;
     drop(db);
-    remove_sled_files(dir)
+    finish(dir)
 }
 
-/// Removes what sled left in `dir` (after a rewrite, or one cut short after its rename).
-pub(super) fn remove_sled_files(dir: &Path) -> Result<(), LogError> {
+/// After a rewrite (or one cut short after its rename), removes sled's files and then the
+/// marker; refuses sled's files written beside the log file by an earlier version.
+pub(super) fn finish(dir: &Path) -> Result<(), LogError> {
+    let marker = dir.join(REWRITTEN);
+    if marker.exists() {
+        remove_sled_files(dir)?;
+        std::fs::remove_file(&marker)?;
+        return sync_dir(dir);
+    }
+    if dir.join(CHUNKS).exists() && sled_log_in(dir) {
+        return Err(LogError::Config(format!(
+            "the log at {} has both its file and a log kept in sled, written since by an earlier version of daybook; \
+             move one of them away",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Removes what sled left in `dir`.
+fn remove_sled_files(dir: &Path) -> Result<(), LogError> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if !entry.file_name().to_str().is_some_and(is_sled_file) {

@@ -4,11 +4,19 @@
 //! The file is a sequence of *chunks* ([`chunk`]), each a run of consecutive records of one
 //! partition from one append. All partitions share the file, so one `fdatasync` makes an
 //! append durable whatever partitions it wrote. Where each partition's chunks lie is kept
-//! in memory, found by scanning the file when it is opened: 24 bytes a chunk. A
-//! chunk cut short at the end of the file by a crash was never acknowledged (the sync had
-//! not returned); it is cut off. A chunk whose checksum fails elsewhere is reported as
-//! corruption, when opening for the last [`CHECKED_TAIL`] bytes and when read otherwise.
+//! in memory, found by scanning the file when it is opened: 24 bytes a chunk.
 //! Consumers see a record only once the sync that made it durable has returned.
+//!
+//! What can go wrong:
+//! - A crash tears the last append: a chunk at the end of the file cut short or failing
+//!   its checksum was never acknowledged (its sync had not returned). Opening cuts it off,
+//!   keeping the bytes in a file beside, within the last [`CHECKED_TAIL`] bytes.
+//! - A chunk failing its checksum anywhere else is corruption: reported when the log is
+//!   opened (a frame that makes no sense) or read (a body that fails its checksum).
+//! - A write or sync fails: the log takes no more appends until reopened, since a later
+//!   sync could succeed without the failed bytes ever reaching the disk.
+//! - A second process opens the directory: refused (a lock file), as it would cut off an
+//!   append in progress as torn.
 //!
 //! Reading is a `pread` of each chunk into a buffer the consumer reuses, then a decode.
 //! The log used to be kept in sled, one entry per chunk: sled copied its pages into fresh
@@ -36,6 +44,10 @@ use chunk::segment;
 const CHUNKS: &str = "chunks";
 /// The partition count, fixed when the log is created.
 const PARTITIONS: &str = "partitions";
+/// The longest topic name taken; [`scan`] reads a chunk's header with room for it.
+const MAX_TOPIC_BYTES: usize = 255;
+/// Locked while the log is open.
+const LOCK: &str = "lock";
 /// How much of the file's end is checked chunk by chunk when it is opened: where a crash
 /// can have left a torn write (what was appended since the last sync), with room to spare.
 const CHECKED_TAIL: u64 = 64 << 20;
@@ -65,6 +77,9 @@ impl Share {
 
 struct Inner {
     file: File,
+    /// Held while the log is open: a second process (or handle) on the same directory
+    /// would cut off the first one's append in progress as torn, or write over it.
+    _lock: File,
     partitions: u32,
     /// The file's end and where every partition's chunks are; the lock also orders
     /// concurrent appends.
@@ -85,6 +100,8 @@ struct Writer {
     parts: HashMap<TopicPartition, Part>,
     /// Appends written to the file so far.
     applied: u64,
+    /// Why a write or sync failed: the log then takes no appends until reopened.
+    failed: Option<String>,
 }
 
 /// A partition's chunks, in offset order, and its next offset.
@@ -127,11 +144,17 @@ impl EmbeddedLog {
     /// partition count is fixed at creation: reopening with another count is refused,
     /// because it would send a school's events to a different partition.
     pub fn open(dir: &Path, partitions: u32) -> Result<Self, LogError> {
-        std::fs::create_dir_all(dir)?;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
+        let lock = lock(dir)?;
         if !dir.join(CHUNKS).exists() && migrate::sled_log_in(dir) {
             migrate::from_sled(dir, partitions)?;
         }
-        migrate::remove_sled_files(dir)?;
+        migrate::finish(dir)?;
         match std::fs::read_to_string(dir.join(PARTITIONS)) {
             Ok(stored) => {
                 let n: u32 = stored.trim().parse().map_err(|_| {
@@ -147,14 +170,20 @@ impl EmbeddedLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_partitions(dir, partitions)?,
             Err(e) => return Err(e.into()),
         }
-        let file =
-            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(CHUNKS))?;
-        let writer = scan(&file)?;
+        let path = dir.join(CHUNKS);
+        let created = !path.exists();
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+        if created {
+            // The new file's name is durable only once its directory is synced.
+            sync_dir(dir)?;
+        }
+        let writer = scan(&file, dir)?;
         let durable = Mutex::new(writer.parts.iter().map(|(tp, part)| (tp.clone(), part.next)).collect());
         let (appended, _) = watch::channel(0);
         Ok(Self {
             inner: Arc::new(Inner {
                 file,
+                _lock: lock,
                 partitions,
                 writer: Mutex::new(writer),
                 durable,
@@ -179,6 +208,31 @@ impl EmbeddedLog {
     }
 }
 
+/// Locks the log's directory for this handle, waiting a little for a handle of this
+/// process just dropped (a restart in-process); another holder is refused.
+fn lock(dir: &Path) -> Result<File, LogError> {
+    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(LOCK))?;
+    let mut waited = Duration::ZERO;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if waited < Duration::from_secs(2) => {
+                std::thread::sleep(Duration::from_millis(20));
+                waited += Duration::from_millis(20);
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LogError::Config(format!("the log at {} is open in another process", dir.display())));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+    }
+}
+
+/// Makes the names created in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    Ok(File::open(dir)?.sync_all()?)
+}
+
 /// Writes the partition count of a new log, durably.
 fn write_partitions(dir: &Path, partitions: u32) -> Result<(), LogError> {
     let path = dir.join(PARTITIONS);
@@ -186,18 +240,18 @@ fn write_partitions(dir: &Path, partitions: u32) -> Result<(), LogError> {
     std::fs::write(&writing, format!("{partitions}\n"))?;
     File::open(&writing)?.sync_all()?;
     std::fs::rename(&writing, &path)?;
-    File::open(dir)?.sync_all()?;
-    Ok(())
+    sync_dir(dir)
 }
 
 /// Finds every chunk of the file. A chunk cut short or failing its checksum within the
-/// last [`CHECKED_TAIL`] bytes is cut off with everything after it: a crash tore it, and
-/// no append it held had returned. Earlier, a chunk that makes no sense is corruption.
-fn scan(file: &File) -> Result<Writer, LogError> {
+/// last [`CHECKED_TAIL`] bytes is cut off with everything after it (the bytes kept in a
+/// file beside): a crash tore it, and no append it held had returned. Earlier, a chunk
+/// that makes no sense is corruption, and the log is not opened.
+fn scan(file: &File, dir: &Path) -> Result<Writer, LogError> {
     let len = file.metadata()?.len();
     let mut writer = Writer::default();
     // A frame's fields, a topic's name (Kafka's are at most 249 bytes) and the count.
-    let mut head = [0u8; chunk::PREFIX + 256 + 16];
+    let mut head = [0u8; chunk::PREFIX + MAX_TOPIC_BYTES + 16];
     let mut whole = Vec::new();
     let mut pos = 0;
     while pos < len {
@@ -209,8 +263,10 @@ fn scan(file: &File) -> Result<Writer, LogError> {
             None if in_tail => break,
             None => return Err(LogError::CorruptFile { pos, reason: "no chunk starts there".into() }),
         };
+        let chunk_len = u32::try_from(header.len)
+            .map_err(|_| LogError::CorruptFile { pos, reason: format!("a chunk of {} bytes", header.len) })?;
         if in_tail {
-            whole.resize(usize::try_from(header.len).expect("a chunk is below 4 GiB"), 0);
+            whole.resize(chunk_len as usize, 0);
             file.read_exact_at(&mut whole, pos)?;
             if chunk::body(&header, &whole).is_err() {
                 break;
@@ -223,12 +279,24 @@ fn scan(file: &File) -> Result<Writer, LogError> {
             let reason = format!("a chunk at offset {} follows offset {}", header.first, part.next);
             return Err(corrupt(&header.tp, &reason));
         }
-        part.chunks.push(ChunkAt { first: header.first, pos, len: u32::try_from(header.len).expect("below 4 GiB") });
-        part.next += count;
+        part.chunks.push(ChunkAt { first: header.first, pos, len: chunk_len });
+        part.next = part.next.checked_add(count).ok_or_else(|| corrupt(&header.tp, "record count overflows"))?;
         pos += header.len;
     }
     if pos < len {
-        tracing::warn!(at = pos, dropped = len - pos, "the log's end was cut short by a crash; cutting it off");
+        // Kept beside the log, in case it was not a crash but the disk changing bytes.
+        let kept = dir.join(format!("{CHUNKS}.cut-at-{pos}"));
+        let mut cut = vec![0; usize::try_from(len - pos).expect("within the checked tail")];
+        file.read_exact_at(&mut cut, pos)?;
+        std::fs::write(&kept, &cut)?;
+        File::open(&kept)?.sync_all()?;
+        sync_dir(dir)?;
+        tracing::error!(
+            at = pos,
+            bytes = len - pos,
+            kept = %kept.display(),
+            "the log's end does not read back whole (an append torn by a crash); cut off"
+        );
         file.set_len(pos)?;
         file.sync_all()?;
     }
@@ -244,6 +312,12 @@ impl EventLog for EmbeddedLog {
             return Ok(Vec::new());
         }
         let inner = &self.inner;
+        if let Some(long) = records.iter().find(|r| r.topic.len() > MAX_TOPIC_BYTES) {
+            return Err(LogError::Config(format!(
+                "topic {:?}: longer than {MAX_TOPIC_BYTES} bytes (Kafka allows 249)",
+                long.topic
+            )));
+        }
         // Each record's partition, and each partition's records in the order first seen.
         let mut parts: Vec<(TopicPartition, Vec<&Record>)> = Vec::new();
         let mut slots = Vec::with_capacity(records.len());
@@ -281,9 +355,15 @@ impl EventLog for EmbeddedLog {
                 }
                 written.push((start, chunks, first));
             }
-            // Written before anything is indexed: a failed write leaves the log as it was,
-            // and the next append writes over what it left.
-            inner.file.write_all_at(&bytes, writer.end)?;
+            if let Some(failed) = &writer.failed {
+                return Err(LogError::Unavailable(format!("the log failed earlier and must be reopened: {failed}")));
+            }
+            // Written before anything is indexed. After a failed write the log takes no more
+            // appends: what the write left past the end is cut off when it is reopened.
+            if let Err(e) = inner.file.write_all_at(&bytes, writer.end) {
+                writer.failed = Some(e.to_string());
+                return Err(e.into());
+            }
             writer.end += bytes.len() as u64;
             let mut starts = Vec::with_capacity(parts.len());
             for ((tp, _), (start, chunks, end)) in parts.iter().zip(written) {
@@ -304,9 +384,17 @@ impl EventLog for EmbeddedLog {
             if *synced < mine {
                 let covers = inner.writer.lock().expect("log writer lock poisoned").applied;
                 let log = inner.clone();
-                tokio::task::spawn_blocking(move || log.file.sync_data())
+                let result = tokio::task::spawn_blocking(move || log.file.sync_data())
                     .await
-                    .map_err(|e| LogError::Unavailable(format!("the log's sync stopped: {e}")))??;
+                    .map_err(|e| std::io::Error::other(format!("the log's sync stopped: {e}")))
+                    .and_then(|r| r);
+                if let Err(e) = result {
+                    // The written bytes may never reach the disk, and a later sync can
+                    // succeed all the same (Linux marks the pages clean): no append after
+                    // this one may be acknowledged, so the log takes none until reopened.
+                    inner.writer.lock().expect("log writer lock poisoned").failed = Some(e.to_string());
+                    return Err(e.into());
+                }
                 *synced = covers;
             }
         }
@@ -337,6 +425,7 @@ impl EventLog for EmbeddedLog {
             positions,
             cursor: HashMap::new(),
             buffer: Vec::new(),
+            turn: 0,
             wake: self.inner.appended.subscribe(),
         })
     }
@@ -357,13 +446,24 @@ pub struct EmbeddedConsumer {
     cursor: HashMap<TopicPartition, u64>,
     /// Chunks are read into this, kept from poll to poll.
     buffer: Vec<u8>,
+    /// Which partition a poll starts with.
+    turn: usize,
     wake: watch::Receiver<u64>,
 }
 
 impl EmbeddedConsumer {
+    /// Up to `max` durable records, the partitions taken in turn from one poll to the
+    /// next so that a busy one does not keep the others waiting. The cursors move only
+    /// if the whole read succeeds: a failed poll loses nothing.
     fn read_available(&mut self, max: usize) -> Result<Vec<Polled>, LogError> {
         let mut out = Vec::new();
-        let ends = self.log.end_offsets()?;
+        let mut ends = self.log.end_offsets()?;
+        if !ends.is_empty() {
+            let first = self.turn % ends.len();
+            ends.rotate_left(first);
+            self.turn = self.turn.wrapping_add(1);
+        }
+        let mut moved = Vec::new();
         for (tp, end) in ends {
             if out.len() >= max {
                 break;
@@ -373,7 +473,7 @@ impl EmbeddedConsumer {
             if from >= end {
                 continue;
             }
-            let until = end.min(from + (max - out.len()) as u64);
+            let until = end.min(from.saturating_add((max - out.len()) as u64));
             let chunks = {
                 let writer = self.log.inner.writer.lock().expect("log writer lock poisoned");
                 writer.parts.get(&tp).map(|part| part.chunks_for(from, until).to_vec()).unwrap_or_default()
@@ -387,8 +487,9 @@ impl EmbeddedConsumer {
                     .ok_or_else(|| corrupt(&tp, &format!("no chunk at byte {} for offset {}", at.pos, at.first)))?;
                 next = segment::read(&tp, at.first, chunk::body(&header, &self.buffer)?, next, until, &mut out)?;
             }
-            self.cursor.insert(tp, next);
+            moved.push((tp, next));
         }
+        self.cursor.extend(moved);
         Ok(out)
     }
 }
@@ -658,6 +759,9 @@ mod tests {
         let full = std::fs::metadata(&chunks).unwrap().len();
         std::fs::OpenOptions::new().write(true).open(&chunks).unwrap().set_len(full - 5).unwrap();
         let log = EmbeddedLog::open(dir.path(), 3).unwrap();
+        let cut_at = std::fs::metadata(&chunks).unwrap().len();
+        let kept = std::fs::read(dir.path().join(format!("{CHUNKS}.cut-at-{cut_at}"))).unwrap();
+        assert_eq!(kept.len() as u64, full - 5 - cut_at, "the bytes cut off are kept beside");
         let mut consumer = log.subscribe("g", Arc::new(|_| None)).unwrap();
         let polled = drain(&mut consumer, 64).await;
         // Everything before the torn chunk reads back as written, at its offsets.
@@ -698,6 +802,87 @@ mod tests {
         let mut consumer = log.subscribe("g", Arc::new(|_| None)).unwrap();
         let err = consumer.poll(10, Duration::from_millis(10)).await.unwrap_err();
         assert!(err.to_string().contains("health/0") && err.to_string().contains("checksum"), "{err}");
+        // The failed poll moved nothing: once the byte is back, both records come.
+        bytes[at] = b'f';
+        std::fs::write(&chunks, &bytes).unwrap();
+        let polled = consumer.poll(10, Duration::from_millis(10)).await.unwrap();
+        assert_eq!(polled.iter().map(|p| p.record.payload.as_slice()).collect::<Vec<_>>(), [&b"fever"[..], b"normal"]);
+    }
+
+    #[tokio::test]
+    async fn a_second_handle_on_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path(), 2).unwrap();
+        let err = EmbeddedLog::open(dir.path(), 2).unwrap_err();
+        assert!(err.to_string().contains("open in another process"), "{err}");
+        drop(log);
+        EmbeddedLog::open(dir.path(), 2).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_topic_too_long_for_the_file_is_refused_and_nothing_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path(), 2).unwrap();
+        let long = "t".repeat(MAX_TOPIC_BYTES + 1);
+        let err = log.append(vec![record("health", "S1", "a"), record(&long, "S1", "b")]).await.unwrap_err();
+        assert!(err.to_string().contains("longer than 255 bytes"), "{err}");
+        assert!(log.end_offsets().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn polls_take_the_partitions_in_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path(), 1).unwrap();
+        log.append((0..5).map(|i| record("health", "S1", &i.to_string())).collect()).await.unwrap();
+        log.append((0..5).map(|i| record("roster", "S1", &i.to_string())).collect()).await.unwrap();
+        let mut consumer = log.subscribe("g", Arc::new(|_| None)).unwrap();
+        let mut topics = Vec::new();
+        for _ in 0..4 {
+            let polled = consumer.poll(2, Duration::from_millis(10)).await.unwrap();
+            topics.push(polled[0].at.topic.clone());
+        }
+        assert_eq!(topics, ["health", "roster", "health", "roster"]);
+    }
+
+    #[tokio::test]
+    async fn a_partition_in_both_sled_formats_is_rewritten_from_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let records: Vec<Record> = (0..20).map(|i| record("health", "S1", &i.to_string())).collect();
+        let written: Vec<(Record, Appended)> = records
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, r)| (r, Appended { partition: 0, offset: i as u64 }))
+            .collect();
+        {
+            // A rewrite of the first format into segments cut short: all of `log/`, part of `seg/`.
+            let db = sled::open(dir.path()).unwrap();
+            db.insert("meta/partitions", &1u32.to_be_bytes()).unwrap();
+            let legacy = db.open_tree("log/health/0").unwrap();
+            for (i, r) in records.iter().enumerate() {
+                legacy.insert((i as u64).to_be_bytes(), postcard::to_stdvec(r).unwrap()).unwrap();
+            }
+            let mut run = segment::Builder::default();
+            records[..7].iter().for_each(|r| run.push(r));
+            db.open_tree("seg/health/0").unwrap().insert(0u64.to_be_bytes(), run.finish()).unwrap();
+            db.flush().unwrap();
+        }
+        assert_rewritten_from_sled(dir.path(), 1, written).await;
+    }
+
+    #[tokio::test]
+    async fn a_sled_log_written_beside_the_file_is_refused_not_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(EmbeddedLog::open(dir.path(), 1).unwrap());
+        {
+            // An earlier version, run on this directory after the rewrite, kept a log in sled.
+            let db = sled::open(dir.path()).unwrap();
+            db.insert("meta/partitions", &1u32.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        let err = EmbeddedLog::open(dir.path(), 1).unwrap_err();
+        assert!(err.to_string().contains("both its file and a log kept in sled"), "{err}");
+        assert!(dir.path().join("db").exists());
     }
 
     #[test]
