@@ -18,10 +18,10 @@ use std::path::Path;
 
 use super::chunk::{self, segment};
 use super::{CHUNKS, corrupt, sync_dir, write_partitions};
+use crate::{LogError, Record, TopicPartition};
 
 /// Written once a rewrite is done, removed once sled's files are.
 const REWRITTEN: &str = "sled.rewritten";
-use crate::{LogError, Record, TopicPartition};
 
 /// sled 0.34's files in its directory: `conf`, `db`, `blobs/` and `snap.*` snapshots.
 fn is_sled_file(name: &str) -> bool {

@@ -335,6 +335,9 @@ impl EventLog for EmbeddedLog {
         }
         let (reached, mine, mut next) = {
             let mut writer = inner.writer.lock().expect("log writer lock poisoned");
+            if let Some(failed) = &writer.failed {
+                return Err(LogError::Unavailable(format!("the log failed earlier and must be reopened: {failed}")));
+            }
             let mut bytes = Vec::new();
             let mut written = Vec::with_capacity(parts.len());
             for (tp, part) in &parts {
@@ -355,9 +358,6 @@ impl EventLog for EmbeddedLog {
                 }
                 written.push((start, chunks, first));
             }
-            if let Some(failed) = &writer.failed {
-                return Err(LogError::Unavailable(format!("the log failed earlier and must be reopened: {failed}")));
-            }
             // Written before anything is indexed. After a failed write the log takes no more
             // appends: what the write left past the end is cut off when it is reopened.
             if let Err(e) = inner.file.write_all_at(&bytes, writer.end) {
@@ -366,15 +366,15 @@ impl EventLog for EmbeddedLog {
             }
             writer.end += bytes.len() as u64;
             let mut starts = Vec::with_capacity(parts.len());
+            let mut reached = Vec::with_capacity(parts.len());
             for ((tp, _), (start, chunks, end)) in parts.iter().zip(written) {
                 let part = writer.parts.entry(tp.clone()).or_default();
                 part.chunks.extend(chunks);
                 part.next = end;
                 starts.push(start);
+                reached.push((tp.clone(), end));
             }
             writer.applied += 1;
-            let reached: Vec<(TopicPartition, u64)> =
-                parts.iter().map(|(tp, _)| (tp.clone(), writer.parts[tp].next)).collect();
             (reached, writer.applied, starts)
         };
         // Durable before anyone is told: one sync covers every append written before it
