@@ -180,7 +180,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // The broker is a child process; it is killed when `tansu` is dropped.
         let tansu = tokio::task::spawn_blocking(|| testbroker::Tansu::start("memory://tansu/")).await?;
         eprintln!("kafka log (tansu at {}):", tansu.addr());
-        let daybook = serve::measure(&load, &serve::Log::Kafka { broker: tansu.addr() }, &args).await?;
+        let log = serve::Log::Kafka { broker: tansu.addr() };
+        let mut daybook = serve::measure(&load, &log, &args).await?;
+        daybook.intake_alone = Some(serve::intake_alone(&load, &log, &args).await?);
         eprintln!("raw rdkafka baselines:");
         let raw = raw::measure(&tansu.addr(), &load).await?;
         Some((daybook, raw))

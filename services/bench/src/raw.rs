@@ -9,7 +9,7 @@ use prost::Message;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -92,6 +92,23 @@ async fn delivered(delivery: DeliveryFuture) -> anyhow::Result<()> {
         Ok(Err((e, _))) => Err(e).context("delivering"),
         Err(_) => anyhow::bail!("the producer dropped a delivery"),
     }
+}
+
+/// Records in `topic` (of [`PARTITIONS`] partitions): the sum of its end offsets.
+pub async fn records_in(broker: &str, topic: &str) -> anyhow::Result<u64> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", broker).create()?;
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut records = 0;
+        for partition in 0..PARTITIONS {
+            let (low, high) = consumer
+                .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                .with_context(|| format!("end offset of {topic} partition {partition}"))?;
+            records += (high - low).max(0) as u64;
+        }
+        Ok(records)
+    })
+    .await?
 }
 
 /// Reads the topic from the start until `count` records (of `bytes` value bytes in all)

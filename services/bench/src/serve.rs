@@ -47,6 +47,10 @@ pub struct Figures {
     /// Streams sent again whole after intake answered UNAVAILABLE (the log did not
     /// acknowledge in time), as a client would; their time counts in `streaming`.
     pub streams_resent: u32,
+    /// Over Kafka, `daybook intake` alone streaming the day to topics of its own, nothing
+    /// reading them: what to hold against the raw producer, which runs alone too; and the
+    /// streams it sent again.
+    pub intake_alone: Option<(Rate, u32)>,
     /// From the first streamed event posted until the aggregator folded it all.
     pub end_to_end: Option<Rate>,
     /// Of several runs, the shortest and longest end-to-end times (s), and how many runs.
@@ -62,6 +66,8 @@ pub struct Figures {
     /// The CPU this process spent over the same time (the server's, all threads; on Kafka
     /// the broker's is not in it): the fold per core.
     pub rebuild_cpu: Option<Duration>,
+    /// Over Kafka, the changelog records the rebuild's aggregator published.
+    pub rebuild_changelog: Option<u64>,
     /// VmHWM in bytes, and whether it was reset before this backend started.
     pub peak_memory: Option<(u64, bool)>,
     pub data_dir_bytes: Option<u64>,
@@ -103,9 +109,64 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
     follow_folding(&mut reports).await?;
 
     eprintln!("  {} events on {} streams", load.streamed(), args.streams);
+    let streamed = stream_bulk(&intake, load, args.streams).await?;
+    figures.streaming = Some(streamed.rate);
+    figures.streams_resent = streamed.resent;
+    follow_folding(&mut reports).await?;
+    figures.end_to_end = Some(Rate::new(load.streamed(), streamed.started.elapsed()));
+
+    eprintln!("  freshness of {} events", args.fresh);
+    figures.freshness = freshness(&mut intake, &mut reports, load, args.fresh).await?;
+
+    eprintln!("  every unit's report");
+    figures.reports = Some(all_reports(&mut reports, load).await?);
+    figures.reports_streamed = Some(all_reports_streamed(&mut reports, load).await?);
+
+    figures.peak_memory = peak.read();
+    figures.data_dir_bytes = Some(dir_size(&dir.path().join("serve")));
+    figures.projections_bytes = Some(dir_size(&dir.path().join("serve/projections")));
+    server.running.stop().await?;
+    figures.projections_live_bytes = Some(live_bytes(&dir.path().join("serve/projections"))?);
+
+    eprintln!("  rebuilding the projections from the log");
+    let (rate, cpu) = match log {
+        // The log and the intake index stay; the projections start empty and the
+        // aggregator folds the log from its first offset.
+        Log::Embedded => {
+            std::fs::remove_dir_all(dir.path().join("serve/projections"))?;
+            rebuild(&serve_args(&dir.path().join("serve"), log, &prefix, "aggregators", args), Roles::All).await?
+        }
+        // A new aggregator group on a new data directory reads the topics from the start.
+        Log::Kafka { broker } => {
+            let rebuilt =
+                rebuild(&serve_args(&dir.path().join("rebuild"), log, &prefix, "rebuild", args), Roles::Aggregate)
+                    .await?;
+            // The group's changelog topic, named as `daybook::kafka::connect` names it.
+            let changelog = format!("{prefix}.{prefix}-rebuild.{}", aggregator::changelog::TOPIC);
+            figures.rebuild_changelog = Some(crate::raw::records_in(broker, &changelog).await?);
+            rebuilt
+        }
+    };
+    figures.rebuild = Some(rate);
+    figures.rebuild_cpu = Some(cpu);
+    Ok(figures)
+}
+
+/// The day's bulk posted on concurrent streams.
+struct Streamed {
+    /// From the first event posted to the last answer.
+    rate: Rate,
+    started: Instant,
+    /// Streams sent again whole after intake answered UNAVAILABLE.
+    resent: u32,
+}
+
+/// Posts the day's bulk on `streams` concurrent `PublishStream` calls, whole schools per
+/// stream.
+async fn stream_bulk(intake: &IntakeClient<Channel>, load: &Load, streams: usize) -> anyhow::Result<Streamed> {
     // Each stream carries whole schools, so a school's events stay in order; the events
     // are copied before the clock starts, with a spare copy for sending a stream again.
-    let streams = args.streams.max(1);
+    let streams = streams.max(1);
     let mut lanes = vec![Vec::new(); streams];
     for (i, school) in load.bulk.iter().enumerate() {
         lanes[i % streams].extend(school.iter().cloned());
@@ -136,47 +197,28 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
             })
         })
         .collect();
-    let mut streamed = 0;
+    let (mut streamed, mut all_resent) = (0, 0);
     for call in calls {
         let (answer, resent, sent) = call.await??;
         anyhow::ensure!(answer.rejected == 0, "events rejected: {:?}", answer.problems);
         anyhow::ensure!(answer.accepted + answer.duplicates == sent as u64, "a stream's answer does not count it all");
         streamed += sent as u64;
-        figures.streams_resent += resent;
+        all_resent += resent;
     }
-    figures.streaming = Some(Rate::new(streamed as usize, started.elapsed()));
-    follow_folding(&mut reports).await?;
-    figures.end_to_end = Some(Rate::new(streamed as usize, started.elapsed()));
+    Ok(Streamed { rate: Rate::new(streamed as usize, started.elapsed()), started, resent: all_resent })
+}
 
-    eprintln!("  freshness of {} events", args.fresh);
-    figures.freshness = freshness(&mut intake, &mut reports, load, args.fresh).await?;
-
-    eprintln!("  every unit's report");
-    figures.reports = Some(all_reports(&mut reports, load).await?);
-    figures.reports_streamed = Some(all_reports_streamed(&mut reports, load).await?);
-
-    figures.peak_memory = peak.read();
-    figures.data_dir_bytes = Some(dir_size(&dir.path().join("serve")));
-    figures.projections_bytes = Some(dir_size(&dir.path().join("serve/projections")));
+/// Streams the day's bulk through `daybook intake` alone (`Roles::Intake`) to topics of
+/// its own: no aggregator of the run reads them or writes a changelog on the same broker
+/// and cores meanwhile, as none does beside the raw producer.
+pub async fn intake_alone(load: &Load, log: &Log, args: &Args) -> anyhow::Result<(Rate, u32)> {
+    let dir = tempfile::tempdir()?;
+    let prefix = crate::unique_name("intake");
+    let server = Server::start(&serve_args(dir.path(), log, &prefix, "intake", args), Roles::Intake).await?;
+    eprintln!("  {} events on {} streams, intake alone", load.streamed(), args.streams);
+    let streamed = stream_bulk(&IntakeClient::new(server.channel.clone()), load, args.streams).await?;
     server.running.stop().await?;
-    figures.projections_live_bytes = Some(live_bytes(&dir.path().join("serve/projections"))?);
-
-    eprintln!("  rebuilding the projections from the log");
-    let (rate, cpu) = match log {
-        // The log and the intake index stay; the projections start empty and the
-        // aggregator folds the log from its first offset.
-        Log::Embedded => {
-            std::fs::remove_dir_all(dir.path().join("serve/projections"))?;
-            rebuild(&serve_args(&dir.path().join("serve"), log, &prefix, "aggregators", args), Roles::All).await?
-        }
-        // A new aggregator group on a new data directory reads the topics from the start.
-        Log::Kafka { .. } => {
-            rebuild(&serve_args(&dir.path().join("rebuild"), log, &prefix, "rebuild", args), Roles::Aggregate).await?
-        }
-    };
-    figures.rebuild = Some(rate);
-    figures.rebuild_cpu = Some(cpu);
-    Ok(figures)
+    Ok((streamed.rate, streamed.resent))
 }
 
 /// The run with the median end-to-end time, which also notes the range of all of them.
