@@ -97,9 +97,12 @@ pub const POLL_MAX: usize = 32_768;
 /// folded). So behind, a checkpoint waits until the records folded since the last one
 /// are [`COALESCED_PER_ENTRY`] times the entries it would write, and at least
 /// `CHECKPOINT_EVENTS`; and at most `CHECKPOINT_EVERY`, which bounds what a crash folds
-/// again and how far the stored reports trail while a backlog is folded.
+/// again and how far the stored reports trail while a backlog is folded. At 16 per entry,
+/// a rebuild of 30 days at a quarter of the province checkpointed every 1,048,576 records
+/// and folded 165,000 events per CPU second; at 64, 189,000 to 211,000; a single checkpoint
+/// at the end, 226,000 (services/bench/PROFILE.md, fourteenth session).
 const CHECKPOINT_EVENTS: u64 = 1_048_576;
-const COALESCED_PER_ENTRY: u64 = 16;
+const COALESCED_PER_ENTRY: u64 = 64;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 
 /// Whether a folder that is behind should store what it folded (see `CHECKPOINT_EVENTS`).
