@@ -304,6 +304,85 @@ fn scan(file: &File, dir: &Path) -> Result<Writer, LogError> {
     Ok(writer)
 }
 
+/// Where an append's records went, for its answer.
+struct Written {
+    /// The partition of each part (the records of one topic and partition).
+    partitions: Vec<u32>,
+    /// Each record's part, in the order the records came.
+    slots: Vec<usize>,
+    /// Each part's first offset.
+    next: Vec<u64>,
+    /// Each part's next offset after the append.
+    reached: Vec<(TopicPartition, u64)>,
+    /// The count of appends written, this one included.
+    mine: u64,
+}
+
+impl Inner {
+    /// Writes `records` at the file's end, each partition's as chunks, and indexes them:
+    /// not yet durable, nor visible to consumers.
+    fn write(&self, records: &[Record]) -> Result<Written, LogError> {
+        // Each record's partition, and each partition's records in the order first seen.
+        let mut parts: Vec<(TopicPartition, Vec<&Record>)> = Vec::new();
+        let mut slots = Vec::with_capacity(records.len());
+        for record in records {
+            let partition = partition_for(&record.key, self.partitions);
+            let slot = match parts.iter().position(|(tp, _)| tp.partition == partition && tp.topic == record.topic) {
+                Some(slot) => slot,
+                None => {
+                    parts.push((TopicPartition { topic: record.topic.clone(), partition }, Vec::new()));
+                    parts.len() - 1
+                }
+            };
+            parts[slot].1.push(record);
+            slots.push(slot);
+        }
+        let mut writer = self.writer.lock().expect("log writer lock poisoned");
+        if let Some(failed) = &writer.failed {
+            return Err(LogError::Unavailable(format!("the log failed earlier and must be reopened: {failed}")));
+        }
+        let mut bytes = Vec::new();
+        let mut written = Vec::with_capacity(parts.len());
+        for (tp, part) in &parts {
+            let start = writer.parts.get(tp).map_or(0, |p| p.next);
+            let mut chunks = Vec::new();
+            let mut first = start;
+            let mut builder = segment::Builder::default();
+            for (i, record) in part.iter().enumerate() {
+                builder.push(record);
+                if builder.full() || i + 1 == part.len() {
+                    let at = bytes.len();
+                    let n = builder.len();
+                    chunk::put(&mut bytes, tp, first, &std::mem::take(&mut builder).finish());
+                    let len = u32::try_from(bytes.len() - at).expect("a chunk is below 4 GiB");
+                    chunks.push(ChunkAt { first, pos: writer.end + at as u64, len });
+                    first += n;
+                }
+            }
+            written.push((start, chunks, first));
+        }
+        // Written before anything is indexed. After a failed write the log takes no more
+        // appends: what the write left past the end is cut off when it is reopened.
+        if let Err(e) = self.file.write_all_at(&bytes, writer.end) {
+            writer.failed = Some(e.to_string());
+            return Err(e.into());
+        }
+        writer.end += bytes.len() as u64;
+        let mut starts = Vec::with_capacity(parts.len());
+        let mut reached = Vec::with_capacity(parts.len());
+        for ((tp, _), (start, chunks, end)) in parts.iter().zip(written) {
+            let part = writer.parts.entry(tp.clone()).or_default();
+            part.chunks.extend(chunks);
+            part.next = end;
+            starts.push(start);
+            reached.push((tp.clone(), end));
+        }
+        writer.applied += 1;
+        let partitions = parts.iter().map(|(tp, _)| tp.partition).collect();
+        Ok(Written { partitions, slots, next: starts, reached, mine: writer.applied })
+    }
+}
+
 impl EventLog for EmbeddedLog {
     type Consumer = EmbeddedConsumer;
 
@@ -318,65 +397,13 @@ impl EventLog for EmbeddedLog {
                 long.topic
             )));
         }
-        // Each record's partition, and each partition's records in the order first seen.
-        let mut parts: Vec<(TopicPartition, Vec<&Record>)> = Vec::new();
-        let mut slots = Vec::with_capacity(records.len());
-        for record in &records {
-            let partition = partition_for(&record.key, inner.partitions);
-            let slot = match parts.iter().position(|(tp, _)| tp.partition == partition && tp.topic == record.topic) {
-                Some(slot) => slot,
-                None => {
-                    parts.push((TopicPartition { topic: record.topic.clone(), partition }, Vec::new()));
-                    parts.len() - 1
-                }
-            };
-            parts[slot].1.push(record);
-            slots.push(slot);
-        }
-        let (reached, mine, mut next) = {
-            let mut writer = inner.writer.lock().expect("log writer lock poisoned");
-            if let Some(failed) = &writer.failed {
-                return Err(LogError::Unavailable(format!("the log failed earlier and must be reopened: {failed}")));
-            }
-            let mut bytes = Vec::new();
-            let mut written = Vec::with_capacity(parts.len());
-            for (tp, part) in &parts {
-                let start = writer.parts.get(tp).map_or(0, |p| p.next);
-                let mut chunks = Vec::new();
-                let mut first = start;
-                let mut builder = segment::Builder::default();
-                for (i, record) in part.iter().enumerate() {
-                    builder.push(record);
-                    if builder.full() || i + 1 == part.len() {
-                        let at = bytes.len();
-                        let n = builder.len();
-                        chunk::put(&mut bytes, tp, first, &std::mem::take(&mut builder).finish());
-                        let len = u32::try_from(bytes.len() - at).expect("a chunk is below 4 GiB");
-                        chunks.push(ChunkAt { first, pos: writer.end + at as u64, len });
-                        first += n;
-                    }
-                }
-                written.push((start, chunks, first));
-            }
-            // Written before anything is indexed. After a failed write the log takes no more
-            // appends: what the write left past the end is cut off when it is reopened.
-            if let Err(e) = inner.file.write_all_at(&bytes, writer.end) {
-                writer.failed = Some(e.to_string());
-                return Err(e.into());
-            }
-            writer.end += bytes.len() as u64;
-            let mut starts = Vec::with_capacity(parts.len());
-            let mut reached = Vec::with_capacity(parts.len());
-            for ((tp, _), (start, chunks, end)) in parts.iter().zip(written) {
-                let part = writer.parts.entry(tp.clone()).or_default();
-                part.chunks.extend(chunks);
-                part.next = end;
-                starts.push(start);
-                reached.push((tp.clone(), end));
-            }
-            writer.applied += 1;
-            (reached, writer.applied, starts)
-        };
+        // The write can wait on the disk (the kernel holds back writers when much is
+        // dirty): off the async workers, which serve intake's clients meanwhile.
+        let writing = inner.clone();
+        let Written { partitions, slots, mut next, reached, mine } =
+            tokio::task::spawn_blocking(move || writing.write(&records))
+                .await
+                .map_err(|e| std::io::Error::other(format!("the log's write stopped: {e}")))??;
         // Durable before anyone is told: one sync covers every append written before it
         // starts, so an append a sync begun after it covered needs no sync of its own.
         {
@@ -412,7 +439,7 @@ impl EventLog for EmbeddedLog {
             .map(|slot| {
                 let offset = next[slot];
                 next[slot] += 1;
-                Appended { partition: parts[slot].0.partition, offset }
+                Appended { partition: partitions[slot], offset }
             })
             .collect())
     }
