@@ -180,11 +180,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // The broker is a child process; it is killed when `tansu` is dropped.
         let tansu = tokio::task::spawn_blocking(|| testbroker::Tansu::start("memory://tansu/")).await?;
         eprintln!("kafka log (tansu at {}):", tansu.addr());
-        let log = serve::Log::Kafka { broker: tansu.addr() };
+        let log = serve::Log::Kafka { broker: tansu.addr(), broker_pid: tansu.pid() };
         let mut daybook = serve::measure(&load, &log, &args).await?;
-        daybook.intake_alone = Some(serve::intake_alone(&load, &log, &args).await?);
+        let (rate, resent, busy) = serve::intake_alone(&load, &log, &args).await?;
+        (daybook.intake_alone, daybook.broker_busy_intake) = (Some((rate, resent)), busy);
         eprintln!("raw rdkafka baselines:");
-        let raw = raw::measure(&tansu.addr(), &load).await?;
+        let raw = raw::measure(&tansu.addr(), tansu.pid(), &load).await?;
         Some((daybook, raw))
     } else {
         None

@@ -16,7 +16,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::Load;
-use crate::serve::Rate;
+use crate::serve::{Busy, Rate, broker_busy};
 
 /// As many partitions as each of daybook's topics has in the run.
 const PARTITIONS: i32 = 4;
@@ -25,19 +25,21 @@ pub struct RawFigures {
     pub produce: Rate,
     /// From the first record received, as daybook's rebuild counts from its first fold.
     pub consume: Rate,
+    /// The broker's CPU while producing, and while consuming.
+    pub broker_busy: (Option<Busy>, Option<Busy>),
 }
 
-pub async fn measure(broker: &str, load: &Load) -> anyhow::Result<RawFigures> {
+pub async fn measure(broker: &str, broker_pid: Option<u32>, load: &Load) -> anyhow::Result<RawFigures> {
     let topic = crate::unique_name("raw");
     create_topic(broker, &topic).await?;
     // Key and value as daybook's log writes them: the school, and the protobuf event.
     let records: Vec<(String, Vec<u8>)> = load.all().map(|e| (e.school.clone(), e.encode_to_vec())).collect();
     eprintln!("  producing {} records", records.len());
-    let produce = produce(broker, &topic, &records).await?;
+    let (produce, produce_busy) = broker_busy(broker_pid, produce(broker, &topic, &records)).await?;
     eprintln!("  consuming them");
     let bytes = records.iter().map(|(_, value)| value.len()).sum();
-    let consume = consume(broker, &topic, records.len(), bytes).await?;
-    Ok(RawFigures { produce, consume })
+    let (consume, consume_busy) = broker_busy(broker_pid, consume(broker, &topic, records.len(), bytes)).await?;
+    Ok(RawFigures { produce, consume, broker_busy: (produce_busy, consume_busy) })
 }
 
 async fn create_topic(broker: &str, topic: &str) -> anyhow::Result<()> {

@@ -19,6 +19,8 @@ pub enum Log {
     /// A Kafka-API broker at this address; the run creates topics of its own there.
     Kafka {
         broker: String,
+        /// The broker's process, when the bench started it: its CPU is read.
+        broker_pid: Option<u32>,
     },
 }
 
@@ -51,6 +53,9 @@ pub struct Figures {
     /// reading them: what to hold against the raw producer, which runs alone too; and the
     /// streams it sent again.
     pub intake_alone: Option<(Rate, u32)>,
+    /// The broker's CPU over intake alone, and over the rebuild (Kafka only).
+    pub broker_busy_intake: Option<Busy>,
+    pub broker_busy_rebuild: Option<Busy>,
     /// From the first streamed event posted until the aggregator folded it all.
     pub end_to_end: Option<Rate>,
     /// Of several runs, the shortest and longest end-to-end times (s), and how many runs.
@@ -137,10 +142,10 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
             rebuild(&serve_args(&dir.path().join("serve"), log, &prefix, "aggregators", args), Roles::All).await?
         }
         // A new aggregator group on a new data directory reads the topics from the start.
-        Log::Kafka { broker } => {
-            let rebuilt =
-                rebuild(&serve_args(&dir.path().join("rebuild"), log, &prefix, "rebuild", args), Roles::Aggregate)
-                    .await?;
+        Log::Kafka { broker, broker_pid } => {
+            let config = serve_args(&dir.path().join("rebuild"), log, &prefix, "rebuild", args);
+            let (rebuilt, busy) = broker_busy(*broker_pid, rebuild(&config, Roles::Aggregate)).await?;
+            figures.broker_busy_rebuild = busy;
             // The group's changelog topic, named as `daybook::kafka::connect` names it.
             let changelog = format!("{prefix}.{prefix}-rebuild.{}", aggregator::changelog::TOPIC);
             figures.rebuild_changelog = Some(crate::raw::records_in(broker, &changelog).await?);
@@ -211,14 +216,19 @@ async fn stream_bulk(intake: &IntakeClient<Channel>, load: &Load, streams: usize
 /// Streams the day's bulk through `daybook intake` alone (`Roles::Intake`) to topics of
 /// its own: no aggregator of the run reads them or writes a changelog on the same broker
 /// and cores meanwhile, as none does beside the raw producer.
-pub async fn intake_alone(load: &Load, log: &Log, args: &Args) -> anyhow::Result<(Rate, u32)> {
+pub async fn intake_alone(load: &Load, log: &Log, args: &Args) -> anyhow::Result<(Rate, u32, Option<Busy>)> {
     let dir = tempfile::tempdir()?;
     let prefix = crate::unique_name("intake");
     let server = Server::start(&serve_args(dir.path(), log, &prefix, "intake", args), Roles::Intake).await?;
     eprintln!("  {} events on {} streams, intake alone", load.streamed(), args.streams);
-    let streamed = stream_bulk(&IntakeClient::new(server.channel.clone()), load, args.streams).await?;
+    let pid = match log {
+        Log::Kafka { broker_pid, .. } => *broker_pid,
+        Log::Embedded => None,
+    };
+    let (streamed, busy) =
+        broker_busy(pid, stream_bulk(&IntakeClient::new(server.channel.clone()), load, args.streams)).await?;
     server.running.stop().await?;
-    Ok((streamed.rate, streamed.resent))
+    Ok((streamed.rate, streamed.resent, busy))
 }
 
 /// The run with the median end-to-end time, which also notes the range of all of them.
@@ -248,7 +258,7 @@ fn serve_args(dir: &Path, log: &Log, prefix: &str, group: &str, args: &Args) -> 
         Log::Embedded => None,
         // tansu 0.6.0's memory storage cannot fetch from inside a record batch, hence one
         // record per batch (deploy/KAFKA.md); its sqlite storage crawls at 100k records.
-        Log::Kafka { broker } => Some(format!(
+        Log::Kafka { broker, .. } => Some(format!(
             "kafka://{broker}?prefix={prefix}.&partitions=4&fetch_wait_ms=100&producer.batch.num.messages=1"
         )),
     };
@@ -643,8 +653,46 @@ async fn all_reports_streamed(reports: &mut ReportsClient<Channel>, load: &Load)
 
 /// CPU time this process has used, all threads: utime + stime of `/proc/self/stat`, in
 /// clock ticks of 1/100 s (Linux's USER_HZ).
+/// A process's CPU over a span of time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Busy {
+    pub cpu: Duration,
+    pub wall: Duration,
+}
+
+impl Busy {
+    /// The cores it kept busy on average: 1.0 is one core all the time.
+    pub fn cores(&self) -> f64 {
+        self.cpu.as_secs_f64() / self.wall.as_secs_f64().max(0.001)
+    }
+}
+
+/// Runs `work` and gives how busy the broker process `pid` was meanwhile (`None` when
+/// there is no process to watch): a broker near a whole core bounds what its clients do.
+pub async fn broker_busy<T>(
+    pid: Option<u32>,
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(T, Option<Busy>)> {
+    let before = (Instant::now(), pid.and_then(cpu_of));
+    let done = work.await?;
+    let busy = before
+        .1
+        .zip(pid.and_then(cpu_of))
+        .map(|(from, to)| Busy { cpu: to.saturating_sub(from), wall: before.0.elapsed() });
+    Ok((done, busy))
+}
+
+/// User and system CPU of process `pid` so far.
+fn cpu_of(pid: u32) -> Option<Duration> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().map(|stat| cpu_in(&stat))
+}
+
 fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_in(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
+}
+
+/// utime + stime of a `/proc/…/stat` line.
+fn cpu_in(stat: &str) -> Duration {
     // Fields after the command name (which may hold spaces) start at the state, field 3.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let ticks: u64 = after.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();

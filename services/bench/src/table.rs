@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::raw::RawFigures;
-use crate::serve::{DaysRebuilt, Figures, REPORT_CLIENTS, Rate};
+use crate::serve::{Busy, DaysRebuilt, Figures, REPORT_CLIENTS, Rate};
 use crate::{Args, Load};
 
 /// Events of a whole province day, as issue 6 counts them.
@@ -160,6 +160,10 @@ fn ratio(daybook: Option<Rate>, raw: Option<Rate>) -> String {
     cell(daybook.zip(raw), |(d, r)| format!("{:.2}×", d.per_second() / r.per_second()))
 }
 
+fn cores(busy: Option<Busy>) -> String {
+    cell(busy, |b| format!("{:.2}", b.cores()))
+}
+
 fn millis(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
@@ -262,6 +266,21 @@ pub fn render(
             format!("producer: {}", per_second(raw.map(|r| r.produce))),
             ratio(alone, raw.map(|r| r.produce)),
             judged("Kafka ≥ 0.7× raw producer", &[("ratio", ratio_at_least(alone, raw.map(|r| r.produce), 0.7))]),
+        ),
+        row(
+            "the broker's CPU meanwhile, in cores (1.00: a whole core all the time): intake alone; the rebuild below"
+                .into(),
+            [
+                "—".to_owned(),
+                k.map_or("not run".to_owned(), |f| {
+                    format!("{}; {}", cores(f.broker_busy_intake), cores(f.broker_busy_rebuild))
+                }),
+            ],
+            raw.map_or(NOT_MEASURED.to_owned(), |r| {
+                format!("producer: {}; consumer: {}", cores(r.broker_busy.0), cores(r.broker_busy.1))
+            }),
+            "—".to_owned(),
+            "—".to_owned(),
         ),
         row(
             "end-to-end, first event posted → all folded (events/s)".into(),
@@ -565,6 +584,10 @@ Notes:
   consumer writes nothing), and a checkpoint's positions are committed only once that is
   acknowledged: the row after gives how many records that was, and at what rate, to set
   against the raw producer on the same broker.
+- The broker's CPU: the tansu process's user and system time (`/proc/PID/stat`) over each
+  span (the streams of intake alone; the Kafka rebuild from starting its aggregator until
+  its view has applied the changelog; the raw producer's and consumer's runs), divided by
+  the span's wall-clock time. Near 1.00 a core went to the broker all along.
 - Freshness: {fresh} fever readings of new students of one class, posted one at a time after the
   bulk load; from the `Publish` acknowledgement until `GetDailyReport` of the class counts it,
   polled every 2 ms. The Kafka log runs with daybook's default `fetch_wait_ms=100` (the raw
@@ -704,16 +727,21 @@ mod tests {
         };
         let args = <Args as clap::Parser>::parse_from(["daybook-bench"]);
         let rate = |per_second: u64| Some(Rate { count: per_second * 10, seconds: 10.0 });
+        let busy = |cpu: u64, wall: u64| Some(Busy { cpu: Duration::from_secs(cpu), wall: Duration::from_secs(wall) });
         // Beside its aggregator, intake sends half what the raw producer does; alone, 0.8×.
         let daybook = Figures {
             streaming: rate(500),
             intake_alone: Some((Rate { count: 8_000, seconds: 10.0 }, 1)),
             rebuild: rate(100),
             rebuild_changelog: Some(2_000),
+            broker_busy_intake: busy(9, 10),
             ..Figures::default()
         };
-        let raw =
-            RawFigures { produce: Rate { count: 10_000, seconds: 10.0 }, consume: Rate { count: 1, seconds: 1.0 } };
+        let raw = RawFigures {
+            produce: Rate { count: 10_000, seconds: 10.0 },
+            consume: Rate { count: 1, seconds: 1.0 },
+            broker_busy: (busy(10, 10), busy(3, 4)),
+        };
         let table = render(&header, &args, &Figures::default(), None, Some(&(daybook, raw)));
         let line = |starts: &str| table.lines().find(|l| l.starts_with(starts)).expect("the row").to_owned();
         let beside = line("| intake, streaming");
@@ -723,6 +751,9 @@ mod tests {
         assert!(alone.contains("0.80×") && alone.contains("ratio met"), "{alone}");
         let changelog = line("| rebuild over Kafka");
         assert!(changelog.contains("2,000 (200/s)") && changelog.contains("producer: 1,000"), "{changelog}");
+        // The broker's CPU over wall time, for each of the four; the rebuild's unread.
+        let broker = line("| the broker's CPU");
+        assert!(broker.contains("| 0.90; n/a ") && broker.contains("| producer: 1.00; consumer: 0.75 "), "{broker}");
     }
 
     #[test]

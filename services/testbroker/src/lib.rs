@@ -46,6 +46,11 @@ impl Tansu {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The broker's process id while it runs (a benchmark reads its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Starts it again on the same port and storage.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "tansu is running");
