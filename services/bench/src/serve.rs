@@ -24,6 +24,16 @@ pub enum Log {
     },
 }
 
+impl Log {
+    /// How often the bench asks for the status while it waits on this log.
+    fn status_poll(&self) -> Duration {
+        match self {
+            Log::Embedded => STATUS_POLL,
+            Log::Kafka { .. } => KAFKA_STATUS_POLL,
+        }
+    }
+}
+
 /// `count` things done in `seconds`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
@@ -81,9 +91,13 @@ pub struct Figures {
     pub projections_live_bytes: Option<u64>,
 }
 
-/// How often the status is polled while waiting for the aggregator: fine enough for
-/// runs of seconds, coarse enough not to load a broker with offset requests.
+/// How often the status is polled while waiting for the aggregator on the embedded log:
+/// fine enough for runs of a second.
 const STATUS_POLL: Duration = Duration::from_millis(50);
+/// On Kafka, where each status asks the broker for every partition's committed and end
+/// offsets: polled every 50 ms, that was broker work the raw consumer it is compared with
+/// does not cause, in runs of tens of seconds.
+const KAFKA_STATUS_POLL: Duration = Duration::from_millis(500);
 /// How often a freshness probe's report is read.
 const PROBE_POLL: Duration = Duration::from_millis(2);
 const PATIENCE: Duration = Duration::from_secs(600);
@@ -111,17 +125,17 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
         accepted(intake.publish(event.clone()).await?.into_inner())?;
     }
     figures.unary = Some(Rate::new(load.sample.len(), started.elapsed()));
-    follow_folding(&mut reports).await?;
+    follow_folding(&mut reports, log.status_poll()).await?;
 
     eprintln!("  {} events on {} streams", load.streamed(), args.streams);
     let streamed = stream_bulk(&intake, load, args.streams).await?;
     figures.streaming = Some(streamed.rate);
     figures.streams_resent = streamed.resent;
-    follow_folding(&mut reports).await?;
+    follow_folding(&mut reports, log.status_poll()).await?;
     figures.end_to_end = Some(Rate::new(load.streamed(), streamed.started.elapsed()));
 
     eprintln!("  freshness of {} events", args.fresh);
-    figures.freshness = freshness(&mut intake, &mut reports, load, args.fresh).await?;
+    figures.freshness = freshness(&mut intake, &mut reports, load, args.fresh, log.status_poll()).await?;
 
     eprintln!("  every unit's report");
     figures.reports = Some(all_reports(&mut reports, load).await?);
@@ -139,12 +153,14 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
         // aggregator folds the log from its first offset.
         Log::Embedded => {
             std::fs::remove_dir_all(dir.path().join("serve/projections"))?;
-            rebuild(&serve_args(&dir.path().join("serve"), log, &prefix, "aggregators", args), Roles::All).await?
+            let config = serve_args(&dir.path().join("serve"), log, &prefix, "aggregators", args);
+            rebuild(&config, Roles::All, log.status_poll()).await?
         }
         // A new aggregator group on a new data directory reads the topics from the start.
         Log::Kafka { broker, broker_pid } => {
             let config = serve_args(&dir.path().join("rebuild"), log, &prefix, "rebuild", args);
-            let (rebuilt, busy) = broker_busy(*broker_pid, rebuild(&config, Roles::Aggregate)).await?;
+            let (rebuilt, busy) =
+                broker_busy(*broker_pid, rebuild(&config, Roles::Aggregate, log.status_poll())).await?;
             figures.broker_busy_rebuild = busy;
             // The group's changelog topic, named as `daybook::kafka::connect` names it.
             let changelog = format!("{prefix}.{prefix}-rebuild.{}", aggregator::changelog::TOPIC);
@@ -314,7 +330,7 @@ struct Folding {
 }
 
 /// Polls the status until nothing acknowledged is left to fold.
-async fn follow_folding(reports: &mut ReportsClient<Channel>) -> anyhow::Result<Folding> {
+async fn follow_folding(reports: &mut ReportsClient<Channel>, poll: Duration) -> anyhow::Result<Folding> {
     let deadline = Instant::now() + PATIENCE;
     let mut first = None;
     loop {
@@ -327,18 +343,18 @@ async fn follow_folding(reports: &mut ReportsClient<Channel>) -> anyhow::Result<
             return Ok(Folding { first, done: now, done_cpu: process_cpu(), folded: status.events_folded });
         }
         anyhow::ensure!(now < deadline, "the aggregator still lags {} events after {PATIENCE:?}", status.total_lag);
-        tokio::time::sleep(STATUS_POLL).await;
+        tokio::time::sleep(poll).await;
     }
 }
 
 /// Starts an aggregator on projections that are empty and times it through the log, and
 /// gives the CPU this process spent meanwhile. Both count from the first fold seen, so
 /// start-up and joining the consumer group are left out, as they are for the raw consumer.
-async fn rebuild(config: &daybook::ServeConfig, roles: Roles) -> anyhow::Result<(Rate, Duration)> {
+async fn rebuild(config: &daybook::ServeConfig, roles: Roles, poll: Duration) -> anyhow::Result<(Rate, Duration)> {
     let started = (Instant::now(), process_cpu());
     let server = Server::start(config, roles).await?;
     let mut reports = ReportsClient::new(server.channel.clone());
-    let folding = follow_folding(&mut reports).await?;
+    let folding = follow_folding(&mut reports, poll).await?;
     server.running.stop().await?;
     Ok(match folding.first {
         Some((at, before, cpu)) if folding.folded > before && folding.done > at => {
@@ -499,7 +515,7 @@ pub async fn rebuild_child(serve: &Path, args: &Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let server = Server::start(&config, Roles::All).await?;
     let mut reports = ReportsClient::new(server.channel.clone());
-    let folding = follow_folding(&mut reports).await?;
+    let folding = follow_folding(&mut reports, STATUS_POLL).await?;
     let cpu = process_cpu();
     // The feeds held the seal while the backlog was folded: it follows now.
     let due = config.close.last_sealed_day(chrono::Utc::now().with_timezone(&config.utc_offset).naive_local());
@@ -553,6 +569,7 @@ async fn freshness(
     reports: &mut ReportsClient<Channel>,
     load: &Load,
     n: usize,
+    poll: Duration,
 ) -> anyhow::Result<Vec<Duration>> {
     let (school, city) = &load.probe_school;
     let event = |id: String, time: &str, payload| pb::Event {
@@ -584,7 +601,7 @@ async fn freshness(
     for result in intake.publish_batch(pb::PublishBatchRequest { events: registrations }).await?.into_inner().results {
         accepted(result)?;
     }
-    follow_folding(reports).await?;
+    follow_folding(reports, poll).await?;
 
     let unit = format!("class:{school}/DBENCH/2019/C01");
     let mut latencies = Vec::with_capacity(n);

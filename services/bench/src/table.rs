@@ -572,7 +572,8 @@ Notes:
   to `daybook intake` (the role deployed apart over Kafka) writing to topics of its own that
   nothing reads. tansu's CPU is the bottleneck of the whole Kafka column.
 - End-to-end: from the first streamed event posted until `GetStatus` says `total_lag == 0`
-  (polled every 50 ms); over Kafka that includes the changelog and the view.
+  (polled every 50 ms; on Kafka every 500 ms, since each status asks the broker for every
+  partition's offsets); over Kafka that includes the changelog and the view.
 - Rebuild: the embedded run deletes the projections and restarts the server; the Kafka run starts
   a new aggregator group (the `aggregate` role) on a new data directory. Timed from the first
   fold seen, as the raw consumer (all partitions assigned, records counted, not decoded) is
