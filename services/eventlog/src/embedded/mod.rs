@@ -476,56 +476,81 @@ pub struct EmbeddedConsumer {
 }
 
 impl EmbeddedConsumer {
-    /// Up to `max` durable records, the partitions in order: a backlog (a rebuild, a
-    /// catch-up) is read one partition at a time, so the fold works on one partition's
-    /// schools at a time. Taking the partitions in turn instead made a province rebuild
-    /// of 30 days cost 385 CPU s against 212 (services/bench/PROFILE.md, thirteenth
-    /// session). The cursors move only if the whole read succeeds: a failed poll loses
-    /// nothing.
-    fn read_available(&mut self, max: usize) -> Result<Vec<Polled>, LogError> {
-        let mut out = Vec::new();
-        let ends = self.log.end_offsets()?;
-        let mut moved = Vec::new();
-        for (tp, end) in ends {
-            if out.len() >= max {
-                break;
-            }
-            let positions = &self.positions;
-            let from = *self.cursor.entry(tp.clone()).or_insert_with(|| positions(&tp).unwrap_or(0));
-            if from >= end {
-                continue;
-            }
-            let until = end.min(from.saturating_add((max - out.len()) as u64));
-            let chunks = {
-                let writer = self.log.inner.writer.lock().expect("log writer lock poisoned");
-                writer.parts.get(&tp).map(|part| part.chunks_for(from, until).to_vec()).unwrap_or_default()
-            };
-            let mut next = from;
-            for at in chunks {
-                self.buffer.resize(at.len as usize, 0);
-                self.log.inner.file.read_exact_at(&mut self.buffer, at.pos)?;
-                let header = chunk::header(&self.buffer)
-                    .filter(|h| h.tp == tp && h.first == at.first)
-                    .ok_or_else(|| corrupt(&tp, &format!("no chunk at byte {} for offset {}", at.pos, at.first)))?;
-                next = segment::read(&tp, at.first, chunk::body(&header, &self.buffer)?, next, until, &mut out)?;
-            }
-            moved.push((tp, next));
-        }
+    /// Reads on a blocking thread, since a read may wait on the disk (a log not in the
+    /// page cache) and the async workers serve intake's clients. The cursors move once the
+    /// records are handed over: a poll dropped meanwhile, or failed, loses nothing.
+    async fn read(&mut self, max: usize) -> Result<Vec<Polled>, LogError> {
+        let (log, positions, cursor) = (self.log.clone(), self.positions.clone(), self.cursor.clone());
+        let mut buffer = std::mem::take(&mut self.buffer);
+        let (read, buffer) = tokio::task::spawn_blocking(move || {
+            let read = read_available(&log, &positions, &cursor, &mut buffer, max);
+            (read, buffer)
+        })
+        .await
+        .map_err(|e| std::io::Error::other(format!("the log's read stopped: {e}")))?;
+        self.buffer = buffer;
+        let (records, moved) = read?;
         self.cursor.extend(moved);
-        Ok(out)
+        Ok(records)
     }
+}
+
+/// Records read, and each partition's next offset after them.
+type Read = (Vec<Polled>, Vec<(TopicPartition, u64)>);
+
+/// Up to `max` durable records of `log` from the consumer's `cursor` (or, for a partition
+/// not read yet, from `positions`), the partitions in order, with each partition's next
+/// offset after them. In order, a backlog (a rebuild, a catch-up) is read one partition at
+/// a time, so the fold works on one partition's schools at a time. Taking the partitions
+/// in turn instead made a province rebuild of 30 days cost 385 CPU s against 212
+/// (services/bench/PROFILE.md, thirteenth session). Chunks are read into `buffer`.
+fn read_available(
+    log: &EmbeddedLog,
+    positions: &PositionLookup,
+    cursor: &HashMap<TopicPartition, u64>,
+    buffer: &mut Vec<u8>,
+    max: usize,
+) -> Result<Read, LogError> {
+    let mut out = Vec::new();
+    let mut moved = Vec::new();
+    for (tp, end) in log.end_offsets()? {
+        if out.len() >= max {
+            break;
+        }
+        let from = cursor.get(&tp).copied().unwrap_or_else(|| positions(&tp).unwrap_or(0));
+        if from >= end {
+            moved.push((tp, from));
+            continue;
+        }
+        let until = end.min(from.saturating_add((max - out.len()) as u64));
+        let chunks = {
+            let writer = log.inner.writer.lock().expect("log writer lock poisoned");
+            writer.parts.get(&tp).map(|part| part.chunks_for(from, until).to_vec()).unwrap_or_default()
+        };
+        let mut next = from;
+        for at in chunks {
+            buffer.resize(at.len as usize, 0);
+            log.inner.file.read_exact_at(buffer, at.pos)?;
+            let header = chunk::header(buffer)
+                .filter(|h| h.tp == tp && h.first == at.first)
+                .ok_or_else(|| corrupt(&tp, &format!("no chunk at byte {} for offset {}", at.pos, at.first)))?;
+            next = segment::read(&tp, at.first, chunk::body(&header, buffer)?, next, until, &mut out)?;
+        }
+        moved.push((tp, next));
+    }
+    Ok((out, moved))
 }
 
 impl LogConsumer for EmbeddedConsumer {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Polled>, LogError> {
         self.wake.borrow_and_update();
-        let records = self.read_available(max)?;
+        let records = self.read(max).await?;
         if !records.is_empty() {
             return Ok(records);
         }
         // Nothing yet: sleep until an append lands or the wait runs out.
         let _ = tokio::time::timeout(wait, self.wake.changed()).await;
-        self.read_available(max)
+        self.read(max).await
     }
 
     fn commit(&mut self, _positions: &[(TopicPartition, u64)]) -> Result<(), LogError> {
@@ -865,6 +890,35 @@ mod tests {
         }
         // The third poll takes health's last record, then roster's first.
         assert_eq!(topics, ["health", "health", "health", "roster"]);
+    }
+
+    #[tokio::test]
+    async fn a_poll_dropped_before_it_answers_loses_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path(), 4).unwrap();
+        let written = log.append(numbered(500)).await.unwrap();
+        let mut consumer = log.subscribe("g", Arc::new(|_| None)).unwrap();
+        // Given up at once, as the aggregator does when it stops: the read goes on on its
+        // blocking thread, and what it read must not count as delivered.
+        let mut offsets: Vec<(u32, u64)> = Vec::new();
+        let mut dropped = 0;
+        for _ in 0..3 {
+            tokio::select! {
+                biased;
+                answered = consumer.poll(100, Duration::ZERO) => {
+                    offsets.extend(answered.unwrap().iter().map(|p| (p.at.partition, p.offset)));
+                }
+                () = std::future::ready(()) => dropped += 1,
+            }
+        }
+        assert!(dropped > 0, "a poll answers only after its blocking read, so one was dropped");
+        // Let the reads given up on finish meanwhile.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        offsets.extend(drain(&mut consumer, 100).await.iter().map(|p| (p.at.partition, p.offset)));
+        offsets.sort();
+        let mut expected: Vec<(u32, u64)> = written.iter().map(|a| (a.partition, a.offset)).collect();
+        expected.sort();
+        assert_eq!(offsets, expected, "every record once");
     }
 
     #[tokio::test]
