@@ -376,17 +376,25 @@ impl FoldThread {
         Ok(Self { jobs })
     }
 
-    /// Runs `job` on the fold thread and waits for its result without blocking a worker.
-    /// A job that panicked is an error: the aggregator stops, and with it the server,
-    /// rather than leave its share of the schools unfolded while the others go on.
-    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T, AggregateError> {
+    /// Hands `job` to the fold thread at once, and gives its result without blocking a
+    /// worker. Not an `async fn`, whose body would wait for the first poll: the aggregator
+    /// reads the next poll of the log before it awaits the fold, and the two are meant to
+    /// overlap. A job that panicked is an error: the aggregator stops, and with it the
+    /// server, rather than leave its share of the schools unfolded while the others go on.
+    fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> impl Future<Output = Result<T, AggregateError>> {
         let (answer, result) = tokio::sync::oneshot::channel();
         let job = Box::new(move || {
             let _ = answer.send(job());
         });
         // A panic ended the thread, dropping `answer` (or `received`, for a later job).
-        self.jobs.send(job).map_err(|_| AggregateError::FoldPanicked)?;
-        result.await.map_err(|_| AggregateError::FoldPanicked)
+        let sent = self.jobs.send(job).map_err(|_| AggregateError::FoldPanicked);
+        async move {
+            sent?;
+            result.await.map_err(|_| AggregateError::FoldPanicked)
+        }
     }
 }
 
@@ -537,6 +545,16 @@ mod tests {
         // Jobs run one after another on the same thread.
         let first = fold_thread.run(|| std::thread::current().id()).await.unwrap();
         assert_eq!(fold_thread.run(|| std::thread::current().id()).await.unwrap(), first);
+    }
+
+    #[tokio::test]
+    async fn a_fold_starts_when_handed_over_not_when_awaited() {
+        let fold_thread = FoldThread::start().unwrap();
+        let (started, seen) = std::sync::mpsc::channel();
+        let answer = fold_thread.run(move || started.send(()).is_ok());
+        // The aggregator reads the log's next poll here, before it awaits the fold.
+        seen.recv_timeout(Duration::from_secs(10)).expect("the job ran before its answer was awaited");
+        assert!(answer.await.unwrap());
     }
 
     #[tokio::test]
