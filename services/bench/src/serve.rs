@@ -32,6 +32,14 @@ impl Log {
             Log::Kafka { .. } => KAFKA_STATUS_POLL,
         }
     }
+
+    /// The broker's process, when the bench started one.
+    fn broker_pid(&self) -> Option<u32> {
+        match self {
+            Log::Embedded => None,
+            Log::Kafka { broker_pid, .. } => *broker_pid,
+        }
+    }
 }
 
 /// `count` things done in `seconds`.
@@ -157,13 +165,13 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
             rebuild(&config, Roles::All, log.status_poll()).await?
         }
         // A new aggregator group on a new data directory reads the topics from the start.
-        Log::Kafka { broker, broker_pid } => {
+        Log::Kafka { broker, .. } => {
             let config = serve_args(&dir.path().join("rebuild"), log, &prefix, "rebuild", args);
             let (rebuilt, busy) =
-                broker_busy(*broker_pid, rebuild(&config, Roles::Aggregate, log.status_poll())).await?;
+                broker_busy(log.broker_pid(), rebuild(&config, Roles::Aggregate, log.status_poll())).await?;
             figures.broker_busy_rebuild = busy;
-            // The group's changelog topic, named as `daybook::kafka::connect` names it.
-            let changelog = format!("{prefix}.{prefix}-rebuild.{}", aggregator::changelog::TOPIC);
+            let changelog =
+                daybook::kafka::changelog_prefix(&format!("{prefix}."), &config.group) + aggregator::changelog::TOPIC;
             figures.rebuild_changelog = Some(crate::raw::records_in(broker, &changelog).await?);
             rebuilt
         }
@@ -237,12 +245,9 @@ pub async fn intake_alone(load: &Load, log: &Log, args: &Args) -> anyhow::Result
     let prefix = crate::unique_name("intake");
     let server = Server::start(&serve_args(dir.path(), log, &prefix, "intake", args), Roles::Intake).await?;
     eprintln!("  {} events on {} streams, intake alone", load.streamed(), args.streams);
-    let pid = match log {
-        Log::Kafka { broker_pid, .. } => *broker_pid,
-        Log::Embedded => None,
-    };
     let (streamed, busy) =
-        broker_busy(pid, stream_bulk(&IntakeClient::new(server.channel.clone()), load, args.streams)).await?;
+        broker_busy(log.broker_pid(), stream_bulk(&IntakeClient::new(server.channel.clone()), load, args.streams))
+            .await?;
     server.running.stop().await?;
     Ok((streamed.rate, streamed.resent, busy))
 }

@@ -12,8 +12,7 @@ use eventlog::{EventLog, KafkaConfig, KafkaLog};
 /// creating what is missing.
 pub async fn connect(events: KafkaConfig, group: &str) -> anyhow::Result<(KafkaLog, KafkaLog)> {
     let mut changelog = events.clone();
-    // Each group folds on its own and publishes its own changelog.
-    changelog.topic_prefix = format!("{}{group}.", events.topic_prefix);
+    changelog.topic_prefix = changelog_prefix(&events.topic_prefix, group);
     changelog.topics = vec![aggregator::changelog::TOPIC.to_owned()];
     // Keyed by unit record, newest version wins: compaction keeps the topic the size of
     // the projections, not of their history.
@@ -25,6 +24,12 @@ pub async fn connect(events: KafkaConfig, group: &str) -> anyhow::Result<(KafkaL
         Ok((events, changelog))
     })
     .await?
+}
+
+/// The prefix of `group`'s changelog topic, under the events' prefix: each group folds on
+/// its own and publishes its own changelog.
+pub fn changelog_prefix(events_prefix: &str, group: &str) -> String {
+    format!("{events_prefix}{group}.")
 }
 
 /// Lag of the reports an aggregator serves: event records the group has not folded and

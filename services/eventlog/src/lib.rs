@@ -111,12 +111,22 @@ pub trait LogConsumer: Send + 'static {
 /// moment after the last handle is dropped (an in-process restart would fail otherwise).
 /// Another process holding the lock still fails, after about two seconds.
 pub fn open_sled(dir: &std::path::Path) -> sled::Result<sled::Db> {
+    retry_while_locked(
+        || sled::open(dir),
+        |e| matches!(e, sled::Error::Io(e) if e.to_string().contains("could not acquire lock")),
+    )
+}
+
+/// Calls `attempt` again while its error is a lock held elsewhere (`locked`), for about
+/// two seconds: long enough for a handle of this process just dropped to let go.
+pub(crate) fn retry_while_locked<T, E>(
+    mut attempt: impl FnMut() -> Result<T, E>,
+    locked: impl Fn(&E) -> bool,
+) -> Result<T, E> {
     let mut waited = Duration::ZERO;
     loop {
-        match sled::open(dir) {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock") && waited < Duration::from_secs(2) =>
-            {
+        match attempt() {
+            Err(e) if locked(&e) && waited < Duration::from_secs(2) => {
                 std::thread::sleep(Duration::from_millis(20));
                 waited += Duration::from_millis(20);
             }

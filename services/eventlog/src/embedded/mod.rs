@@ -212,19 +212,12 @@ impl EmbeddedLog {
 /// process just dropped (a restart in-process); another holder is refused.
 fn lock(dir: &Path) -> Result<File, LogError> {
     let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join(LOCK))?;
-    let mut waited = Duration::ZERO;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) if waited < Duration::from_secs(2) => {
-                std::thread::sleep(Duration::from_millis(20));
-                waited += Duration::from_millis(20);
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(LogError::Config(format!("the log at {} is open in another process", dir.display())));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+    match crate::retry_while_locked(|| file.try_lock(), |e| matches!(e, std::fs::TryLockError::WouldBlock)) {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(LogError::Config(format!("the log at {} is open in another process", dir.display())))
         }
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
     }
 }
 
@@ -306,13 +299,12 @@ fn scan(file: &File, dir: &Path) -> Result<Writer, LogError> {
 
 /// Where an append's records went, for its answer.
 struct Written {
-    /// The partition of each part (the records of one topic and partition).
-    partitions: Vec<u32>,
-    /// Each record's part, in the order the records came.
+    /// Each record's part (the records of one topic and partition), in the order the
+    /// records came.
     slots: Vec<usize>,
     /// Each part's first offset.
     next: Vec<u64>,
-    /// Each part's next offset after the append.
+    /// Each part, with its next offset after the append.
     reached: Vec<(TopicPartition, u64)>,
     /// The count of appends written, this one included.
     mine: u64,
@@ -378,8 +370,7 @@ impl Inner {
             reached.push((tp.clone(), end));
         }
         writer.applied += 1;
-        let partitions = parts.iter().map(|(tp, _)| tp.partition).collect();
-        Ok(Written { partitions, slots, next: starts, reached, mine: writer.applied })
+        Ok(Written { slots, next: starts, reached, mine: writer.applied })
     }
 }
 
@@ -400,10 +391,7 @@ impl EventLog for EmbeddedLog {
         // The write can wait on the disk (the kernel holds back writers when much is
         // dirty): off the async workers, which serve intake's clients meanwhile.
         let writing = inner.clone();
-        let Written { partitions, slots, mut next, reached, mine } =
-            tokio::task::spawn_blocking(move || writing.write(&records))
-                .await
-                .map_err(|e| std::io::Error::other(format!("the log's write stopped: {e}")))??;
+        let Written { slots, mut next, reached, mine } = blocking("write", move || writing.write(&records)).await??;
         // Durable before anyone is told: one sync covers every append written before it
         // starts, so an append a sync begun after it covered needs no sync of its own.
         {
@@ -411,10 +399,7 @@ impl EventLog for EmbeddedLog {
             if *synced < mine {
                 let covers = inner.writer.lock().expect("log writer lock poisoned").applied;
                 let log = inner.clone();
-                let result = tokio::task::spawn_blocking(move || log.file.sync_data())
-                    .await
-                    .map_err(|e| std::io::Error::other(format!("the log's sync stopped: {e}")))
-                    .and_then(|r| r);
+                let result = blocking("sync", move || log.file.sync_data()).await.and_then(|r| r);
                 if let Err(e) = result {
                     // The written bytes may never reach the disk, and a later sync can
                     // succeed all the same (Linux marks the pages clean): no append after
@@ -427,9 +412,9 @@ impl EventLog for EmbeddedLog {
         }
         {
             let mut durable = inner.durable.lock().expect("log durable lock poisoned");
-            for (tp, end) in reached {
-                let known = durable.entry(tp).or_insert(0);
-                *known = (*known).max(end);
+            for (tp, end) in &reached {
+                let known = durable.entry(tp.clone()).or_insert(0);
+                *known = (*known).max(*end);
             }
         }
         inner.appended.send_modify(|n| *n += 1);
@@ -439,7 +424,7 @@ impl EventLog for EmbeddedLog {
             .map(|slot| {
                 let offset = next[slot];
                 next[slot] += 1;
-                Appended { partition: partitions[slot], offset }
+                Appended { partition: reached[slot].0.partition, offset }
             })
             .collect())
     }
@@ -482,17 +467,22 @@ impl EmbeddedConsumer {
     async fn read(&mut self, max: usize) -> Result<Vec<Polled>, LogError> {
         let (log, positions, cursor) = (self.log.clone(), self.positions.clone(), self.cursor.clone());
         let mut buffer = std::mem::take(&mut self.buffer);
-        let (read, buffer) = tokio::task::spawn_blocking(move || {
+        let (read, buffer) = blocking("read", move || {
             let read = read_available(&log, &positions, &cursor, &mut buffer, max);
             (read, buffer)
         })
-        .await
-        .map_err(|e| std::io::Error::other(format!("the log's read stopped: {e}")))?;
+        .await?;
         self.buffer = buffer;
         let (records, moved) = read?;
         self.cursor.extend(moved);
         Ok(records)
     }
+}
+
+/// Runs `work` on tokio's blocking threads: the log's file I/O can wait on the disk, and
+/// the async workers serve intake's clients meanwhile.
+async fn blocking<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| std::io::Error::other(format!("the log's {what} stopped: {e}")))
 }
 
 /// Records read, and each partition's next offset after them.
