@@ -84,8 +84,12 @@ pub struct Figures {
     pub reports: Option<Rate>,
     /// Every unit's report for the day in one `ListDailyReports` stream.
     pub reports_streamed: Option<Rate>,
-    /// Folding the whole log again into empty projections, from the first fold seen.
+    /// Folding the whole log again into empty projections, from the first event folded
+    /// until the status says all is (over Kafka: committed, and in the view).
     pub rebuild: Option<Rate>,
+    /// The same from the first event folded to the last: over Kafka the changelog's last
+    /// records and the view follow it.
+    pub rebuild_fold_alone: Option<Rate>,
     /// The CPU this process spent over the same time (the server's, all threads; on Kafka
     /// the broker's is not in it): the fold per core.
     pub rebuild_cpu: Option<Duration>,
@@ -156,7 +160,7 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
     figures.projections_live_bytes = Some(live_bytes(&dir.path().join("serve/projections"))?);
 
     eprintln!("  rebuilding the projections from the log");
-    let (rate, cpu) = match log {
+    let rebuilt = match log {
         // The log and the intake index stay; the projections start empty and the
         // aggregator folds the log from its first offset.
         Log::Embedded => {
@@ -176,8 +180,9 @@ pub async fn measure(load: &Load, log: &Log, args: &Args) -> anyhow::Result<Figu
             rebuilt
         }
     };
-    figures.rebuild = Some(rate);
-    figures.rebuild_cpu = Some(cpu);
+    figures.rebuild = Some(rebuilt.whole);
+    figures.rebuild_cpu = Some(rebuilt.cpu);
+    figures.rebuild_fold_alone = rebuilt.fold_alone;
     Ok(figures)
 }
 
@@ -324,11 +329,8 @@ fn accepted(result: pb::PublishResult) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// When the aggregator first showed progress (and how far it was then), and when it had
-/// folded everything.
+/// When the aggregator had folded everything, by its status.
 struct Folding {
-    /// When, how far, and the process's CPU time then.
-    first: Option<(Instant, u64, Duration)>,
     done: Instant,
     done_cpu: Duration,
     folded: u64,
@@ -337,35 +339,96 @@ struct Folding {
 /// Polls the status until nothing acknowledged is left to fold.
 async fn follow_folding(reports: &mut ReportsClient<Channel>, poll: Duration) -> anyhow::Result<Folding> {
     let deadline = Instant::now() + PATIENCE;
-    let mut first = None;
     loop {
         let status = reports.get_status(pb::StatusRequest {}).await?.into_inner();
         let now = Instant::now();
-        if status.events_folded > 0 && first.is_none() {
-            first = Some((now, status.events_folded, process_cpu()));
-        }
         if status.total_lag == 0 {
-            return Ok(Folding { first, done: now, done_cpu: process_cpu(), folded: status.events_folded });
+            return Ok(Folding { done: now, done_cpu: process_cpu(), folded: status.events_folded });
         }
         anyhow::ensure!(now < deadline, "the aggregator still lags {} events after {PATIENCE:?}", status.total_lag);
         tokio::time::sleep(poll).await;
     }
 }
 
+/// What the server's count of events folded showed, read every millisecond (a counter in
+/// memory: reading it costs the broker nothing, unlike the status).
+#[derive(Debug, Clone, Copy)]
+struct FoldSeen {
+    /// When the count first moved, how far it was then, and this process's CPU time then.
+    first: (Instant, u64, Duration),
+    /// When it last moved, and to what.
+    last: (Instant, u64),
+}
+
+/// Watches `folded` until it is dropped; its answer is what it saw.
+struct FoldWatch {
+    stop: tokio::sync::oneshot::Sender<()>,
+    seen: tokio::task::JoinHandle<Option<FoldSeen>>,
+}
+
+impl FoldWatch {
+    fn start(folded: std::sync::Arc<std::sync::atomic::AtomicU64>) -> FoldWatch {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let seen = tokio::spawn(async move {
+            let mut seen: Option<FoldSeen> = None;
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return seen,
+                    _ = tick.tick() => {}
+                }
+                let n = folded.load(std::sync::atomic::Ordering::Relaxed);
+                let now = Instant::now();
+                match &mut seen {
+                    None if n > 0 => seen = Some(FoldSeen { first: (now, n, process_cpu()), last: (now, n) }),
+                    Some(s) if n != s.last.1 => s.last = (now, n),
+                    _ => {}
+                }
+            }
+        });
+        FoldWatch { stop, seen }
+    }
+
+    async fn finish(self) -> Option<FoldSeen> {
+        let _ = self.stop.send(());
+        self.seen.await.ok().flatten()
+    }
+}
+
+/// A rebuild's figures: see [`rebuild`].
+struct Rebuilt {
+    whole: Rate,
+    cpu: Duration,
+    /// From the first event folded to the last (over Kafka, the changelog's last records
+    /// and the view follow).
+    fold_alone: Option<Rate>,
+}
+
 /// Starts an aggregator on projections that are empty and times it through the log, and
-/// gives the CPU this process spent meanwhile. Both count from the first fold seen, so
-/// start-up and joining the consumer group are left out, as they are for the raw consumer.
-async fn rebuild(config: &daybook::ServeConfig, roles: Roles, poll: Duration) -> anyhow::Result<(Rate, Duration)> {
+/// gives the CPU this process spent meanwhile. Both count from the first event folded (the
+/// server's count, read every millisecond), so start-up and joining the consumer group are
+/// left out, as they are for the raw consumer; until the status says all is folded (and
+/// over Kafka, committed and in the view).
+async fn rebuild(config: &daybook::ServeConfig, roles: Roles, poll: Duration) -> anyhow::Result<Rebuilt> {
     let started = (Instant::now(), process_cpu());
     let server = Server::start(config, roles).await?;
+    let watch = FoldWatch::start(server.running.events_folded.clone());
     let mut reports = ReportsClient::new(server.channel.clone());
     let folding = follow_folding(&mut reports, poll).await?;
+    let seen = watch.finish().await;
     server.running.stop().await?;
-    Ok(match folding.first {
-        Some((at, before, cpu)) if folding.folded > before && folding.done > at => {
-            (Rate::new((folding.folded - before) as usize, folding.done - at), folding.done_cpu.saturating_sub(cpu))
-        }
-        _ => (Rate::new(folding.folded as usize, folding.done - started.0), folding.done_cpu.saturating_sub(started.1)),
+    Ok(match seen {
+        Some(FoldSeen { first: (at, before, cpu), last: (last_at, last) }) if folding.folded > before => Rebuilt {
+            whole: Rate::new((folding.folded - before) as usize, folding.done - at),
+            cpu: folding.done_cpu.saturating_sub(cpu),
+            fold_alone: (last_at > at).then(|| Rate::new((last - before) as usize, last_at - at)),
+        },
+        _ => Rebuilt {
+            whole: Rate::new(folding.folded as usize, folding.done - started.0),
+            cpu: folding.done_cpu.saturating_sub(started.1),
+            fold_alone: None,
+        },
     })
 }
 
@@ -779,6 +842,29 @@ fn dir_size(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_fold_watch_sees_when_the_count_first_and_last_moved() {
+        let folded = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let watch = FoldWatch::start(folded.clone());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let before_first = Instant::now();
+        folded.store(10, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        folded.store(25, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let after_last = Instant::now();
+        let seen = watch.finish().await.expect("the count moved");
+        assert_eq!((seen.first.1, seen.last.1), (10, 25));
+        assert!(before_first <= seen.first.0 && seen.first.0 < seen.last.0 && seen.last.0 <= after_last, "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn a_count_that_never_moved_is_not_seen() {
+        let watch = FoldWatch::start(std::sync::Arc::default());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(watch.finish().await.is_none());
+    }
 
     #[test]
     fn a_rebuilds_figures_cross_from_the_child_intact() {

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use aggregator::grpc::ReportsService;
 use aggregator::{AggregatorMetrics, FoldConfig, Projections};
@@ -28,6 +29,9 @@ use crate::config::{LogChoice, ServeConfig};
 pub struct Running {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// Events folded since start by this process's aggregators (none without the
+    /// aggregate role): for a program that embeds the server and times the fold.
+    pub events_folded: Arc<AtomicU64>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
@@ -128,8 +132,9 @@ async fn build<L: EventLog, C: EventLog>(
     };
 
     let mut feeds_service = None;
+    let metrics = AggregatorMetrics::default();
+    let events_folded = metrics.folded_total.clone();
     let reports = if roles.aggregate() {
-        let metrics = AggregatorMetrics::default();
         metrics.register(&mut registry);
         let db = aggregator::store::open_db(&dir.join("projections")).context("opening the projections")?;
         let folded = Projections::new(db.open_tree("projections")?);
@@ -200,7 +205,7 @@ async fn build<L: EventLog, C: EventLog>(
     tasks.push(spawn_part(&shutdown, crate::metrics_http::serve(http, Arc::new(registry), stop)));
 
     tracing::info!(%grpc_addr, %http_addr, data_dir = %dir.display(), ?roles, "daybook serving");
-    Ok(Running { grpc_addr, http_addr, shutdown, tasks })
+    Ok(Running { grpc_addr, http_addr, events_folded, shutdown, tasks })
 }
 
 /// Starts the feeds on the read side `readable`: the publisher (day close, revisions,
