@@ -128,7 +128,7 @@ pub fn apply(view: &Projections, records: &[Polled]) -> Result<(), AggregateErro
     for (tp, next) in positions {
         batch.insert(store::position_key(&tp), &next.to_be_bytes());
     }
-    view.tree.apply_batch(batch)?;
+    eventlog::apply_sled_batch(&view.tree, batch)?;
     view.written();
     Ok(())
 }

@@ -434,9 +434,9 @@ impl Folder {
                 .name("checkpoint".into())
                 .spawn(move || {
                     for batch in batches.0.into_values() {
-                        tree.apply_batch(batch)?;
+                        eventlog::apply_sled_batch(&tree, batch)?;
                     }
-                    tree.apply_batch(positions)
+                    eventlog::apply_sled_batch(&tree, positions)
                 })
                 .map_err(|e| AggregateError::CheckpointFailed(format!("no thread to write it: {e}")))
         });

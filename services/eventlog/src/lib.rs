@@ -117,6 +117,46 @@ pub fn open_sled(dir: &std::path::Path) -> sled::Result<sled::Db> {
     )
 }
 
+/// Applies `batch` to `tree` atomically, as `sled::Tree::apply_batch` does, then has the
+/// node versions it replaced freed before returning.
+///
+/// sled 0.34 frees a replaced node through crossbeam's epochs: the garbage waits in a
+/// thread-local bag, then in a global queue, and a thread frees some of that queue only
+/// every 128th time it pins, while sled pins once per batch. A checkpoint writer applies
+/// a few hundred batches: at the province, the garbage of a one-day rebuild's checkpoint
+/// (800,000 entries) outlived it, and the process grew 2.5 GB into fresh memory the kernel
+/// zeroed, twice the checkpoint's own CPU (services/bench/PROFILE.md, fifteenth session).
+pub fn apply_sled_batch(tree: &sled::Tree, batch: sled::Batch) -> sled::Result<()> {
+    tree.apply_batch(batch)?;
+    free_sled_garbage();
+    Ok(())
+}
+
+/// Flushes this thread's garbage to the global queue and frees from it until a marker
+/// deferred after everything else has been run: the queue is freed in order, so all that
+/// this thread deferred before it has been freed too. Bounded: a thread pinned meanwhile
+/// holds the epoch back, and what is left is freed later, as without this. Whether the
+/// marker ran.
+fn free_sled_garbage() -> bool {
+    let freed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let marker = freed.clone();
+    let guard = crossbeam_epoch::pin();
+    guard.defer(move || marker.store(true, std::sync::atomic::Ordering::Release));
+    guard.flush();
+    drop(guard);
+    for _ in 0..FREEING_ROUNDS {
+        if freed.load(std::sync::atomic::Ordering::Acquire) {
+            return true;
+        }
+        crossbeam_epoch::pin().flush();
+    }
+    freed.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// Each round tries to move the epoch on and frees up to 8 bags of 64 deferred frees. After
+/// a school's batch of a province checkpoint, 8 to 63 rounds freed it all.
+const FREEING_ROUNDS: usize = 256;
+
 /// Calls `attempt` again while its error is a lock held elsewhere (`locked`), for about
 /// two seconds: long enough for a handle of this process just dropped to let go.
 pub(crate) fn retry_while_locked<T, E>(
@@ -139,4 +179,25 @@ pub(crate) fn retry_while_locked<T, E>(
 pub fn partition_for(key: &str, partitions: u32) -> u32 {
     let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     (hash % u64::from(partitions.max(1))) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn a_batch_applied_leaves_nothing_deferred_before_it_unfreed() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("t").unwrap();
+        // Garbage of this thread from before the batch, as a sled write leaves it.
+        let freed = Arc::new(AtomicBool::new(false));
+        let marker = freed.clone();
+        crossbeam_epoch::pin().defer(move || marker.store(true, Ordering::SeqCst));
+        let mut batch = sled::Batch::default();
+        batch.insert(b"key".as_slice(), b"value".as_slice());
+        super::apply_sled_batch(&tree, batch).unwrap();
+        assert!(freed.load(Ordering::SeqCst), "freed by the time the batch returns");
+        assert_eq!(tree.get(b"key").unwrap().as_deref(), Some(b"value".as_slice()));
+    }
 }

@@ -429,7 +429,7 @@ impl Publisher {
         for ((day, unit), remembered) in &pass.remembered {
             pass.batch.insert(published_key(*day, unit), postcard::to_stdvec(remembered).expect("serializes"));
         }
-        self.store.tree.apply_batch(pass.batch)?;
+        eventlog::apply_sled_batch(&self.store.tree, pass.batch)?;
         if pass.items > 0 {
             self.store.tree.flush()?;
             self.store.published.send_modify(|n| *n += 1);
