@@ -87,9 +87,9 @@ pub struct Figures {
     /// Folding the whole log again into empty projections, from the first event folded
     /// until the status says all is (over Kafka: committed, and in the view).
     pub rebuild: Option<Rate>,
-    /// The same from the first event folded to the last: over Kafka the changelog's last
-    /// records and the view follow it.
-    pub rebuild_fold_alone: Option<Rate>,
+    /// The same from the first event folded to the last, and the CPU this process spent
+    /// meanwhile: over Kafka the changelog's last records and the view follow it.
+    pub rebuild_fold_alone: Option<(Rate, Duration)>,
     /// The CPU this process spent over the same time (the server's, all threads; on Kafka
     /// the broker's is not in it): the fold per core.
     pub rebuild_cpu: Option<Duration>,
@@ -356,8 +356,9 @@ async fn follow_folding(reports: &mut ReportsClient<Channel>, poll: Duration) ->
 struct FoldSeen {
     /// When the count first moved, how far it was then, and this process's CPU time then.
     first: (Instant, u64, Duration),
-    /// When it last moved, and to what.
-    last: (Instant, u64),
+    /// When it last moved, to what, and this process's CPU time then (read once per move:
+    /// the count moves once per batch folded).
+    last: (Instant, u64, Duration),
 }
 
 /// Watches `folded` until it is dropped; its answer is what it saw.
@@ -381,8 +382,11 @@ impl FoldWatch {
                 let n = folded.load(std::sync::atomic::Ordering::Relaxed);
                 let now = Instant::now();
                 match &mut seen {
-                    None if n > 0 => seen = Some(FoldSeen { first: (now, n, process_cpu()), last: (now, n) }),
-                    Some(s) if n != s.last.1 => s.last = (now, n),
+                    None if n > 0 => {
+                        let cpu = process_cpu();
+                        seen = Some(FoldSeen { first: (now, n, cpu), last: (now, n, cpu) });
+                    }
+                    Some(s) if n != s.last.1 => s.last = (now, n, process_cpu()),
                     _ => {}
                 }
             }
@@ -401,8 +405,8 @@ struct Rebuilt {
     whole: Rate,
     cpu: Duration,
     /// From the first event folded to the last (over Kafka, the changelog's last records
-    /// and the view follow).
-    fold_alone: Option<Rate>,
+    /// and the view follow), and the CPU meanwhile.
+    fold_alone: Option<(Rate, Duration)>,
 }
 
 /// Starts an aggregator on projections that are empty and times it through the log, and
@@ -419,11 +423,14 @@ async fn rebuild(config: &daybook::ServeConfig, roles: Roles, poll: Duration) ->
     let seen = watch.finish().await;
     server.running.stop().await?;
     Ok(match seen {
-        Some(FoldSeen { first: (at, before, cpu), last: (last_at, last) }) if folding.folded > before => Rebuilt {
-            whole: Rate::new((folding.folded - before) as usize, folding.done - at),
-            cpu: folding.done_cpu.saturating_sub(cpu),
-            fold_alone: (last_at > at).then(|| Rate::new((last - before) as usize, last_at - at)),
-        },
+        Some(FoldSeen { first: (at, before, cpu), last: (last_at, last, last_cpu) }) if folding.folded > before => {
+            Rebuilt {
+                whole: Rate::new((folding.folded - before) as usize, folding.done - at),
+                cpu: folding.done_cpu.saturating_sub(cpu),
+                fold_alone: (last_at > at)
+                    .then(|| (Rate::new((last - before) as usize, last_at - at), last_cpu.saturating_sub(cpu))),
+            }
+        }
         _ => Rebuilt {
             whole: Rate::new(folding.folded as usize, folding.done - started.0),
             cpu: folding.done_cpu.saturating_sub(started.1),
@@ -856,6 +863,7 @@ mod tests {
         let after_last = Instant::now();
         let seen = watch.finish().await.expect("the count moved");
         assert_eq!((seen.first.1, seen.last.1), (10, 25));
+        assert!(seen.first.2 <= seen.last.2, "{seen:?}");
         assert!(before_first <= seen.first.0 && seen.first.0 < seen.last.0 && seen.last.0 <= after_last, "{seen:?}");
     }
 

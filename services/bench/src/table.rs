@@ -325,11 +325,19 @@ pub fn render(
             ),
         ),
         row(
-            "rebuild over Kafka: the fold alone, first event folded → last, before the changelog's last records and the view (events/s)"
+            "rebuild over Kafka: the fold alone, first event folded → last, before the changelog's last records and the view (events/s, and folded per CPU second of the process)"
                 .into(),
-            ["—".to_owned(), k.map_or("not run".to_owned(), |f| per_second(f.rebuild_fold_alone))],
+            [
+                "—".to_owned(),
+                k.map_or("not run".to_owned(), |f| match f.rebuild_fold_alone {
+                    Some((rate, cpu)) => {
+                        format!("{} ({}/CPU s)", thousands(rate.per_second()), thousands(per_cpu_second(rate, cpu)))
+                    }
+                    None => NOT_MEASURED.to_owned(),
+                }),
+            ],
             format!("consumer: {}", per_second(raw.map(|r| r.consume))),
-            ratio(k.and_then(|f| f.rebuild_fold_alone), raw.map(|r| r.consume)),
+            ratio(k.and_then(|f| f.rebuild_fold_alone.map(|(rate, _)| rate)), raw.map(|r| r.consume)),
             "— (judged on the whole rebuild, above)".to_owned(),
         ),
         row(
@@ -744,7 +752,7 @@ mod tests {
             streaming: rate(500),
             intake_alone: Some((Rate { count: 8_000, seconds: 10.0 }, 1)),
             rebuild: rate(100),
-            rebuild_fold_alone: rate(400),
+            rebuild_fold_alone: rate(400).map(|r| (r, Duration::from_secs(20))),
             rebuild_changelog: Some(2_000),
             broker_busy_intake: busy(9, 10),
             ..Figures::default()
@@ -764,7 +772,7 @@ mod tests {
         let changelog = line("| rebuild over Kafka: changelog");
         assert!(changelog.contains("2,000 (200/s)") && changelog.contains("producer: 1,000"), "{changelog}");
         let fold_alone = line("| rebuild over Kafka: the fold alone");
-        assert!(fold_alone.contains("| 400 ") && fold_alone.contains("| 400.00× "), "{fold_alone}");
+        assert!(fold_alone.contains("| 400 (200/CPU s) ") && fold_alone.contains("| 400.00× "), "{fold_alone}");
         // The broker's CPU over wall time, for each of the four; the rebuild's unread.
         let broker = line("| the broker's CPU");
         assert!(broker.contains("| 0.90; n/a ") && broker.contains("| producer: 1.00; consumer: 0.75 "), "{broker}");
