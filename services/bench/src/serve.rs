@@ -423,7 +423,9 @@ async fn rebuild(config: &daybook::ServeConfig, roles: Roles, poll: Duration) ->
     let seen = watch.finish().await;
     server.running.stop().await?;
     Ok(match seen {
-        Some(FoldSeen { first: (at, before, cpu), last: (last_at, last, last_cpu) }) if folding.folded > before => {
+        Some(FoldSeen { first: (at, before, cpu), last: (last_at, last, last_cpu) })
+            if folding.folded > before && folding.done > at =>
+        {
             Rebuilt {
                 whole: Rate::new((folding.folded - before) as usize, folding.done - at),
                 cpu: folding.done_cpu.saturating_sub(cpu),
