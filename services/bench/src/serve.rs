@@ -745,8 +745,6 @@ async fn all_reports_streamed(reports: &mut ReportsClient<Channel>, load: &Load)
     Ok(reads[reads.len() / 2])
 }
 
-/// CPU time this process has used, all threads: utime + stime of `/proc/self/stat`, in
-/// clock ticks of 1/100 s (Linux's USER_HZ).
 /// A process's CPU over a span of time.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Busy {
@@ -781,6 +779,8 @@ fn cpu_of(pid: u32) -> Option<Duration> {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().map(|stat| cpu_in(&stat))
 }
 
+/// CPU time this process has used, all threads: utime + stime of `/proc/self/stat`, in
+/// clock ticks of 1/100 s (Linux's USER_HZ).
 fn process_cpu() -> Duration {
     cpu_in(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
 }

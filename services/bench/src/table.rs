@@ -146,6 +146,11 @@ fn per_cpu_second(rate: Rate, cpu: Duration) -> f64 {
     rate.count as f64 / cpu.as_secs_f64().max(0.01)
 }
 
+/// Events per second, and per CPU second.
+fn with_per_cpu_second(rate: Rate, cpu: Duration) -> String {
+    format!("{} ({}/CPU s)", thousands(rate.per_second()), thousands(per_cpu_second(rate, cpu)))
+}
+
 /// The rebuild's events per CPU second of the process: the fold per core, whatever the
 /// process's threads were doing beside it (the log's reads, checkpoints, sled's writes).
 fn fold_per_core(f: &Figures) -> Option<f64> {
@@ -308,9 +313,7 @@ pub fn render(
                 "rebuild: the whole log folded into empty projections (events/s, and folded per CPU second of the process); embedded: by {folders} aggregator(s), one per core"
             ),
             both(&|f| match (f.rebuild, f.rebuild_cpu) {
-                (Some(rate), Some(cpu)) => {
-                    format!("{} ({}/CPU s)", thousands(rate.per_second()), thousands(per_cpu_second(rate, cpu)))
-                }
+                (Some(rate), Some(cpu)) => with_per_cpu_second(rate, cpu),
                 (rate, _) => per_second(rate),
             }),
             format!("consumer: {}", per_second(raw.map(|r| r.consume))),
@@ -329,11 +332,8 @@ pub fn render(
                 .into(),
             [
                 "—".to_owned(),
-                k.map_or("not run".to_owned(), |f| match f.rebuild_fold_alone {
-                    Some((rate, cpu)) => {
-                        format!("{} ({}/CPU s)", thousands(rate.per_second()), thousands(per_cpu_second(rate, cpu)))
-                    }
-                    None => NOT_MEASURED.to_owned(),
+                k.map_or("not run".to_owned(), |f| {
+                    f.rebuild_fold_alone.map_or(NOT_MEASURED.to_owned(), |(rate, cpu)| with_per_cpu_second(rate, cpu))
                 }),
             ],
             format!("consumer: {}", per_second(raw.map(|r| r.consume))),
