@@ -76,6 +76,11 @@ pub struct ServeArgs {
     #[arg(skip)]
     #[serde(skip)]
     pub clock: Option<feeds::Clock>,
+    /// A failure to inject into one part: the supervision tests' seam.
+    #[doc(hidden)]
+    #[arg(skip)]
+    #[serde(skip)]
+    pub fault: Option<crate::server::Fault>,
 }
 
 /// One office of the config file.
@@ -143,6 +148,7 @@ impl ServeArgs {
             publish_feeds: self.publish_feeds.or(fallback.publish_feeds),
             office: self.office.or(fallback.office),
             clock: self.clock.or(fallback.clock),
+            fault: self.fault.or(fallback.fault),
         }
     }
 
@@ -185,6 +191,7 @@ impl ServeArgs {
             },
             publish_feeds: self.publish_feeds.unwrap_or(d.publish_feeds),
             clock: self.clock.unwrap_or(d.clock),
+            fault: self.fault,
         };
         anyhow::ensure!(
             (0.0..=1.0).contains(&config.close.coverage_threshold),
@@ -265,6 +272,9 @@ pub struct ServeConfig {
     /// Whether a `daybook aggregate` runs the feeds (`serve` always does).
     pub publish_feeds: bool,
     pub clock: feeds::Clock,
+    /// A failure to inject into one part: the supervision tests' seam.
+    #[doc(hidden)]
+    pub fault: Option<crate::server::Fault>,
 }
 
 impl Default for ServeConfig {
@@ -286,6 +296,7 @@ impl Default for ServeConfig {
             offices: feeds::Offices::default(),
             publish_feeds: false,
             clock: feeds::Clock::system(),
+            fault: None,
         }
     }
 }

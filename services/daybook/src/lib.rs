@@ -10,4 +10,4 @@ pub mod report;
 pub mod server;
 
 pub use config::{ServeArgs, ServeConfig};
-pub use server::{Roles, Running, start, start_roles};
+pub use server::{Failure, Fault, Part, Roles, Running, start, start_roles};

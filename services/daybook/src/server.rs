@@ -1,9 +1,17 @@
 //! The daybook server: intake, aggregator and reports, all in one process (`serve`) or,
 //! over Kafka, as separate processes (`intake`, `aggregate`).
+//!
+//! Every part runs supervised ([`Supervisor`]): a part that fails, panics or ends on its
+//! own marks its gRPC service and the server (`""`) NOT_SERVING in the health service at
+//! once, then shuts the whole server down, so that the process exits non-zero and its
+//! service manager restarts it. A live server never hides a dead part.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
 
 use aggregator::grpc::ReportsService;
 use aggregator::{AggregatorMetrics, FoldConfig, Projections};
@@ -12,15 +20,17 @@ use domain::Rules;
 use eventlog::{EmbeddedLog, EventLog, KafkaLog};
 use feeds::grpc::FeedsService;
 use feeds::{FeedStore, Publisher};
+use futures::FutureExt;
 use intake::{IntakeMetrics, IntakeService};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
-use wire::pb::feeds_server::FeedsServer;
-use wire::pb::intake_server::IntakeServer;
-use wire::pb::reports_server::ReportsServer;
+use tonic::codegen::{BoxFuture, Service, http};
+use tonic::server::NamedService;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 use crate::config::{LogChoice, ServeConfig};
 
@@ -32,7 +42,7 @@ pub struct Running {
     /// Events folded since start by this process's aggregators (none without the
     /// aggregate role): for a program that embeds the server and times the fold.
     pub events_folded: Arc<AtomicU64>,
-    shutdown: watch::Sender<bool>,
+    supervisor: Supervisor,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -116,17 +126,19 @@ async fn build<L: EventLog, C: EventLog>(
 ) -> anyhow::Result<Running> {
     let dir = &config.data_dir;
     let mut registry = Registry::default();
-    let (shutdown, stop_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
     let (health, health_service) = tonic_health::server::health_reporter();
+    let supervisor = Supervisor::new(health, config.fault.clone().or_else(Fault::from_env));
+    let stop_rx = supervisor.shutdown.subscribe();
+    let mut tasks = Vec::new();
 
     let intake = if roles.intake() {
         let metrics = IntakeMetrics::default();
         metrics.register(&mut registry);
         let service = IntakeService::open(log.clone(), &dir.join("intake"), metrics, config.horizon_days)
             .context("opening the intake index")?;
-        health.set_serving::<IntakeServer<IntakeService<L>>>().await;
-        Some(service.into_server())
+        let server = Watched { inner: service.into_server(), part: Part::Intake, supervisor: supervisor.clone() };
+        supervisor.serving(INTAKE, true).await;
+        Some(server)
     } else {
         None
     };
@@ -149,7 +161,7 @@ async fn build<L: EventLog, C: EventLog>(
                 let view = Projections::new(db.open_tree("view")?);
                 let group = format!("{}-view-{}", config.group, instance_id(dir)?);
                 let (changelog, target, stop) = (changelog.clone(), view.clone(), on_shutdown(&stop_rx));
-                tasks.push(spawn_part(&shutdown, async move {
+                tasks.push(supervisor.spawn(Part::View, async move {
                     aggregator::run_view(changelog, &group, target, stop).await.context("view stopped")
                 }));
                 view
@@ -158,21 +170,21 @@ async fn build<L: EventLog, C: EventLog>(
         };
         let mut reports = ReportsService::new(readable.clone(), status(readable.clone()), metrics.folded_total.clone());
         if roles == Roles::All || config.publish_feeds {
-            let (service, publication) = start_feeds(config, &db, readable, kafka, &shutdown, &stop_rx, &mut tasks)?;
+            let (service, publication) = start_feeds(config, &db, readable, kafka, &supervisor, &mut tasks)?;
             reports = reports.with_publication(publication);
-            health.set_serving::<FeedsServer<FeedsService>>().await;
+            supervisor.serving(FEEDS, true).await;
             feeds_service = Some(service.into_server());
         }
         for (index, events) in (0..).zip(fold_logs) {
             let (changelog, group, stop) = (changelog.clone(), config.group.clone(), on_shutdown(&stop_rx));
             let (folded, metrics) = (folded.for_writer(index), metrics.clone());
-            tasks.push(spawn_part(&shutdown, async move {
+            tasks.push(supervisor.spawn(Part::Aggregator, async move {
                 aggregator::run(events, changelog, &group, folded, fold, metrics, stop)
                     .await
                     .context("aggregator stopped")
             }));
         }
-        health.set_serving::<ReportsServer<ReportsService>>().await;
+        supervisor.serving(REPORTS, true).await;
         Some(reports.into_server())
     } else {
         None
@@ -193,7 +205,7 @@ async fn build<L: EventLog, C: EventLog>(
         .add_optional_service(reports)
         .add_optional_service(feeds_service);
     let stop = on_shutdown(&stop_rx);
-    tasks.push(spawn_part(&shutdown, async move {
+    tasks.push(supervisor.spawn(Part::Grpc, async move {
         router.serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stop).await.context("gRPC server stopped")
     }));
 
@@ -202,10 +214,10 @@ async fn build<L: EventLog, C: EventLog>(
         .with_context(|| format!("binding HTTP address {}", config.http_addr))?;
     let http_addr = http.local_addr()?;
     let stop = on_shutdown(&stop_rx);
-    tasks.push(spawn_part(&shutdown, crate::metrics_http::serve(http, Arc::new(registry), stop)));
+    tasks.push(supervisor.spawn(Part::Http, crate::metrics_http::serve(http, Arc::new(registry), stop)));
 
     tracing::info!(%grpc_addr, %http_addr, data_dir = %dir.display(), ?roles, "daybook serving");
-    Ok(Running { grpc_addr, http_addr, events_folded, shutdown, tasks })
+    Ok(Running { grpc_addr, http_addr, events_folded, supervisor, tasks })
 }
 
 /// Starts the feeds on the read side `readable`: the publisher (day close, revisions,
@@ -215,10 +227,10 @@ fn start_feeds(
     db: &sled::Db,
     readable: Projections,
     kafka: Option<eventlog::KafkaConfig>,
-    shutdown: &watch::Sender<bool>,
-    stop_rx: &watch::Receiver<bool>,
+    supervisor: &Supervisor,
     tasks: &mut Vec<JoinHandle<anyhow::Result<()>>>,
 ) -> anyhow::Result<(FeedsService, aggregator::grpc::Publication)> {
+    let stop_rx = &supervisor.shutdown.subscribe();
     let store = FeedStore::open(db).context("opening the feed store")?;
     let publisher = Publisher::new(
         readable.clone(),
@@ -230,10 +242,10 @@ fn start_feeds(
         config.horizon_days,
     );
     let stop = on_shutdown(stop_rx);
-    tasks.push(spawn_part(shutdown, async move { publisher.run(stop).await.context("feeds stopped") }));
+    tasks.push(supervisor.spawn(Part::Publisher, async move { publisher.run(stop).await.context("feeds stopped") }));
     if let Some(kafka) = kafka {
         let (forwarded, stop) = (store.clone(), on_shutdown(stop_rx));
-        tasks.push(spawn_part(shutdown, async move {
+        tasks.push(supervisor.spawn(Part::Forwarding, async move {
             let connect = move |offices: std::collections::BTreeSet<String>| {
                 let mut config = kafka.clone();
                 config.topics = offices.iter().map(|o| feeds::forward::topic(o)).collect();
@@ -279,9 +291,10 @@ fn instance_id(dir: &std::path::Path) -> anyhow::Result<String> {
 }
 
 impl Running {
-    /// Stops every part and waits until each has let go of its files.
+    /// Stops every part and waits until each has let go of its files. The error is the
+    /// first part's failure, if one failed.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.shutdown.send(true);
+        self.supervisor.going_down().await;
         let mut first_error = Ok(());
         for task in self.tasks {
             let result = task.await.context("server task panicked").and_then(|r| r);
@@ -289,12 +302,15 @@ impl Running {
                 first_error = result;
             }
         }
-        first_error
+        match self.supervisor.failure.lock().expect("failure lock poisoned").take() {
+            Some(failure) => Err(failure),
+            None => first_error,
+        }
     }
 
     /// Serves until `until` completes or a part fails, then stops every part.
     pub async fn run_until(self, until: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let failed = on_shutdown(&self.shutdown.subscribe());
+        let failed = on_shutdown(&self.supervisor.shutdown.subscribe());
         tokio::select! {
             () = until => {}
             () = failed => {}
@@ -303,18 +319,294 @@ impl Running {
     }
 }
 
-/// Runs one part of the server; if it fails, the whole server shuts down.
-fn spawn_part(
-    shutdown: &watch::Sender<bool>,
-    part: impl Future<Output = anyhow::Result<()>> + Send + 'static,
-) -> JoinHandle<anyhow::Result<()>> {
-    let shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        let result = part.await;
-        if let Err(e) = &result {
-            tracing::error!(error = format!("{e:#}"), "server part failed; shutting down");
-            let _ = shutdown.send(true);
+const INTAKE: &str = wire::pb::intake_server::SERVICE_NAME;
+const REPORTS: &str = wire::pb::reports_server::SERVICE_NAME;
+const FEEDS: &str = wire::pb::feeds_server::SERVICE_NAME;
+/// The whole server, in the health service.
+const SERVER: &str = "";
+
+/// A part of the server, as supervised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Aggregator,
+    /// Over Kafka: the changelog applied to this instance's view.
+    View,
+    Publisher,
+    /// Over Kafka: each office's feed copied to its topic.
+    Forwarding,
+    /// Intake's gRPC handlers.
+    Intake,
+    Grpc,
+    Http,
+}
+
+impl Part {
+    const ALL: [Part; 7] =
+        [Part::Aggregator, Part::View, Part::Publisher, Part::Forwarding, Part::Intake, Part::Grpc, Part::Http];
+
+    fn name(self) -> &'static str {
+        match self {
+            Part::Aggregator => "aggregator",
+            Part::View => "view",
+            Part::Publisher => "publisher",
+            Part::Forwarding => "forwarding",
+            Part::Intake => "intake",
+            Part::Grpc => "grpc",
+            Part::Http => "http",
         }
-        result
-    })
+    }
+
+    /// The gRPC service whose answers go wrong without this part (the servers
+    /// themselves: the whole server only).
+    fn service(self) -> Option<&'static str> {
+        match self {
+            Part::Aggregator | Part::View => Some(REPORTS),
+            Part::Publisher | Part::Forwarding => Some(FEEDS),
+            Part::Intake => Some(INTAKE),
+            Part::Grpc | Part::Http => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Part {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Self> {
+        Part::ALL.into_iter().find(|p| p.name() == text).ok_or_else(|| {
+            let names: Vec<_> = Part::ALL.iter().map(|p| p.name()).collect();
+            anyhow::anyhow!("fault part: {text:?} is none of {}", names.join(", "))
+        })
+    }
+}
+
+/// How an injected fault makes its part fail.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    Panic,
+    Error,
+}
+
+/// A failure injected into one part of the server once fired: the seam the supervision
+/// tests use. Tests put one in [`ServeConfig::fault`]; debug builds also read
+/// `DAYBOOK_FAULT=<part>:<panic|error>` (fired at start), so that a test can watch the
+/// binary exit. Release builds ignore the variable.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct Fault {
+    part: Part,
+    failure: Failure,
+    fired: Arc<watch::Sender<bool>>,
+}
+
+impl Fault {
+    /// A fault for `part`, armed but not fired.
+    pub fn new(part: Part, failure: Failure) -> Self {
+        Self { part, failure, fired: Arc::new(watch::channel(false).0) }
+    }
+
+    /// Makes the part fail now (intake: at its next request).
+    pub fn fire(&self) {
+        self.fired.send_replace(true);
+    }
+
+    fn from_env() -> Option<Self> {
+        if !cfg!(debug_assertions) {
+            return None;
+        }
+        let text = std::env::var("DAYBOOK_FAULT").ok().filter(|t| !t.is_empty())?;
+        let parse = || -> anyhow::Result<Fault> {
+            let (part, how) = text.split_once(':').context("DAYBOOK_FAULT: not <part>:<panic|error>")?;
+            let failure = match how {
+                "panic" => Failure::Panic,
+                "error" => Failure::Error,
+                other => anyhow::bail!("DAYBOOK_FAULT: {other:?} is neither panic nor error"),
+            };
+            Ok(Fault::new(part.parse()?, failure))
+        };
+        match parse() {
+            Ok(fault) => {
+                tracing::warn!(part = %fault.part, failure = ?fault.failure, "DAYBOOK_FAULT: injecting a failure");
+                fault.fire();
+                Some(fault)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "DAYBOOK_FAULT ignored");
+                None
+            }
+        }
+    }
+
+    fn fired_for(&self, part: Part) -> bool {
+        self.part == part && *self.fired.borrow()
+    }
+
+    /// Fails as told once fired for `part`; never completes for another part.
+    async fn strike(&self, part: Part) -> anyhow::Result<()> {
+        if self.part != part {
+            return std::future::pending().await;
+        }
+        let _ = self.fired.subscribe().wait_for(|fired| *fired).await;
+        self.fail()
+    }
+
+    fn fail(&self) -> anyhow::Result<()> {
+        match self.failure {
+            Failure::Panic => panic!("injected fault: {} panics", self.part),
+            Failure::Error => Err(anyhow::anyhow!("injected fault: {} fails", self.part)),
+        }
+    }
+}
+
+/// Runs the server's parts and reports a failing one: its service and the server NOT_SERVING
+/// in the health service, then every part shut down.
+#[derive(Debug, Clone)]
+struct Supervisor {
+    shutdown: watch::Sender<bool>,
+    health: HealthReporter,
+    /// Set once the server is going down: no service is marked SERVING after that, and
+    /// the health statuses are dropped, which ends health `Watch` streams (the gRPC server
+    /// waits for every stream to end before it stops).
+    down: Arc<tokio::sync::Mutex<bool>>,
+    /// The first part's failure: what the server stopped for.
+    failure: Arc<Mutex<Option<anyhow::Error>>>,
+    fault: Option<Fault>,
+}
+
+impl Supervisor {
+    fn new(health: HealthReporter, fault: Option<Fault>) -> Self {
+        Self { shutdown: watch::channel(false).0, health, down: Arc::default(), failure: Arc::default(), fault }
+    }
+
+    /// Marks `service` in the health service; SERVING only while the server is up.
+    async fn serving(&self, service: &str, serving: bool) {
+        let down = self.down.lock().await;
+        if !serving {
+            self.health.set_service_status(service, ServingStatus::NotServing).await;
+        } else if !*down {
+            self.health.set_service_status(service, ServingStatus::Serving).await;
+        }
+    }
+
+    /// `part` failed: its service and the server NOT_SERVING first, so that a client
+    /// watching learns it before the connections close, then the shutdown.
+    async fn failed(&self, part: Part, error: anyhow::Error) {
+        tracing::error!(%part, error = format!("{error:#}"), "server part failed; shutting down");
+        {
+            let mut down = self.down.lock().await;
+            *down = true;
+            for service in part.service().into_iter().chain([SERVER]) {
+                self.health.set_service_status(service, ServingStatus::NotServing).await;
+            }
+        }
+        self.failure.lock().expect("failure lock poisoned").get_or_insert(error);
+        self.going_down().await;
+    }
+
+    /// Starts shutting down: the server NOT_SERVING, every status dropped (ending health
+    /// `Watch` streams, which would hold the gRPC server open), every part told to stop.
+    async fn going_down(&self) {
+        {
+            let mut down = self.down.lock().await;
+            *down = true;
+            self.health.set_service_status(SERVER, ServingStatus::NotServing).await;
+            let mut health = self.health.clone();
+            for service in [INTAKE, REPORTS, FEEDS, SERVER] {
+                health.clear_service_status(service).await;
+            }
+        }
+        self.shutdown.send_replace(true);
+    }
+
+    /// Runs `part` on its own task. An error, a panic, or an end before the server was
+    /// told to stop is a failure of the server ([`Self::failed`]).
+    fn spawn(
+        &self,
+        part: Part,
+        run: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+    ) -> JoinHandle<anyhow::Result<()>> {
+        let supervisor = self.clone();
+        tokio::spawn(async move {
+            let fault = supervisor.fault.clone();
+            let run = async move {
+                match fault {
+                    Some(fault) => tokio::select! {
+                        result = run => result,
+                        result = fault.strike(part) => result,
+                    },
+                    None => run.await,
+                }
+            };
+            let result = match AssertUnwindSafe(run).catch_unwind().await {
+                Ok(Ok(())) if !*supervisor.shutdown.borrow() => Err(anyhow::anyhow!("{part} ended on its own")),
+                Ok(result) => result,
+                Err(panic) => Err(anyhow::anyhow!("{part} panicked: {}", panic_message(&*panic))),
+            };
+            if let Err(e) = &result {
+                supervisor.failed(part, anyhow::anyhow!("{e:#}")).await;
+            }
+            result
+        })
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("?")
+}
+
+/// A gRPC service whose handlers are a supervised part: a handler that panics fails the
+/// part (the request is answered INTERNAL), rather than only dropping its connection as
+/// tonic would, unnoticed.
+#[derive(Clone)]
+struct Watched<S> {
+    inner: S,
+    part: Part,
+    supervisor: Supervisor,
+}
+
+impl<S: NamedService> NamedService for Watched<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> Service<http::Request<tonic::body::Body>> for Watched<S>
+where
+    S: Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let (part, supervisor) = (self.part, self.supervisor.clone());
+        let fault = supervisor.fault.clone().filter(|f| f.fired_for(part));
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let answer = async move {
+                if let Some(fault) = fault {
+                    fault.fail()?;
+                }
+                let Ok(answer) = answer.await;
+                anyhow::Ok(answer)
+            };
+            let error = match AssertUnwindSafe(answer).catch_unwind().await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(error)) => error,
+                Err(panic) => anyhow::anyhow!("{part} panicked: {}", panic_message(&*panic)),
+            };
+            let message = format!("{error:#}; the server is shutting down");
+            supervisor.failed(part, error).await;
+            Ok(tonic::Status::internal(message).into_http())
+        })
+    }
 }
