@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 mod embedded;
 mod kafka;
 
-pub use embedded::EmbeddedLog;
+pub use embedded::{DiskFaults, EmbeddedLog};
 pub use kafka::{DEFAULT_TOPICS, KafkaConfig, KafkaConsumer, KafkaLog};
 
 #[derive(Debug, thiserror::Error)]

@@ -13,8 +13,15 @@
 //!   keeping the bytes in a file beside, within the last [`CHECKED_TAIL`] bytes.
 //! - A chunk failing its checksum anywhere else is corruption: reported when the log is
 //!   opened (a frame that makes no sense) or read (a body that fails its checksum).
-//! - A write or sync fails: the log takes no more appends until reopened, since a later
-//!   sync could succeed without the failed bytes ever reaching the disk.
+//! - A write or sync fails (a full disk): the append is refused (`Unavailable`) and the
+//!   log reports itself failing ([`EmbeddedLog::failing`]). The next append, or
+//!   [`EmbeddedLog::recover`], first cuts the file back: after a failed write to its end
+//!   (the half-written bytes), after a failed sync to what the last good sync covered,
+//!   since a later sync could succeed without the failed bytes ever reaching the disk;
+//!   appends written but not yet synced then are refused too, never acknowledged. So the
+//!   log goes on by itself once there is space, nothing acknowledged lost and nothing
+//!   half-written readable. A log opened on a full disk opens failing: it reads, and
+//!   refuses appends until a write succeeds.
 //! - A second process opens the directory: refused (a lock file), as it would cut off an
 //!   append in progress as torn.
 //!
@@ -28,6 +35,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -91,6 +99,30 @@ struct Inner {
     /// One sync at a time (group commit). The value is the count of appends the last sync
     /// covered.
     synced: tokio::sync::Mutex<u64>,
+    /// Why appends fail now: set by a failed write or sync, cleared by a good one.
+    failing: watch::Sender<Option<String>>,
+    faults: DiskFaults,
+}
+
+/// The tests' full disk: while set, every write and sync of the log fails with
+/// `StorageFull` (a write after writing half its bytes, as a real full disk can).
+#[doc(hidden)]
+#[derive(Debug, Clone, Default)]
+pub struct DiskFaults {
+    full: Arc<AtomicBool>,
+}
+
+impl DiskFaults {
+    pub fn set_full(&self, full: bool) {
+        self.full.store(full, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> std::io::Result<()> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device (injected)"));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -100,8 +132,14 @@ struct Writer {
     parts: HashMap<TopicPartition, Part>,
     /// Appends written to the file so far.
     applied: u64,
-    /// Why a write or sync failed: the log then takes no appends until reopened.
-    failed: Option<String>,
+    /// Where the file must be cut back to before the next write: set when a write or sync
+    /// failed (or a cut did).
+    cut_to: Option<u64>,
+    /// The file's end as the last good sync (or the open) left it: durable.
+    synced_end: u64,
+    /// Bumped by every cut below `end`: an append written before it must not be
+    /// acknowledged, even if a later sync succeeds.
+    generation: u64,
 }
 
 /// A partition's chunks, in offset order, and its next offset.
@@ -144,43 +182,17 @@ impl EmbeddedLog {
     /// partition count is fixed at creation: reopening with another count is refused,
     /// because it would send a school's events to a different partition.
     pub fn open(dir: &Path, partitions: u32) -> Result<Self, LogError> {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir)?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_dir(parent)?;
-            }
-        }
-        let lock = lock(dir)?;
-        if !dir.join(CHUNKS).exists() && migrate::sled_log_in(dir) {
-            migrate::from_sled(dir, partitions)?;
-        }
-        migrate::finish(dir)?;
-        match std::fs::read_to_string(dir.join(PARTITIONS)) {
-            Ok(stored) => {
-                let n: u32 = stored.trim().parse().map_err(|_| {
-                    LogError::Config(format!("{} does not hold a partition count", dir.join(PARTITIONS).display()))
-                })?;
-                if n != partitions {
-                    return Err(LogError::Config(format!(
-                        "log at {} has {n} partitions, not {partitions}",
-                        dir.display()
-                    )));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_partitions(dir, partitions)?,
-            Err(e) => return Err(e.into()),
-        }
-        let path = dir.join(CHUNKS);
-        let created = !path.exists();
-        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
-        if created {
-            // The new file's name is durable only once its directory is synced.
-            sync_dir(dir)?;
-        }
+        Self::open_with(dir, partitions, DiskFaults::default())
+    }
+
+    /// [`Self::open`], with writes going through `faults` (tests).
+    #[doc(hidden)]
+    pub fn open_with(dir: &Path, partitions: u32, faults: DiskFaults) -> Result<Self, LogError> {
+        let (lock, file) = open_files(dir, partitions)?;
         let writer = scan(&file, dir)?;
         let durable = Mutex::new(writer.parts.iter().map(|(tp, part)| (tp.clone(), part.next)).collect());
         let (appended, _) = watch::channel(0);
-        Ok(Self {
+        let log = Self {
             inner: Arc::new(Inner {
                 file,
                 _lock: lock,
@@ -189,9 +201,42 @@ impl EmbeddedLog {
                 durable,
                 appended,
                 synced: tokio::sync::Mutex::new(0),
+                failing: watch::channel(None).0,
+                faults,
             }),
             share: Share::ALL,
+        };
+        // A full disk must not keep the reports dark: the log opens to be read, and says
+        // why it takes no appends until a write succeeds.
+        let end = log.inner.writer.lock().expect("log writer lock poisoned").end;
+        if let Err(e) = log.inner.probe(end) {
+            tracing::error!(dir = %dir.display(), error = %e, "the log cannot write; it is read-only until it can");
+            log.inner.failing.send_replace(Some(e.to_string()));
+        }
+        Ok(log)
+    }
+
+    /// Why appends fail now (a full disk), or `None`: changes as writes fail and succeed.
+    pub fn failing(&self) -> watch::Receiver<Option<String>> {
+        self.inner.failing.subscribe()
+    }
+
+    /// After a failure, cuts the file back and checks that it can be written again (the
+    /// next append would do the same): `Ok` once the log takes appends again.
+    pub async fn recover(&self) -> Result<(), LogError> {
+        if self.inner.failing.borrow().is_none() {
+            return Ok(());
+        }
+        let inner = self.inner.clone();
+        blocking("recovery", move || {
+            let _syncing = inner.synced.blocking_lock();
+            let mut writer = inner.writer.lock().expect("log writer lock poisoned");
+            inner.cut_back(&mut writer)?;
+            inner.probe(writer.end)?;
+            inner.failing.send_replace(None);
+            Ok(())
         })
+        .await?
     }
 
     pub fn partitions(&self) -> u32 {
@@ -206,6 +251,41 @@ impl EmbeddedLog {
         assert!(index < of, "share {index} of {of}: the index must be below the count");
         Self { inner: self.inner.clone(), share: Share { index, of } }
     }
+}
+
+/// Locks the log's directory and opens its file, creating or migrating it first.
+fn open_files(dir: &Path, partitions: u32) -> Result<(File, File), LogError> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    let lock = lock(dir)?;
+    if !dir.join(CHUNKS).exists() && migrate::sled_log_in(dir) {
+        migrate::from_sled(dir, partitions)?;
+    }
+    migrate::finish(dir)?;
+    match std::fs::read_to_string(dir.join(PARTITIONS)) {
+        Ok(stored) => {
+            let n: u32 = stored.trim().parse().map_err(|_| {
+                LogError::Config(format!("{} does not hold a partition count", dir.join(PARTITIONS).display()))
+            })?;
+            if n != partitions {
+                return Err(LogError::Config(format!("log at {} has {n} partitions, not {partitions}", dir.display())));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_partitions(dir, partitions)?,
+        Err(e) => return Err(e.into()),
+    }
+    let path = dir.join(CHUNKS);
+    let created = !path.exists();
+    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+    if created {
+        // The new file's name is durable only once its directory is synced.
+        sync_dir(dir)?;
+    }
+    Ok((lock, file))
 }
 
 /// Locks the log's directory for this handle, waiting a little for a handle of this
@@ -277,23 +357,31 @@ fn scan(file: &File, dir: &Path) -> Result<Writer, LogError> {
         pos += header.len;
     }
     if pos < len {
-        // Kept beside the log, in case it was not a crash but the disk changing bytes.
+        // Kept beside the log, in case it was not a crash but the disk changing bytes; on a
+        // full disk it cannot be, and the log opens all the same (the cut bytes were never
+        // acknowledged).
         let kept = dir.join(format!("{CHUNKS}.cut-at-{pos}"));
-        let mut cut = vec![0; usize::try_from(len - pos).expect("within the checked tail")];
-        file.read_exact_at(&mut cut, pos)?;
-        std::fs::write(&kept, &cut)?;
-        File::open(&kept)?.sync_all()?;
-        sync_dir(dir)?;
+        let keep = || -> Result<(), LogError> {
+            let mut cut = vec![0; usize::try_from(len - pos).expect("within the checked tail")];
+            file.read_exact_at(&mut cut, pos)?;
+            std::fs::write(&kept, &cut)?;
+            File::open(&kept)?.sync_all()?;
+            sync_dir(dir)
+        };
+        let kept = keep().map(|()| kept.display().to_string()).unwrap_or_else(|e| format!("not kept: {e}"));
         tracing::error!(
             at = pos,
             bytes = len - pos,
-            kept = %kept.display(),
+            kept,
             "the log's end does not read back whole (an append torn by a crash); cut off"
         );
-        file.set_len(pos)?;
-        file.sync_all()?;
+        if let Err(e) = file.set_len(pos).and_then(|()| file.sync_all()) {
+            tracing::error!(error = %e, "the log's torn end could not be cut off yet");
+            writer.cut_to = Some(pos);
+        }
     }
     writer.end = pos;
+    writer.synced_end = pos;
     Ok(writer)
 }
 
@@ -308,6 +396,8 @@ struct Written {
     reached: Vec<(TopicPartition, u64)>,
     /// The count of appends written, this one included.
     mine: u64,
+    /// The writer's generation when written: if it moved, the file was cut below it.
+    generation: u64,
 }
 
 impl Inner {
@@ -330,8 +420,13 @@ impl Inner {
             slots.push(slot);
         }
         let mut writer = self.writer.lock().expect("log writer lock poisoned");
-        if let Some(failed) = &writer.failed {
-            return Err(LogError::Unavailable(format!("the log failed earlier and must be reopened: {failed}")));
+        if writer.cut_to.is_some() {
+            // A cut below `end` must wait for the sync under way: taken in the order
+            // `append` takes them.
+            drop(writer);
+            let _syncing = self.synced.blocking_lock();
+            writer = self.writer.lock().expect("log writer lock poisoned");
+            self.cut_back(&mut writer)?;
         }
         let mut bytes = Vec::new();
         let mut written = Vec::with_capacity(parts.len());
@@ -353,11 +448,11 @@ impl Inner {
             }
             written.push((start, chunks, first));
         }
-        // Written before anything is indexed. After a failed write the log takes no more
-        // appends: what the write left past the end is cut off when it is reopened.
-        if let Err(e) = self.file.write_all_at(&bytes, writer.end) {
-            writer.failed = Some(e.to_string());
-            return Err(e.into());
+        // Written before anything is indexed. What a failed write left past the end is cut
+        // off before the next write.
+        if let Err(e) = self.write_at(&bytes, writer.end) {
+            writer.cut_to = Some(writer.end);
+            return Err(self.failed("write", &e));
         }
         writer.end += bytes.len() as u64;
         let mut starts = Vec::with_capacity(parts.len());
@@ -370,9 +465,64 @@ impl Inner {
             reached.push((tp.clone(), end));
         }
         writer.applied += 1;
-        Ok(Written { slots, next: starts, reached, mine: writer.applied })
+        Ok(Written { slots, next: starts, reached, mine: writer.applied, generation: writer.generation })
+    }
+
+    /// Writes through the tests' faults.
+    fn write_at(&self, bytes: &[u8], pos: u64) -> std::io::Result<()> {
+        if let Err(e) = self.faults.check() {
+            self.file.write_all_at(&bytes[..bytes.len() / 2], pos)?;
+            return Err(e);
+        }
+        self.file.write_all_at(bytes, pos)
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        self.faults.check()?;
+        self.file.sync_data()
+    }
+
+    /// Records why the log fails, and the error an append answers: unavailable, since
+    /// nothing of it was acknowledged and it can be sent again.
+    fn failed(&self, what: &str, e: &std::io::Error) -> LogError {
+        let why = format!("the log's {what} failed: {e}");
+        tracing::error!(error = %why, "the log refuses appends until a write succeeds");
+        self.failing.send_replace(Some(why.clone()));
+        LogError::Unavailable(why)
+    }
+
+    /// Cuts the file back to `writer.cut_to`, if set, forgetting what lay past it. The
+    /// caller holds `synced`, so no sync is under way.
+    fn cut_back(&self, writer: &mut Writer) -> Result<(), LogError> {
+        let Some(to) = writer.cut_to else { return Ok(()) };
+        self.file.set_len(to).and_then(|()| self.sync()).map_err(|e| self.failed("cut", &e))?;
+        if to < writer.end {
+            for part in writer.parts.values_mut() {
+                let kept = part.chunks.partition_point(|c| c.pos < to);
+                if let Some(first_cut) = part.chunks.get(kept) {
+                    part.next = first_cut.first;
+                    part.chunks.truncate(kept);
+                }
+            }
+            writer.end = to;
+            writer.generation += 1;
+        }
+        writer.cut_to = None;
+        Ok(())
+    }
+
+    /// Checks that a block can be written and synced at the file's end, and leaves the
+    /// file as it was: whether a full disk has space again. A crash in between leaves
+    /// zeros at the end, cut off as torn when the log is opened.
+    fn probe(&self, end: u64) -> Result<(), LogError> {
+        let written = self.write_at(&[0; PROBE_BYTES], end).and_then(|()| self.sync());
+        self.file.set_len(end)?;
+        written.map_err(|e| self.failed("write", &e))
     }
 }
+
+/// How much [`Inner::probe`] writes: a block.
+const PROBE_BYTES: usize = 4096;
 
 impl EventLog for EmbeddedLog {
     type Consumer = EmbeddedConsumer;
@@ -391,24 +541,43 @@ impl EventLog for EmbeddedLog {
         // The write can wait on the disk (the kernel holds back writers when much is
         // dirty): off the async workers, which serve intake's clients meanwhile.
         let writing = inner.clone();
-        let Written { slots, mut next, reached, mine } = blocking("write", move || writing.write(&records)).await??;
+        let Written { slots, mut next, reached, mine, generation } =
+            blocking("write", move || writing.write(&records)).await??;
         // Durable before anyone is told: one sync covers every append written before it
         // starts, so an append a sync begun after it covered needs no sync of its own.
         {
             let mut synced = inner.synced.lock().await;
+            let (covers, covers_end) = {
+                let writer = inner.writer.lock().expect("log writer lock poisoned");
+                // Written before a cut (`applied` still counts it: a later sync seems to
+                // cover it), or not yet synced with a failed sync's cut pending: never
+                // acknowledged. Rarely it was durable all the same: the client sends it
+                // again, and the fold takes an event id once.
+                let cut = writer.generation != generation;
+                if cut || (*synced < mine && writer.cut_to.is_some_and(|to| to < writer.end)) {
+                    return Err(LogError::Unavailable("the log failed while this append was written".into()));
+                }
+                (writer.applied, writer.end)
+            };
             if *synced < mine {
-                let covers = inner.writer.lock().expect("log writer lock poisoned").applied;
                 let log = inner.clone();
-                let result = blocking("sync", move || log.file.sync_data()).await.and_then(|r| r);
+                let result = blocking("sync", move || log.sync()).await.and_then(|r| r);
                 if let Err(e) = result {
                     // The written bytes may never reach the disk, and a later sync can
-                    // succeed all the same (Linux marks the pages clean): no append after
-                    // this one may be acknowledged, so the log takes none until reopened.
-                    inner.writer.lock().expect("log writer lock poisoned").failed = Some(e.to_string());
-                    return Err(e.into());
+                    // succeed all the same (Linux marks the pages clean): everything since
+                    // the last good sync is cut off before the next write.
+                    let mut writer = inner.writer.lock().expect("log writer lock poisoned");
+                    writer.cut_to = Some(writer.synced_end);
+                    return Err(inner.failed("sync", &e));
                 }
                 *synced = covers;
+                let mut writer = inner.writer.lock().expect("log writer lock poisoned");
+                writer.synced_end = writer.synced_end.max(covers_end);
             }
+        }
+        if inner.failing.borrow().is_some() {
+            tracing::info!("the log writes again");
+            inner.failing.send_replace(None);
         }
         {
             let mut durable = inner.durable.lock().expect("log durable lock poisoned");
@@ -950,6 +1119,58 @@ mod tests {
         let err = EmbeddedLog::open(dir.path(), 1).unwrap_err();
         assert!(err.to_string().contains("both its file and a log kept in sled"), "{err}");
         assert!(dir.path().join("db").exists());
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_refuses_appends_and_the_log_goes_on_once_space_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunks = dir.path().join(CHUNKS);
+        let disk = DiskFaults::default();
+        let log = EmbeddedLog::open_with(dir.path(), 3, disk.clone()).unwrap();
+        let first = numbered(100);
+        let mut written: Vec<_> = first.clone().into_iter().zip(log.append(first).await.unwrap()).collect();
+        let before = std::fs::metadata(&chunks).unwrap().len();
+        assert_eq!(*log.failing().borrow(), None);
+
+        disk.set_full(true);
+        let err = log.append(numbered(50)).await.unwrap_err();
+        assert!(matches!(err, LogError::Unavailable(_)) && err.to_string().contains("no space left"), "{err}");
+        assert!(log.failing().borrow().as_deref().is_some_and(|why| why.contains("write failed")));
+        assert!(log.recover().await.is_err(), "still full");
+        // Half of the refused append reached the file; it is cut before anything else.
+        assert_eq!(std::fs::metadata(&chunks).unwrap().len(), before);
+        assert_reads_back(&log, &written).await;
+
+        disk.set_full(false);
+        let more = numbered(30);
+        written.extend(more.clone().into_iter().zip(log.append(more).await.unwrap()));
+        assert_eq!(*log.failing().borrow(), None, "a good append clears the failure");
+        assert_reads_back(&log, &written).await;
+        drop(log);
+        assert_reads_back(&EmbeddedLog::open(dir.path(), 3).unwrap(), &written).await;
+    }
+
+    #[tokio::test]
+    async fn a_log_opened_on_a_full_disk_reads_and_writes_once_it_can() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = numbered(40);
+        let mut written: Vec<_> = {
+            let log = EmbeddedLog::open(dir.path(), 2).unwrap();
+            records.clone().into_iter().zip(log.append(records).await.unwrap()).collect()
+        };
+        let disk = DiskFaults::default();
+        disk.set_full(true);
+        let log = EmbeddedLog::open_with(dir.path(), 2, disk.clone()).unwrap();
+        assert!(log.failing().borrow().is_some(), "opened failing");
+        assert_reads_back(&log, &written).await;
+        assert!(matches!(log.append(numbered(5)).await, Err(LogError::Unavailable(_))));
+
+        disk.set_full(false);
+        log.recover().await.unwrap();
+        assert_eq!(*log.failing().borrow(), None);
+        let more = numbered(5);
+        written.extend(more.clone().into_iter().zip(log.append(more).await.unwrap()));
+        assert_reads_back(&log, &written).await;
     }
 
     #[test]
