@@ -81,6 +81,11 @@ pub struct ServeArgs {
     #[arg(skip)]
     #[serde(skip)]
     pub fault: Option<crate::server::Fault>,
+    /// The embedded log's disk, made full by the full-disk tests.
+    #[doc(hidden)]
+    #[arg(skip)]
+    #[serde(skip)]
+    pub log_disk: Option<eventlog::DiskFaults>,
 }
 
 /// One office of the config file.
@@ -149,6 +154,7 @@ impl ServeArgs {
             office: self.office.or(fallback.office),
             clock: self.clock.or(fallback.clock),
             fault: self.fault.or(fallback.fault),
+            log_disk: self.log_disk.or(fallback.log_disk),
         }
     }
 
@@ -192,6 +198,7 @@ impl ServeArgs {
             publish_feeds: self.publish_feeds.unwrap_or(d.publish_feeds),
             clock: self.clock.unwrap_or(d.clock),
             fault: self.fault,
+            log_disk: self.log_disk.unwrap_or_default(),
         };
         anyhow::ensure!(
             (0.0..=1.0).contains(&config.close.coverage_threshold),
@@ -275,6 +282,9 @@ pub struct ServeConfig {
     /// A failure to inject into one part: the supervision tests' seam.
     #[doc(hidden)]
     pub fault: Option<crate::server::Fault>,
+    /// The embedded log's disk, made full by the full-disk tests.
+    #[doc(hidden)]
+    pub log_disk: eventlog::DiskFaults,
 }
 
 impl Default for ServeConfig {
@@ -297,6 +307,7 @@ impl Default for ServeConfig {
             publish_feeds: false,
             clock: feeds::Clock::system(),
             fault: None,
+            log_disk: eventlog::DiskFaults::default(),
         }
     }
 }

@@ -89,7 +89,8 @@ pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<R
                 roles == Roles::All,
                 "log: the embedded log serves one process; run `daybook serve`, or use a kafka:// log"
             );
-            let log = EmbeddedLog::open(&dir.join("log"), config.partitions).context("opening the embedded log")?;
+            let log = EmbeddedLog::open_with(&dir.join("log"), config.partitions, config.log_disk.clone())
+                .context("opening the embedded log")?;
             let status = {
                 let log = log.clone();
                 move |folded: Projections| aggregator::grpc::local_status(log, folded)
@@ -99,7 +100,8 @@ pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<R
             // which all write alike, and summed at read time.
             let shares = config.aggregators();
             let fold_logs = (0..shares).map(|index| log.share(index, shares)).collect();
-            build(config, roles, log, fold_logs, None::<EmbeddedLog>, None, status).await
+            let watched = Some(log.clone());
+            build(config, roles, log, fold_logs, None::<EmbeddedLog>, None, status, watched).await
         }
         LogChoice::Kafka(kafka) => {
             let (events, changelog) = crate::kafka::connect((**kafka).clone(), &config.group).await?;
@@ -110,11 +112,14 @@ pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<R
             // One aggregator per process: each publishes its outbox to the changelog, and
             // the group splits the partitions between processes.
             let fold_logs = vec![events.clone()];
-            build(config, roles, events, fold_logs, Some(changelog), Some((**kafka).clone()), status).await
+            build(config, roles, events, fold_logs, Some(changelog), Some((**kafka).clone()), status, None).await
         }
     }
 }
 
+// The pieces each backend gives differ (a changelog and a Kafka config over Kafka, the
+// embedded log's health to follow on it): one argument each reads plainer than a struct.
+#[expect(clippy::too_many_arguments)]
 async fn build<L: EventLog, C: EventLog>(
     config: &ServeConfig,
     roles: Roles,
@@ -123,6 +128,7 @@ async fn build<L: EventLog, C: EventLog>(
     changelog: Option<C>,
     kafka: Option<eventlog::KafkaConfig>,
     status: impl FnOnce(Projections) -> aggregator::grpc::StatusSource,
+    embedded: Option<EmbeddedLog>,
 ) -> anyhow::Result<Running> {
     let dir = &config.data_dir;
     let mut registry = Registry::default();
@@ -137,7 +143,14 @@ async fn build<L: EventLog, C: EventLog>(
         let service = IntakeService::open(log.clone(), &dir.join("intake"), metrics, config.horizon_days)
             .context("opening the intake index")?;
         let server = Watched { inner: service.into_server(), part: Part::Intake, supervisor: supervisor.clone() };
-        supervisor.serving(INTAKE, true).await;
+        match embedded {
+            Some(log) => {
+                supervisor.serving(INTAKE, log.failing().borrow().is_none()).await;
+                let (watching, stop) = (supervisor.clone(), on_shutdown(&stop_rx));
+                tasks.push(supervisor.spawn(Part::Intake, follow_log(log, watching, stop)));
+            }
+            None => supervisor.serving(INTAKE, true).await,
+        }
         Some(server)
     } else {
         None
@@ -219,6 +232,37 @@ async fn build<L: EventLog, C: EventLog>(
     tracing::info!(%grpc_addr, %http_addr, data_dir = %dir.display(), ?roles, "daybook serving");
     Ok(Running { grpc_addr, http_addr, events_folded, supervisor, tasks })
 }
+
+/// Intake's health follows the embedded log: NOT_SERVING while it cannot write (a full
+/// disk), SERVING once it can. Meanwhile it tries the log every [`LOG_RETRY`], so that
+/// health comes back without a client having to post first.
+async fn follow_log(log: EmbeddedLog, supervisor: Supervisor, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let mut failing = log.failing();
+    let mut was_failing = false;
+    tokio::pin!(stop);
+    loop {
+        let why = failing.borrow_and_update().clone();
+        supervisor.serving(INTAKE, why.is_none()).await;
+        match &why {
+            Some(why) if !was_failing => {
+                tracing::warn!(why, "intake NOT_SERVING: the log cannot write; reports are served read-only");
+            }
+            None if was_failing => tracing::info!("intake SERVING: the log writes again"),
+            _ => {}
+        }
+        was_failing = why.is_some();
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            _ = failing.changed() => {}
+            () = tokio::time::sleep(LOG_RETRY), if was_failing => {
+                let _ = log.recover().await;
+            }
+        }
+    }
+}
+
+/// How often a failing log is tried again.
+const LOG_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Starts the feeds on the read side `readable`: the publisher (day close, revisions,
 /// alerts) and, over Kafka, the copy of each office's feed to its topic.
