@@ -174,6 +174,17 @@ impl Server {
     }
 }
 
+/// A plain HTTP/1.0 GET, enough for a metrics page.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"), "{body}");
+    body
+}
+
 /// Builds events for one school on one day; times are "HH:MM" on that day at +08:00.
 pub struct School {
     pub code: String,

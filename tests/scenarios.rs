@@ -2,7 +2,7 @@
 //! client, exact report numbers asserted at every level. Each scenario runs on the
 //! embedded log and on a real Kafka broker (tansu), with identical expectations.
 
-use tests::{Backend, School, Server, Slot, Symptom, checks, start, student, teacher};
+use tests::{Backend, School, Server, Slot, Symptom, checks, http_get, start, student, teacher};
 use wire::pb;
 
 const DAY: &str = "2020-03-02";
@@ -345,17 +345,6 @@ async fn health_reflection_and_metrics_are_served(backend: Backend) {
     );
     assert!(metrics.contains("daybook_events_folded_total 1"), "{metrics}");
     server.running.stop().await.unwrap();
-}
-
-/// A plain HTTP/1.0 GET, enough for a metrics page.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    assert!(body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"), "{body}");
-    body
 }
 
 async fn a_roommates_fever_on_day_13_extends_centralized_observation(backend: Backend) {

@@ -16,6 +16,7 @@ use prost::Message;
 
 use crate::AggregateError;
 use crate::changelog::Change;
+use crate::quarantine::{self, Quarantined};
 use crate::store::{self, Projections, UnitInfo};
 
 /// Persons and units whose state the folder keeps in memory between batches, at most:
@@ -56,8 +57,18 @@ pub struct BatchOutcome {
     pub duplicates: u64,
     /// Offsets below the stored position: re-delivered by the log, already folded.
     pub replayed: u64,
-    /// Records that do not decode or validate; the intake never writes such records.
+    /// Records that do not decode or validate (the intake never writes such records):
+    /// put in the quarantine.
     pub unreadable: u64,
+    /// Records skipped because they are in the quarantine.
+    pub quarantined: u64,
+}
+
+/// What folding one record did.
+enum Folding {
+    Folded,
+    Duplicate,
+    Unreadable(String),
 }
 
 pub struct Folder {
@@ -118,9 +129,15 @@ pub struct Folder {
     unstored: Unstored,
     /// A checkpoint that a writer thread is storing while folding goes on.
     in_flight: Option<InFlight>,
-    /// Why a checkpoint failed, if one did: its changes had left memory, so nothing more
-    /// may be folded or stored by this folder.
+    /// Why a checkpoint or a fold failed, if one did: its changes had left memory (or
+    /// half changed it), so nothing more may be folded or stored by this folder.
     failed: Option<String>,
+    /// Positions of the records in the quarantine, skipped.
+    in_quarantine: HashSet<(TopicPartition, u64)>,
+    /// Unreadable records met since the last checkpoint, stored with it.
+    new_quarantined: Vec<Quarantined>,
+    /// Quarantine keys of records folded again, removed by the next checkpoint.
+    released: Vec<Vec<u8>>,
 }
 
 /// A person's `school/person` key, held inline when short, as codes nearly always are: the
@@ -246,6 +263,8 @@ impl Folder {
         let legacy_seen = projections.tree.scan_prefix(b"e\0").next().transpose()?.is_some();
         let legacy_layout = projections.has_legacy_timelines()?;
         let unstored = Unstored { empty_at_open: projections.tree.is_empty(), ..Unstored::default() };
+        let projections_quarantine =
+            projections.quarantined()?.into_iter().map(|q| (q.at(), q.offset)).collect::<HashSet<_>>();
         Ok(Self {
             projections,
             rules,
@@ -276,6 +295,9 @@ impl Folder {
             unstored,
             in_flight: None,
             failed: None,
+            in_quarantine: projections_quarantine,
+            new_quarantined: Vec::new(),
+            released: Vec::new(),
         })
     }
 
@@ -333,10 +355,41 @@ impl Folder {
     /// Folds `records` into the state in memory; nothing is stored until a checkpoint
     /// ([`Self::checkpoint`], [`Self::start_checkpoint`]). A crash in between loses only
     /// what the log still holds past the stored positions.
+    ///
+    /// A record that does not decode goes to the quarantine with the next checkpoint. A
+    /// record whose fold panics is a defect that may have left the state in memory half
+    /// changed: the folder refuses to go on and answers [`AggregateError::Poisoned`] with
+    /// the record, for the caller to quarantine it and start a new folder from the store,
+    /// which skips it.
     pub fn fold_records(&mut self, records: &[Polled]) -> Result<BatchOutcome, AggregateError> {
         self.usable()?;
         let mut outcome = BatchOutcome::default();
-        for polled in records {
+        let mut folding = 0;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.fold_each(records, &mut folding, &mut outcome)
+        }));
+        match result {
+            Ok(folded) => folded.map(|()| outcome),
+            Err(panic) => {
+                let polled = &records[folding];
+                let reason = format!("folding it panicked: {}", quarantine::panic_message(panic.as_ref()));
+                self.failed = Some(format!("{} offset {}: {reason}", polled.at, polled.offset));
+                let record = Quarantined::new(&polled.at, polled.offset, reason, polled.record.payload.clone());
+                Err(AggregateError::Poisoned(Box::new(record)))
+            }
+        }
+    }
+
+    /// The loop of [`Self::fold_records`]; `folding` is the index of the record being
+    /// folded, for a panic to name.
+    fn fold_each(
+        &mut self,
+        records: &[Polled],
+        folding: &mut usize,
+        outcome: &mut BatchOutcome,
+    ) -> Result<(), AggregateError> {
+        for (index, polled) in records.iter().enumerate() {
+            *folding = index;
             // Updated in place: the position's key is cloned once per partition, not per record.
             match self.positions.get_mut(&polled.at) {
                 Some(next) if polled.offset < *next => {
@@ -349,45 +402,99 @@ impl Folder {
                 }
             }
             self.pending += 1;
-            let envelope = match wire::pb::Event::decode(polled.record.payload.as_slice())
-                .map_err(|e| e.to_string())
-                .and_then(|pb| wire::event_from_proto(pb).map_err(|e| e.to_string()))
-            {
-                Ok(envelope) => envelope,
-                Err(reason) => {
-                    tracing::error!(at = %polled.at, offset = polled.offset, %reason, "skipping unreadable record");
+            if !self.in_quarantine.is_empty() && self.in_quarantine.contains(&(polled.at.clone(), polled.offset)) {
+                outcome.quarantined += 1;
+                continue;
+            }
+            match self.fold_one(&polled.at, &polled.record.payload)? {
+                Folding::Folded => outcome.folded += 1,
+                Folding::Duplicate => outcome.duplicates += 1,
+                Folding::Unreadable(reason) => {
+                    tracing::error!(at = %polled.at, offset = polled.offset, %reason, "quarantining an unreadable record");
                     outcome.unreadable += 1;
-                    continue;
+                    let record = Quarantined::new(&polled.at, polled.offset, reason, polled.record.payload.clone());
+                    self.new_quarantined.push(record);
                 }
-            };
-            let Payload::Person { person_id, fact } = &envelope.payload else {
-                // Inspections are validated and kept in the log; their projection is
-                // future work, so there is nothing to fold twice either.
-                outcome.folded += 1;
-                continue;
-            };
-            let school = envelope.school.as_str();
-            let stamp = Stamp::new(envelope.occurred_at.timestamp_millis(), &envelope.event_id);
-            // A (school, event id) folded before is skipped: folding twice is not a no-op
-            // (a re-folded isolation shares signs again, a gate pass re-alerts). The ids
-            // live in the event's own person's timeline, which folding loads anyway.
-            // A normal reading is the exception: folded again it changes nothing, and
-            // keeping its id would make up most of a timeline after weeks.
-            if self.legacy_seen && self.projections.tree.contains_key(store::seen_key(school, &envelope.event_id))? {
-                outcome.duplicates += 1;
-                continue;
             }
-            if !self.rules.refolds_as_no_op(fact) && !self.timeline(school, person_id)?.first_fold(stamp) {
-                outcome.duplicates += 1;
-                continue;
-            }
-            if self.school_partition.get(school) != Some(&polled.at.partition) {
-                self.school_partition.insert(envelope.school.clone(), polled.at.partition);
-            }
-            self.fold(&envelope, person_id, fact, stamp)?;
-            outcome.folded += 1;
         }
-        Ok(outcome)
+        Ok(())
+    }
+
+    /// Folds the records in the quarantine again, each in a folder of its own: one that
+    /// folds leaves the quarantine with that folder's checkpoint; one that still fails
+    /// stays, and its folder is dropped with whatever it half changed. How many left.
+    /// Only where one process folds every partition (the embedded log): over Kafka the
+    /// record's school may be folded by another aggregator now.
+    pub fn refold_quarantined(
+        projections: &Projections,
+        rules: Rules,
+        zone: FixedOffset,
+    ) -> Result<usize, AggregateError> {
+        let mut released = 0;
+        for record in projections.quarantined()? {
+            let mut folder = Folder::new(projections.clone(), rules, zone)?;
+            let at = record.at();
+            let folded =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| folder.fold_one(&at, &record.payload)));
+            match folded {
+                Ok(Ok(Folding::Folded | Folding::Duplicate)) => {
+                    folder.released.push(record.key());
+                    folder.pending += 1;
+                    folder.checkpoint()?;
+                    released += 1;
+                    tracing::info!(%at, offset = record.offset, "a quarantined record folded; released");
+                }
+                Ok(Ok(Folding::Unreadable(reason))) => {
+                    tracing::warn!(%at, offset = record.offset, %reason, "a quarantined record still does not decode")
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(panic) => tracing::warn!(
+                    %at,
+                    offset = record.offset,
+                    reason = quarantine::panic_message(panic.as_ref()),
+                    "a quarantined record still cannot be folded"
+                ),
+            }
+        }
+        Ok(released)
+    }
+
+    /// Folds one record's payload, unless its event was folded before.
+    fn fold_one(&mut self, at: &TopicPartition, payload: &[u8]) -> Result<Folding, AggregateError> {
+        let envelope = match wire::pb::Event::decode(payload)
+            .map_err(|e| e.to_string())
+            .and_then(|pb| wire::event_from_proto(pb).map_err(|e| e.to_string()))
+        {
+            Ok(envelope) => envelope,
+            Err(reason) => return Ok(Folding::Unreadable(reason)),
+        };
+        #[cfg(test)]
+        if envelope.event_id.starts_with(tests::DEFECT) {
+            panic!("a defect met folding {}", envelope.event_id);
+        }
+        let Payload::Person { person_id, fact } = &envelope.payload else {
+            // Inspections are validated and kept in the log; their projection is
+            // future work, so there is nothing to fold twice either.
+            return Ok(Folding::Folded);
+        };
+        let school = envelope.school.as_str();
+        let stamp = Stamp::new(envelope.occurred_at.timestamp_millis(), &envelope.event_id);
+        // A (school, event id) folded before is skipped: folding twice is not a no-op
+        // (a re-folded isolation shares signs again, a gate pass re-alerts). The ids
+        // live in the event's own person's timeline, which folding loads anyway.
+        // A normal reading is the exception: folded again it changes nothing, and
+        // keeping its id would make up most of a timeline after weeks.
+        if self.legacy_seen && self.projections.tree.contains_key(store::seen_key(school, &envelope.event_id))? {
+            return Ok(Folding::Duplicate);
+        }
+        if !self.rules.refolds_as_no_op(fact) && !self.timeline(school, person_id)?.first_fold(stamp) {
+            return Ok(Folding::Duplicate);
+        }
+        if self.school_partition.get(school) != Some(&at.partition) {
+            self.school_partition.insert(envelope.school.clone(), at.partition);
+        }
+        self.fold(&envelope, person_id, fact, stamp)?;
+        Ok(Folding::Folded)
     }
 
     /// Stores everything folded since the last checkpoint with the positions it reaches,
@@ -424,6 +531,14 @@ impl Folder {
         // From here the changes leave memory: a failure loses them for this folder.
         let started = self.write_into(&mut batches).and_then(|()| {
             let mut positions = sled::Batch::default();
+            // The quarantine moves with the positions: a record is in it once folding
+            // has passed it for good.
+            for record in self.new_quarantined.drain(..) {
+                positions.insert(record.key(), store::encode(&record));
+            }
+            for key in self.released.drain(..) {
+                positions.remove(key);
+            }
             for (tp, next) in &self.positions {
                 if self.checkpointed.get(tp) != Some(next) {
                     positions.insert(store::position_key(tp), &next.to_be_bytes());
@@ -473,6 +588,13 @@ impl Folder {
             Some(flight) if flight.writer.is_finished() => self.settle(),
             _ => Ok(()),
         }
+    }
+
+    /// Drops a folder that may not go on (a fold failed), once the checkpoint it had under
+    /// way, started before the failure, is stored.
+    pub fn wait_for_writer(mut self) -> Result<(), AggregateError> {
+        self.failed = None;
+        self.settle()
     }
 
     /// Waits for the checkpoint under way, if any, to be stored.
@@ -626,6 +748,9 @@ impl Folder {
             }
         }
         if let Fact::IsolationStarted { roommates, .. } = fact {
+            // Folding a roommate's signs changes their onsets, never this person's own
+            // abnormal days: read once, each roommate costs the same however many there are.
+            let mine = self.abnormal_days(school, person)?;
             for roommate in roommates.iter().filter(|r| *r != person) {
                 // Both ways, and never forgotten: whoever an isolation ever paired stays
                 // paired, so signs reach the same persons whatever order events come in
@@ -633,8 +758,7 @@ impl Folder {
                 self.pair(school, roommate, person)?;
                 self.pair(school, person, roommate)?;
                 let theirs = self.abnormal_days(school, roommate)?;
-                let mine = self.abnormal_days(school, person)?;
-                for onset in mine {
+                for onset in mine.iter().copied() {
                     self.fold_fact(school, roommate, onset, &Fact::RoommateShowedSigns { onset }, stamp)?;
                 }
                 for onset in theirs {
@@ -648,9 +772,10 @@ impl Folder {
     /// Records that `other` shares `person`'s room. The stored set is loaded first (after
     /// a restart or a cache drop the index holds nothing yet), so it only ever grows.
     fn pair(&mut self, school: &str, person: &str, other: &str) -> Result<(), AggregateError> {
-        self.named_by(school, person)?;
-        let key = format!("{school}/{person}");
-        if self.roommate_index.entry(key.clone()).or_default().insert(other.to_owned()) {
+        let key = self.load_roommates(school, person)?;
+        let paired = self.roommate_index.get_mut(&key).expect("loaded above");
+        if !paired.contains(other) {
+            paired.insert(other.to_owned());
             self.dirty_roommates.insert(key);
         }
         Ok(())
@@ -658,12 +783,19 @@ impl Folder {
 
     /// Persons paired with `person` by an isolation event, theirs or their own.
     fn named_by(&mut self, school: &str, person: &str) -> Result<BTreeSet<String>, AggregateError> {
+        let key = self.load_roommates(school, person)?;
+        Ok(self.roommate_index[&key].clone())
+    }
+
+    /// Loads `person`'s pairings into the index if they are not there; their key in it.
+    /// Never copies the set: a room is paired one roommate at a time.
+    fn load_roommates(&mut self, school: &str, person: &str) -> Result<String, AggregateError> {
         let key = format!("{school}/{person}");
         if !self.roommate_index.contains_key(&key) {
             let loaded = self.projections.roommates_of(school, person)?;
             self.roommate_index.insert(key.clone(), loaded);
         }
-        Ok(self.roommate_index[&key].clone())
+        Ok(key)
     }
 
     fn abnormal_days(&mut self, school: &str, person: &str) -> Result<Vec<Day>, AggregateError> {
@@ -1234,5 +1366,96 @@ mod tests {
         let mut folder = Folder::new(projections.clone(), config.rules, config.zone).unwrap();
         let outcome = folder.fold_batch(&[at(0, &fever("e1", "P1")), at(1, &fever("e2", "P1"))]).unwrap();
         assert_eq!((outcome.folded, outcome.duplicates), (1, 1));
+    }
+
+    /// Event ids starting with this make the fold panic, as a defect would.
+    pub(super) const DEFECT: &str = "defect-";
+
+    fn fevers_in_s1(projections: &Projections) -> i32 {
+        let day = Day::from_ymd_opt(2020, 2, 26).unwrap();
+        projections.tally_on(&UnitKey::school("S1"), day).unwrap().get(domain::tally::Measure::Fever)
+    }
+
+    /// A fever with a travel history dated where no period can be added to it: what intake
+    /// accepted before dates were bounded.
+    fn poison(event_id: &str) -> pb::Event {
+        pb::Event {
+            payload: Some(pb::event::Payload::Movement(pb::MovementEvent {
+                person_id: "P1".into(),
+                kind: Some(pb::movement_event::Kind::TwoHistories(pb::TwoHistoriesDeclared {
+                    kind: pb::HistoryKind::HistoryTravel as i32,
+                    date: "+262142-12-31".into(),
+                })),
+            })),
+            ..fever(event_id, "P1")
+        }
+    }
+
+    #[test]
+    fn an_unreadable_record_is_quarantined_with_its_position_and_the_fold_goes_on() {
+        let (_dir, projections, mut folder) = folder();
+        let records = [at(0, &registered("r1", "P1")), at(1, &poison("bad")), at(2, &fever("e1", "P1"))];
+        let outcome = folder.fold_batch(&records).unwrap();
+        assert_eq!((outcome.folded, outcome.unreadable), (2, 1));
+        assert_eq!(fevers_in_s1(&projections), 1, "the record after it is folded");
+        let quarantined = projections.quarantined().unwrap();
+        assert_eq!(quarantined.len(), 1);
+        assert_eq!((quarantined[0].topic.as_str(), quarantined[0].partition, quarantined[0].offset), ("health", 0, 1));
+        assert!(quarantined[0].reason.contains("movement.two_histories.date"), "{}", quarantined[0].reason);
+        assert_eq!(quarantined[0].payload, records[1].record.payload, "kept as the log holds it");
+
+        // Stored with the positions past it: delivered again, it is not quarantined twice.
+        let config = crate::FoldConfig::default();
+        let mut restarted = Folder::new(projections.clone(), config.rules, config.zone).unwrap();
+        let outcome = restarted.fold_batch(&[at(1, &poison("bad")), at(3, &fever("e2", "P1"))]).unwrap();
+        assert_eq!((outcome.folded, outcome.replayed, outcome.unreadable), (1, 1, 0));
+        assert_eq!(projections.quarantined_count(), 1);
+        // Still unreadable by this release: it stays.
+        assert_eq!(Folder::refold_quarantined(&projections, config.rules, config.zone).unwrap(), 0);
+        assert_eq!(projections.quarantined_count(), 1);
+    }
+
+    #[test]
+    fn a_record_whose_fold_panics_poisons_the_folder_and_is_skipped_by_the_next() {
+        let (_dir, projections, mut folder) = folder();
+        let records = [at(0, &registered("r1", "P1")), at(1, &fever("defect-1", "P1")), at(2, &fever("e1", "P1"))];
+        let Err(AggregateError::Poisoned(record)) = folder.fold_records(&records) else {
+            panic!("the panic is caught and names the record");
+        };
+        assert_eq!(record.offset, 1);
+        assert!(record.reason.contains("a defect met folding defect-1"), "{}", record.reason);
+        assert!(folder.fold_records(&records[2..]).is_err(), "a poisoned folder refuses to go on");
+        folder.wait_for_writer().unwrap();
+
+        // What the run loop does: quarantine it, start from the store, fold again.
+        projections.quarantine(&record).unwrap();
+        let config = crate::FoldConfig::default();
+        let mut next = Folder::new(projections.clone(), config.rules, config.zone).unwrap();
+        let outcome = next.fold_batch(&records).unwrap();
+        assert_eq!((outcome.folded, outcome.quarantined), (2, 1));
+        assert_eq!(fevers_in_s1(&projections), 1, "the registration and the fever after it, once each");
+        // The defect is still there: refolding keeps it, and keeps the state as it was.
+        assert_eq!(Folder::refold_quarantined(&projections, config.rules, config.zone).unwrap(), 0);
+        assert_eq!(projections.quarantined_count(), 1);
+        assert_eq!(fevers_in_s1(&projections), 1);
+    }
+
+    #[test]
+    fn a_quarantined_record_that_now_folds_is_folded_once_and_released() {
+        let (_dir, projections, mut folder) = folder();
+        folder.fold_batch(&[at(0, &registered("r1", "P1"))]).unwrap();
+        // Quarantined by an earlier release with a defect since fixed.
+        let tp = TopicPartition { topic: "health".into(), partition: 0 };
+        let record = Quarantined::new(&tp, 7, "folding it panicked".into(), fever("e1", "P1").encode_to_vec());
+        projections.quarantine(&record).unwrap();
+        let config = crate::FoldConfig::default();
+        assert_eq!(Folder::refold_quarantined(&projections, config.rules, config.zone).unwrap(), 1);
+        assert_eq!(projections.quarantined_count(), 0);
+        assert_eq!(fevers_in_s1(&projections), 1);
+        // Delivered again by the log later, it is a duplicate.
+        let mut next = Folder::new(projections.clone(), config.rules, config.zone).unwrap();
+        let outcome = next.fold_batch(&[at(7, &fever("e1", "P1"))]).unwrap();
+        assert_eq!((outcome.folded, outcome.duplicates), (0, 1));
+        assert_eq!(fevers_in_s1(&projections), 1);
     }
 }

@@ -45,6 +45,9 @@ pub struct ReportsService {
     status: StatusSource,
     folded_total: Arc<AtomicU64>,
     publication: Publication,
+    /// Where this instance's aggregators keep their quarantine: the store they fold into,
+    /// which over Kafka is not the view the reports are read from.
+    quarantine: Option<Projections>,
 }
 
 impl ReportsService {
@@ -55,7 +58,13 @@ impl ReportsService {
             close.open(report);
             Ok(())
         });
-        Self { projections, status, folded_total, publication }
+        Self { projections, status, folded_total, publication, quarantine: None }
+    }
+
+    /// Lists in `GetStatus` the quarantine of the aggregators folding into `folded`.
+    pub fn with_quarantine(mut self, folded: Projections) -> Self {
+        self.quarantine = Some(folded);
+        self
     }
 
     pub fn with_publication(mut self, publication: Publication) -> Self {
@@ -204,10 +213,16 @@ impl pb::reports_server::Reports for ReportsService {
                 lag: l.end.saturating_sub(l.position),
             })
             .collect();
+        let (quarantined, quarantine) = match &self.quarantine {
+            Some(folded) => (folded.quarantined_count() as u64, folded.quarantine_listing(100).map_err(internal)?),
+            None => (0, Vec::new()),
+        };
         Ok(Response::new(pb::StatusResponse {
             total_lag: partitions.iter().map(|p| p.lag).sum(),
             partitions,
             events_folded: self.folded_total.load(Ordering::Relaxed),
+            quarantined,
+            quarantine,
         }))
     }
 }

@@ -24,6 +24,7 @@ use prometheus_client::registry::Registry;
 pub mod changelog;
 pub mod fold;
 pub mod grpc;
+pub mod quarantine;
 pub mod store;
 mod timeline_codec;
 
@@ -46,6 +47,10 @@ pub enum AggregateError {
     NoFoldThread(std::io::Error),
     #[error("folding panicked; the aggregator must start again from the stored state")]
     FoldPanicked,
+    /// Folding this record panicked: it goes to the quarantine, and the aggregator starts
+    /// again from the stored state, past it.
+    #[error("record {} offset {} could not be folded: {}", .0.at(), .0.offset, .0.reason)]
+    Poisoned(Box<quarantine::Quarantined>),
 }
 
 /// For binaries whose global allocator is mimalloc (`daybook`, `daybook-bench`,
@@ -124,6 +129,8 @@ pub struct AggregatorMetrics {
     pub duplicates: Counter,
     pub replayed: Counter,
     pub unreadable: Counter,
+    /// Records in the quarantine, as the aggregators last counted.
+    pub quarantined: Gauge<i64, AtomicI64>,
     /// Events folded per second over the last second or so, by all the aggregators
     /// sharing these metrics.
     pub folds_per_second: Gauge<i64, AtomicI64>,
@@ -158,6 +165,11 @@ impl AggregatorMetrics {
             self.unreadable.clone(),
         );
         registry.register(
+            "daybook_records_quarantined",
+            "Log records in the quarantine: unreadable, or their fold failed (listed by GetStatus)",
+            self.quarantined.clone(),
+        );
+        registry.register(
             "daybook_folds_per_second",
             "Events folded during the last second",
             self.folds_per_second.clone(),
@@ -183,10 +195,12 @@ pub async fn run<L: EventLog, C: EventLog>(
     metrics: AggregatorMetrics,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AggregateError> {
-    let mut folder = Folder::new(projections.clone(), config.rules, config.zone)?;
-    if changelog.is_some() {
-        folder = folder.with_changelog();
-    }
+    let new_folder = || {
+        let folder = Folder::new(projections.clone(), config.rules, config.zone)?;
+        Ok::<_, AggregateError>(if changelog.is_some() { folder.with_changelog() } else { folder })
+    };
+    let mut folder = new_folder()?;
+    metrics.quarantined.set(projections.quarantined_count() as i64);
     let mut consumer = log.subscribe(group, stored_positions(&projections))?;
     let fold_thread = FoldThread::start()?;
     tokio::pin!(shutdown);
@@ -312,7 +326,28 @@ pub async fn run<L: EventLog, C: EventLog>(
             folder = returned;
             // A checkpoint was made or started (a commit claims only what has settled,
             // `Folder::checkpointed`).
-            let (outcome, checkpoint_made) = outcome?;
+            let (outcome, checkpoint_made) = match outcome {
+                Err(AggregateError::Poisoned(record)) => {
+                    tracing::error!(at = %record.at(), offset = record.offset, reason = %record.reason,
+                        "quarantining a record whose fold failed; folding again from the stored state");
+                    // The checkpoint under way was started before the record: let it land.
+                    let abandoned = folder;
+                    tokio::task::spawn_blocking(move || abandoned.wait_for_writer())
+                        .await
+                        .expect("fold task panicked")?;
+                    projections.quarantine(&record)?;
+                    folder = new_folder()?;
+                    metrics.quarantined.set(projections.quarantined_count() as i64);
+                    drop(consumer);
+                    ahead = None;
+                    consumer = log.subscribe(group, stored_positions(&projections))?;
+                    continue;
+                }
+                outcome => outcome?,
+            };
+            if outcome.unreadable > 0 {
+                metrics.quarantined.inc_by(outcome.unreadable as i64);
+            }
             metrics.folded.inc_by(outcome.folded);
             metrics.duplicates.inc_by(outcome.duplicates);
             metrics.replayed.inc_by(outcome.replayed);

@@ -17,6 +17,7 @@
 //! | `c`    | YYYY-MM-DD, NUL, school          | the school's units changed on that day: the feeds look again |
 //! | `x`    | a `u`, `n`, `k` or `a` key       | outbox: (version, value) not yet in the changelog |
 //! | `w`    | a `u` or `n` key                 | view only: version of the value held |
+//! | `q`    | topic/partition/offset (padded)  | a [`crate::quarantine::Quarantined`] record, kept out of the fold |
 
 use std::collections::BTreeMap;
 use std::path::Path;

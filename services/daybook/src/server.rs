@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 
 use aggregator::grpc::ReportsService;
-use aggregator::{AggregatorMetrics, FoldConfig, Projections};
+use aggregator::{AggregatorMetrics, FoldConfig, Folder, Projections};
 use anyhow::Context;
 use domain::Rules;
 use eventlog::{EmbeddedLog, EventLog, KafkaLog};
@@ -181,7 +181,19 @@ async fn build<L: EventLog, C: EventLog>(
             }
             None => folded.clone(),
         };
-        let mut reports = ReportsService::new(readable.clone(), status(readable.clone()), metrics.folded_total.clone());
+        // Once per process, before any aggregator reads: a release that fixed a defect
+        // folds what an earlier one could not. Over Kafka the record's partition may have
+        // moved to another aggregator since, whose state this store does not hold: there
+        // it stays listed.
+        if changelog.is_none() {
+            let released =
+                Folder::refold_quarantined(&folded, fold.rules, fold.zone).context("folding the quarantine again")?;
+            if released > 0 {
+                tracing::info!(released, "records left the quarantine, folded by this release");
+            }
+        }
+        let mut reports = ReportsService::new(readable.clone(), status(readable.clone()), metrics.folded_total.clone())
+            .with_quarantine(folded.clone());
         if roles == Roles::All || config.publish_feeds {
             let (service, publication) = start_feeds(config, &db, readable, kafka, &supervisor, &mut tasks)?;
             reports = reports.with_publication(publication);

@@ -202,7 +202,7 @@ impl PersonState {
         let roommate = self.roommate_onsets.iter().filter(during).max().copied();
         let onset = own.max(roommate);
         let start = onset.unwrap_or(first).max(first);
-        let expected_end = start + chrono::Days::new(u64::from(rules.observation_days));
+        let expected_end = days_after(start, rules.observation_days);
         let restarted_by = onset
             .filter(|o| *o > first)
             .map(|o| if own == Some(o) { Restart::OwnSigns } else { Restart::RoommateSigns });
@@ -223,7 +223,7 @@ impl PersonState {
     /// return or last contact date.
     pub fn required_observation(&self, rules: &Rules) -> Option<(IsolationKind, NaiveDate)> {
         let (role, _) = self.registration.value.as_ref()?;
-        let until = self.exposure.value? + chrono::Days::new(u64::from(rules.observation_days));
+        let until = days_after(self.exposure.value?, rules.observation_days);
         let histories = self.two_histories.value.is_some();
         let kind =
             if self.returned_batch.value == Some(3) || (*role == Role::Student && histories && self.has_returned()) {
@@ -269,6 +269,13 @@ impl PersonState {
             || self.sick_absent.value
             || matches!(self.diagnosis.value, Some(Diagnosis::Suspected | Diagnosis::Confirmed))
     }
+}
+
+/// `day` plus `days`, or the calendar's last day past it: intake bounds every date it
+/// accepts, but the fold must not panic on a record that escaped the bounds (an older
+/// log, a defect).
+fn days_after(day: NaiveDate, days: u32) -> NaiveDate {
+    day.checked_add_days(chrono::Days::new(u64::from(days))).unwrap_or(NaiveDate::MAX)
 }
 
 /// What the person did on one day; each flag counts the person once that day.

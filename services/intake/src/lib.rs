@@ -33,6 +33,11 @@ pub const MAX_BATCH: usize = 10_000;
 /// append (one flush); fewer when fewer are waiting.
 const STREAM_CHUNK: usize = 1024;
 
+/// A `PublishStream` answer lists at most this many problems (its counts stay exact), so
+/// that it fits a client's default 4 MB message limit whatever the stream held: each
+/// problem is an id of at most 128 bytes and a short error.
+pub const MAX_PROBLEMS: usize = 1000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
     #[error(transparent)]
@@ -149,8 +154,12 @@ impl<L: EventLog> IntakeService<L> {
         // Counted here and added to the metrics once per kind, not once per event.
         let mut duplicates = [0u64; EventKind::ALL.len()];
         for (index, event) in events.into_iter().enumerate() {
-            let mut result =
-                pb::PublishResult { index: index as u64, event_id: event.event_id.clone(), ..Default::default() };
+            // An id too long to be valid is echoed by its start only.
+            let event_id = match event.event_id.len() > wire::MAX_CODE_BYTES {
+                true => wire::quoted(&event.event_id),
+                false => event.event_id.clone(),
+            };
+            let mut result = pb::PublishResult { index: index as u64, event_id, ..Default::default() };
             let payload = event.encode_to_vec();
             let kind_hint = kind_of(&event);
             match wire::event_from_proto(event).and_then(|envelope| self.check_time(&envelope).map(|()| envelope)) {
@@ -214,10 +223,33 @@ fn kind_of(event: &pb::Event) -> Option<EventKind> {
     })
 }
 
+/// Metric labels: the kind, and for a refusal the field without its list indices
+/// (`health.symptoms.symptoms[]`), so that the series stay as few as the fields.
 fn labels(kind: Option<EventKind>, field: Option<&str>) -> Labels {
     let mut out = vec![("kind".to_owned(), kind.map_or("none", EventKind::as_str).to_owned())];
     if let Some(field) = field {
-        out.push(("field".to_owned(), field.to_owned()));
+        out.push(("field".to_owned(), without_indices(field)));
+    }
+    out
+}
+
+/// `items[3].finding` → `items[].finding`.
+fn without_indices(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut in_index = false;
+    for c in field.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                out.push(c);
+            }
+            ']' => {
+                in_index = false;
+                out.push(c);
+            }
+            _ if in_index => {}
+            _ => out.push(c),
+        }
     }
     out
 }
@@ -265,7 +297,9 @@ impl<L: EventLog> pb::intake_server::Intake for IntakeService<L> {
                     Ok(pb::Outcome::Duplicate) => response.duplicates += 1,
                     _ => {
                         response.rejected += 1;
-                        response.problems.push(result);
+                        if response.problems.len() < MAX_PROBLEMS {
+                            response.problems.push(result);
+                        }
                     }
                 }
             }

@@ -23,6 +23,30 @@ fn bad(field: &str, reason: impl Into<String>) -> FieldError {
 
 const TEMPERATURE_RANGE: std::ops::RangeInclusive<f64> = 30.0..=45.0;
 
+/// Codes (ids of events, schools, persons, units, inspections), in bytes.
+pub const MAX_CODE_BYTES: usize = 128;
+/// Short free text (source, place, province, city), in bytes.
+pub const MAX_TEXT_BYTES: usize = 256;
+/// Longer free text (a leave's or sick absence's reason, an inspection finding), in bytes.
+pub const MAX_NOTE_BYTES: usize = 1024;
+/// Roommates one centralized-observation room may name: rooms hold a few persons, a
+/// shared dormitory at most a few dozen; more is a mistake, and each pairing is folded.
+pub const MAX_ROOMMATES: usize = 50;
+/// How far a payload date (a return, a contact, a leave's end, a deadline) may lie from
+/// the event's own date: two years either way, leap day included.
+pub const DATE_WINDOW_DAYS: i64 = 731;
+/// At most this many characters of a bad value are quoted back in an error.
+const QUOTED_CHARS: usize = 40;
+
+/// `value` quoted for an error message: at most [`QUOTED_CHARS`] characters of it, so a
+/// megabyte value makes a short error.
+pub fn quoted(value: &str) -> String {
+    match value.char_indices().nth(QUOTED_CHARS) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
 /// A required code: school, department, person and so on. Codes end up in unit keys,
 /// where ':' and '/' are separators.
 fn code(field: &str, value: String) -> Result<String, FieldError> {
@@ -35,22 +59,48 @@ fn checked_code(value: String, required: bool) -> Result<String, String> {
     if required && value.is_empty() {
         return Err("must not be empty".into());
     }
-    if value.len() > 128 {
-        return Err(format!("is {} bytes long, at most 128 allowed", value.len()));
+    if value.len() > MAX_CODE_BYTES {
+        return Err(format!("is {} bytes long, at most {MAX_CODE_BYTES} allowed", value.len()));
     }
     let refused = |c: char| matches!(c, '/' | ':') || c.is_whitespace() || c.is_control();
     // Codes are nearly always plain ASCII: a byte scan clears them without decoding chars;
     // anything else (a non-ASCII byte, or a refused one) gets the exact check.
     let plain = value.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
     if !plain && let Some(c) = value.chars().find(|c| refused(*c)) {
-        return Err(format!("{value:?} contains {c:?}; codes may not contain '/', ':' or spaces"));
+        return Err(format!("{} contains {c:?}; codes may not contain '/', ':' or spaces", quoted(&value)));
     }
     Ok(value)
 }
 
-fn date(field: &str, value: &str) -> Result<NaiveDate, FieldError> {
-    NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .map_err(|_| bad(field, format!("{value:?} is not a date in the form YYYY-MM-DD")))
+/// Free text of at most `max` bytes; `required` refuses an empty or blank one.
+fn text(field: &str, value: String, max: usize, required: bool) -> Result<String, FieldError> {
+    if value.len() > max {
+        return Err(bad(field, format!("is {} bytes long, at most {max} allowed", value.len())));
+    }
+    if required && value.trim().is_empty() {
+        return Err(bad(field, "must not be empty"));
+    }
+    Ok(value)
+}
+
+/// A payload date: exactly `YYYY-MM-DD` (no sign, no spaces, two-digit month and day),
+/// and within [`DATE_WINDOW_DAYS`] of `around`, the event's own date, so that the fold's
+/// date arithmetic (a date plus the observation period) stays far inside the calendar.
+fn date(field: &str, value: &str, around: NaiveDate) -> Result<NaiveDate, FieldError> {
+    let b = value.as_bytes();
+    let shaped = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() });
+    let parsed = shaped.then(|| NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()).flatten();
+    let Some(parsed) = parsed else {
+        return Err(bad(field, format!("{} is not a date in the form YYYY-MM-DD", quoted(value))));
+    };
+    if (parsed - around).num_days().abs() > DATE_WINDOW_DAYS {
+        return Err(bad(
+            field,
+            format!("{value} is more than two years from the event's own date, {around} (occurred_at)"),
+        ));
+    }
+    Ok(parsed)
 }
 
 fn enum_value<E: TryFrom<i32>>(field: &str, raw: i32) -> Result<E, FieldError> {
@@ -64,27 +114,26 @@ fn enum_value<E: TryFrom<i32>>(field: &str, raw: i32) -> Result<E, FieldError> {
 /// Validates a posted event and turns it into the domain's envelope.
 pub fn event_from_proto(event: pb::Event) -> Result<Envelope, FieldError> {
     let event_id = code("event_id", event.event_id)?;
-    if event.source.trim().is_empty() {
-        return Err(bad("source", "must not be empty"));
-    }
+    let source = text("source", event.source, MAX_TEXT_BYTES, true)?;
     let school = code("school", event.school)?;
     let occurred_at = DateTime::parse_from_rfc3339(&event.occurred_at).map_err(|_| {
         bad(
             "occurred_at",
             format!(
-                "{:?} is not an RFC 3339 time with a zone offset, e.g. 2020-02-26T07:40:00+08:00",
-                event.occurred_at
+                "{} is not an RFC 3339 time with a zone offset, e.g. 2020-02-26T07:40:00+08:00",
+                quoted(&event.occurred_at)
             ),
         )
     })?;
+    let on = occurred_at.date_naive();
     let payload = match event.payload {
         None => return Err(bad("payload", "missing; set one of roster, health, movement, inspection")),
         Some(pb::event::Payload::Roster(r)) => roster(r)?,
         Some(pb::event::Payload::Health(h)) => health(h)?,
-        Some(pb::event::Payload::Movement(m)) => movement(m)?,
-        Some(pb::event::Payload::Inspection(i)) => Payload::Inspection(inspection(i)?),
+        Some(pb::event::Payload::Movement(m)) => movement(m, on)?,
+        Some(pb::event::Payload::Inspection(i)) => Payload::Inspection(inspection(i, on)?),
     };
-    Ok(Envelope { event_id, source: event.source, school, occurred_at, payload })
+    Ok(Envelope { event_id, source, school, occurred_at, payload })
 }
 
 fn placement(prefix: &str, p: Option<pb::Placement>, role: Option<Role>) -> Result<Placement, FieldError> {
@@ -164,20 +213,27 @@ fn health(h: pb::HealthEvent) -> Result<Payload, FieldError> {
             if s.symptoms.is_empty() {
                 return Err(bad("health.symptoms.symptoms", "must list at least one symptom"));
             }
-            let symptoms = s
-                .symptoms
-                .iter()
-                .enumerate()
-                .map(|(i, raw)| {
-                    Ok(match enum_value::<pb::Symptom>(&format!("health.symptoms.symptoms[{i}]"), *raw)? {
-                        pb::Symptom::Unspecified => unreachable!("refused by enum_value"),
-                        pb::Symptom::Fever => Symptom::Fever,
-                        pb::Symptom::Cough => Symptom::Cough,
-                        pb::Symptom::Fatigue => Symptom::Fatigue,
-                        pb::Symptom::OtherRespiratory => Symptom::OtherRespiratory,
-                    })
-                })
-                .collect::<Result<_, FieldError>>()?;
+            if s.symptoms.len() > Symptom::ALL.len() {
+                return Err(bad(
+                    "health.symptoms.symptoms",
+                    format!("lists {} symptoms; there are {}, each at most once", s.symptoms.len(), Symptom::ALL.len()),
+                ));
+            }
+            let mut symptoms: Vec<Symptom> = Vec::with_capacity(s.symptoms.len());
+            for (i, raw) in s.symptoms.iter().enumerate() {
+                let field = format!("health.symptoms.symptoms[{i}]");
+                let symptom = match enum_value::<pb::Symptom>(&field, *raw)? {
+                    pb::Symptom::Unspecified => unreachable!("refused by enum_value"),
+                    pb::Symptom::Fever => Symptom::Fever,
+                    pb::Symptom::Cough => Symptom::Cough,
+                    pb::Symptom::Fatigue => Symptom::Fatigue,
+                    pb::Symptom::OtherRespiratory => Symptom::OtherRespiratory,
+                };
+                if symptoms.contains(&symptom) {
+                    return Err(bad(&field, format!("{} is listed twice", symptom.as_str())));
+                }
+                symptoms.push(symptom);
+            }
             Fact::Symptoms(symptoms)
         }
         Some(Kind::HealthCard(c)) => Fact::HealthCard { abnormal_last_14_days: c.abnormal_last_14_days },
@@ -190,13 +246,16 @@ fn health(h: pb::HealthEvent) -> Result<Payload, FieldError> {
                 pb::DiagnosisKind::DiagnosisRecovered => Diagnosis::Recovered,
             })
         }
-        Some(Kind::SickAbsenceStarted(s)) => Fact::SickAbsenceStarted { reason: s.reason },
+        Some(Kind::SickAbsenceStarted(s)) => Fact::SickAbsenceStarted {
+            reason: text("health.sick_absence_started.reason", s.reason, MAX_NOTE_BYTES, false)?,
+        },
         Some(Kind::SickAbsenceEnded(_)) => Fact::SickAbsenceEnded,
     };
     Ok(Payload::Person { person_id, fact })
 }
 
-fn movement(m: pb::MovementEvent) -> Result<Payload, FieldError> {
+/// `on`: the event's own date, around which its payload dates must lie.
+fn movement(m: pb::MovementEvent, on: NaiveDate) -> Result<Payload, FieldError> {
     use pb::movement_event::Kind;
     let person_id = code("movement.person_id", m.person_id)?;
     let fact = match m.kind {
@@ -207,10 +266,9 @@ fn movement(m: pb::MovementEvent) -> Result<Payload, FieldError> {
             ));
         }
         Some(Kind::Whereabouts(w)) => {
-            if w.province.trim().is_empty() {
-                return Err(bad("movement.whereabouts.province", "must not be empty"));
-            }
-            Fact::Whereabouts { province: w.province, city: w.city, in_key_area: w.in_key_area, on_campus: w.on_campus }
+            let province = text("movement.whereabouts.province", w.province, MAX_TEXT_BYTES, true)?;
+            let city = text("movement.whereabouts.city", w.city, MAX_TEXT_BYTES, false)?;
+            Fact::Whereabouts { province, city, in_key_area: w.in_key_area, on_campus: w.on_campus }
         }
         Some(Kind::TwoHistories(t)) => Fact::TwoHistories {
             kind: match enum_value::<pb::HistoryKind>("movement.two_histories.kind", t.kind)? {
@@ -219,28 +277,36 @@ fn movement(m: pb::MovementEvent) -> Result<Payload, FieldError> {
                 pb::HistoryKind::HistoryContact => HistoryKind::Contact,
                 pb::HistoryKind::HistoryCloseContact => HistoryKind::CloseContact,
             },
-            date: date("movement.two_histories.date", &t.date)?,
+            date: date("movement.two_histories.date", &t.date, on)?,
         },
         Some(Kind::Returned(r)) => {
             if !(1..=6).contains(&r.batch) {
                 return Err(bad("movement.returned.batch", format!("{} is outside 1..=6", r.batch)));
             }
-            Fact::Returned { date: date("movement.returned.date", &r.date)?, batch: r.batch }
+            Fact::Returned { date: date("movement.returned.date", &r.date, on)?, batch: r.batch }
         }
-        Some(Kind::IsolationStarted(i)) => Fact::IsolationStarted {
-            kind: match enum_value::<pb::IsolationKind>("movement.isolation_started.kind", i.kind)? {
-                pb::IsolationKind::IsolationUnspecified => unreachable!("refused by enum_value"),
-                pb::IsolationKind::IsolationHome => IsolationKind::Home,
-                pb::IsolationKind::IsolationCentralized => IsolationKind::Centralized,
-            },
-            place: i.place,
-            roommates: i
-                .roommates
-                .into_iter()
-                .enumerate()
-                .map(|(n, r)| code(&format!("movement.isolation_started.roommates[{n}]"), r))
-                .collect::<Result<_, _>>()?,
-        },
+        Some(Kind::IsolationStarted(i)) => {
+            if i.roommates.len() > MAX_ROOMMATES {
+                return Err(bad(
+                    "movement.isolation_started.roommates",
+                    format!("names {} roommates, at most {MAX_ROOMMATES} allowed", i.roommates.len()),
+                ));
+            }
+            Fact::IsolationStarted {
+                kind: match enum_value::<pb::IsolationKind>("movement.isolation_started.kind", i.kind)? {
+                    pb::IsolationKind::IsolationUnspecified => unreachable!("refused by enum_value"),
+                    pb::IsolationKind::IsolationHome => IsolationKind::Home,
+                    pb::IsolationKind::IsolationCentralized => IsolationKind::Centralized,
+                },
+                place: text("movement.isolation_started.place", i.place, MAX_TEXT_BYTES, false)?,
+                roommates: i
+                    .roommates
+                    .into_iter()
+                    .enumerate()
+                    .map(|(n, r)| code(&format!("movement.isolation_started.roommates[{n}]"), r))
+                    .collect::<Result<_, _>>()?,
+            }
+        }
         Some(Kind::Released(_)) => Fact::Released,
         Some(Kind::GatePassed(g)) => {
             Fact::GatePassed(match enum_value::<pb::Direction>("movement.gate_passed.direction", g.direction)? {
@@ -250,7 +316,11 @@ fn movement(m: pb::MovementEvent) -> Result<Payload, FieldError> {
             })
         }
         Some(Kind::LeaveRequested(l)) => {
-            Fact::LeaveRequested { until: date("movement.leave_requested.until", &l.until)?, reason: l.reason }
+            let until = date("movement.leave_requested.until", &l.until, on)?;
+            Fact::LeaveRequested {
+                until,
+                reason: text("movement.leave_requested.reason", l.reason, MAX_NOTE_BYTES, false)?,
+            }
         }
         Some(Kind::LeaveClosed(_)) => Fact::LeaveClosed,
     };
@@ -273,13 +343,19 @@ fn checklist_item(field: &str, raw: i32) -> Result<ChecklistItem, FieldError> {
     })
 }
 
-fn inspection(i: pb::InspectionEvent) -> Result<Inspection, FieldError> {
+fn inspection(i: pb::InspectionEvent, on: NaiveDate) -> Result<Inspection, FieldError> {
     use pb::inspection_event::Kind;
     match i.kind {
         None => Err(bad("inspection.kind", "missing; set one of inspected, rectified")),
         Some(Kind::Inspected(ins)) => {
             let inspection_id = code("inspection.inspected.inspection_id", ins.inspection_id)?;
             let city = code("inspection.inspected.city", ins.city)?;
+            if ins.items.len() > ChecklistItem::ALL.len() {
+                return Err(bad(
+                    "inspection.inspected.items",
+                    format!("has {} items; the checklist has 9, each once", ins.items.len()),
+                ));
+            }
             let mut items = Vec::with_capacity(ins.items.len());
             for (n, r) in ins.items.into_iter().enumerate() {
                 let field = format!("inspection.inspected.items[{n}]");
@@ -293,9 +369,10 @@ fn inspection(i: pb::InspectionEvent) -> Result<Inspection, FieldError> {
                     if r.finding.trim().is_empty() {
                         return Err(bad(&format!("{field}.finding"), "a failed item needs a finding"));
                     }
-                    Some(date(&format!("{field}.deadline"), &r.deadline)?)
+                    Some(date(&format!("{field}.deadline"), &r.deadline, on)?)
                 };
-                items.push(ChecklistResult { item, passed: r.passed, finding: r.finding, deadline });
+                let finding = text(&format!("{field}.finding"), r.finding, MAX_NOTE_BYTES, false)?;
+                items.push(ChecklistResult { item, passed: r.passed, finding, deadline });
             }
             if items.len() != ChecklistItem::ALL.len() {
                 return Err(bad(
@@ -411,5 +488,131 @@ mod tests {
             event_from_proto(e).unwrap_err().to_string(),
             "roster.registered.placement.class_name: a student needs a grade and a class"
         );
+    }
+}
+
+#[cfg(test)]
+mod bounds {
+    //! What the fold can fold: dates it can add a period to, lists it folds in linear time,
+    //! values of bounded size; and errors that stay short whatever was sent.
+    use super::*;
+
+    fn movement(kind: pb::movement_event::Kind) -> pb::Event {
+        pb::Event {
+            event_id: "e1".into(),
+            source: "test".into(),
+            school: "S1".into(),
+            occurred_at: "2026-03-02T08:00:00+08:00".into(),
+            payload: Some(pb::event::Payload::Movement(pb::MovementEvent { person_id: "P1".into(), kind: Some(kind) })),
+        }
+    }
+
+    fn history(date: &str) -> pb::Event {
+        movement(pb::movement_event::Kind::TwoHistories(pb::TwoHistoriesDeclared {
+            kind: pb::HistoryKind::HistoryTravel as i32,
+            date: date.into(),
+        }))
+    }
+
+    #[test]
+    fn payload_dates_are_strict_and_near_the_event() {
+        use pb::movement_event::Kind;
+        for refused in
+            ["+262142-12-31", "2026-1-1", "2026-01-1", " 2026-03-01", "2026-03-01 ", "-2026-03-01", "26-03-01"]
+        {
+            let e = event_from_proto(history(refused)).unwrap_err();
+            assert_eq!(e.field, "movement.two_histories.date", "{refused:?}");
+            assert!(e.reason.contains("YYYY-MM-DD"), "{refused:?}: {e}");
+        }
+        // Two years from the event's own date (2026-03-02), either way, and not a day more.
+        assert!(event_from_proto(history("2028-03-02")).is_ok());
+        assert!(event_from_proto(history("2024-03-01")).is_ok());
+        for far in ["2028-03-04", "2024-02-29", "9999-12-31", "0001-01-01"] {
+            let e = event_from_proto(history(far)).unwrap_err();
+            assert!(e.reason.contains("more than two years"), "{far}: {e}");
+        }
+        let returned = |date: &str| Kind::Returned(pb::Returned { date: date.into(), batch: 1 });
+        assert_eq!(event_from_proto(movement(returned("+262142-12-31"))).unwrap_err().field, "movement.returned.date");
+        let leave = Kind::LeaveRequested(pb::LeaveRequested { until: "262142-12-31".into(), reason: String::new() });
+        assert_eq!(event_from_proto(movement(leave)).unwrap_err().field, "movement.leave_requested.until");
+        let contact = Kind::TwoHistories(pb::TwoHistoriesDeclared {
+            kind: pb::HistoryKind::HistoryCloseContact as i32,
+            date: "+262142-12-20".into(),
+        });
+        assert_eq!(event_from_proto(movement(contact)).unwrap_err().field, "movement.two_histories.date");
+    }
+
+    #[test]
+    fn a_huge_value_is_refused_by_name_with_a_short_error() {
+        let huge = "9".repeat(1 << 20);
+        let e = event_from_proto(history(&huge)).unwrap_err();
+        assert_eq!(e.field, "movement.two_histories.date");
+        assert!(e.to_string().len() < 200, "{} bytes", e.to_string().len());
+        assert!(e.reason.contains("1048576 bytes"), "{e}");
+        for (field, event) in [
+            ("event_id", pb::Event { event_id: huge.clone(), ..history("2026-03-01") }),
+            ("source", pb::Event { source: huge.clone(), ..history("2026-03-01") }),
+            ("school", pb::Event { school: huge.clone(), ..history("2026-03-01") }),
+            ("occurred_at", pb::Event { occurred_at: huge.clone(), ..history("2026-03-01") }),
+        ] {
+            let e = event_from_proto(event).unwrap_err();
+            assert_eq!(e.field, field);
+            assert!(e.to_string().len() < 200, "{field}: {} bytes", e.to_string().len());
+        }
+        let place = pb::movement_event::Kind::IsolationStarted(pb::IsolationStarted {
+            kind: pb::IsolationKind::IsolationHome as i32,
+            place: huge.clone(),
+            roommates: vec![],
+        });
+        assert_eq!(event_from_proto(movement(place)).unwrap_err().field, "movement.isolation_started.place");
+        let whereabouts = pb::movement_event::Kind::Whereabouts(pb::WhereaboutsDeclared {
+            province: "Hubei".into(),
+            city: huge.clone(),
+            in_key_area: true,
+            on_campus: false,
+        });
+        assert_eq!(event_from_proto(movement(whereabouts)).unwrap_err().field, "movement.whereabouts.city");
+        let leave = pb::movement_event::Kind::LeaveRequested(pb::LeaveRequested {
+            until: "2026-03-03".into(),
+            reason: "x".repeat(MAX_NOTE_BYTES + 1),
+        });
+        assert_eq!(event_from_proto(movement(leave)).unwrap_err().field, "movement.leave_requested.reason");
+        // A code with a bad character far into it is quoted by its start only.
+        let e = checked_code(format!("{}/", "a".repeat(1000)), true).unwrap_err();
+        assert!(e.len() < 200, "{e}");
+    }
+
+    #[test]
+    fn a_room_names_at_most_a_few_dozen_roommates() {
+        let room = |n: usize| {
+            movement(pb::movement_event::Kind::IsolationStarted(pb::IsolationStarted {
+                kind: pb::IsolationKind::IsolationCentralized as i32,
+                place: "hotel".into(),
+                roommates: (0..n).map(|i| format!("R{i}")).collect(),
+            }))
+        };
+        assert!(event_from_proto(room(MAX_ROOMMATES)).is_ok());
+        let e = event_from_proto(room(40_000)).unwrap_err();
+        assert_eq!(e.field, "movement.isolation_started.roommates");
+        assert!(e.reason.contains("40000"), "{e}");
+    }
+
+    #[test]
+    fn each_symptom_is_listed_at_most_once() {
+        let symptoms = |list: &[pb::Symptom]| pb::Event {
+            payload: Some(pb::event::Payload::Health(pb::HealthEvent {
+                person_id: "P1".into(),
+                kind: Some(pb::health_event::Kind::Symptoms(pb::SymptomsReported {
+                    symptoms: list.iter().map(|s| *s as i32).collect(),
+                })),
+            })),
+            ..history("2026-03-01")
+        };
+        use pb::Symptom::{Cough, Fatigue};
+        assert!(event_from_proto(symptoms(&[Cough, Fatigue])).is_ok());
+        let e = event_from_proto(symptoms(&[Cough, Fatigue, Cough])).unwrap_err();
+        assert_eq!(e.to_string(), "health.symptoms.symptoms[2]: cough is listed twice");
+        let e = event_from_proto(symptoms(&[Cough; 6000])).unwrap_err();
+        assert_eq!(e.field, "health.symptoms.symptoms");
     }
 }

@@ -16,7 +16,7 @@ pub const SCHEMA_VERSION: &str = "1";
 mod event;
 mod report;
 
-pub use event::{FieldError, event_from_proto};
+pub use event::{FieldError, MAX_CODE_BYTES, MAX_ROOMMATES, event_from_proto, quoted};
 pub use report::{
     alert_to_proto, history_to_proto, isolation_to_proto, level_from_proto, level_to_proto, report_to_proto,
     role_to_proto, status_to_proto,
