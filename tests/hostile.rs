@@ -186,3 +186,57 @@ async fn a_record_the_fold_cannot_read_is_quarantined_listed_and_passed() {
     assert_eq!(status.quarantined, 1);
     server.running.stop().await.unwrap();
 }
+
+/// A field that is a string in `Event` (`event_id`), sent as bytes that are not UTF-8.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Garbled {
+    #[prost(bytes = "vec", tag = "1")]
+    event_id: Vec<u8>,
+}
+
+#[tokio::test]
+async fn each_error_carries_the_code_a_client_can_act_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, _) = with_a_student(dir.path()).await;
+    server.report("school:S1", DAY).await;
+
+    let channel = tonic::transport::Channel::from_shared(server.target.clone()).unwrap().connect().await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/daybook.v1.Intake/Publish");
+    let codec = wire::codec::ProtoCodec::<Garbled, pb::PublishResult>::default();
+    let garbled = tonic::Request::new(Garbled { event_id: vec![0xff, 0xfe, 0x80] });
+    let status = grpc.unary(garbled, path, codec).await.expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("does not decode"), "{}", status.message());
+
+    let reports = &mut server.reports;
+    let report = |unit: &str, date: &str| pb::DailyReportRequest { unit: unit.into(), date: date.into() };
+    let code = |r: Result<tonic::Response<pb::DailyReport>, tonic::Status>| r.unwrap_err().code();
+    assert_eq!(code(reports.get_daily_report(report("school:S9", DAY)).await), Code::NotFound);
+    assert_eq!(code(reports.get_daily_report(report("campus:S1", DAY)).await), Code::InvalidArgument);
+    assert_eq!(code(reports.get_daily_report(report("school:S1", "2020-3-2")).await), Code::InvalidArgument);
+    let unknown = pb::KeyPersonsRequest { unit: "class:S1/D1/G1/C9".into() };
+    assert_eq!(reports.list_key_persons(unknown).await.unwrap_err().code(), Code::NotFound);
+    let unknown = pb::ListUnitsRequest { parent: "school:S9".into(), ..Default::default() };
+    assert_eq!(reports.list_units(unknown).await.unwrap_err().code(), Code::NotFound);
+    let unknown = pb::DailyReportsRequest { under: "city:Atlantis".into(), date: DAY.into(), ..Default::default() };
+    assert_eq!(reports.list_daily_reports(unknown).await.unwrap_err().code(), Code::NotFound);
+
+    let mut feeds = pb::feeds_client::FeedsClient::new(channel);
+    let nobody = pb::SubscribeRequest { office: "cdc-atlantis".into(), after: 0 };
+    assert_eq!(feeds.subscribe(nobody).await.unwrap_err().code(), Code::NotFound);
+    let export = |unit: &str, format: pb::ExportFormat| pb::ExportRequest {
+        unit: unit.into(),
+        date: DAY.into(),
+        format: format as i32,
+        kind: pb::ExportKind::DailyReports as i32,
+        ..Default::default()
+    };
+    let status = feeds.export(export("school:S9", pb::ExportFormat::Csv)).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let status = feeds.export(export("school:S1", pb::ExportFormat::Unspecified)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(feeds.export(export("school:S1", pb::ExportFormat::Csv)).await.is_ok());
+    server.running.stop().await.unwrap();
+}

@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        .codec_path("crate::codec::ProtoCodec")
         .file_descriptor_set_path(out_dir.join("daybook_descriptor.bin"))
         .compile_protos(&["../../proto/daybook/v1/daybook.proto"], &["../../proto"])?;
     println!("cargo:rerun-if-changed=../../proto");

@@ -77,9 +77,30 @@ impl ReportsService {
     }
 }
 
-fn internal(e: AggregateError) -> Status {
-    tracing::error!(error = %e, "report query failed");
-    Status::internal(e.to_string())
+/// What a client is told when the store fails under a query: its code says whether to
+/// try again (the disk) or not (a defect, a corrupt record).
+impl From<AggregateError> for Status {
+    fn from(e: AggregateError) -> Self {
+        tracing::error!(error = %e, "report query failed");
+        match &e {
+            AggregateError::Storage(sled::Error::Io(_)) | AggregateError::Log(_) => Status::unavailable(e.to_string()),
+            AggregateError::Corrupt { .. } | AggregateError::Storage(sled::Error::Corruption { .. }) => {
+                Status::data_loss(e.to_string())
+            }
+            _ => Status::internal(e.to_string()),
+        }
+    }
+}
+
+impl ReportsService {
+    /// `NOT_FOUND` for a unit nobody is registered in (the province always exists).
+    fn known(&self, field: &str, unit: &UnitKey) -> Result<(), Status> {
+        if unit.level == domain::Level::Province || self.projections.unit(unit)?.is_some() {
+            Ok(())
+        } else {
+            Err(Status::not_found(format!("{field}: {unit} has no one registered in it")))
+        }
+    }
 }
 
 fn parse_unit(field: &str, text: &str) -> Result<UnitKey, Status> {
@@ -87,8 +108,7 @@ fn parse_unit(field: &str, text: &str) -> Result<UnitKey, Status> {
 }
 
 fn parse_date(text: &str) -> Result<Day, Status> {
-    Day::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| Status::invalid_argument(format!("date: {text:?} is not a date in the form YYYY-MM-DD")))
+    wire::parse_date("date", text).map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
 /// Reports streamed ahead of a slow reader, at most.
@@ -103,7 +123,7 @@ impl pb::reports_server::Reports for ReportsService {
         let request = request.into_inner();
         let unit = parse_unit("unit", &request.unit)?;
         let day = parse_date(&request.date)?;
-        match self.projections.daily_report(&unit, day).map_err(internal)? {
+        match self.projections.daily_report(&unit, day)? {
             Some(mut report) => {
                 (self.publication)(&mut report).map_err(Status::internal)?;
                 Ok(Response::new(wire::report_to_proto(&report)))
@@ -122,9 +142,7 @@ impl pb::reports_server::Reports for ReportsService {
         let under = parse_unit("under", &request.under)?;
         let day = parse_date(&request.date)?;
         let level = wire::level_from_proto(request.level);
-        if self.projections.unit(&under).map_err(internal)?.is_none() && under.level != domain::Level::Province {
-            return Err(Status::not_found(format!("under: {under} has no one registered in it")));
-        }
+        self.known("under", &under)?;
         let (tx, rx) = tokio::sync::mpsc::channel(REPORTS_AHEAD);
         let (projections, publication) = (self.projections.clone(), self.publication.clone());
         // sled reads block: the walk runs on a blocking thread and stops when the reader goes.
@@ -135,7 +153,7 @@ impl pb::reports_server::Reports for ReportsService {
                 tx.blocking_send(item).is_ok()
             });
             if let Err(e) = sent {
-                let _ = tx.blocking_send(Err(internal(e)));
+                let _ = tx.blocking_send(Err(e.into()));
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -148,7 +166,10 @@ impl pb::reports_server::Reports for ReportsService {
         let request = request.into_inner();
         let level = wire::level_from_proto(request.level);
         let parent = if request.parent.is_empty() { None } else { Some(parse_unit("parent", &request.parent)?) };
-        let units = self.projections.units(level, parent.as_ref()).map_err(internal)?;
+        if let Some(parent) = &parent {
+            self.known("parent", parent)?;
+        }
+        let units = self.projections.units(level, parent.as_ref())?;
         Ok(Response::new(pb::ListUnitsResponse {
             units: units
                 .into_iter()
@@ -166,7 +187,8 @@ impl pb::reports_server::Reports for ReportsService {
         request: Request<pb::KeyPersonsRequest>,
     ) -> Result<Response<pb::KeyPersonsResponse>, Status> {
         let unit = parse_unit("unit", &request.into_inner().unit)?;
-        let persons = self.projections.key_persons(&unit).map_err(internal)?;
+        self.known("unit", &unit)?;
+        let persons = self.projections.key_persons(&unit)?;
         let date = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
         Ok(Response::new(pb::KeyPersonsResponse {
             persons: persons
@@ -214,7 +236,7 @@ impl pb::reports_server::Reports for ReportsService {
             })
             .collect();
         let (quarantined, quarantine) = match &self.quarantine {
-            Some(folded) => (folded.quarantined_count() as u64, folded.quarantine_listing(100).map_err(internal)?),
+            Some(folded) => (folded.quarantined_count() as u64, folded.quarantine_listing(100)?),
             None => (0, Vec::new()),
         };
         Ok(Response::new(pb::StatusResponse {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use aggregator::Projections;
 use chrono::FixedOffset;
 use domain::close::CloseRules;
-use domain::{Day, Level, UnitKey};
+use domain::{Level, UnitKey};
 use export::Format;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
@@ -59,9 +59,29 @@ impl FeedsService {
     }
 }
 
+/// A failure of the server, not of the request.
 pub(crate) fn internal(e: impl std::fmt::Display) -> Status {
     tracing::error!(error = %e, "feeds query failed");
     Status::internal(e.to_string())
+}
+
+/// What a client is told when the store fails under a query: its code says whether to
+/// try again (the disk) or not (a defect, a corrupt record).
+impl From<FeedError> for Status {
+    fn from(e: FeedError) -> Self {
+        match e {
+            FeedError::Projections(e) => e.into(),
+            FeedError::Storage(sled::Error::Io(_)) | FeedError::Log(_) => {
+                tracing::error!(error = %e, "feeds query failed");
+                Status::unavailable(e.to_string())
+            }
+            FeedError::Corrupt { .. } => {
+                tracing::error!(error = %e, "feeds query failed");
+                Status::data_loss(e.to_string())
+            }
+            e => internal(e),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -74,8 +94,8 @@ impl pb::feeds_server::Feeds for FeedsService {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let request = request.into_inner();
         let office = request.office;
-        let known = self.offices().map_err(internal)?.iter().any(|o| o.id == office)
-            || self.store.offices_with_items().map_err(internal)?.contains(&office);
+        let known =
+            self.offices()?.iter().any(|o| o.id == office) || self.store.offices_with_items()?.contains(&office);
         if !known {
             return Err(Status::not_found(format!("office: no office {office:?}; ListOffices names them")));
         }
@@ -89,7 +109,7 @@ impl pb::feeds_server::Feeds for FeedsService {
                 let items = match store.items_after(&office, after, 512) {
                     Ok(items) => items,
                     Err(e) => {
-                        let _ = tx.send(Err(internal(e))).await;
+                        let _ = tx.send(Err(e.into())).await;
                         return;
                     }
                 };
@@ -122,8 +142,7 @@ impl pb::feeds_server::Feeds for FeedsService {
         _: Request<pb::ListOfficesRequest>,
     ) -> Result<Response<pb::ListOfficesResponse>, Status> {
         let offices = self
-            .offices()
-            .map_err(internal)?
+            .offices()?
             .into_iter()
             .map(|o| pb::Office {
                 id: o.id,
@@ -147,12 +166,13 @@ impl pb::feeds_server::Feeds for FeedsService {
         } else {
             request.unit.parse().map_err(|e| Status::invalid_argument(format!("unit: {e}")))?
         };
+        if under.level != Level::Province && self.projections.unit(&under)?.is_none() {
+            return Err(Status::not_found(format!("unit: {under} has no one registered in it")));
+        }
         let day = if request.date.is_empty() {
             self.clock.now().with_timezone(&self.zone).date_naive()
         } else {
-            Day::parse_from_str(&request.date, "%Y-%m-%d").map_err(|_| {
-                Status::invalid_argument(format!("date: {:?} is not a date in the form YYYY-MM-DD", request.date))
-            })?
+            wire::parse_date("date", &request.date).map_err(|e| Status::invalid_argument(e.to_string()))?
         };
         let (projections, store, close, within) =
             (self.projections.clone(), self.store.clone(), self.close, under.clone());
@@ -163,12 +183,11 @@ impl pb::feeds_server::Feeds for FeedsService {
                     files::report_rows(&projections, &store, &close, level, &within, day)
                 })
                 .await
-                .map_err(internal)?
-                .map_err(internal)?;
+                .map_err(internal)??;
                 (export::report_table(&rows), format!("daily-reports-{}", level.as_str()))
             }
             Ok(pb::ExportKind::ObservationList) => {
-                let rows = files::observation_rows(&projections, &under, day).map_err(internal)?;
+                let rows = files::observation_rows(&projections, &under, day)?;
                 (export::observation_table(&rows), "observation-list".to_owned())
             }
             _ => {

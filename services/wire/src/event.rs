@@ -83,17 +83,21 @@ fn text(field: &str, value: String, max: usize, required: bool) -> Result<String
     Ok(value)
 }
 
-/// A payload date: exactly `YYYY-MM-DD` (no sign, no spaces, two-digit month and day),
-/// and within [`DATE_WINDOW_DAYS`] of `around`, the event's own date, so that the fold's
-/// date arithmetic (a date plus the observation period) stays far inside the calendar.
-fn date(field: &str, value: &str, around: NaiveDate) -> Result<NaiveDate, FieldError> {
+/// A date exactly `YYYY-MM-DD` (no sign, no spaces, two-digit month and day), as every
+/// request names a day; the error names `field` and quotes the start of `value`.
+pub fn parse_date(field: &str, value: &str) -> Result<NaiveDate, FieldError> {
     let b = value.as_bytes();
     let shaped = b.len() == 10
         && b.iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() });
     let parsed = shaped.then(|| NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()).flatten();
-    let Some(parsed) = parsed else {
-        return Err(bad(field, format!("{} is not a date in the form YYYY-MM-DD", quoted(value))));
-    };
+    parsed.ok_or_else(|| bad(field, format!("{} is not a date in the form YYYY-MM-DD", quoted(value))))
+}
+
+/// A payload date: exactly `YYYY-MM-DD` (no sign, no spaces, two-digit month and day),
+/// and within [`DATE_WINDOW_DAYS`] of `around`, the event's own date, so that the fold's
+/// date arithmetic (a date plus the observation period) stays far inside the calendar.
+fn date(field: &str, value: &str, around: NaiveDate) -> Result<NaiveDate, FieldError> {
+    let parsed = parse_date(field, value)?;
     if (parsed - around).num_days().abs() > DATE_WINDOW_DAYS {
         return Err(bad(
             field,

@@ -13,10 +13,11 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("dayb
 /// Version of the event schema carried in the log's headers.
 pub const SCHEMA_VERSION: &str = "1";
 
+pub mod codec;
 mod event;
 mod report;
 
-pub use event::{FieldError, MAX_CODE_BYTES, MAX_ROOMMATES, event_from_proto, quoted};
+pub use event::{FieldError, MAX_CODE_BYTES, MAX_ROOMMATES, event_from_proto, parse_date, quoted};
 pub use report::{
     alert_to_proto, history_to_proto, isolation_to_proto, level_from_proto, level_to_proto, report_to_proto,
     role_to_proto, status_to_proto,
