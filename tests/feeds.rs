@@ -32,9 +32,9 @@ on_every_backend!(
     the_observation_list_is_a_file_with_both_languages,
 );
 
-/// Two schools in Wuhan (S1 with checks, S2 without), one in Xiangyang.
+/// Two schools in Foshan (S1 with checks, S2 without), one in Zhuhai.
 fn schools() -> [School; 3] {
-    [School::new("S1", "Wuhan", DAY), School::new("S2", "Wuhan", DAY), School::new("S3", "Xiangyang", DAY)]
+    [School::new("S1", "Foshan", DAY), School::new("S2", "Foshan", DAY), School::new("S3", "Zhuhai", DAY)]
 }
 
 fn roster_day([s1, s2, s3]: &mut [School; 3]) -> Vec<pb::Event> {
@@ -161,14 +161,14 @@ async fn a_city_office_receives_only_its_own_city_and_alerts_come_at_once(backen
         .into_iter()
         .map(|o| o.id)
         .collect();
-    assert_eq!(offices, ["province", "cdc-Wuhan", "cdc-Xiangyang"]);
+    assert_eq!(offices, ["province", "cdc-Foshan", "cdc-Zhuhai"]);
     let unknown = client.subscribe(pb::SubscribeRequest { office: "cdc-Nowhere".into(), after: 0 }).await;
     assert!(unknown.unwrap_err().message().starts_with("office:"));
 
-    // An alert before any close: a fever in Xiangyang.
+    // An alert before any close: a fever in Zhuhai.
     let fever = schools[2].temperature("12:00", "D", Slot::Noon, 38.6);
     server.post_all(vec![fever]).await;
-    let got = read_until(&mut client, "cdc-Xiangyang", 0, |i| alert_of(i).is_some()).await;
+    let got = read_until(&mut client, "cdc-Zhuhai", 0, |i| alert_of(i).is_some()).await;
     let alert = alert_of(got.last().unwrap()).unwrap();
     assert_eq!((alert.kind, alert.school.as_str(), alert.celsius), (pb::AlertKind::Fever as i32, "S3", 38.6));
     read_until(&mut client, "province", 0, |i| alert_of(i).is_some_and(|a| a.school == "S3")).await;
@@ -176,26 +176,26 @@ async fn a_city_office_receives_only_its_own_city_and_alerts_come_at_once(backen
     let release = schools[2].release("12:30", "D");
     server.post_all(vec![release]).await;
     let refused = pb::AlertKind::ReleaseRefused as i32;
-    let got = read_until(&mut client, "cdc-Xiangyang", 0, |i| alert_of(i).is_some_and(|a| a.kind == refused)).await;
+    let got = read_until(&mut client, "cdc-Zhuhai", 0, |i| alert_of(i).is_some_and(|a| a.kind == refused)).await;
     let alert = alert_of(got.last().unwrap()).unwrap();
     assert_eq!((alert.person_id.as_str(), alert.reason.as_str()), ("D", "release refused: not under observation"));
 
     server.set_clock("2020-03-01 16:00").await;
     read_until(&mut client, "province", 0, is_report("province", 1)).await;
-    let wuhan = read_until(&mut client, "cdc-Wuhan", 0, is_report("city:Wuhan", 1)).await;
-    let wuhan = [wuhan, read_feed(&mut client, "cdc-Wuhan", 0, Duration::from_secs(2)).await].concat();
-    for item in &wuhan {
+    let foshan = read_until(&mut client, "cdc-Foshan", 0, is_report("city:Foshan", 1)).await;
+    let foshan = [foshan, read_feed(&mut client, "cdc-Foshan", 0, Duration::from_secs(2)).await].concat();
+    for item in &foshan {
         match &item.item {
             Some(pb::feed_item::Item::Report(r)) => {
                 let school = r.unit.split(':').nth(1).unwrap_or_default().split('/').next().unwrap_or_default();
-                assert!(r.unit == "city:Wuhan" || ["S1", "S2"].contains(&school), "Wuhan's office got {}", r.unit);
+                assert!(r.unit == "city:Foshan" || ["S1", "S2"].contains(&school), "Foshan's office got {}", r.unit);
             }
-            Some(pb::feed_item::Item::Alert(a)) => assert_eq!(a.city, "Wuhan", "Wuhan's office got {a:?}"),
+            Some(pb::feed_item::Item::Alert(a)) => assert_eq!(a.city, "Foshan", "Foshan's office got {a:?}"),
             None => panic!("empty item"),
         }
     }
-    assert!(wuhan.iter().filter_map(report_of).any(|r| r.unit == "class:S1/D1/2019/C02"), "every level");
-    let city = wuhan.iter().filter_map(report_of).find(|r| r.unit == "city:Wuhan").unwrap();
+    assert!(foshan.iter().filter_map(report_of).any(|r| r.unit == "class:S1/D1/2019/C02"), "every level");
+    let city = foshan.iter().filter_map(report_of).find(|r| r.unit == "city:Foshan").unwrap();
     let rate = city.reporting.as_ref().unwrap();
     assert_eq!((rate.expected, rate.actual, rate.on_time), (2, 1, 1));
     assert_eq!(rate.missing, ["school:S2"]);
@@ -209,12 +209,12 @@ async fn a_late_event_after_the_close_is_version_2_on_every_channel(backend: Bac
     server.post_all(roster_day(&mut schools)).await;
     server.set_clock("2020-03-02 09:00").await;
     let mut client = feeds(&server).await;
-    read_until(&mut client, "cdc-Wuhan", 0, is_report("school:S1", 1)).await;
+    read_until(&mut client, "cdc-Foshan", 0, is_report("school:S1", 1)).await;
 
     // Yesterday's evening reading arrives late, with a fever.
     let late = schools[0].temperature("19:00", "B", Slot::Evening, 38.3);
     server.post_all(vec![late]).await;
-    let fed = read_until(&mut client, "cdc-Wuhan", 0, is_report("school:S1", 2)).await;
+    let fed = read_until(&mut client, "cdc-Foshan", 0, is_report("school:S1", 2)).await;
     let v2 = report_of(fed.last().unwrap()).unwrap().clone();
     assert_eq!((v2.fever, v2.revised, v2.date.as_str()), (1, true, DAY));
     let changed: Vec<&str> = v2.changes.iter().map(|c| c.field.as_str()).collect();
@@ -227,7 +227,7 @@ async fn a_late_event_after_the_close_is_version_2_on_every_channel(backend: Bac
         .export(pb::ExportRequest {
             kind: pb::ExportKind::DailyReports as i32,
             format: pb::ExportFormat::Xlsx as i32,
-            unit: "city:Wuhan".into(),
+            unit: "city:Foshan".into(),
             level: pb::Level::School as i32,
             date: DAY.into(),
         })
@@ -246,11 +246,11 @@ async fn a_late_event_after_the_close_is_version_2_on_every_channel(backend: Bac
     assert_eq!(s1_row[column("Fever")].as_f64(), Some(f64::from(live.fever)));
     assert_eq!(s1_row[column("Population")].as_f64(), Some(f64::from(live.population)));
     assert_eq!(s1_row[column("Version (0 = not sealed)")].as_f64(), Some(2.0));
-    assert_eq!(rows.len(), 3, "a header and the two schools of Wuhan");
+    assert_eq!(rows.len(), 3, "a header and the two schools of Foshan");
 
     // Kafka: the office's topic, read with a plain client, holds version 2 under S1's key.
     if let Backend::Kafka { broker, prefix } = &backend {
-        let v2_on_kafka = read_topic_until(&broker.addr, &format!("{prefix}.feed.cdc-Wuhan"), |key, item| {
+        let v2_on_kafka = read_topic_until(&broker.addr, &format!("{prefix}.feed.cdc-Foshan"), |key, item| {
             key == format!("school:S1@{DAY}") && report_of(item).is_some_and(|r| r.version == 2)
         })
         .await;
@@ -305,7 +305,7 @@ async fn the_observation_list_is_a_file_with_both_languages(backend: Backend) {
     server.caught_up().await;
 
     // Through the same call as `daybook export --what observation --format csv`.
-    let file = daybook::files::fetch(&server.target, "observation", "city:Wuhan", "school", DAY, "csv").await.unwrap();
+    let file = daybook::files::fetch(&server.target, "observation", "city:Foshan", "school", DAY, "csv").await.unwrap();
     assert!(file.file_name.ends_with(".csv"), "{}", file.file_name);
     let text = String::from_utf8(file.content).unwrap();
     let mut lines = text.trim_start_matches('\u{feff}').lines();
@@ -313,7 +313,7 @@ async fn the_observation_list_is_a_file_with_both_languages(backend: Backend) {
     assert!(header.contains("医学观察") || header.contains("观察"), "Chinese headers: {header}");
     assert!(header.contains("Expected end") || header.contains("expected end"), "English headers: {header}");
     let rows: Vec<&str> = lines.collect();
-    assert_eq!(rows.len(), 1, "only Wuhan's person under observation: {rows:?}");
+    assert_eq!(rows.len(), 1, "only Foshan's person under observation: {rows:?}");
     assert!(rows[0].contains("class:S1/D1/2019/C01") && rows[0].contains(",A,"), "{}", rows[0]);
     assert!(rows[0].contains("2020-03-15"), "14 days from the start: {}", rows[0]);
     server.running.stop().await.unwrap();

@@ -139,28 +139,37 @@ async fn refusals_are_counted_by_field_without_list_indices() {
     server.running.stop().await.unwrap();
 }
 
+/// Appends `events` to the backend's log as records, past intake.
+async fn append_past_intake(backend: &Backend, dir: &std::path::Path, events: &[(&str, pb::Event)]) {
+    use eventlog::EventLog;
+    let records: Vec<eventlog::Record> = events
+        .iter()
+        .map(|(topic, e)| eventlog::Record {
+            topic: (*topic).into(),
+            key: e.school.clone(),
+            headers: vec![],
+            payload: e.encode_to_vec(),
+        })
+        .collect();
+    match backend.args(dir).log {
+        None => eventlog::EmbeddedLog::open(&dir.join("log"), 4).unwrap().append(records).await.unwrap(),
+        Some(url) => {
+            let config = eventlog::KafkaConfig::from_url(&url).unwrap();
+            let log = tokio::task::spawn_blocking(move || eventlog::KafkaLog::connect(config)).await.unwrap().unwrap();
+            log.append(records).await.unwrap()
+        }
+    };
+}
+
 /// A record that intake refuses now but an older release wrote to the log: the fold
 /// keeps it apart, lists it, and folds everything around it.
-#[tokio::test]
-async fn a_record_the_fold_cannot_read_is_quarantined_listed_and_passed() {
+async fn a_record_the_fold_cannot_read_is_quarantined_listed_and_passed(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let mut s = School::new("S1", "Guangzhou", DAY);
     let poison = s.two_histories("08:00", "P1", "+262142-12-31");
-    {
-        use eventlog::EventLog;
-        let log = eventlog::EmbeddedLog::open(&dir.path().join("log"), 4).unwrap();
-        let records = [s.register("07:00", &student("P1", "C1", "R1")), poison.clone()]
-            .iter()
-            .map(|e| eventlog::Record {
-                topic: if e.event_id == poison.event_id { "movement" } else { "roster" }.into(),
-                key: e.school.clone(),
-                headers: vec![],
-                payload: e.encode_to_vec(),
-            })
-            .collect();
-        log.append(records).await.unwrap();
-    }
-    let mut server = start(dir.path(), &Backend::Embedded).await;
+    let registered = s.register("07:00", &student("P1", "C1", "R1"));
+    append_past_intake(&backend, dir.path(), &[("roster", registered), ("movement", poison.clone())]).await;
+    let mut server = start(dir.path(), &backend).await;
     server.post_all(vec![s.temperature("08:30", "P1", Slot::Morning, 38.5)]).await;
     let report = server.report("school:S1", DAY).await;
     assert_eq!((report.population, report.fever), (1, 1));
@@ -179,12 +188,22 @@ async fn a_record_the_fold_cannot_read_is_quarantined_listed_and_passed() {
     server.running.stop().await.unwrap();
 
     // Still unreadable after a restart: still listed, not folded twice, the fold goes on.
-    let mut server = start(dir.path(), &Backend::Embedded).await;
+    let mut server = start(dir.path(), &backend).await;
     server.post_all(vec![s.temperature("12:00", "P1", Slot::Noon, 36.5)]).await;
     assert_eq!(server.report("school:S1", DAY).await.fever, 1);
     let status = server.reports.get_status(pb::StatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.quarantined, 1);
     server.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn on_the_embedded_log_a_record_the_fold_cannot_read_is_quarantined() {
+    a_record_the_fold_cannot_read_is_quarantined_listed_and_passed(Backend::Embedded).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_kafka_a_record_the_fold_cannot_read_is_quarantined() {
+    a_record_the_fold_cannot_read_is_quarantined_listed_and_passed(Backend::kafka()).await
 }
 
 /// A field that is a string in `Event` (`event_id`), sent as bytes that are not UTF-8.
@@ -238,5 +257,45 @@ async fn each_error_carries_the_code_a_client_can_act_on() {
     let status = feeds.export(export("school:S1", pb::ExportFormat::Unspecified)).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(feeds.export(export("school:S1", pb::ExportFormat::Csv)).await.is_ok());
+    server.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_city_must_be_the_provinces_and_a_school_stays_in_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, mut s) = with_a_student(dir.path()).await;
+    let mut atlantis = School::new("S2", "Atlantis", DAY);
+    let status = refusal(&mut server, atlantis.register("07:00", &student("Q1", "C1", "R1"))).await;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().starts_with("roster.registered.city: \"Atlantis\" is not a city of the province"));
+
+    // S1 is in Guangzhou: a registration putting it in Shenzhen is refused, in a batch
+    // with a good event, which is kept.
+    let mut elsewhere = School::new("S1", "Shenzhen", DAY);
+    let events =
+        vec![elsewhere.register("07:05", &student("P2", "C1", "R1")), s.register("07:05", &student("P3", "C1", "R1"))];
+    let results = server.intake.publish_batch(pb::PublishBatchRequest { events }).await.unwrap().into_inner().results;
+    assert_eq!(results[0].error, "roster.registered.city: school S1 is in Guangzhou, not Shenzhen");
+    assert_eq!(results[1].outcome, pb::Outcome::Accepted as i32);
+    // Two first registrations of a new school in one batch, in two cities: the first wins.
+    let (mut s3, mut s3_elsewhere) = (School::new("S3", "Foshan", DAY), School::new("S3", "Zhuhai", DAY));
+    let events = vec![
+        s3.register("07:00", &student("F1", "C1", "R1")),
+        s3_elsewhere.register("07:00", &student("F2", "C1", "R1")),
+    ];
+    let results = server.intake.publish_batch(pb::PublishBatchRequest { events }).await.unwrap().into_inner().results;
+    assert_eq!(results[0].outcome, pb::Outcome::Accepted as i32);
+    assert_eq!(results[1].error, "roster.registered.city: school S3 is in Foshan, not Zhuhai");
+    server.running.stop().await.unwrap();
+
+    // Remembered across a restart; no office or unit for a refused city.
+    let mut server = start(dir.path(), &Backend::Embedded).await;
+    let status = refusal(&mut server, elsewhere.register("08:00", &student("P4", "C1", "R1"))).await;
+    assert!(status.message().contains("school S1 is in Guangzhou, not Shenzhen"), "{}", status.message());
+    server.caught_up().await;
+    let units =
+        server.reports.list_units(pb::ListUnitsRequest { level: pb::Level::City as i32, ..Default::default() }).await;
+    let cities: Vec<String> = units.unwrap().into_inner().units.into_iter().map(|u| u.unit).collect();
+    assert_eq!(cities, ["city:Foshan", "city:Guangzhou"]);
     server.running.stop().await.unwrap();
 }

@@ -72,6 +72,11 @@ pub struct ServeArgs {
     /// the province office, receiving every school.
     #[arg(skip)]
     pub office: Option<Vec<OfficeArgs>>,
+    /// The province's cities (config file only: `[[city]]` tables with `name` and
+    /// `chinese`). Default: Guangdong's 21. Registrations and inspections naming another
+    /// city are refused.
+    #[arg(skip)]
+    pub city: Option<Vec<domain::city::City>>,
     /// The clock the day's close follows; tests set it, everyone else has the system's.
     #[arg(skip)]
     #[serde(skip)]
@@ -152,6 +157,7 @@ impl ServeArgs {
             city_offices: self.city_offices.or(fallback.city_offices),
             publish_feeds: self.publish_feeds.or(fallback.publish_feeds),
             office: self.office.or(fallback.office),
+            city: self.city.or(fallback.city),
             clock: self.clock.or(fallback.clock),
             fault: self.fault.or(fallback.fault),
             log_disk: self.log_disk.or(fallback.log_disk),
@@ -188,6 +194,10 @@ impl ServeArgs {
                 lag_days: self.close_lag_days.unwrap_or(d.close.lag_days),
                 coverage_threshold: self.coverage_threshold.unwrap_or(d.close.coverage_threshold),
             },
+            cities: match self.city {
+                Some(list) => domain::city::Cities::new(list).map_err(|e| anyhow::anyhow!("city: {e}"))?,
+                None => d.cities,
+            },
             offices: feeds::Offices {
                 listed: match self.office {
                     Some(list) => list.iter().map(OfficeArgs::resolve).collect::<anyhow::Result<_>>()?,
@@ -206,6 +216,11 @@ impl ServeArgs {
             config.close.coverage_threshold
         );
         anyhow::ensure!(config.close.lag_days <= 7, "close-lag-days: {} is more than 7", config.close.lag_days);
+        for office in &config.offices.listed {
+            if let Some(city) = office.cities.iter().find(|c| *c != "*" && !config.cities.contains(c)) {
+                anyhow::bail!("office.cities: office {:?} names {city:?}, not a configured city", office.id);
+            }
+        }
         anyhow::ensure!(config.partitions >= 1, "partitions: must be at least 1");
         anyhow::ensure!(
             (1..=64).contains(&config.fold_threads),
@@ -275,6 +290,7 @@ pub struct ServeConfig {
     pub horizon_days: u32,
     pub utc_offset: FixedOffset,
     pub close: CloseRules,
+    pub cities: domain::city::Cities,
     pub offices: feeds::Offices,
     /// Whether a `daybook aggregate` runs the feeds (`serve` always does).
     pub publish_feeds: bool,
@@ -303,6 +319,7 @@ impl Default for ServeConfig {
             horizon_days: 7,
             utc_offset: FixedOffset::east_opt(8 * 3600).expect("valid offset"),
             close: CloseRules::default(),
+            cities: domain::city::Cities::default(),
             offices: feeds::Offices::default(),
             publish_feeds: false,
             clock: feeds::Clock::system(),
@@ -324,14 +341,31 @@ mod tests {
         assert_eq!(config.fever_threshold, 37.3);
         assert_eq!(config.close.deadline.to_string(), "16:00:00");
         let ids: Vec<&str> = config.offices.listed.iter().map(|o| o.id.as_str()).collect();
-        assert_eq!(ids, ["province", "cdc-wuhan-schools"]);
+        assert_eq!(ids, ["province", "cdc-guangzhou-schools"]);
         assert_eq!(config.offices.listed[1].levels, [domain::Level::City, domain::Level::School]);
+        assert_eq!(config.cities, domain::city::Cities::default(), "the file lists the default cities");
+    }
+
+    #[test]
+    fn cities_come_from_the_file_and_offices_must_name_them() {
+        let args: ServeArgs = toml::from_str(
+            "[[city]]\nname = \"Wuhan\"\nchinese = \"武汉市\"\n[[office]]\nid = \"w\"\ncities = [\"Wuhan\"]",
+        )
+        .unwrap();
+        let config = args.resolve().unwrap();
+        assert!(config.cities.contains("Wuhan") && !config.cities.contains("Guangzhou"));
+        let args: ServeArgs = toml::from_str("[[office]]\nid = \"a\"\ncities = [\"Atlantis\"]").unwrap();
+        let err = args.resolve().unwrap_err();
+        assert!(err.to_string().starts_with("office.cities:") && err.to_string().contains("Atlantis"), "{err}");
+        let args: ServeArgs =
+            toml::from_str("[[city]]\nname = \"A\"\nchinese = \"\"\n[[city]]\nname = \"A\"\nchinese = \"\"").unwrap();
+        assert!(args.resolve().unwrap_err().to_string().starts_with("city:"));
     }
 
     #[test]
     fn a_bad_office_is_refused_by_name() {
         let args: ServeArgs =
-            toml::from_str("[[office]]\nid = \"x\"\ncities = [\"Wuhan\"]\nlevels = [\"room\"]").unwrap();
+            toml::from_str("[[office]]\nid = \"x\"\ncities = [\"Foshan\"]\nlevels = [\"room\"]").unwrap();
         let err = args.resolve().unwrap_err();
         assert!(err.to_string().starts_with("office.levels:"), "{err}");
         let err = ServeArgs { close_time: Some("4pm".into()), ..ServeArgs::default() }.resolve().unwrap_err();

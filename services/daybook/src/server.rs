@@ -140,8 +140,9 @@ async fn build<L: EventLog, C: EventLog>(
     let intake = if roles.intake() {
         let metrics = IntakeMetrics::default();
         metrics.register(&mut registry);
-        let service = IntakeService::open(log.clone(), &dir.join("intake"), metrics, config.horizon_days)
-            .context("opening the intake index")?;
+        let service =
+            IntakeService::open(log.clone(), &dir.join("intake"), metrics, config.horizon_days, config.cities.clone())
+                .context("opening the intake index")?;
         let server = Watched { inner: service.into_server(), part: Part::Intake, supervisor: supervisor.clone() };
         match embedded {
             Some(log) => {

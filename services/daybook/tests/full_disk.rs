@@ -57,7 +57,7 @@ fn registration(n: u32) -> pb::Event {
             class_name: "C1".into(),
             dorm: "B1-101".into(),
         }),
-        city: "Wuhan".into(),
+        city: "Foshan".into(),
         on_campus: true,
     };
     pb::Event {

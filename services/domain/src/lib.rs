@@ -10,12 +10,14 @@
 //! - [`report`]: a unit's daily report read off a tally.
 //! - [`close`]: the day's close: seal, sent or missing, versions of a report.
 //! - [`alert`]: the immediate reports an event raises.
+//! - [`city`]: the province's cities, the reference list events name cities from.
 //!
 //! The central invariant: a unit's report for a day is the sum, over the persons placed in
 //! that unit at the end of that day, of each person's contribution for that day. Folds
 //! keep that sum exact by subtracting a person's old contribution and adding the new one.
 
 pub mod alert;
+pub mod city;
 pub mod close;
 pub mod event;
 pub mod person;

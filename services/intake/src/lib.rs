@@ -11,12 +11,14 @@
 
 mod accepted;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 pub use accepted::AcceptedIds;
 
-use domain::event::EventKind;
+use domain::city::Cities;
+use domain::event::{EventKind, Inspection};
+use domain::{Fact, Payload};
 use eventlog::{EventLog, LogError, Record};
 use futures::StreamExt;
 use prometheus_client::metrics::counter::Counter;
@@ -94,18 +96,64 @@ pub struct IntakeService<L> {
     /// How far back an event may have happened: older ones are refused, as a day that far
     /// back has been reported.
     horizon: chrono::TimeDelta,
+    cities: Cities,
+    /// school → the city of its first accepted registration.
+    school_cities: sled::Tree,
 }
 
 impl<L: EventLog> IntakeService<L> {
     /// `index_dir` holds the deduplication index (event ids already accepted).
-    pub fn open(log: L, index_dir: &Path, metrics: IntakeMetrics, horizon_days: u32) -> Result<Self, IntakeError> {
+    /// `index_dir` also holds each school's city, as its first accepted registration gave
+    /// it; `cities` are the province's.
+    pub fn open(
+        log: L,
+        index_dir: &Path,
+        metrics: IntakeMetrics,
+        horizon_days: u32,
+        cities: Cities,
+    ) -> Result<Self, IntakeError> {
         let db = eventlog::open_sled(index_dir)?;
         // The index of earlier versions, one sled key per event; ids in it are answered
         // by the aggregator's own deduplication from now on.
         db.drop_tree("accepted_event_ids")?;
         let horizon = chrono::TimeDelta::days(i64::from(horizon_days));
         let accepted = AcceptedIds::open(db.open_tree("accepted_ids")?, Self::first_day_kept(horizon))?;
-        Ok(Self { log, accepted, metrics, horizon })
+        let school_cities = db.open_tree("school_cities")?;
+        Ok(Self { log, accepted, metrics, horizon, cities, school_cities })
+    }
+
+    /// Refuses a city that is not the province's, and a registration that would put a
+    /// school in a second city. `new_schools` holds the schools of this request not yet
+    /// stored, with the city their first registration gives.
+    fn check_city(
+        &self,
+        envelope: &domain::Envelope,
+        new_schools: &mut HashMap<String, String>,
+    ) -> Result<(), wire::FieldError> {
+        let (field, city) = match &envelope.payload {
+            Payload::Person { fact: Fact::Registered { city, .. }, .. } => ("roster.registered.city", city),
+            Payload::Inspection(Inspection::Inspected { city, .. }) => ("inspection.inspected.city", city),
+            _ => return Ok(()),
+        };
+        let bad = |reason: String| wire::FieldError { field: field.to_owned(), reason };
+        if !self.cities.contains(city) {
+            let names: Vec<&str> = self.cities.iter().map(|c| c.name.as_str()).collect();
+            return Err(bad(format!("{} is not a city of the province ({})", wire::quoted(city), names.join(", "))));
+        }
+        let Payload::Person { .. } = &envelope.payload else { return Ok(()) };
+        let school = &envelope.school;
+        let stored =
+            self.school_cities.get(school.as_bytes()).map_err(|e| bad(format!("the school index failed: {e}")))?;
+        let known =
+            stored.map(|c| String::from_utf8_lossy(&c).into_owned()).or_else(|| new_schools.get(school).cloned());
+        match known {
+            Some(known) if known != *city => Err(bad(format!("school {school} is in {known}, not {city}"))),
+            Some(_) => Ok(()),
+            None => {
+                new_schools.insert(school.clone(), city.clone());
+                Ok(())
+            }
+        }
     }
 
     /// Events from before the horizon are refused before the index is asked, so the ids
@@ -153,6 +201,7 @@ impl<L: EventLog> IntakeService<L> {
         let mut new_ids = Vec::with_capacity(events.len());
         // Counted here and added to the metrics once per kind, not once per event.
         let mut duplicates = [0u64; EventKind::ALL.len()];
+        let mut new_schools = HashMap::new();
         for (index, event) in events.into_iter().enumerate() {
             // An id too long to be valid is echoed by its start only.
             let event_id = match event.event_id.len() > wire::MAX_CODE_BYTES {
@@ -162,7 +211,12 @@ impl<L: EventLog> IntakeService<L> {
             let mut result = pb::PublishResult { index: index as u64, event_id, ..Default::default() };
             let payload = event.encode_to_vec();
             let kind_hint = kind_of(&event);
-            match wire::event_from_proto(event).and_then(|envelope| self.check_time(&envelope).map(|()| envelope)) {
+            let checked = wire::event_from_proto(event).and_then(|envelope| {
+                self.check_time(&envelope)?;
+                self.check_city(&envelope, &mut new_schools)?;
+                Ok(envelope)
+            });
+            match checked {
                 Err(e) => {
                     self.metrics.refused.get_or_create(&labels(kind_hint, Some(&e.field))).inc();
                     result.outcome = pb::Outcome::Rejected as i32;
@@ -198,6 +252,9 @@ impl<L: EventLog> IntakeService<L> {
             accepted[kind as usize] += 1;
         }
         self.accepted.insert(&new_ids)?;
+        for (school, city) in new_schools {
+            self.school_cities.insert(school.as_bytes(), city.as_bytes())?;
+        }
         for kind in EventKind::ALL {
             if accepted[kind as usize] > 0 {
                 self.metrics.accepted.get_or_create(&labels(Some(kind), None)).inc_by(accepted[kind as usize]);
@@ -345,7 +402,9 @@ mod tests {
     async fn bad_events_are_refused_by_field_duplicates_answered_and_logged_once() {
         let dir = tempfile::tempdir().unwrap();
         let log = EmbeddedLog::open(&dir.path().join("log"), 2).unwrap();
-        let intake = IntakeService::open(log.clone(), &dir.path().join("index"), IntakeMetrics::default(), 7).unwrap();
+        let intake =
+            IntakeService::open(log.clone(), &dir.path().join("index"), IntakeMetrics::default(), 7, Cities::default())
+                .unwrap();
         let mut bad = fever("e3", "S001");
         bad.occurred_at = "yesterday".into();
         let first = intake

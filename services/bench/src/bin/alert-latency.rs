@@ -60,7 +60,7 @@ async fn measure(log: Option<String>, alerts: usize) -> anyhow::Result<Vec<Durat
             class_name: "C1".into(),
             dorm: String::new(),
         }),
-        city: "Wuhan".into(),
+        city: "Foshan".into(),
         on_campus: true,
     };
     intake
