@@ -1,4 +1,5 @@
-//! Supervision: a failure injected into a part of `daybook serve` (on the embedded log)
+//! Supervision: a failure injected into a part of `daybook serve` (on the embedded log, and
+//! over Kafka for the parts only Kafka runs: the view and feed forwarding)
 //! marks that part's gRPC service and the whole server NOT_SERVING, as a real health client
 //! watching sees, and stops the server with the part's error; the binary exits non-zero.
 
@@ -16,12 +17,16 @@ const REPORTS: &str = "daybook.v1.Reports";
 const FEEDS: &str = "daybook.v1.Feeds";
 const SERVER: &str = "";
 
-async fn serve(dir: &std::path::Path, fault: Option<Fault>) -> Running {
+/// `daybook serve` on the embedded log, or on `broker` with topics of its own.
+async fn serve(dir: &std::path::Path, fault: Option<Fault>, broker: Option<&testbroker::Broker>) -> Running {
+    let prefix = format!("sup{}-{}", std::process::id(), dir.file_name().unwrap().to_string_lossy());
     let args = ServeArgs {
         data_dir: Some(dir.to_owned()),
         grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
         http_addr: Some("127.0.0.1:0".parse().unwrap()),
         partitions: Some(4),
+        log: broker.map(|b| format!("kafka://{}?prefix={prefix}.&partitions=2", b.addr)),
+        group: broker.map(|_| format!("{prefix}-aggregators")),
         fault,
         ..ServeArgs::default()
     };
@@ -69,9 +74,19 @@ pub fn fever(id: &str) -> pb::Event {
 /// Fires a fault in `part` of a serving server; `affected` must go NOT_SERVING with the
 /// server (`""`), `unaffected` must not, and the server must stop with the part's error.
 async fn a_fault_is_reported_and_stops_the_server(part: Part, failure: Failure, affected: &str, unaffected: &str) {
+    a_fault_on_a_log_is_reported_and_stops_the_server(part, failure, affected, unaffected, None).await
+}
+
+async fn a_fault_on_a_log_is_reported_and_stops_the_server(
+    part: Part,
+    failure: Failure,
+    affected: &str,
+    unaffected: &str,
+    broker: Option<&testbroker::Broker>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let fault = Fault::new(part, failure);
-    let running = serve(dir.path(), Some(fault.clone())).await;
+    let running = serve(dir.path(), Some(fault.clone()), broker).await;
     let target = format!("http://{}", running.grpc_addr);
     let channel = Channel::from_shared(target.clone()).unwrap().connect().await.unwrap();
     let mut health = HealthClient::new(channel);
@@ -138,6 +153,19 @@ async fn a_failing_metrics_server_marks_the_server_not_serving_and_stops_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_grpc_server_marks_the_server_not_serving_and_stops_it() {
     a_fault_is_reported_and_stops_the_server(Part::Grpc, Failure::Panic, SERVER, FEEDS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_kafka_a_panicking_view_marks_reports_not_serving_and_stops_the_server() {
+    let broker = testbroker::broker();
+    a_fault_on_a_log_is_reported_and_stops_the_server(Part::View, Failure::Panic, REPORTS, INTAKE, Some(&broker)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_kafka_failing_feed_forwarding_marks_feeds_not_serving_and_stops_the_server() {
+    let broker = testbroker::broker();
+    a_fault_on_a_log_is_reported_and_stops_the_server(Part::Forwarding, Failure::Error, FEEDS, INTAKE, Some(&broker))
+        .await;
 }
 
 #[test]
