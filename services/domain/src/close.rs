@@ -135,6 +135,7 @@ mod tests {
         t.set(Measure::CheckedExpected, checked);
         t.set(Measure::CheckedMorning, checked);
         t.set(Measure::Fever, fever);
+        t.set(Measure::AbnormalToday, fever);
         DailyReport::from_tally(UnitKey::school("S001"), "2020-02-26".parse().unwrap(), &t)
     }
 

@@ -531,6 +531,12 @@ impl PersonDay {
         t.mark(Measure::FlagReleaseRefused, refused);
         t.mark(Measure::FlagObservationMissing, s.observation_missing(rules).is_some_and(|(_, until)| day < until));
         t.mark(Measure::SickAbsent, s.sick_absent.value);
+        // One person, one abnormal, however many signs (issue 23).
+        let ongoing =
+            s.sick_absent.value || matches!(s.diagnosis.value, Some(Diagnosis::Suspected | Diagnosis::Confirmed));
+        let today = f.fever || !f.symptoms.is_empty() || f.suspected_new || f.confirmed_new || f.sick_absence_started;
+        t.mark(Measure::AbnormalOngoing, ongoing);
+        t.mark(Measure::AbnormalToday, today && !ongoing);
         // Judged on the day's end: off sick and back the same day counts as neither.
         t.mark(Measure::SickAbsenceStarted, f.sick_absence_started && s.sick_absent.value);
         t.mark(Measure::BackInClass, f.back_in_class && !s.sick_absent.value);
@@ -607,6 +613,27 @@ mod tests {
         let tally = day.contribution("S", d(), &Rules::default()).unwrap().tally;
         assert_eq!(tally.get(Measure::Fever), 1);
         assert_eq!(tally.get(Measure::CheckedMorning), 1);
+    }
+
+    #[test]
+    fn abnormal_counts_the_person_once_however_many_signs() {
+        let rules = Rules::default();
+        let abnormal = |day: &PersonDay| {
+            let t = day.tally(d(), &rules).unwrap();
+            t.get(Measure::AbnormalOngoing) + t.get(Measure::AbnormalToday)
+        };
+        let mut day = PersonDay::default();
+        day.apply(&registered("A"), Stamp::new(0, "r"), d(), &rules);
+        assert_eq!(abnormal(&day), 0);
+        day.apply(&Fact::Symptoms(vec![Symptom::Cough, Symptom::Fatigue]), Stamp::new(1, "s"), d(), &rules);
+        assert_eq!(abnormal(&day), 1, "two symptoms, one person");
+        day.apply(&Fact::Temperature { slot: Slot::Noon, celsius: 38.0 }, Stamp::new(2, "t"), d(), &rules);
+        day.apply(&Fact::Diagnosed(Diagnosis::Suspected), Stamp::new(3, "x"), d(), &rules);
+        day.apply(&Fact::SickAbsenceStarted { reason: String::new() }, Stamp::new(4, "a"), d(), &rules);
+        assert_eq!(abnormal(&day), 1, "fever, symptoms, suspected and off sick: still one person");
+        // The next day keeps only what lasts: the diagnosis and the absence, once.
+        let next = day.carried().tally(d().succ_opt().unwrap(), &rules).unwrap();
+        assert_eq!((next.get(Measure::AbnormalOngoing), next.get(Measure::AbnormalToday)), (1, 0));
     }
 
     #[test]

@@ -69,7 +69,8 @@ pub struct DailyReport {
     pub gate_out: u32,
     /// Persons expected in the daily checks who had at least one: the report's coverage.
     pub checked_any: u32,
-    /// Persons with something abnormal: fever, symptoms, a diagnosis, sick absence.
+    /// Persons with something abnormal, each once: fever, symptoms, a suspected or
+    /// confirmed diagnosis, or sick absence (begun that day or lasting at its end).
     pub abnormal: u32,
     /// Nothing abnormal in a report that counts as sent (see [`crate::close`]): a missing
     /// report is never a zero report.
@@ -136,13 +137,8 @@ impl DailyReport {
         // A negative count would mean a broken fold; clamp for display, tests catch it.
         let n = |m: Measure| u32::try_from(t.get(m)).unwrap_or(0);
         let symptoms: Vec<(Symptom, u32)> = Symptom::ALL.iter().map(|s| (*s, n(Measure::symptom(*s)))).collect();
-        let abnormal = n(Measure::Fever)
-            + symptoms.iter().map(|(_, c)| c).sum::<u32>()
-            + n(Measure::SuspectedNew)
-            + n(Measure::SuspectedCurrent)
-            + n(Measure::ConfirmedNew)
-            + n(Measure::ConfirmedCurrent)
-            + n(Measure::SickAbsent);
+        // Persons, each once: the two parts count disjoint persons.
+        let abnormal = n(Measure::AbnormalOngoing) + n(Measure::AbnormalToday);
         DailyReport {
             unit,
             date,

@@ -89,6 +89,11 @@ measures! {
     // Sick absence that began that day, and persons back in class after one (复课).
     SickAbsenceStarted: Flow,
     BackInClass: Flow,
+    // Persons with something abnormal, each once (ARCHITECTURE.md's first invariant), in
+    // two parts so that days without events inherit only what lasts: a suspected or
+    // confirmed diagnosis or sick absence at the day's end; else signs seen that day.
+    AbnormalOngoing: State,
+    AbnormalToday: Flow,
 }
 
 impl Measure {

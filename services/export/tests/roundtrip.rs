@@ -169,12 +169,18 @@ fn the_report_table_reads_back_from_xlsx_with_numeric_cells() {
     let at = |label| &first[column(&table.headers, label)];
     assert_eq!(at("层级 / Level"), &Back::Text("班级 / class".into()));
     assert_eq!(at("报送状态 / Report status"), &Back::Text("迟报 / late".into()));
+    let abnormal = tally.get(Measure::AbnormalOngoing) + tally.get(Measure::AbnormalToday);
+    assert_eq!(at("异常人数 / Persons with anything abnormal"), &Back::Num(f64::from(abnormal)));
     // 2020-02-03 is day 43864 of Excel's 1900 calendar.
     assert_eq!(at("日期 / Date"), &Back::Date(43864.0));
 
     // Every measure of the tally, each a different number, shows up in the first row.
     let numbers: Vec<f64> = first.iter().filter_map(|c| if let Back::Num(x) = c { Some(*x) } else { None }).collect();
     for m in Measure::ALL {
+        // Abnormal is one column, the sum of its two parts (persons, each once).
+        if matches!(m, Measure::AbnormalOngoing | Measure::AbnormalToday) {
+            continue;
+        }
         let want = f64::from(tally.get(*m));
         assert!(numbers.contains(&want), "{m:?} = {want} is in no column of {first:?}");
     }
