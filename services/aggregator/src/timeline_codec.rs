@@ -42,7 +42,8 @@ macro_rules! state_fields {
             roommate_onsets,
             returned_batch,
             health_card_on,
-            close_contact
+            close_contact,
+            leave_until
         }
     };
 }

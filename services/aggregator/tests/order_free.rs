@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aggregator::{Folder, Projections};
 use chrono::FixedOffset;
+use domain::event::Slot;
 use domain::person::Stamp;
 use domain::timeline::Timeline;
 use domain::{DailyReport, Day, Fact, Payload, Rules, Tally, UnitKey};
@@ -112,19 +113,33 @@ fn reference(events: &[pb::Event], rules: &Rules, zone: FixedOffset) -> Referenc
 struct Defined {
     /// Persons with fever, symptoms, a suspected or confirmed diagnosis, or sick absence.
     abnormal: u32,
+    /// Persons expected in the daily checks: on campus and not on leave, a leave lasting
+    /// to its last day (`until`) unless closed before.
+    expected: u32,
+    /// Persons expected who had at least one daily check (morning, noon, evening).
+    checked_any: u32,
+    /// Persons whose leave has run out, not closed, who are not back on campus.
+    leave_overdue: u32,
 }
 
 impl Defined {
     fn of(events: &[(Stamp, Day, Fact)], on: Day, rules: &Rules) -> Defined {
-        use domain::event::Diagnosis;
+        use domain::event::{Diagnosis, Direction};
         let (mut diagnosis, mut sick) = (None, false);
-        let mut abnormal_today = false;
+        let (mut on_campus, mut leave_until) = (false, None);
+        let (mut abnormal_today, mut checked_today) = (false, false);
         for (_, day, fact) in events.iter().filter(|(_, day, _)| *day <= on) {
             let today = *day == on;
             match fact {
-                Fact::Temperature { celsius, .. } => {
-                    abnormal_today |= today && *celsius >= rules.fever_threshold_celsius
+                Fact::Temperature { slot, celsius } => {
+                    abnormal_today |= today && *celsius >= rules.fever_threshold_celsius;
+                    checked_today |= today && matches!(slot, Slot::Morning | Slot::Noon | Slot::Evening);
                 }
+                Fact::Registered { on_campus: on, .. } | Fact::Whereabouts { on_campus: on, .. } => on_campus = *on,
+                Fact::Returned { .. } => on_campus = true,
+                Fact::GatePassed(direction) => on_campus = *direction == Direction::In,
+                Fact::LeaveRequested { until, .. } => leave_until = Some(*until),
+                Fact::LeaveClosed => leave_until = None,
                 Fact::Symptoms(list) => abnormal_today |= today && !list.is_empty(),
                 Fact::Diagnosed(d) => {
                     diagnosis = Some(*d);
@@ -139,15 +154,30 @@ impl Defined {
             }
         }
         let ongoing = sick || matches!(diagnosis, Some(Diagnosis::Suspected | Diagnosis::Confirmed));
-        Defined { abnormal: u32::from(abnormal_today || ongoing) }
+        let expected = on_campus && leave_until.is_none_or(|until| on > until);
+        Defined {
+            abnormal: u32::from(abnormal_today || ongoing),
+            expected: u32::from(expected),
+            checked_any: u32::from(expected && checked_today),
+            leave_overdue: u32::from(!on_campus && leave_until.is_some_and(|until| on > until)),
+        }
     }
 
     fn add(&mut self, other: &Defined) {
         self.abnormal += other.abnormal;
+        self.expected += other.expected;
+        self.checked_any += other.checked_any;
+        self.leave_overdue += other.leave_overdue;
     }
 
     fn of_report(report: &DailyReport) -> Defined {
-        Defined { abnormal: report.abnormal }
+        let morning = report.checks.iter().find(|c| c.slot == Slot::Morning).map_or(0, |c| c.expected);
+        Defined {
+            abnormal: report.abnormal,
+            expected: morning,
+            checked_any: report.checked_any,
+            leave_overdue: report.leave_overdue,
+        }
     }
 }
 

@@ -78,7 +78,7 @@ impl CloseRules {
         report.status = status;
         report.zero_report = status.has_reported() && report.abnormal == 0;
         match before {
-            Some(b) if b.values == values && b.status == status => {
+            Some(b) if same_figures(&b.values, &values) && b.status == status => {
                 report.version = b.version;
                 None
             }
@@ -101,6 +101,12 @@ impl CloseRules {
             }
         }
     }
+}
+
+/// Whether two lists of figures agree; a figure added to the report after `before` was
+/// published reads as 0 there, so adding one makes no version by itself.
+fn same_figures(before: &[i64], now: &[i64]) -> bool {
+    (0..before.len().max(now.len())).all(|i| before.get(i).unwrap_or(&0) == now.get(i).unwrap_or(&0))
 }
 
 /// What was last published of a unit's report for a day.

@@ -164,6 +164,10 @@ pub struct PersonState {
     pub health_card_on: Lww<Option<NaiveDate>>,
     /// Last contact with a suspected or confirmed case, for close contacts.
     pub close_contact: Lww<Option<NaiveDate>>,
+    /// The last day of the latest leave requested (`on_leave` says whether it was closed
+    /// since): from the day after, the person is expected again. Last in the stored
+    /// layout; a leave stored before it has no end but its closing.
+    pub leave_until: Lww<Option<NaiveDate>>,
 }
 
 impl PersonState {
@@ -256,6 +260,17 @@ impl PersonState {
             None if self.two_histories.value.is_some() => 2,
             None => 1,
         }
+    }
+
+    /// On leave on `day`: requested, not closed, and `day` not past its last day.
+    pub fn on_leave_on(&self, day: NaiveDate) -> bool {
+        self.on_leave.value && self.leave_until.value.is_none_or(|until| day <= until)
+    }
+
+    /// The leave has run out (`day` is past its last day), it was not closed and the
+    /// person is not back on campus: overdue, nowhere the school can check them.
+    pub fn leave_overdue(&self, day: NaiveDate) -> bool {
+        self.on_leave.value && self.leave_until.value.is_some_and(|until| day > until) && !self.on_campus.value
     }
 
     /// Back at school: returned with a batch, or on campus already.
@@ -410,18 +425,24 @@ impl PersonDay {
                 s.roommate_onsets.insert(*onset);
             }
             Fact::GatePassed(direction) => s.on_campus.write(*direction == Direction::In, stamp),
-            Fact::LeaveRequested { .. } => s.on_leave.write(true, stamp),
+            Fact::LeaveRequested { until, .. } => {
+                s.on_leave.write(true, stamp);
+                s.leave_until.write(Some(*until), stamp);
+            }
             Fact::LeaveClosed => s.on_leave.write(false, stamp),
             Fact::HealthCard { .. } => s.health_card_on.write(Some(day), stamp),
         }
     }
 
     /// The first day after `day` on which time alone changes what the person counts as:
-    /// their observation falls due, or the period the rules require one for runs out.
+    /// their observation falls due, the period the rules require one for runs out, or
+    /// their leave does (the day after its last).
     pub fn turning_point(&self, day: NaiveDate, rules: &Rules) -> Option<NaiveDate> {
+        let s = &self.state;
         let due = self.observation(day, rules).map(|o| o.expected_end);
-        let required_until = self.state.required_observation(rules).map(|(_, until)| until);
-        due.into_iter().chain(required_until).filter(|d| *d > day).min()
+        let required_until = s.required_observation(rules).map(|(_, until)| until);
+        let leave_over = s.leave_until.value.filter(|_| s.on_leave.value).map(|until| days_after(until, 1));
+        due.into_iter().chain(required_until).chain(leave_over).filter(|d| *d > day).min()
     }
 
     /// The person's observation on `day`, unless a valid release has ended it.
@@ -507,11 +528,10 @@ impl PersonDay {
         t.mark(Measure::InKeyArea, s.in_key_area.value);
         t.mark(Measure::TwoHistories, s.two_histories.value.is_some());
         t.mark(Measure::CloseContacts, s.close_contact.value.is_some());
-        t.mark(Measure::ChecksExpected, s.on_campus.value && !s.on_leave.value);
-        t.mark(
-            Measure::CheckedExpected,
-            s.on_campus.value && !s.on_leave.value && f.slots_checked.iter().any(|slot| slot.is_daily_quota()),
-        );
+        let expected = s.on_campus.value && !s.on_leave_on(day);
+        t.mark(Measure::ChecksExpected, expected);
+        t.mark(Measure::CheckedExpected, expected && f.slots_checked.iter().any(|slot| slot.is_daily_quota()));
+        t.mark(Measure::FlagLeaveOverdue, s.leave_overdue(day));
         for slot in &f.slots_checked {
             t.mark(Measure::checked(*slot), true);
         }
@@ -562,7 +582,7 @@ impl PersonDay {
         let card_in_time = s.health_card_on.value.is_some_and(|on| on <= day);
         t.mark(Measure::FlagReturnedWithoutHealthCard, f.returned && !card_in_time);
         let boarder = !s.placement.value.dorm.is_empty();
-        t.mark(Measure::FlagBoarderLeftWithoutLeave, f.gate_out && boarder && !s.on_leave.value);
+        t.mark(Measure::FlagBoarderLeftWithoutLeave, f.gate_out && boarder && !s.on_leave_on(day));
         Some(t)
     }
 }

@@ -58,6 +58,8 @@ pub struct DailyReport {
     pub releases_refused: u32,
     /// Persons not under the observation the rules require.
     pub observation_missing: u32,
+    /// Persons whose leave has run out, not closed, who are not back on campus.
+    pub leave_overdue: u32,
     pub sick_absent: u32,
     /// Sick absence that began that day.
     pub sick_absence_started: u32,
@@ -181,6 +183,7 @@ impl DailyReport {
             boarder_left_without_leave: n(Measure::FlagBoarderLeftWithoutLeave),
             releases_refused: n(Measure::FlagReleaseRefused),
             observation_missing: n(Measure::FlagObservationMissing),
+            leave_overdue: n(Measure::FlagLeaveOverdue),
             sick_absent: n(Measure::SickAbsent),
             sick_absence_started: n(Measure::SickAbsenceStarted),
             back_in_class: n(Measure::BackInClass),
@@ -258,6 +261,8 @@ impl DailyReport {
             put("reporting.actual", r.actual);
             put("reporting.on_time", r.on_time);
         }
+        // Last: a figure added later keeps the positions of those published before it.
+        put("leave_overdue", self.leave_overdue);
         out
     }
 }

@@ -94,6 +94,8 @@ measures! {
     // confirmed diagnosis or sick absence at the day's end; else signs seen that day.
     AbnormalOngoing: State,
     AbnormalToday: Flow,
+    // Persons whose leave ran out (past its last day), not closed, and not back on campus.
+    FlagLeaveOverdue: State,
 }
 
 impl Measure {

@@ -380,6 +380,26 @@ mod tests {
     }
 
     #[test]
+    fn a_leave_ends_after_its_last_day_and_one_run_out_off_campus_is_overdue() {
+        let rules = Rules::default();
+        let mut t = Timeline::default();
+        t.apply("S", day(1), &registered(), Stamp::new(day_ms(1), "r"), &rules);
+        let leave = Fact::LeaveRequested { until: day(3), reason: String::new() };
+        t.apply("S", day(2), &leave, Stamp::new(day_ms(2), "l"), &rules);
+        let expected = |t: &Timeline, n| tally_on(t, n).get(Measure::ChecksExpected);
+        assert_eq!((expected(&t, 2), expected(&t, 3), expected(&t, 4), expected(&t, 9)), (0, 0, 1, 1));
+        assert!(t.days.contains_key(&day(4)), "the day after the leave has an entry of its own");
+        assert_eq!(tally_on(&t, 4).get(Measure::FlagLeaveOverdue), 0, "on campus: back");
+        // Went out on day 2 and did not come back: overdue from day 4, until back.
+        t.apply("S", day(2), &Fact::GatePassed(crate::event::Direction::Out), Stamp::new(day_ms(2) + 1, "o"), &rules);
+        let overdue = |t: &Timeline, n| tally_on(t, n).get(Measure::FlagLeaveOverdue);
+        assert_eq!((overdue(&t, 3), overdue(&t, 4), overdue(&t, 8)), (0, 1, 1));
+        assert_eq!(tally_on(&t, 2).get(Measure::FlagBoarderLeftWithoutLeave), 0);
+        t.apply("S", day(6), &Fact::GatePassed(crate::event::Direction::In), Stamp::new(day_ms(6), "i"), &rules);
+        assert_eq!((overdue(&t, 5), overdue(&t, 6), expected(&t, 6)), (1, 0, 1));
+    }
+
+    #[test]
     fn contact_history_counts_fourteen_days_from_the_last_contact_not_the_return() {
         let rules = Rules::default();
         let mut t = Timeline::default();
