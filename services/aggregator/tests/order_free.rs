@@ -163,6 +163,13 @@ impl Defined {
         }
     }
 
+    /// Sent (coverage reaches the threshold, which needs someone expected) with nothing
+    /// abnormal.
+    fn zero_report(&self, threshold: f64) -> bool {
+        let sent = self.expected > 0 && f64::from(self.checked_any) / f64::from(self.expected) >= threshold;
+        sent && self.abnormal == 0
+    }
+
     fn add(&mut self, other: &Defined) {
         self.abnormal += other.abnormal;
         self.expected += other.expected;
@@ -208,6 +215,14 @@ fn assert_reports_match(projections: &Projections, (expected, defined): &Referen
             let got = projections.daily_report(unit, day(n)).unwrap().unwrap();
             let by_definition = defined.get(&(unit.clone(), day(n))).copied().unwrap_or_default();
             assert_eq!(Defined::of_report(&got), by_definition, "seed {seed}: {unit} on {}, by definition", day(n));
+            let mut live = got.clone();
+            domain::close::CloseRules::default().open(&mut live);
+            assert_eq!(
+                live.zero_report,
+                by_definition.zero_report(0.9),
+                "seed {seed}: {unit} on {}: zero report",
+                day(n)
+            );
             assert_eq!(got, DailyReport::from_tally(unit.clone(), day(n), &want), "seed {seed}: {unit} on {}", day(n));
         }
     }

@@ -4,8 +4,8 @@
 //! Day D is sealed at the deadline (default 16:00, province time) on day D + `lag_days`
 //! (default 0). A report counts as sent when its check coverage (persons expected in the
 //! daily checks who had at least one, over persons expected) reaches the threshold: on
-//! time if by the deadline, late if after. Below it the report is missing, never a zero
-//! report. A sealed report is version 1; each later change of a figure or of the status
+//! time if by the deadline, late if after. Below it, or with nobody expected, the report
+//! is missing, never a zero report. A sealed report is version 1; each later change of a figure or of the status
 //! makes the next version, with the figures that changed.
 
 use chrono::{NaiveDateTime, NaiveTime, TimeDelta};
@@ -43,9 +43,10 @@ impl CloseRules {
     }
 
     /// Whether the report's coverage counts it as sent. A unit where nobody is expected
-    /// (everyone away or on leave) has nothing to check and counts as sent.
+    /// (everyone away or on leave, or no one registered yet) has no coverage: nothing was
+    /// checked, so it is not sent and never a zero report (issue 23).
     pub fn has_sent(&self, report: &DailyReport) -> bool {
-        report.coverage().is_none_or(|c| c >= self.coverage_threshold)
+        report.coverage().is_some_and(|c| c >= self.coverage_threshold)
     }
 
     /// Fills the status of a report of a day still open.
@@ -168,6 +169,18 @@ mod tests {
         let mut open = report(40, 0, 0);
         rules.open(&mut open);
         assert!(!open.zero_report, "a live report with no checks is not a zero report either");
+    }
+
+    #[test]
+    fn nobody_expected_is_not_sent_and_never_a_zero_report() {
+        let rules = CloseRules::default();
+        let mut away = report(0, 0, 0);
+        away.population = 1;
+        let published = rules.publish(None, &mut away).unwrap();
+        assert_eq!((published.status, away.zero_report), (ReportStatus::Missing, false));
+        let mut open = report(0, 0, 0);
+        rules.open(&mut open);
+        assert!(!open.zero_report);
     }
 
     #[test]
