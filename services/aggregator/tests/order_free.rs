@@ -120,6 +120,10 @@ struct Defined {
     checked_any: u32,
     /// Persons whose leave has run out, not closed, who are not back on campus.
     leave_overdue: u32,
+    /// Sick absence that began that day, and persons back in class after one: both count
+    /// when both happened, whatever the day's end.
+    sick_absence_started: u32,
+    back_in_class: u32,
 }
 
 impl Defined {
@@ -128,6 +132,7 @@ impl Defined {
         let (mut diagnosis, mut sick) = (None, false);
         let (mut on_campus, mut leave_until) = (false, None);
         let (mut abnormal_today, mut checked_today) = (false, false);
+        let (mut sick_started, mut back_in_class) = (false, false);
         for (_, day, fact) in events.iter().filter(|(_, day, _)| *day <= on) {
             let today = *day == on;
             match fact {
@@ -148,8 +153,12 @@ impl Defined {
                 Fact::SickAbsenceStarted { .. } => {
                     sick = true;
                     abnormal_today |= today;
+                    sick_started |= today;
                 }
-                Fact::SickAbsenceEnded => sick = false,
+                Fact::SickAbsenceEnded => {
+                    sick = false;
+                    back_in_class |= today;
+                }
                 _ => {}
             }
         }
@@ -160,6 +169,8 @@ impl Defined {
             expected: u32::from(expected),
             checked_any: u32::from(expected && checked_today),
             leave_overdue: u32::from(!on_campus && leave_until.is_some_and(|until| on > until)),
+            sick_absence_started: u32::from(sick_started),
+            back_in_class: u32::from(back_in_class),
         }
     }
 
@@ -175,6 +186,8 @@ impl Defined {
         self.expected += other.expected;
         self.checked_any += other.checked_any;
         self.leave_overdue += other.leave_overdue;
+        self.sick_absence_started += other.sick_absence_started;
+        self.back_in_class += other.back_in_class;
     }
 
     fn of_report(report: &DailyReport) -> Defined {
@@ -184,6 +197,8 @@ impl Defined {
             expected: morning,
             checked_any: report.checked_any,
             leave_overdue: report.leave_overdue,
+            sick_absence_started: report.sick_absence_started,
+            back_in_class: report.back_in_class,
         }
     }
 }

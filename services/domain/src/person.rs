@@ -557,9 +557,10 @@ impl PersonDay {
         let today = f.fever || !f.symptoms.is_empty() || f.suspected_new || f.confirmed_new || f.sick_absence_started;
         t.mark(Measure::AbnormalOngoing, ongoing);
         t.mark(Measure::AbnormalToday, today && !ongoing);
-        // Judged on the day's end: off sick and back the same day counts as neither.
-        t.mark(Measure::SickAbsenceStarted, f.sick_absence_started && s.sick_absent.value);
-        t.mark(Measure::BackInClass, f.back_in_class && !s.sick_absent.value);
+        // What happened that day, not its net: off sick at 10:00 and back at 12:00 is one
+        // absence begun and one return to class (issue 23).
+        t.mark(Measure::SickAbsenceStarted, f.sick_absence_started);
+        t.mark(Measure::BackInClass, f.back_in_class);
         t.mark(Measure::Returned, f.returned);
         t.mark(Measure::HealthCards, f.health_card);
         t.mark(Measure::GateIn, f.gate_in);
