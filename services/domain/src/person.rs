@@ -222,21 +222,25 @@ impl PersonState {
 
     /// The observation the rules put the person under, and the day the requirement ends
     /// (DOMAIN.md, "Isolation and medical observation"): centralized for anyone back from
-    /// a key area (return batch 3) and for students with two histories once back at
-    /// school; home for staff with two histories; for the 14 days (configurable) from the
-    /// return or last contact date.
+    /// a key area (return batch 3), for close contacts of a case whatever their role (the
+    /// national protocol; DOMAIN.md, decisions) and for students with two histories once
+    /// back at school; home for staff with two histories; for the 14 days (configurable)
+    /// from the return or last contact date.
     pub fn required_observation(&self, rules: &Rules) -> Option<(IsolationKind, NaiveDate)> {
         let (role, _) = self.registration.value.as_ref()?;
         let until = days_after(self.exposure.value?, rules.observation_days);
         let histories = self.two_histories.value.is_some();
-        let kind =
-            if self.returned_batch.value == Some(3) || (*role == Role::Student && histories && self.has_returned()) {
-                IsolationKind::Centralized
-            } else if histories && *role != Role::Student {
-                IsolationKind::Home
-            } else {
-                return None;
-            };
+        let close_contact = self.close_contact.value.is_some();
+        let kind = if self.returned_batch.value == Some(3)
+            || close_contact
+            || (*role == Role::Student && histories && self.has_returned())
+        {
+            IsolationKind::Centralized
+        } else if histories && *role != Role::Student {
+            IsolationKind::Home
+        } else {
+            return None;
+        };
         Some((kind, until))
     }
 

@@ -562,6 +562,21 @@ mod tests {
     }
 
     #[test]
+    fn a_close_contact_must_be_in_centralized_observation_whatever_the_role() {
+        let rules = Rules::default();
+        let mut t = Timeline::default();
+        t.apply("S", day(1), &person(Role::Teacher), Stamp::new(day_ms(1), "r"), &rules);
+        let contact = Fact::TwoHistories { kind: crate::event::HistoryKind::CloseContact, date: day(2) };
+        t.apply("S", day(3), &contact, Stamp::new(day_ms(3), "c"), &rules);
+        let missing = |t: &Timeline, n| tally_on(t, n).get(Measure::FlagObservationMissing);
+        assert_eq!((missing(&t, 3), missing(&t, 15), missing(&t, 16)), (1, 1, 0), "14 days from the contact");
+        isolated_on(&mut t, 4, crate::event::IsolationKind::Home, &[]);
+        assert_eq!(missing(&t, 4), 1, "home is not enough for a close contact");
+        isolated_on(&mut t, 5, crate::event::IsolationKind::Centralized, &[]);
+        assert_eq!(missing(&t, 5), 0);
+    }
+
+    #[test]
     fn anyone_back_from_a_key_area_must_be_in_centralized_observation() {
         let rules = Rules::default();
         let mut t = Timeline::default();
