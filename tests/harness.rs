@@ -247,6 +247,11 @@ impl School {
         )
     }
 
+    pub fn left(&mut self, time: &str, person: &str) -> pb::Event {
+        let left = pb::roster_event::Change::Left(pb::Left {});
+        self.event(time, pb::event::Payload::Roster(pb::RosterEvent { person_id: person.into(), change: Some(left) }))
+    }
+
     pub fn move_to(
         &mut self,
         time: &str,

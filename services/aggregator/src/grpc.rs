@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use domain::access::{Access, AuditLog, NoAudit};
 use domain::close::CloseRules;
 use domain::{DailyReport, Day, UnitKey};
 use eventlog::{EventLog, TopicPartition};
@@ -48,6 +49,7 @@ pub struct ReportsService {
     /// Where this instance's aggregators keep their quarantine: the store they fold into,
     /// which over Kafka is not the view the reports are read from.
     quarantine: Option<Projections>,
+    audit: Arc<dyn AuditLog>,
 }
 
 impl ReportsService {
@@ -58,7 +60,13 @@ impl ReportsService {
             close.open(report);
             Ok(())
         });
-        Self { projections, status, folded_total, publication, quarantine: None }
+        Self { projections, status, folded_total, publication, quarantine: None, audit: Arc::new(NoAudit) }
+    }
+
+    /// Notes person-level reads in `audit`.
+    pub fn with_audit(mut self, audit: Arc<dyn AuditLog>) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Lists in `GetStatus` the quarantine of the aggregators folding into `folded`.
@@ -101,6 +109,31 @@ impl ReportsService {
             Err(Status::not_found(format!("{field}: {unit} has no one registered in it")))
         }
     }
+
+    /// `PERMISSION_DENIED` for a unit outside the caller's read scope.
+    fn readable(&self, access: &Access, field: &str, unit: &UnitKey) -> Result<(), Status> {
+        may_read(&self.projections, access, field, unit)
+    }
+}
+
+/// `PERMISSION_DENIED`, naming the unit, for a unit outside `access`'s read scope.
+pub fn may_read(projections: &Projections, access: &Access, field: &str, unit: &UnitKey) -> Result<(), Status> {
+    if access.may_read(unit, |school| projections.city_of(school)) {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(format!("{field}: token {} may not read {unit}", access.name)))
+    }
+}
+
+/// `PERMISSION_DENIED` for a caller without the right to person-level data.
+pub fn may_see_persons(access: &Access) -> Result<(), Status> {
+    match access.persons {
+        true => Ok(()),
+        false => Err(Status::permission_denied(format!(
+            "token {} has no right to person-level data (counts only)",
+            access.name
+        ))),
+    }
 }
 
 fn parse_unit(field: &str, text: &str) -> Result<UnitKey, Status> {
@@ -120,9 +153,11 @@ impl pb::reports_server::Reports for ReportsService {
         &self,
         request: Request<pb::DailyReportRequest>,
     ) -> Result<Response<pb::DailyReport>, Status> {
+        let access = wire::access_of(&request)?;
         let request = request.into_inner();
         let unit = parse_unit("unit", &request.unit)?;
         let day = parse_date(&request.date)?;
+        self.readable(&access, "unit", &unit)?;
         match self.projections.daily_report(&unit, day)? {
             Some(mut report) => {
                 (self.publication)(&mut report).map_err(Status::internal)?;
@@ -138,10 +173,12 @@ impl pb::reports_server::Reports for ReportsService {
         &self,
         request: Request<pb::DailyReportsRequest>,
     ) -> Result<Response<Self::ListDailyReportsStream>, Status> {
+        let access = wire::access_of(&request)?;
         let request = request.into_inner();
         let under = parse_unit("under", &request.under)?;
         let day = parse_date(&request.date)?;
         let level = wire::level_from_proto(request.level);
+        self.readable(&access, "under", &under)?;
         self.known("under", &under)?;
         let (tx, rx) = tokio::sync::mpsc::channel(REPORTS_AHEAD);
         let (projections, publication) = (self.projections.clone(), self.publication.clone());
@@ -163,6 +200,7 @@ impl pb::reports_server::Reports for ReportsService {
         &self,
         request: Request<pb::ListUnitsRequest>,
     ) -> Result<Response<pb::ListUnitsResponse>, Status> {
+        let access = wire::access_of(&request)?;
         let request = request.into_inner();
         let level = wire::level_from_proto(request.level);
         let parent = if request.parent.is_empty() { None } else { Some(parse_unit("parent", &request.parent)?) };
@@ -170,13 +208,23 @@ impl pb::reports_server::Reports for ReportsService {
             self.known("parent", parent)?;
         }
         let units = self.projections.units(level, parent.as_ref())?;
+        // Only the units the caller may read; a school's city is in its own record.
+        let city_of = |school: &str| {
+            units
+                .iter()
+                .find(|(u, _)| u.level == domain::Level::School && u.path == school)
+                .map(|(_, i)| i.city.clone())
+        };
+        let readable: Vec<bool> = units.iter().map(|(unit, _)| access.may_read(unit, city_of)).collect();
         Ok(Response::new(pb::ListUnitsResponse {
             units: units
-                .into_iter()
-                .map(|(unit, info)| pb::Unit {
+                .iter()
+                .zip(readable)
+                .filter(|(_, readable)| *readable)
+                .map(|((unit, info), _)| pb::Unit {
                     level: wire::level_to_proto(unit.level) as i32,
                     unit: unit.to_string(),
-                    parent: info.parent.map(|p| p.to_string()).unwrap_or_default(),
+                    parent: info.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
                 })
                 .collect(),
         }))
@@ -186,9 +234,13 @@ impl pb::reports_server::Reports for ReportsService {
         &self,
         request: Request<pb::KeyPersonsRequest>,
     ) -> Result<Response<pb::KeyPersonsResponse>, Status> {
+        let access = wire::access_of(&request)?;
         let unit = parse_unit("unit", &request.into_inner().unit)?;
+        self.readable(&access, "unit", &unit)?;
+        may_see_persons(&access)?;
         self.known("unit", &unit)?;
         let persons = self.projections.key_persons(&unit)?;
+        self.audit.record(&access, "Reports.ListKeyPersons", &unit.to_string(), "key persons and their observation");
         let date = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
         Ok(Response::new(pb::KeyPersonsResponse {
             persons: persons
@@ -218,7 +270,9 @@ impl pb::reports_server::Reports for ReportsService {
         }))
     }
 
-    async fn get_status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn get_status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        // Positions and lag name no unit; the quarantine names schools and events.
+        let province = wire::access_of(&request)?.reads_province();
         // Kafka answers offsets with blocking calls.
         let status = self.status.clone();
         let lags = tokio::task::spawn_blocking(move || status())
@@ -236,7 +290,8 @@ impl pb::reports_server::Reports for ReportsService {
             })
             .collect();
         let (quarantined, quarantine) = match &self.quarantine {
-            Some(folded) => (folded.quarantined_count() as u64, folded.quarantine_listing(100)?),
+            Some(folded) if province => (folded.quarantined_count() as u64, folded.quarantine_listing(100)?),
+            Some(folded) => (folded.quarantined_count() as u64, Vec::new()),
             None => (0, Vec::new()),
         };
         Ok(Response::new(pb::StatusResponse {

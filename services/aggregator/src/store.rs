@@ -261,6 +261,11 @@ impl Projections {
     /// The unit's report for `day`; `None` if no one was ever placed in the unit. A day
     /// with no events inherits the state counts of the last day before it. Cities and the
     /// province are the sums of their schools.
+    /// The city of `school`, if anyone is registered in it.
+    pub fn city_of(&self, school: &str) -> Option<String> {
+        self.unit(&UnitKey::school(school)).ok().flatten().map(|info| info.city)
+    }
+
     pub fn daily_report(&self, unit: &UnitKey, day: Day) -> Result<Option<DailyReport>, AggregateError> {
         let tally = match unit.level {
             Level::Province | Level::City => {

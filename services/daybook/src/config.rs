@@ -72,6 +72,17 @@ pub struct ServeArgs {
     /// the province office, receiving every school.
     #[arg(skip)]
     pub office: Option<Vec<OfficeArgs>>,
+    /// Whether calls must carry a token (`authorization: Bearer <token>`): `auto` (required
+    /// unless gRPC and HTTP both bind to loopback), `required`, or `off` (loopback only).
+    #[arg(long, env = "DAYBOOK_AUTH")]
+    pub auth: Option<String>,
+    /// Intake calls per second a token may make (0: no limit); past it RESOURCE_EXHAUSTED
+    /// with a retry hint.
+    #[arg(long, env = "DAYBOOK_RATE_LIMIT_POSTS")]
+    pub rate_limit_posts: Option<f64>,
+    /// Read calls (reports, feeds, exports) per second a token may make (0: no limit).
+    #[arg(long, env = "DAYBOOK_RATE_LIMIT_READS")]
+    pub rate_limit_reads: Option<f64>,
     /// The province's cities (config file only: `[[city]]` tables with `name` and
     /// `chinese`). Default: Guangdong's 21. Registrations and inspections naming another
     /// city are refused.
@@ -158,6 +169,9 @@ impl ServeArgs {
             publish_feeds: self.publish_feeds.or(fallback.publish_feeds),
             office: self.office.or(fallback.office),
             city: self.city.or(fallback.city),
+            auth: self.auth.or(fallback.auth),
+            rate_limit_posts: self.rate_limit_posts.or(fallback.rate_limit_posts),
+            rate_limit_reads: self.rate_limit_reads.or(fallback.rate_limit_reads),
             clock: self.clock.or(fallback.clock),
             fault: self.fault.or(fallback.fault),
             log_disk: self.log_disk.or(fallback.log_disk),
@@ -194,6 +208,14 @@ impl ServeArgs {
                 lag_days: self.close_lag_days.unwrap_or(d.close.lag_days),
                 coverage_threshold: self.coverage_threshold.unwrap_or(d.close.coverage_threshold),
             },
+            auth: match self.auth {
+                Some(text) => text.parse()?,
+                None => d.auth,
+            },
+            rate_limits: crate::auth::RateLimits {
+                posts_per_second: self.rate_limit_posts.unwrap_or(d.rate_limits.posts_per_second),
+                reads_per_second: self.rate_limit_reads.unwrap_or(d.rate_limits.reads_per_second),
+            },
             cities: match self.city {
                 Some(list) => domain::city::Cities::new(list).map_err(|e| anyhow::anyhow!("city: {e}"))?,
                 None => d.cities,
@@ -220,6 +242,13 @@ impl ServeArgs {
             if let Some(city) = office.cities.iter().find(|c| *c != "*" && !config.cities.contains(c)) {
                 anyhow::bail!("office.cities: office {:?} names {city:?}, not a configured city", office.id);
             }
+        }
+        config.auth.required(&[config.grpc_addr, config.http_addr])?;
+        for (name, rate) in [
+            ("rate-limit-posts", config.rate_limits.posts_per_second),
+            ("rate-limit-reads", config.rate_limits.reads_per_second),
+        ] {
+            anyhow::ensure!(rate >= 0.0 && rate.is_finite(), "{name}: {rate} is not a rate (0 for no limit)");
         }
         anyhow::ensure!(config.partitions >= 1, "partitions: must be at least 1");
         anyhow::ensure!(
@@ -290,6 +319,8 @@ pub struct ServeConfig {
     pub horizon_days: u32,
     pub utc_offset: FixedOffset,
     pub close: CloseRules,
+    pub auth: crate::auth::AuthMode,
+    pub rate_limits: crate::auth::RateLimits,
     pub cities: domain::city::Cities,
     pub offices: feeds::Offices,
     /// Whether a `daybook aggregate` runs the feeds (`serve` always does).
@@ -319,6 +350,8 @@ impl Default for ServeConfig {
             horizon_days: 7,
             utc_offset: FixedOffset::east_opt(8 * 3600).expect("valid offset"),
             close: CloseRules::default(),
+            auth: crate::auth::AuthMode::Auto,
+            rate_limits: crate::auth::RateLimits { posts_per_second: 200.0, reads_per_second: 100.0 },
             cities: domain::city::Cities::default(),
             offices: feeds::Offices::default(),
             publish_feeds: false,
@@ -344,6 +377,25 @@ mod tests {
         assert_eq!(ids, ["province", "cdc-guangzhou-schools"]);
         assert_eq!(config.offices.listed[1].levels, [domain::Level::City, domain::Level::School]);
         assert_eq!(config.cities, domain::city::Cities::default(), "the file lists the default cities");
+    }
+
+    #[test]
+    fn access_is_checked_unless_every_address_is_loopback_and_never_off_elsewhere() {
+        let on = |grpc: &str, auth: Option<&str>| ServeArgs {
+            grpc_addr: Some(grpc.parse().unwrap()),
+            auth: auth.map(str::to_owned),
+            ..ServeArgs::default()
+        };
+        let required = |args: ServeArgs| {
+            let config = args.resolve().unwrap();
+            config.auth.required(&[config.grpc_addr, config.http_addr]).unwrap()
+        };
+        assert!(!required(on("127.0.0.1:50051", None)), "the demo: loopback, not checked");
+        assert!(required(on("0.0.0.0:50051", None)), "reachable from others: checked by default");
+        assert!(required(on("127.0.0.1:50051", Some("required"))));
+        let err = on("0.0.0.0:50051", Some("off")).resolve().unwrap_err();
+        assert!(err.to_string().starts_with("auth: off is allowed on loopback only"), "{err}");
+        assert!(on("127.0.0.1:50051", Some("maybe")).resolve().unwrap_err().to_string().starts_with("auth:"));
     }
 
     #[test]

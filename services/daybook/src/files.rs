@@ -1,13 +1,14 @@
 //! `daybook export`: a report table or the observation list as a file, through the
 //! `Feeds.Export` gRPC call.
 
-use anyhow::Context;
 use wire::pb;
 use wire::pb::feeds_client::FeedsClient;
 
-/// Asks the server at `target` for a file; `what` is `reports` or `observation`.
+/// Asks the server at `target` for a file, with `token` if it checks access; `what` is
+/// `reports` or `observation`.
 pub async fn fetch(
     target: &str,
+    token: Option<&str>,
     what: &str,
     unit: &str,
     level: &str,
@@ -25,8 +26,7 @@ pub async fn fetch(
         other => anyhow::bail!("format: {other:?} is neither `csv` nor `xlsx`"),
     };
     let level: domain::Level = level.parse().map_err(|e| anyhow::anyhow!("level: {e}"))?;
-    let mut client =
-        FeedsClient::connect(target.to_owned()).await.with_context(|| format!("connecting to daybook at {target}"))?;
+    let mut client = FeedsClient::new(crate::client::connect(target, token).await?);
     let request = pb::ExportRequest {
         kind: kind as i32,
         format: format as i32,

@@ -2,6 +2,8 @@
 //! clients behind the `report` command. `main.rs` only parses flags and dispatches here,
 //! so tests start the very same server in-process on port 0.
 
+pub mod auth;
+pub mod client;
 pub mod config;
 pub mod files;
 pub mod kafka;

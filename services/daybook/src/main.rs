@@ -20,6 +20,10 @@ struct Cli {
     /// A TOML config file for `serve` and `demo` (see deploy/daybook.toml).
     #[arg(long, global = true, env = "DAYBOOK_CONFIG")]
     config: Option<PathBuf>,
+    /// The token client commands send (`authorization: Bearer`), for a server that checks
+    /// access; prefer the environment variable to the flag, which others may see.
+    #[arg(long, global = true, env = "DAYBOOK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +44,18 @@ enum Command {
     /// Write the daily report table of a level, or the observation list, to a CSV or XLSX
     /// file (Chinese and English headers).
     Export(ExportArgs),
+    /// Issue, list and revoke the tokens callers present, offline on a data directory or
+    /// through a running server (with an admin token).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print the audit log of person-level reads (who, what, when) as CSV.
+    Audit {
+        #[command(flatten)]
+        at: StoreArgs,
+        /// Entries at or after this instant (RFC 3339).
+        #[arg(long, default_value = "")]
+        since: String,
+    },
     /// Serve, post a small simulated day, print what came out, and keep serving.
     Demo {
         #[command(flatten)]
@@ -47,6 +63,53 @@ enum Command {
         /// Share of the province to simulate (1 = 156 schools, 590,000 persons).
         #[arg(long, default_value_t = 0.01)]
         scale: f64,
+    },
+}
+
+/// Where the tokens are: a data directory no server holds, or a running server.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// The data directory of a server that is not running.
+    #[arg(long, conflicts_with = "target")]
+    data_dir: Option<PathBuf>,
+    /// A running server (the caller's token needs the admin right).
+    #[arg(long, env = "DAYBOOK_TARGET", default_value = "http://127.0.0.1:50051")]
+    target: String,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Issue a token; it is printed once, as the last line (only its hash is kept).
+    Issue {
+        #[command(flatten)]
+        at: StoreArgs,
+        /// Letters, digits, '.', '_' or '-'.
+        #[arg(long)]
+        name: String,
+        /// Schools it may post events for, comma-separated ("*" for all).
+        #[arg(long, value_delimiter = ',')]
+        post: Vec<String>,
+        /// Units it may read, with everything under them: province, city:NAME, school:S001…
+        #[arg(long, value_delimiter = ',')]
+        read: Vec<String>,
+        /// The right to person-level data (observation list, key persons, alerts naming a
+        /// person, exports of persons).
+        #[arg(long)]
+        persons: bool,
+        /// The right to issue and revoke tokens and read the audit log.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List the tokens and their scopes.
+    List {
+        #[command(flatten)]
+        at: StoreArgs,
+    },
+    /// Revoke a token at once, also on a running server.
+    Revoke {
+        #[command(flatten)]
+        at: StoreArgs,
+        name: String,
     },
 }
 
@@ -138,14 +201,30 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(args.or(file), Roles::All).await,
         Command::Intake(args) => serve(args.or(file), Roles::Intake).await,
         Command::Aggregate(args) => serve(args.or(file), Roles::Aggregate).await,
+        Command::Token(command) => token(command, cli.token.as_deref()).await,
+        Command::Audit { at, since } => {
+            let entries = match &at.data_dir {
+                Some(dir) => daybook::auth::Tokens::open(dir)?.audit_entries(&since, usize::MAX)?,
+                None => {
+                    let mut admin = admin_client(&at.target, cli.token.as_deref()).await?;
+                    let request = wire::pb::ListAuditRequest { since, limit: 0 };
+                    admin.list_audit(request).await?.into_inner().entries
+                }
+            };
+            println!("at,token,call,unit,detail");
+            for e in entries {
+                println!("{},{},{},{},{}", e.at, e.token, e.call, e.unit, e.detail);
+            }
+            Ok(())
+        }
         Command::Simulate(args) => {
-            let summary =
-                simulate(&args.target, args.scale, args.seed, args.date.unwrap_or_else(today), args.streams).await?;
+            let date = args.date.unwrap_or_else(today);
+            let summary = simulate(&args.target, cli.token, args.scale, args.seed, date, args.streams).await?;
             println!("{summary}");
             Ok(())
         }
         Command::Report(args) => {
-            let mut client = report::connect(&args.target).await?;
+            let mut client = report::connect(&args.target, cli.token.as_deref()).await?;
             let date = args.date.unwrap_or_else(today).format("%Y-%m-%d").to_string();
             let r = report::fetch(&mut client, &args.unit, &date).await?;
             if args.json {
@@ -157,8 +236,16 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Export(args) => {
             let date = args.date.unwrap_or_else(today).format("%Y-%m-%d").to_string();
-            let file =
-                daybook::files::fetch(&args.target, &args.what, &args.unit, &args.level, &date, &args.format).await?;
+            let file = daybook::files::fetch(
+                &args.target,
+                cli.token.as_deref(),
+                &args.what,
+                &args.unit,
+                &args.level,
+                &date,
+                &args.format,
+            )
+            .await?;
             let path = args.out.unwrap_or_else(|| PathBuf::from(&file.file_name));
             std::fs::write(&path, &file.content).with_context(|| format!("writing {}", path.display()))?;
             println!("wrote {} ({} bytes)", path.display(), file.content.len());
@@ -187,8 +274,16 @@ async fn shutdown_signal() {
     }
 }
 
-async fn simulate(target: &str, scale: f64, seed: u64, date: NaiveDate, streams: usize) -> anyhow::Result<String> {
-    let options = simulator::SimulateOptions { target: target.to_owned(), scale, seed, date, streams, progress: true };
+async fn simulate(
+    target: &str,
+    token: Option<String>,
+    scale: f64,
+    seed: u64,
+    date: NaiveDate,
+    streams: usize,
+) -> anyhow::Result<String> {
+    let target = target.to_owned();
+    let options = simulator::SimulateOptions { target, scale, seed, date, streams, progress: true, token };
     let s = simulator::run(&options).await?;
     let mut text = format!(
         "posted {} events for {} persons in {} schools on {date}: {} accepted, {} duplicates (already posted before), {} rejected",
@@ -207,8 +302,8 @@ async fn demo(args: ServeArgs, scale: f64) -> anyhow::Result<()> {
     println!("1. daybook is serving gRPC on {} (data in {}/)", running.grpc_addr, config.data_dir.display());
     let date = today();
     println!("2. Posting one simulated day ({date}) of a province at scale {scale} over gRPC...");
-    println!("   {}", simulate(&target, scale, 1, date, 4).await?);
-    let mut client = report::connect(&target).await?;
+    println!("   {}", simulate(&target, None, scale, 1, date, 4).await?);
+    let mut client = report::connect(&target, None).await?;
     report::wait_until_folded(&mut client, Duration::from_secs(300)).await.context("waiting for the aggregator")?;
     let day = date.format("%Y-%m-%d").to_string();
     println!("3. Every accepted event is folded. The province's daily report:\n");
@@ -244,6 +339,90 @@ async fn demo(args: ServeArgs, scale: f64) -> anyhow::Result<()> {
         "   The day is sealed at 16:00 (UTC+8) and pushed to the offices' feeds (Feeds.Subscribe: \
          `province`, and `cdc-<city>` per city); fever and case alerts go out at once."
     );
-    println!("   Metrics:          curl http://{}/metrics\n\nStill serving; Ctrl-C stops.", running.http_addr);
+    println!("   Metrics:          curl http://{}/metrics", running.http_addr);
+    println!(
+        "   Access is not checked on loopback. To check it, stop, issue a token, serve with --auth required:\n     \
+         cargo run -p daybook -- token issue --data-dir {} --name ops --read province --persons --admin\n     \
+         cargo run -p daybook -- serve --auth required   (clients: DAYBOOK_TOKEN=<token> cargo run -p daybook -- report)",
+        config.data_dir.display()
+    );
+    println!("\nStill serving; Ctrl-C stops.");
     running.run_until(shutdown_signal()).await
+}
+
+async fn admin_client(
+    target: &str,
+    token: Option<&str>,
+) -> anyhow::Result<wire::pb::admin_client::AdminClient<daybook::client::Connection>> {
+    Ok(wire::pb::admin_client::AdminClient::new(daybook::client::connect(target, token).await?))
+}
+
+/// `daybook token …`, on a data directory or through a running server.
+async fn token(command: TokenCommand, caller: Option<&str>) -> anyhow::Result<()> {
+    let (at, request) = match command {
+        TokenCommand::Issue { at, name, post, read, persons, admin } => {
+            let scope = wire::pb::TokenScope { name, post, read, persons, admin, ..Default::default() };
+            (at, TokenRequest::Issue(scope))
+        }
+        TokenCommand::List { at } => (at, TokenRequest::List),
+        TokenCommand::Revoke { at, name } => (at, TokenRequest::Revoke(name)),
+    };
+    let status = |s: tonic::Status| anyhow::anyhow!("{:?}: {}", s.code(), s.message());
+    match (&at.data_dir, request) {
+        (Some(dir), TokenRequest::Issue(scope)) => {
+            let secret = daybook::auth::Tokens::open(dir)?.issue(&scope).map_err(status)?;
+            println!("issued token {} (keep it secret; it is not shown again):\n{secret}", scope.name);
+        }
+        (Some(dir), TokenRequest::List) => print_tokens(&daybook::auth::Tokens::open(dir)?.list().map_err(status)?),
+        (Some(dir), TokenRequest::Revoke(name)) => {
+            daybook::auth::Tokens::open(dir)?.revoke(&name).map_err(status)?;
+            println!("revoked {name}");
+        }
+        (None, request) => {
+            let mut admin = admin_client(&at.target, caller).await?;
+            match request {
+                TokenRequest::Issue(scope) => {
+                    let name = scope.name.clone();
+                    let request = wire::pb::IssueTokenRequest { scope: Some(scope) };
+                    let secret = admin.issue_token(request).await.map_err(status)?.into_inner().token;
+                    println!("issued token {name} (keep it secret; it is not shown again):\n{secret}");
+                }
+                TokenRequest::List => {
+                    let tokens = admin.list_tokens(wire::pb::ListTokensRequest {}).await.map_err(status)?;
+                    print_tokens(&tokens.into_inner().tokens);
+                }
+                TokenRequest::Revoke(name) => {
+                    let request = wire::pb::RevokeTokenRequest { name: name.clone() };
+                    admin.revoke_token(request).await.map_err(status)?;
+                    println!("revoked {name}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+enum TokenRequest {
+    Issue(wire::pb::TokenScope),
+    List,
+    Revoke(String),
+}
+
+fn print_tokens(tokens: &[wire::pb::TokenScope]) {
+    for t in tokens {
+        let rights =
+            [(t.persons, "persons"), (t.admin, "admin")].iter().filter(|r| r.0).map(|r| r.1).collect::<Vec<_>>();
+        let state = if t.revoked_at.is_empty() {
+            format!("issued {}", t.issued_at)
+        } else {
+            format!("REVOKED {}", t.revoked_at)
+        };
+        println!(
+            "{}\tpost: {}\tread: {}\t{}\t{state}",
+            t.name,
+            if t.post.is_empty() { "-".into() } else { t.post.join(",") },
+            if t.read.is_empty() { "-".into() } else { t.read.join(",") },
+            if rights.is_empty() { "counts only".into() } else { rights.join(",") },
+        );
+    }
 }

@@ -3,16 +3,47 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use anyhow::Context;
-use tonic::transport::Channel;
 use wire::pb;
 use wire::pb::reports_client::ReportsClient;
 
-pub async fn connect(target: &str) -> anyhow::Result<ReportsClient<Channel>> {
-    ReportsClient::connect(target.to_owned()).await.with_context(|| format!("connecting to daybook at {target}"))
+use crate::client::Connection;
+
+pub async fn connect(target: &str, token: Option<&str>) -> anyhow::Result<ReportsClient<Connection>> {
+    Ok(ReportsClient::new(crate::client::connect(target, token).await?))
 }
 
-pub async fn fetch(client: &mut ReportsClient<Channel>, unit: &str, date: &str) -> anyhow::Result<pb::DailyReport> {
+/// What a Reports client needs of its transport: a plain channel, or one with credentials.
+pub trait Transport:
+    tonic::client::GrpcService<
+        tonic::body::Body,
+        Error: Into<tonic::codegen::StdError>,
+        ResponseBody: tonic::codegen::Body<
+            Data = tonic::codegen::Bytes,
+            Error: Into<tonic::codegen::StdError> + Send,
+        > + Send
+                          + 'static,
+    >
+{
+}
+
+impl<T> Transport for T where
+    T: tonic::client::GrpcService<
+            tonic::body::Body,
+            Error: Into<tonic::codegen::StdError>,
+            ResponseBody: tonic::codegen::Body<
+                Data = tonic::codegen::Bytes,
+                Error: Into<tonic::codegen::StdError> + Send,
+            > + Send
+                              + 'static,
+        >
+{
+}
+
+pub async fn fetch<T: Transport>(
+    client: &mut ReportsClient<T>,
+    unit: &str,
+    date: &str,
+) -> anyhow::Result<pb::DailyReport> {
     let request = pb::DailyReportRequest { unit: unit.to_owned(), date: date.to_owned() };
     let report = client
         .get_daily_report(request)
@@ -27,8 +58,8 @@ fn code_name(code: tonic::Code) -> String {
 
 /// Waits until the aggregator has folded everything the log holds, so that a report read
 /// next includes every acknowledged event.
-pub async fn wait_until_folded(
-    client: &mut ReportsClient<Channel>,
+pub async fn wait_until_folded<T: Transport>(
+    client: &mut ReportsClient<T>,
     timeout: Duration,
 ) -> anyhow::Result<pb::StatusResponse> {
     let deadline = tokio::time::Instant::now() + timeout;

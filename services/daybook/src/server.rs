@@ -22,6 +22,10 @@ use feeds::grpc::FeedsService;
 use feeds::{FeedStore, Publisher};
 use futures::FutureExt;
 use intake::{IntakeMetrics, IntakeService};
+use tonic::service::interceptor::InterceptedService;
+use wire::pb::admin_server::AdminServer;
+
+use crate::auth::{AdminService, Gate, Tokens, Traffic};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -136,6 +140,12 @@ async fn build<L: EventLog, C: EventLog>(
     let supervisor = Supervisor::new(health, config.fault.clone().or_else(Fault::from_env));
     let stop_rx = supervisor.shutdown.subscribe();
     let mut tasks = Vec::new();
+    let checked = config.auth.required(&[config.grpc_addr, config.http_addr])?;
+    let tokens = if checked { Some(Tokens::open(dir)?) } else { None };
+    let gate = Gate::new(tokens, config.rate_limits);
+    if !checked {
+        tracing::warn!("access is not checked (auth off, loopback only): anyone on this machine may post and read");
+    }
 
     let intake = if roles.intake() {
         let metrics = IntakeMetrics::default();
@@ -144,6 +154,7 @@ async fn build<L: EventLog, C: EventLog>(
             IntakeService::open(log.clone(), &dir.join("intake"), metrics, config.horizon_days, config.cities.clone())
                 .context("opening the intake index")?;
         let server = Watched { inner: service.into_server(), part: Part::Intake, supervisor: supervisor.clone() };
+        let server = InterceptedService::new(server, gate.for_traffic(Traffic::Posts));
         match embedded {
             Some(log) => {
                 supervisor.serving(INTAKE, log.failing().borrow().is_none()).await;
@@ -194,12 +205,14 @@ async fn build<L: EventLog, C: EventLog>(
             }
         }
         let mut reports = ReportsService::new(readable.clone(), status(readable.clone()), metrics.folded_total.clone())
-            .with_quarantine(folded.clone());
+            .with_quarantine(folded.clone())
+            .with_audit(gate.audit_log());
         if roles == Roles::All || config.publish_feeds {
             let (service, publication) = start_feeds(config, &db, readable, kafka, &supervisor, &mut tasks)?;
             reports = reports.with_publication(publication);
             supervisor.serving(FEEDS, true).await;
-            feeds_service = Some(service.into_server());
+            let service = service.with_audit(gate.audit_log()).into_server();
+            feeds_service = Some(InterceptedService::new(service, gate.for_traffic(Traffic::Reads)));
         }
         for (index, events) in (0..).zip(fold_logs) {
             let (changelog, group, stop) = (changelog.clone(), config.group.clone(), on_shutdown(&stop_rx));
@@ -211,7 +224,7 @@ async fn build<L: EventLog, C: EventLog>(
             }));
         }
         supervisor.serving(REPORTS, true).await;
-        Some(reports.into_server())
+        Some(InterceptedService::new(reports.into_server(), gate.for_traffic(Traffic::Reads)))
     } else {
         None
     };
@@ -229,7 +242,8 @@ async fn build<L: EventLog, C: EventLog>(
         .add_service(reflection)
         .add_optional_service(intake)
         .add_optional_service(reports)
-        .add_optional_service(feeds_service);
+        .add_optional_service(feeds_service)
+        .add_service(AdminServer::with_interceptor(AdminService::new(&gate), gate.for_traffic(Traffic::Reads)));
     let stop = on_shutdown(&stop_rx);
     tasks.push(supervisor.spawn(Part::Grpc, async move {
         router.serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stop).await.context("gRPC server stopped")
@@ -240,7 +254,7 @@ async fn build<L: EventLog, C: EventLog>(
         .with_context(|| format!("binding HTTP address {}", config.http_addr))?;
     let http_addr = http.local_addr()?;
     let stop = on_shutdown(&stop_rx);
-    tasks.push(supervisor.spawn(Part::Http, crate::metrics_http::serve(http, Arc::new(registry), stop)));
+    tasks.push(supervisor.spawn(Part::Http, crate::metrics_http::serve(http, Arc::new(registry), gate.clone(), stop)));
 
     tracing::info!(%grpc_addr, %http_addr, data_dir = %dir.display(), ?roles, "daybook serving");
     Ok(Running { grpc_addr, http_addr, events_folded, supervisor, tasks })

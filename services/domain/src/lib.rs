@@ -9,6 +9,7 @@
 //!   unit reports must take.
 //! - [`report`]: a unit's daily report read off a tally.
 //! - [`close`]: the day's close: seal, sent or missing, versions of a report.
+//! - [`access`]: what a caller may post and read.
 //! - [`alert`]: the immediate reports an event raises.
 //! - [`city`]: the province's cities, the reference list events name cities from.
 //!
@@ -16,6 +17,7 @@
 //! that unit at the end of that day, of each person's contribution for that day. Folds
 //! keep that sum exact by subtracting a person's old contribution and adding the new one.
 
+pub mod access;
 pub mod alert;
 pub mod city;
 pub mod close;

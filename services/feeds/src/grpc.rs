@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use aggregator::Projections;
 use chrono::FixedOffset;
+use domain::access::{Access, AuditLog, NoAudit};
 use domain::close::CloseRules;
 use domain::{Level, UnitKey};
 use export::Format;
@@ -28,6 +29,7 @@ pub struct FeedsService {
     /// Becomes true when the server stops: open subscriptions end, so that a graceful
     /// shutdown does not wait for subscribers to hang up.
     stopping: watch::Receiver<bool>,
+    audit: Arc<dyn AuditLog>,
 }
 
 impl FeedsService {
@@ -40,12 +42,18 @@ impl FeedsService {
         zone: FixedOffset,
     ) -> Self {
         let stopping = watch::channel(false).1;
-        Self { store, projections, offices: Arc::new(offices), close, clock, zone, stopping }
+        Self { store, projections, offices: Arc::new(offices), close, clock, zone, stopping, audit: Arc::new(NoAudit) }
     }
 
     /// Ends every subscription when `stopping` turns true.
     pub fn with_stopping(mut self, stopping: watch::Receiver<bool>) -> Self {
         self.stopping = stopping;
+        self
+    }
+
+    /// Notes person-level reads in `audit`.
+    pub fn with_audit(mut self, audit: Arc<dyn AuditLog>) -> Self {
+        self.audit = audit;
         self
     }
 
@@ -57,6 +65,24 @@ impl FeedsService {
         let cities = self.projections.units(Some(Level::City), None)?.into_iter().map(|(u, _)| u.path).collect();
         Ok(self.offices.resolve(&cities))
     }
+}
+
+/// Whether `access` reads everything `office` receives: every city it lists, or the
+/// province for an office of all cities (or one no longer configured).
+fn may_read_office(access: &Access, office: Option<&Office>) -> bool {
+    match office {
+        Some(office) if !office.cities.iter().any(|c| c == "*") => office.cities.iter().all(|c| access.reads_city(c)),
+        _ => access.reads_province(),
+    }
+}
+
+/// An alert as a caller without the right to person-level data may see it: who is left out.
+fn without_persons(mut item: pb::FeedItem) -> pb::FeedItem {
+    if let Some(pb::feed_item::Item::Alert(alert)) = &mut item.item {
+        alert.person_id.clear();
+        alert.event_id.clear();
+    }
+    item
 }
 
 /// A failure of the server, not of the request.
@@ -92,12 +118,21 @@ impl pb::feeds_server::Feeds for FeedsService {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let access = wire::access_of(&request)?;
         let request = request.into_inner();
         let office = request.office;
-        let known =
-            self.offices()?.iter().any(|o| o.id == office) || self.store.offices_with_items()?.contains(&office);
-        if !known {
+        let configured = self.offices()?.into_iter().find(|o| o.id == office);
+        if configured.is_none() && !self.store.offices_with_items()?.contains(&office) {
             return Err(Status::not_found(format!("office: no office {office:?}; ListOffices names them")));
+        }
+        if !may_read_office(&access, configured.as_ref()) {
+            return Err(Status::permission_denied(format!(
+                "office: token {} may not read the feed of {office}",
+                access.name
+            )));
+        }
+        if access.persons {
+            self.audit.record(&access, "Feeds.Subscribe", &office, "the office's feed, alerts naming persons");
         }
         let (tx, rx) = mpsc::channel(256);
         let store = self.store.clone();
@@ -116,6 +151,10 @@ impl pb::feeds_server::Feeds for FeedsService {
                 if *stopping.borrow() {
                     return;
                 }
+                if access.is_revoked() {
+                    let _ = tx.send(Err(Status::unauthenticated("authorization: the token was revoked"))).await;
+                    return;
+                }
                 if items.is_empty() {
                     tokio::select! {
                         _ = stopping.changed() => return,
@@ -126,7 +165,9 @@ impl pb::feeds_server::Feeds for FeedsService {
                     continue;
                 }
                 for (cursor, bytes) in items {
-                    let item = pb::FeedItem::decode(bytes.as_slice()).map_err(internal);
+                    let item = pb::FeedItem::decode(bytes.as_slice())
+                        .map(|item| if access.persons { item } else { without_persons(item) })
+                        .map_err(internal);
                     if tx.send(item).await.is_err() {
                         return;
                     }
@@ -139,11 +180,13 @@ impl pb::feeds_server::Feeds for FeedsService {
 
     async fn list_offices(
         &self,
-        _: Request<pb::ListOfficesRequest>,
+        request: Request<pb::ListOfficesRequest>,
     ) -> Result<Response<pb::ListOfficesResponse>, Status> {
+        let access = wire::access_of(&request)?;
         let offices = self
             .offices()?
             .into_iter()
+            .filter(|o| may_read_office(&access, Some(o)))
             .map(|o| pb::Office {
                 id: o.id,
                 name: o.name,
@@ -155,6 +198,7 @@ impl pb::feeds_server::Feeds for FeedsService {
     }
 
     async fn export(&self, request: Request<pb::ExportRequest>) -> Result<Response<pb::ExportFile>, Status> {
+        let access = wire::access_of(&request)?;
         let request = request.into_inner();
         let format = match pb::ExportFormat::try_from(request.format) {
             Ok(pb::ExportFormat::Csv) => Format::Csv,
@@ -166,6 +210,7 @@ impl pb::feeds_server::Feeds for FeedsService {
         } else {
             request.unit.parse().map_err(|e| Status::invalid_argument(format!("unit: {e}")))?
         };
+        aggregator::grpc::may_read(&self.projections, &access, "unit", &under)?;
         if under.level != Level::Province && self.projections.unit(&under)?.is_none() {
             return Err(Status::not_found(format!("unit: {under} has no one registered in it")));
         }
@@ -187,7 +232,9 @@ impl pb::feeds_server::Feeds for FeedsService {
                 (export::report_table(&rows), format!("daily-reports-{}", level.as_str()))
             }
             Ok(pb::ExportKind::ObservationList) => {
+                aggregator::grpc::may_see_persons(&access)?;
                 let rows = files::observation_rows(&projections, &under, day)?;
+                self.audit.record(&access, "Feeds.Export", &under.to_string(), "observation list");
                 (export::observation_table(&rows), "observation-list".to_owned())
             }
             _ => {

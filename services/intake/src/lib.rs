@@ -16,6 +16,7 @@ use std::path::Path;
 
 pub use accepted::AcceptedIds;
 
+use domain::access::Access;
 use domain::city::Cities;
 use domain::event::{EventKind, Inspection};
 use domain::{Fact, Payload};
@@ -191,7 +192,12 @@ impl<L: EventLog> IntakeService<L> {
     }
 
     /// Validates, deduplicates and appends `events`; one result per event, in order.
-    pub async fn publish_many(&self, events: Vec<pb::Event>) -> Result<Vec<pb::PublishResult>, IntakeError> {
+    /// An event for a school outside `access`'s post scope is refused by itself.
+    pub async fn publish_many(
+        &self,
+        events: Vec<pb::Event>,
+        access: &Access,
+    ) -> Result<Vec<pb::PublishResult>, IntakeError> {
         let mut results = Vec::with_capacity(events.len());
         let mut records = Vec::with_capacity(events.len());
         let mut new_events: Vec<(usize, EventKind)> = Vec::new();
@@ -212,6 +218,7 @@ impl<L: EventLog> IntakeService<L> {
             let payload = event.encode_to_vec();
             let kind_hint = kind_of(&event);
             let checked = wire::event_from_proto(event).and_then(|envelope| {
+                may_post(access, &envelope.school)?;
                 self.check_time(&envelope)?;
                 self.check_city(&envelope, &mut new_schools)?;
                 Ok(envelope)
@@ -235,6 +242,7 @@ impl<L: EventLog> IntakeService<L> {
                             headers: vec![
                                 (KIND_HEADER.to_owned(), kind.as_str().to_owned()),
                                 (SCHEMA_HEADER.to_owned(), wire::SCHEMA_VERSION.to_owned()),
+                                (POSTED_BY_HEADER.to_owned(), access.name.clone()),
                             ],
                             payload,
                         });
@@ -269,6 +277,19 @@ impl<L: EventLog> IntakeService<L> {
 
 const KIND_HEADER: &str = "daybook-event-kind";
 const SCHEMA_HEADER: &str = "daybook-schema-version";
+/// The name of the token that posted the event (`anyone` when access is not checked).
+pub const POSTED_BY_HEADER: &str = "daybook-posted-by";
+
+/// Refuses an event for a school the caller may not post for.
+fn may_post(access: &Access, school: &str) -> Result<(), wire::FieldError> {
+    match access.may_post(school) {
+        true => Ok(()),
+        false => Err(wire::FieldError {
+            field: "school".to_owned(),
+            reason: format!("permission denied: token {} may not post for school {school}", access.name),
+        }),
+    }
+}
 
 fn kind_of(event: &pb::Event) -> Option<EventKind> {
     use pb::event::Payload;
@@ -314,7 +335,13 @@ fn without_indices(field: &str) -> String {
 #[tonic::async_trait]
 impl<L: EventLog> pb::intake_server::Intake for IntakeService<L> {
     async fn publish(&self, request: Request<pb::Event>) -> Result<Response<pb::PublishResult>, Status> {
-        let mut results = self.publish_many(vec![request.into_inner()]).await?;
+        let access = wire::access_of(&request)?;
+        let event = request.into_inner();
+        if !access.may_post(&event.school) {
+            let refused = may_post(&access, &event.school).err().map(|e| e.to_string()).unwrap_or_default();
+            return Err(Status::permission_denied(refused));
+        }
+        let mut results = self.publish_many(vec![event], &access).await?;
         let result = results.pop().expect("one result per event");
         if result.outcome == pb::Outcome::Rejected as i32 {
             return Err(Status::invalid_argument(result.error));
@@ -326,6 +353,7 @@ impl<L: EventLog> pb::intake_server::Intake for IntakeService<L> {
         &self,
         request: Request<pb::PublishBatchRequest>,
     ) -> Result<Response<pb::PublishBatchResponse>, Status> {
+        let access = wire::access_of(&request)?;
         let events = request.into_inner().events;
         if events.len() > MAX_BATCH {
             return Err(Status::invalid_argument(format!(
@@ -333,7 +361,7 @@ impl<L: EventLog> pb::intake_server::Intake for IntakeService<L> {
                 events.len()
             )));
         }
-        let results = self.publish_many(events).await?;
+        let results = self.publish_many(events, &access).await?;
         Ok(Response::new(pb::PublishBatchResponse { results }))
     }
 
@@ -341,13 +369,14 @@ impl<L: EventLog> pb::intake_server::Intake for IntakeService<L> {
         &self,
         request: Request<Streaming<pb::Event>>,
     ) -> Result<Response<pb::PublishStreamResponse>, Status> {
+        let access = wire::access_of(&request)?;
         let mut chunks = request.into_inner().ready_chunks(STREAM_CHUNK);
         let mut response = pb::PublishStreamResponse::default();
         let mut base = 0u64;
         while let Some(chunk) = chunks.next().await {
             let events = chunk.into_iter().collect::<Result<Vec<_>, Status>>()?;
             let count = events.len() as u64;
-            for mut result in self.publish_many(events).await? {
+            for mut result in self.publish_many(events, &access).await? {
                 result.index += base;
                 match pb::Outcome::try_from(result.outcome) {
                     Ok(pb::Outcome::Accepted) => response.accepted += 1,
@@ -399,6 +428,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn each_record_names_the_token_that_posted_it_and_only_its_schools_are_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(&dir.path().join("log"), 2).unwrap();
+        let intake =
+            IntakeService::open(log.clone(), &dir.path().join("index"), IntakeMetrics::default(), 7, Cities::default())
+                .unwrap();
+        let source = Access::new("source-s001".into(), vec!["S001".into()], vec![], false, false);
+        let results = intake.publish_many(vec![fever("e1", "S001"), fever("e1", "S002")], &source).await.unwrap();
+        assert_eq!(results[0].outcome, pb::Outcome::Accepted as i32);
+        assert_eq!(results[1].error, "school: permission denied: token source-s001 may not post for school S002");
+        let mut consumer = log.subscribe("t", Arc::new(|_| None)).unwrap();
+        let polled = consumer.poll(1000, Duration::from_millis(10)).await.unwrap();
+        assert_eq!(polled.len(), 1);
+        let header = polled[0].record.headers.iter().find(|(k, _)| k == POSTED_BY_HEADER);
+        assert_eq!(header.map(|(_, v)| v.as_str()), Some("source-s001"));
+    }
+
+    #[tokio::test]
     async fn bad_events_are_refused_by_field_duplicates_answered_and_logged_once() {
         let dir = tempfile::tempdir().unwrap();
         let log = EmbeddedLog::open(&dir.path().join("log"), 2).unwrap();
@@ -408,7 +455,10 @@ mod tests {
         let mut bad = fever("e3", "S001");
         bad.occurred_at = "yesterday".into();
         let first = intake
-            .publish_many(vec![fever("e1", "S001"), fever("e2", "S001"), bad, fever("e1", "S001"), fever("e1", "S002")])
+            .publish_many(
+                vec![fever("e1", "S001"), fever("e2", "S001"), bad, fever("e1", "S001"), fever("e1", "S002")],
+                &Access::everything(),
+            )
             .await
             .unwrap();
         use pb::Outcome::{Accepted, Duplicate, Rejected};
@@ -417,7 +467,8 @@ mod tests {
         // Acknowledged means in the log, durable: a consumer sees them at once.
         assert_eq!(logged(&log).await.len(), 3);
 
-        let again = intake.publish_many(vec![fever("e2", "S001"), fever("e4", "S001")]).await.unwrap();
+        let again =
+            intake.publish_many(vec![fever("e2", "S001"), fever("e4", "S001")], &Access::everything()).await.unwrap();
         assert_eq!(outcomes(&again), [Duplicate, Accepted]);
         let mut ids = logged(&log).await;
         ids.sort();

@@ -38,6 +38,8 @@ pub struct SimulateOptions {
     pub streams: usize,
     /// Shows a progress bar on stderr.
     pub progress: bool,
+    /// The bearer token to post with, when the server checks access.
+    pub token: Option<String>,
 }
 
 impl Default for SimulateOptions {
@@ -49,6 +51,7 @@ impl Default for SimulateOptions {
             date: NaiveDate::from_ymd_opt(2020, 3, 2).expect("a valid date"),
             streams: 4,
             progress: false,
+            token: None,
         }
     }
 }
@@ -87,7 +90,17 @@ pub async fn run(options: &SimulateOptions) -> anyhow::Result<Summary> {
         endpoint.connect().await.with_context(|| format!("cannot connect to the daybook server at {target}"))?;
     // The answer lists every duplicate; re-sending a whole province's registrations
     // makes it far larger than tonic's default 4 MB limit.
-    let client = IntakeClient::new(channel).max_decoding_message_size(usize::MAX);
+    let authorization = match &options.token {
+        Some(token) => Some(format!("Bearer {token}").parse().context("the token is not valid ASCII")?),
+        None => None,
+    };
+    let with_token = move |mut request: tonic::Request<()>| {
+        if let Some(value) = &authorization {
+            request.metadata_mut().insert("authorization", tonic::metadata::MetadataValue::clone(value));
+        }
+        Ok(request)
+    };
+    let client = IntakeClient::with_interceptor(channel, with_token).max_decoding_message_size(usize::MAX);
 
     let (scale, seed, date) = (options.scale, options.seed, options.date);
     let province = Arc::new(tokio::task::spawn_blocking(move || Province::generate(scale, seed)).await?);

@@ -22,3 +22,13 @@ pub use report::{
     alert_to_proto, history_to_proto, isolation_to_proto, level_from_proto, level_to_proto, report_to_proto,
     role_to_proto, status_to_proto,
 };
+
+/// The caller's access, as the server's gate left it in the request; a call that passed no
+/// gate is refused, never let through.
+pub fn access_of<T>(request: &tonic::Request<T>) -> Result<domain::access::Access, tonic::Status> {
+    request
+        .extensions()
+        .get::<domain::access::Access>()
+        .cloned()
+        .ok_or_else(|| tonic::Status::unauthenticated("no credentials were checked for this call"))
+}
