@@ -520,7 +520,9 @@ impl Fault {
 
     /// Fails as told once fired for `part`; never completes for another part.
     async fn strike(&self, part: Part) -> anyhow::Result<()> {
-        if self.part != part {
+        // Intake fails in its handlers, at the next request (`Watched`), not in the task
+        // that follows its log's health: the test sees the request answered.
+        if self.part != part || part == Part::Intake {
             return std::future::pending().await;
         }
         let _ = self.fired.subscribe().wait_for(|fired| *fired).await;
