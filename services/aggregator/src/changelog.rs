@@ -160,6 +160,10 @@ mod tests {
             self.log.subscribe(group, positions)
         }
 
+        fn read_all(&self, positions: PositionLookup) -> Result<Self::Consumer, LogError> {
+            self.log.read_all(positions)
+        }
+
         fn end_offsets(&self) -> Result<Vec<(TopicPartition, u64)>, LogError> {
             self.log.end_offsets()
         }

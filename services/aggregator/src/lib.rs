@@ -454,15 +454,16 @@ struct Publication {
     task: tokio::task::JoinHandle<Result<usize, AggregateError>>,
 }
 
-/// Applies the changelog to `view` until `shutdown` completes. `group` must be this
-/// instance's own: every instance reads every partition of the changelog.
+/// Applies the changelog to `view` until `shutdown` completes: every instance reads every
+/// partition of the changelog.
 pub async fn run_view<C: EventLog>(
     changelog: C,
-    group: &str,
     view: Projections,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AggregateError> {
-    let mut consumer = changelog.subscribe(group, stored_positions(&view))?;
+    // Every partition by hand, outside any group: a view must read all of the
+    // changelog, and a rebalance that left it a partition short stalled it for good.
+    let mut consumer = changelog.read_all(stored_positions(&view))?;
     tokio::pin!(shutdown);
     let mut lag_measured: Option<Instant> = None;
     loop {

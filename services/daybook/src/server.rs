@@ -184,10 +184,9 @@ async fn build<L: EventLog, C: EventLog>(
         let readable = match &changelog {
             Some(changelog) => {
                 let view = Projections::new(db.open_tree("view")?);
-                let group = format!("{}-view-{}", config.group, instance_id(dir)?);
                 let (changelog, target, stop) = (changelog.clone(), view.clone(), on_shutdown(&stop_rx));
                 tasks.push(supervisor.spawn(Part::View, async move {
-                    aggregator::run_view(changelog, &group, target, stop).await.context("view stopped")
+                    aggregator::run_view(changelog, target, stop).await.context("view stopped")
                 }));
                 view
             }
@@ -347,18 +346,6 @@ fn start_feeds(
     )
     .with_stopping(stop_rx.clone());
     Ok((service, publication))
-}
-
-/// A name for this aggregator that survives restarts: its view's consumer group.
-fn instance_id(dir: &std::path::Path) -> anyhow::Result<String> {
-    let path = dir.join("instance-id");
-    if let Ok(id) = std::fs::read_to_string(&path) {
-        return Ok(id.trim().to_owned());
-    }
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
-    let id = format!("{:x}-{:x}", std::process::id(), nanos);
-    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
-    Ok(id)
 }
 
 impl Running {

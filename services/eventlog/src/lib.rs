@@ -92,6 +92,11 @@ pub trait EventLog: Clone + Send + Sync + 'static {
     /// Joins consumer group `group`; reading starts where `positions` says.
     fn subscribe(&self, group: &str, positions: PositionLookup) -> Result<Self::Consumer, LogError>;
 
+    /// Reads every partition, outside any group, from where `positions` says (the
+    /// beginning where it says nothing): for a reader that must see all of a topic, which
+    /// no rebalance should ever leave without a partition.
+    fn read_all(&self, positions: PositionLookup) -> Result<Self::Consumer, LogError>;
+
     /// The next offset to be written in every partition, for lag.
     fn end_offsets(&self) -> Result<Vec<(TopicPartition, u64)>, LogError>;
 }

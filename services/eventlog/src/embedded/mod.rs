@@ -610,6 +610,10 @@ impl EventLog for EmbeddedLog {
         })
     }
 
+    fn read_all(&self, positions: PositionLookup) -> Result<EmbeddedConsumer, LogError> {
+        self.subscribe("", positions)
+    }
+
     /// The next offset of every partition, counting only what is durable.
     fn end_offsets(&self) -> Result<Vec<(TopicPartition, u64)>, LogError> {
         let durable = self.inner.durable.lock().expect("log durable lock poisoned");

@@ -136,6 +136,37 @@ impl KafkaConsumer {
         Ok(Self { consumer, topics })
     }
 
+    /// A reader of every partition, assigned by hand: no group membership, no rebalance,
+    /// no commits (a group id is set only because librdkafka wants one).
+    pub(super) fn assigned(
+        config: &KafkaConfig,
+        topics: Arc<Topics>,
+        positions: PositionLookup,
+    ) -> Result<Self, LogError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(LogError::Config("a kafka consumer must be created within a tokio runtime".into()));
+        }
+        let context =
+            Rebalancer { topics: topics.clone(), positions: positions.clone(), rebalances: AtomicU64::new(0) };
+        let consumer: StreamConsumer<Rebalancer> = config
+            .consumer("daybook-unmanaged-reader")
+            .create_with_context(context)
+            .map_err(|e| LogError::Config(format!("kafka consumer: {e}")))?;
+        let mut tpl = TopicPartitionList::new();
+        for (kafka, partition) in topics.all_partitions() {
+            let short = topics.short_name(kafka).unwrap_or_default();
+            let tp = TopicPartition { topic: short.to_owned(), partition };
+            let offset = match positions(&tp).map(i64::try_from) {
+                Some(Ok(next)) => Offset::Offset(next),
+                _ => Offset::Beginning,
+            };
+            tpl.add_partition_offset(kafka, partition as i32, offset)
+                .map_err(|e| LogError::Config(format!("kafka assign {tp}: {e}")))?;
+        }
+        consumer.assign(&tpl).map_err(|e| LogError::Config(format!("kafka assign: {e}")))?;
+        Ok(Self { consumer, topics })
+    }
+
     /// The partitions this member owns now (as of its last poll), sorted.
     pub fn assignment(&self) -> Vec<TopicPartition> {
         let Ok(tpl) = self.consumer.assignment() else { return Vec::new() };

@@ -100,6 +100,11 @@ impl Topics {
         self.by_short.get(short).map(|t| t.kafka.as_str())
     }
 
+    /// Every partition of every topic, by Kafka name.
+    fn all_partitions(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.by_short.values().flat_map(|t| (0..t.partitions).map(|p| (t.kafka.as_str(), p)))
+    }
+
     fn short_name<'a>(&self, kafka: &'a str) -> Option<&'a str> {
         kafka.strip_prefix(self.prefix.as_str()).filter(|short| self.by_short.contains_key(*short))
     }
@@ -406,6 +411,10 @@ impl EventLog for KafkaLog {
     /// Must be called within a tokio runtime: the consumer wakes itself through it.
     fn subscribe(&self, group: &str, positions: PositionLookup) -> Result<KafkaConsumer, LogError> {
         KafkaConsumer::new(&self.inner.config, group, self.inner.topics.clone(), positions)
+    }
+
+    fn read_all(&self, positions: PositionLookup) -> Result<KafkaConsumer, LogError> {
+        KafkaConsumer::assigned(&self.inner.config, self.inner.topics.clone(), positions)
     }
 
     /// Blocks for one metadata request and one watermark request per partition, at most
