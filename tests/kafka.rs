@@ -155,3 +155,27 @@ async fn a_plain_kafka_client_reads_the_events_as_ordinary_records() {
     assert_eq!(seen, events[1..]);
     server.running.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_before_its_broker_waits_for_it() {
+    let mut tansu = testbroker::Tansu::start("sqlite://tansu.db");
+    let backend = Backend::on_broker(&tansu.addr());
+    tansu.stop();
+    let dir = tempfile::tempdir().unwrap();
+    // The broker comes back three seconds after the server starts to start.
+    let back = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        tansu.restart();
+        tansu
+    });
+    let asked = std::time::Instant::now();
+    let mut server =
+        tokio::time::timeout(Duration::from_secs(120), start(dir.path(), &backend)).await.expect("it starts");
+    assert!(asked.elapsed() >= Duration::from_secs(3), "it waited for the broker rather than exiting");
+    let tansu = back.await.unwrap();
+    let mut school = School::new("S1", "Guangzhou", DAY);
+    server.post_all(vec![school.register("07:00", &teacher("T1"))]).await;
+    assert_eq!(server.report("school:S1", DAY).await.population, 1);
+    server.running.stop().await.unwrap();
+    drop(tansu);
+}

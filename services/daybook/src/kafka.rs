@@ -8,8 +8,12 @@ use aggregator::grpc::{PartitionLag, StatusSource};
 use anyhow::Context;
 use eventlog::{EventLog, KafkaConfig, KafkaLog};
 
+/// How long a starting instance waits for a cluster that does not answer (a broker being
+/// restarted with it) before it gives up and exits.
+const START_PATIENCE: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Connects to the event topics and to the changelog of aggregator group `group`,
-/// creating what is missing.
+/// creating what is missing; waits for a cluster that is not ready.
 pub async fn connect(events: KafkaConfig, group: &str) -> anyhow::Result<(KafkaLog, KafkaLog)> {
     let mut changelog = events.clone();
     changelog.topic_prefix = changelog_prefix(&events.topic_prefix, group);
@@ -19,8 +23,10 @@ pub async fn connect(events: KafkaConfig, group: &str) -> anyhow::Result<(KafkaL
     changelog.topic_config = BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]);
     tokio::task::spawn_blocking(move || {
         let brokers = events.brokers.clone();
-        let events = KafkaLog::connect(events).with_context(|| format!("connecting to kafka at {brokers}"))?;
-        let changelog = KafkaLog::connect(changelog).context("connecting to the changelog topic")?;
+        let events = KafkaLog::connect_patiently(events, START_PATIENCE)
+            .with_context(|| format!("connecting to kafka at {brokers}"))?;
+        let changelog =
+            KafkaLog::connect_patiently(changelog, START_PATIENCE).context("connecting to the changelog topic")?;
         Ok((events, changelog))
     })
     .await?

@@ -135,6 +135,24 @@ impl KafkaLog {
         Ok(Self { inner: Arc::new(inner) })
     }
 
+    /// [`Self::connect`], again and again while the cluster is unavailable (a broker
+    /// restarting, busy, not up yet), waiting 1 s, then 2, 4… up to 15 s between tries,
+    /// for at most `patience`. A configuration error is answered at once.
+    pub fn connect_patiently(config: KafkaConfig, patience: Duration) -> Result<Self, LogError> {
+        let deadline = Instant::now() + patience;
+        let mut wait = Duration::from_secs(1);
+        loop {
+            match Self::connect(config.clone()) {
+                Err(LogError::Unavailable(reason)) if Instant::now() + wait < deadline => {
+                    tracing::warn!(%reason, retry_in = ?wait, brokers = %config.brokers, "kafka not ready; trying again");
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(15));
+                }
+                connected => return connected,
+            }
+        }
+    }
+
     pub fn config(&self) -> &KafkaConfig {
         &self.inner.config
     }
