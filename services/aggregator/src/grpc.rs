@@ -46,8 +46,8 @@ pub struct ReportsService {
     status: StatusSource,
     folded_total: Arc<AtomicU64>,
     publication: Publication,
-    /// Where this instance's aggregators keep their quarantine: the store they fold into,
-    /// which over Kafka is not the view the reports are read from.
+    /// The store this instance's aggregators fold into (over Kafka not the view the
+    /// reports are read from): its quarantine and its stalled partitions.
     quarantine: Option<Projections>,
     audit: Arc<dyn AuditLog>,
 }
@@ -279,9 +279,12 @@ impl pb::reports_server::Reports for ReportsService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(Status::unavailable)?;
+        let mut stalled = self.projections.stalled();
+        stalled.extend(self.quarantine.iter().flat_map(Projections::stalled));
         let partitions: Vec<pb::PartitionStatus> = lags
             .into_iter()
             .map(|l| pb::PartitionStatus {
+                stalled: stalled.contains(&l.at),
                 topic: l.at.topic,
                 partition: l.at.partition,
                 end_offset: l.end,

@@ -25,6 +25,7 @@ pub mod changelog;
 pub mod fold;
 pub mod grpc;
 pub mod quarantine;
+pub mod stall;
 pub mod store;
 mod timeline_codec;
 
@@ -77,11 +78,17 @@ const PURGE_DELAY_MS: std::ffi::c_long = 60_000;
 pub struct FoldConfig {
     pub rules: Rules,
     pub zone: FixedOffset,
+    /// A partition lagging at the same position this long is stalled ([`stall`]).
+    pub stall_after: Duration,
 }
 
 impl Default for FoldConfig {
     fn default() -> Self {
-        Self { rules: Rules::default(), zone: FixedOffset::east_opt(8 * 3600).expect("valid offset") }
+        Self {
+            rules: Rules::default(),
+            zone: FixedOffset::east_opt(8 * 3600).expect("valid offset"),
+            stall_after: Duration::from_secs(30),
+        }
     }
 }
 
@@ -136,6 +143,8 @@ pub struct AggregatorMetrics {
     pub folds_per_second: Gauge<i64, AtomicI64>,
     pub position: Family<PartitionLabels, Gauge<i64, AtomicI64>>,
     pub lag: Family<PartitionLabels, Gauge<i64, AtomicI64>>,
+    /// 1 while the partition is stalled: lagging, its position not moving.
+    pub stalled: Family<PartitionLabels, Gauge<i64, AtomicI64>>,
     /// Events folded since start, for the status query.
     pub folded_total: Arc<AtomicU64>,
 }
@@ -180,7 +189,45 @@ impl AggregatorMetrics {
             self.position.clone(),
         );
         registry.register("daybook_log_lag", "Records in the log not yet folded, per partition", self.lag.clone());
+        registry.register(
+            "daybook_partition_stalled",
+            "1 while a partition lags and its position has not moved for the stall time",
+            self.stalled.clone(),
+        );
     }
+
+    /// Sets the stall gauge of each partition in `rows`.
+    fn set_stalled(&self, rows: &[(eventlog::TopicPartition, u64, u64)], stalled: &[eventlog::TopicPartition]) {
+        for (tp, _, _) in rows {
+            let labels =
+                vec![("topic".to_owned(), tp.topic.clone()), ("partition".to_owned(), tp.partition.to_string())];
+            self.stalled.get_or_create(&labels).set(i64::from(stalled.contains(tp)));
+        }
+    }
+}
+
+/// Reports the partitions of `rows` that `watch` finds stalled (log, metric, the
+/// projections for `GetStatus` and health); whether any is newly stalled, for the caller
+/// to subscribe again.
+fn watch_stalls(
+    watch: &mut stall::StallWatch,
+    rows: &[(eventlog::TopicPartition, u64, u64)],
+    projections: &Projections,
+    metrics: Option<&AggregatorMetrics>,
+) -> bool {
+    let stalled = watch.check(Instant::now(), rows);
+    let before = projections.stalled();
+    let fresh: Vec<_> = stalled.iter().filter(|tp| !before.contains(tp)).collect();
+    for tp in &fresh {
+        let (position, end) = rows.iter().find(|r| &r.0 == *tp).map_or((0, 0), |r| (r.1, r.2));
+        tracing::warn!(partition = %tp, position, end, "partition stalled: lagging and not moving; subscribing again");
+    }
+    let reading: Vec<_> = rows.iter().map(|r| r.0.clone()).collect();
+    projections.set_stalled(&reading, &stalled);
+    if let Some(metrics) = metrics {
+        metrics.set_stalled(rows, &stalled);
+    }
+    !fresh.is_empty()
 }
 
 /// Consumes `log` as group `group` and folds everything into `projections` until
@@ -202,6 +249,7 @@ pub async fn run<L: EventLog, C: EventLog>(
     let mut folder = new_folder()?;
     metrics.quarantined.set(projections.quarantined_count() as i64);
     let mut consumer = log.subscribe(group, stored_positions(&projections))?;
+    let mut stalls = stall::StallWatch::new(config.stall_after);
     let fold_thread = FoldThread::start()?;
     tokio::pin!(shutdown);
     let mut second = Instant::now();
@@ -373,7 +421,17 @@ pub async fn run<L: EventLog, C: EventLog>(
             // Reading the log's ends costs the broker a request per partition: every 5 s.
             lag_round = (lag_round + 1) % 5;
             if lag_round == 0 {
-                update_lag(&log, &folder, &metrics, &projections);
+                let mut rows = update_lag(&log, &folder, &metrics, &projections);
+                // Only the partitions this member reads can stall here; the others are
+                // another member's to fold.
+                if let Some(reading) = consumer.reading() {
+                    rows.retain(|(tp, _, _)| reading.contains(tp));
+                }
+                if watch_stalls(&mut stalls, &rows, &projections, Some(&metrics)) {
+                    drop(consumer);
+                    ahead = None;
+                    consumer = log.subscribe(group, stored_positions(&projections))?;
+                }
             }
         }
     }
@@ -459,11 +517,13 @@ struct Publication {
 pub async fn run_view<C: EventLog>(
     changelog: C,
     view: Projections,
+    stall_after: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AggregateError> {
     // Every partition by hand, outside any group: a view must read all of the
     // changelog, and a rebalance that left it a partition short stalled it for good.
     let mut consumer = changelog.read_all(stored_positions(&view))?;
+    let mut stalls = stall::StallWatch::new(stall_after);
     tokio::pin!(shutdown);
     let mut lag_measured: Option<Instant> = None;
     loop {
@@ -490,10 +550,14 @@ pub async fn run_view<C: EventLog>(
                 // The changelog's ends cost the broker a request per partition: every 5 s.
                 if lag_measured.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
                     let (log, target) = (changelog.clone(), view.clone());
-                    tokio::task::spawn_blocking(move || update_view_backlog(&log, &target))
+                    let rows = tokio::task::spawn_blocking(move || update_view_backlog(&log, &target))
                         .await
                         .expect("view task panicked");
                     lag_measured = Some(Instant::now());
+                    if watch_stalls(&mut stalls, &rows, &view, None) {
+                        drop(consumer);
+                        consumer = changelog.read_all(stored_positions(&view))?;
+                    }
                 }
             }
             Err(LogError::Unavailable(reason)) => {
@@ -523,9 +587,17 @@ fn stored_positions(projections: &Projections) -> eventlog::PositionLookup {
     Arc::new(move |tp| Some(stored.positions().ok().and_then(|p| p.get(tp).copied()).unwrap_or(0)))
 }
 
-fn update_lag<L: EventLog>(log: &L, folder: &Folder, metrics: &AggregatorMetrics, projections: &Projections) {
-    let Ok(ends) = log.end_offsets() else { return };
+/// Measures the lag of every partition; `(partition, position, end)` of each, none when
+/// the log's ends cannot be read now.
+fn update_lag<L: EventLog>(
+    log: &L,
+    folder: &Folder,
+    metrics: &AggregatorMetrics,
+    projections: &Projections,
+) -> Vec<(eventlog::TopicPartition, u64, u64)> {
+    let Ok(ends) = log.end_offsets() else { return Vec::new() };
     let mut backlog = 0u64;
+    let mut rows = Vec::with_capacity(ends.len());
     for (tp, end) in ends {
         let labels = vec![("topic".to_owned(), tp.topic.clone()), ("partition".to_owned(), tp.partition.to_string())];
         let position = folder.position(&tp).unwrap_or(0);
@@ -533,15 +605,20 @@ fn update_lag<L: EventLog>(log: &L, folder: &Folder, metrics: &AggregatorMetrics
         metrics.position.get_or_create(&labels).set(position as i64);
         metrics.lag.get_or_create(&labels).set(lag as i64);
         backlog += lag;
+        rows.push((tp, position, end));
     }
     projections.set_backlog(backlog);
+    rows
 }
 
-/// The view's lag behind the changelog, for the feeds' hold (see [`Projections::backlog`]).
-fn update_view_backlog<C: EventLog>(changelog: &C, view: &Projections) {
-    let (Ok(ends), Ok(positions)) = (changelog.end_offsets(), view.positions()) else { return };
-    let backlog = ends.iter().map(|(tp, end)| end.saturating_sub(positions.get(tp).copied().unwrap_or(0))).sum();
-    view.set_backlog(backlog);
+/// The view's lag behind the changelog, for the feeds' hold (see [`Projections::backlog`]);
+/// `(partition, position, end)` of each, none when the ends cannot be read now.
+fn update_view_backlog<C: EventLog>(changelog: &C, view: &Projections) -> Vec<(eventlog::TopicPartition, u64, u64)> {
+    let (Ok(ends), Ok(positions)) = (changelog.end_offsets(), view.positions()) else { return Vec::new() };
+    let rows: Vec<_> =
+        ends.into_iter().map(|(tp, end)| (tp.clone(), positions.get(&tp).copied().unwrap_or(0), end)).collect();
+    view.set_backlog(rows.iter().map(|(_, position, end)| end.saturating_sub(*position)).sum());
+    rows
 }
 
 #[cfg(test)]
@@ -631,5 +708,104 @@ mod tests {
         folder.fold_records(&polled).unwrap();
         update_lag(&log, &folder, &metrics, &writer);
         assert_eq!(projections.backlog(), Some(3), "two folded (as unreadable), three to go");
+    }
+
+    /// The embedded log, whose first consumer stops reading (as a Kafka consumer left
+    /// without its partitions by a rebalance did): it polls nothing, whatever the log holds.
+    #[derive(Clone)]
+    struct FirstConsumerStops {
+        log: eventlog::EmbeddedLog,
+        subscriptions: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    enum MaybeStopped {
+        Stopped,
+        Reading(<eventlog::EmbeddedLog as EventLog>::Consumer),
+    }
+
+    impl LogConsumer for MaybeStopped {
+        async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Polled>, LogError> {
+            match self {
+                Self::Stopped => {
+                    tokio::time::sleep(wait).await;
+                    Ok(Vec::new())
+                }
+                Self::Reading(consumer) => consumer.poll(max, wait).await,
+            }
+        }
+
+        fn commit(&mut self, _: &[(eventlog::TopicPartition, u64)]) -> Result<(), LogError> {
+            Ok(())
+        }
+    }
+
+    impl EventLog for FirstConsumerStops {
+        type Consumer = MaybeStopped;
+
+        async fn append(&self, records: Vec<eventlog::Record>) -> Result<Vec<eventlog::Appended>, LogError> {
+            self.log.append(records).await
+        }
+
+        fn subscribe(&self, group: &str, positions: eventlog::PositionLookup) -> Result<MaybeStopped, LogError> {
+            match self.subscriptions.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => Ok(MaybeStopped::Stopped),
+                _ => Ok(MaybeStopped::Reading(self.log.subscribe(group, positions)?)),
+            }
+        }
+
+        fn read_all(&self, positions: eventlog::PositionLookup) -> Result<MaybeStopped, LogError> {
+            self.subscribe("", positions)
+        }
+
+        fn end_offsets(&self) -> Result<Vec<(eventlog::TopicPartition, u64)>, LogError> {
+            self.log.end_offsets()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_consumer_that_stops_reading_is_found_stalled_and_subscribed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = eventlog::EmbeddedLog::open(&dir.path().join("log"), 1).unwrap();
+        let records = (0..3)
+            .map(|i| eventlog::Record {
+                topic: "health".into(),
+                key: "S1".into(),
+                headers: vec![],
+                payload: format!("unreadable {i}").into_bytes(),
+            })
+            .collect();
+        log.append(records).await.unwrap();
+        let stops = FirstConsumerStops { log, subscriptions: Arc::default() };
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let projections = Projections::new(db.open_tree("projections").unwrap());
+        let config = FoldConfig { stall_after: Duration::from_secs(1), ..FoldConfig::default() };
+        let metrics = AggregatorMetrics::default();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(run(
+            stops.clone(),
+            None::<eventlog::EmbeddedLog>,
+            "g",
+            projections.clone(),
+            config,
+            metrics.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let health = eventlog::TopicPartition { topic: "health".into(), partition: 0 };
+        let (mut seen_stalled, deadline) = (false, Instant::now() + Duration::from_secs(60));
+        // Found stalled, subscribed again, and then the records are read (into the quarantine:
+        // they do not decode) and the partition is no longer stalled.
+        while projections.quarantined_count() < 3 || !projections.stalled().is_empty() {
+            seen_stalled |= projections.stalled().contains(&health);
+            assert!(Instant::now() < deadline, "never read: stalled {:?}", projections.stalled());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(seen_stalled, "the stall was reported before the cure");
+        assert!(stops.subscriptions.load(std::sync::atomic::Ordering::SeqCst) >= 2, "subscribed again");
+        let labels = vec![("topic".to_owned(), "health".to_owned()), ("partition".to_owned(), "0".to_owned())];
+        assert_eq!(metrics.stalled.get_or_create(&labels).get(), 0, "the gauge is back to 0");
+        stop.send(()).unwrap();
+        running.await.unwrap().unwrap();
     }
 }

@@ -226,12 +226,14 @@ struct Progress {
     /// Each writer's records in the log not yet folded, as last measured; `u64::MAX`
     /// until measured.
     backlog: Vec<std::sync::atomic::AtomicU64>,
+    /// Partitions found stalled by those reading them ([`crate::stall`]).
+    stalled: std::sync::Mutex<std::collections::BTreeSet<TopicPartition>>,
 }
 
 impl Default for Progress {
     fn default() -> Self {
         let backlog = (0..u64::BITS).map(|_| std::sync::atomic::AtomicU64::new(u64::MAX)).collect();
-        Self { behind: std::sync::atomic::AtomicU64::new(0), backlog }
+        Self { behind: std::sync::atomic::AtomicU64::new(0), backlog, stalled: Default::default() }
     }
 }
 
@@ -471,6 +473,20 @@ impl Projections {
     pub fn set_backlog(&self, records: u64) {
         self.progress.backlog[self.writer as usize]
             .store(records.min(u64::MAX - 1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Partitions stalled now: lagging, their reader's position not moving.
+    pub fn stalled(&self) -> std::collections::BTreeSet<TopicPartition> {
+        self.progress.stalled.lock().expect("lock").clone()
+    }
+
+    /// Set by a reader of `reading`: which of them are stalled now.
+    pub fn set_stalled(&self, reading: &[TopicPartition], stalled: &[TopicPartition]) {
+        let mut set = self.progress.stalled.lock().expect("lock");
+        for tp in reading {
+            set.remove(tp);
+        }
+        set.extend(stalled.iter().cloned());
     }
 
     /// Next offset to fold, per partition the aggregator has seen.

@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// unless gRPC and HTTP both bind to loopback), `required`, or `off` (loopback only).
     #[arg(long, env = "DAYBOOK_AUTH")]
     pub auth: Option<String>,
+    /// Seconds a partition may lag with its reader's position not moving before it counts
+    /// as stalled: reported, and its reader subscribed again.
+    #[arg(long, env = "DAYBOOK_STALL_AFTER_SECS")]
+    pub stall_after_secs: Option<u64>,
     /// Intake calls per second a token may make (0: no limit); past it RESOURCE_EXHAUSTED
     /// with a retry hint.
     #[arg(long, env = "DAYBOOK_RATE_LIMIT_POSTS")]
@@ -170,6 +174,7 @@ impl ServeArgs {
             office: self.office.or(fallback.office),
             city: self.city.or(fallback.city),
             auth: self.auth.or(fallback.auth),
+            stall_after_secs: self.stall_after_secs.or(fallback.stall_after_secs),
             rate_limit_posts: self.rate_limit_posts.or(fallback.rate_limit_posts),
             rate_limit_reads: self.rate_limit_reads.or(fallback.rate_limit_reads),
             clock: self.clock.or(fallback.clock),
@@ -208,6 +213,7 @@ impl ServeArgs {
                 lag_days: self.close_lag_days.unwrap_or(d.close.lag_days),
                 coverage_threshold: self.coverage_threshold.unwrap_or(d.close.coverage_threshold),
             },
+            stall_after: self.stall_after_secs.map_or(d.stall_after, std::time::Duration::from_secs),
             auth: match self.auth {
                 Some(text) => text.parse()?,
                 None => d.auth,
@@ -250,6 +256,7 @@ impl ServeArgs {
         ] {
             anyhow::ensure!(rate >= 0.0 && rate.is_finite(), "{name}: {rate} is not a rate (0 for no limit)");
         }
+        anyhow::ensure!(config.stall_after.as_secs() >= 1, "stall-after-secs: must be at least 1");
         anyhow::ensure!(config.partitions >= 1, "partitions: must be at least 1");
         anyhow::ensure!(
             (1..=64).contains(&config.fold_threads),
@@ -319,6 +326,7 @@ pub struct ServeConfig {
     pub horizon_days: u32,
     pub utc_offset: FixedOffset,
     pub close: CloseRules,
+    pub stall_after: std::time::Duration,
     pub auth: crate::auth::AuthMode,
     pub rate_limits: crate::auth::RateLimits,
     pub cities: domain::city::Cities,
@@ -350,6 +358,7 @@ impl Default for ServeConfig {
             horizon_days: 7,
             utc_offset: FixedOffset::east_opt(8 * 3600).expect("valid offset"),
             close: CloseRules::default(),
+            stall_after: std::time::Duration::from_secs(30),
             auth: crate::auth::AuthMode::Auto,
             rate_limits: crate::auth::RateLimits { posts_per_second: 200.0, reads_per_second: 100.0 },
             cities: domain::city::Cities::default(),

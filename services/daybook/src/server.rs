@@ -178,6 +178,7 @@ async fn build<L: EventLog, C: EventLog>(
         let fold = FoldConfig {
             rules: Rules { fever_threshold_celsius: config.fever_threshold, observation_days: config.observation_days },
             zone: config.utc_offset,
+            stall_after: config.stall_after,
         };
         // Over Kafka every instance reads the whole changelog into its view; on the
         // embedded log the aggregators' one store is complete already.
@@ -185,9 +186,13 @@ async fn build<L: EventLog, C: EventLog>(
             Some(changelog) => {
                 let view = Projections::new(db.open_tree("view")?);
                 let (changelog, target, stop) = (changelog.clone(), view.clone(), on_shutdown(&stop_rx));
+                let stall_after = config.stall_after;
                 tasks.push(supervisor.spawn(Part::View, async move {
-                    aggregator::run_view(changelog, target, stop).await.context("view stopped")
+                    aggregator::run_view(changelog, target, stall_after, stop).await.context("view stopped")
                 }));
+                let (watching, stop) = (supervisor.clone(), on_shutdown(&stop_rx));
+                let stores = [folded.clone(), view.clone()];
+                tasks.push(supervisor.spawn(Part::View, follow_stalls(stores, watching, stop)));
                 view
             }
             None => folded.clone(),
@@ -257,6 +262,32 @@ async fn build<L: EventLog, C: EventLog>(
 
     tracing::info!(%grpc_addr, %http_addr, data_dir = %dir.display(), ?roles, "daybook serving");
     Ok(Running { grpc_addr, http_addr, events_folded, supervisor, tasks })
+}
+
+/// Reports' health follows the partitions its stores read: NOT_SERVING while one is
+/// stalled (its reader is subscribed again meanwhile), SERVING once none is.
+async fn follow_stalls(
+    stores: [Projections; 2],
+    supervisor: Supervisor,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    tokio::pin!(stop);
+    let mut was_stalled = false;
+    loop {
+        let stalled: Vec<String> = stores.iter().flat_map(Projections::stalled).map(|tp| tp.to_string()).collect();
+        if stalled.is_empty() == was_stalled {
+            was_stalled = !stalled.is_empty();
+            match was_stalled {
+                true => tracing::warn!(?stalled, "reports NOT_SERVING: partitions stalled"),
+                false => tracing::info!("reports SERVING: no partition stalled"),
+            }
+            supervisor.serving(REPORTS, !was_stalled).await;
+        }
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
 }
 
 /// Intake's health follows the embedded log: NOT_SERVING while it cannot write (a full

@@ -109,6 +109,12 @@ pub trait LogConsumer: Send + 'static {
     /// new owner of the partition starts near there. Advisory: positions stored with the
     /// state remain the truth.
     fn commit(&mut self, positions: &[(TopicPartition, u64)]) -> Result<(), LogError>;
+
+    /// The partitions this consumer reads now, when a group shares them out; `None` when
+    /// it reads all it is given (the embedded log, a reader of all partitions).
+    fn reading(&self) -> Option<Vec<TopicPartition>> {
+        None
+    }
 }
 
 /// Opens a sled database, waiting a little for a lock held by a handle just dropped in

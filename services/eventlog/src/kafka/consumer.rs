@@ -251,6 +251,10 @@ impl LogConsumer for KafkaConsumer {
         Ok(out)
     }
 
+    fn reading(&self) -> Option<Vec<TopicPartition>> {
+        Some(self.assignment())
+    }
+
     /// Commits asynchronously, and only the partitions this member owns, so a late
     /// commit cannot move another member's partition backwards. Never fails: the
     /// commit is advisory.
