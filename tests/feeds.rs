@@ -114,7 +114,7 @@ async fn a_subscriber_resumes_from_its_cursor_with_no_gap_and_no_duplicate(backe
     let mut server = start(dir.path(), &backend).await;
     let mut schools = schools();
     server.post_all(roster_day(&mut schools)).await;
-    server.set_clock("2020-03-01 16:00").await;
+    server.set_clock("2020-03-02 09:00").await;
     let mut client = feeds(&server).await;
 
     // The seal: every unit of the roster gets version 1, the province last.
@@ -180,7 +180,7 @@ async fn a_city_office_receives_only_its_own_city_and_alerts_come_at_once(backen
     let alert = alert_of(got.last().unwrap()).unwrap();
     assert_eq!((alert.person_id.as_str(), alert.reason.as_str()), ("D", "release refused: not under observation"));
 
-    server.set_clock("2020-03-01 16:00").await;
+    server.set_clock("2020-03-02 09:00").await;
     read_until(&mut client, "province", 0, is_report("province", 1)).await;
     let foshan = read_until(&mut client, "cdc-Foshan", 0, is_report("city:Foshan", 1)).await;
     let foshan = [foshan, read_feed(&mut client, "cdc-Foshan", 0, Duration::from_secs(2)).await].concat();

@@ -11,7 +11,7 @@
 //! `history travel|contact|close-contact DATE`, `returned BATCH`,
 //! `isolate home|centralized [ROOMMATE…]`, `release`, `gate in|out`, `leave UNTIL`,
 //! `leave-closed`. A line `clock DATE TIME` moves the province's clock there (days whose
-//! deadline, 16:00, has passed are sealed) once the events above it are in. Cells are the report's JSON fields (`daybook report --json`), nested
+//! deadline, 09:00 the next morning, has passed are sealed) once the events above it are in. Cells are the report's JSON fields (`daybook report --json`), nested
 //! ones dotted: `symptoms.cough`, `checks.morning.done`, `batches.2.not_yet_returned`.
 
 use std::collections::BTreeMap;

@@ -381,7 +381,8 @@ mod tests {
         let config = ServeArgs::from_file(&path).unwrap().resolve().unwrap();
         assert_eq!(config.grpc_addr.port(), 50051);
         assert_eq!(config.fever_threshold, 37.3);
-        assert_eq!(config.close.deadline.to_string(), "16:00:00");
+        assert_eq!((config.close.deadline.to_string().as_str(), config.close.lag_days), ("09:00:00", 1));
+        assert_eq!(config.close, CloseRules::default(), "the file gives the defaults");
         let ids: Vec<&str> = config.offices.listed.iter().map(|o| o.id.as_str()).collect();
         assert_eq!(ids, ["province", "cdc-guangzhou-schools"]);
         assert_eq!(config.offices.listed[1].levels, [domain::Level::City, domain::Level::School]);

@@ -336,7 +336,7 @@ async fn demo(args: ServeArgs, scale: f64) -> anyhow::Result<()> {
     }
     println!("   As a file:        cargo run -p daybook -- export --target {target} --level school --format xlsx");
     println!(
-        "   The day is sealed at 16:00 (UTC+8) and pushed to the offices' feeds (Feeds.Subscribe: \
+        "   The day is sealed the next morning at 09:00 (UTC+8) and pushed to the offices' feeds (Feeds.Subscribe: \
          `province`, and `cdc-<city>` per city); fever and case alerts go out at once."
     );
     println!("   Metrics:          curl http://{}/metrics", running.http_addr);

@@ -1,8 +1,10 @@
 //! The day's close: when a unit's report for a day is sealed, whether it counts as sent,
 //! and how a change after the seal becomes a new version.
 //!
-//! Day D is sealed at the deadline (default 16:00, province time) on day D + `lag_days`
-//! (default 0). A report counts as sent when its check coverage (persons expected in the
+//! Day D is sealed at the deadline (default 09:00, province time) on day D + `lag_days`
+//! (default 1): the next morning, after the day's last check (the evening one, about
+//! 19:30) and the night to post it, so that a normal day is sealed once, complete, and a
+//! revision means late news. A report counts as sent when its check coverage (persons expected in the
 //! daily checks who had at least one, over persons expected) reaches the threshold: on
 //! time if by the deadline, late if after. Below it, or with nobody expected, the report
 //! is missing, never a zero report. A sealed report is version 1; each later change of a figure or of the status
@@ -26,7 +28,7 @@ pub struct CloseRules {
 
 impl Default for CloseRules {
     fn default() -> Self {
-        Self { deadline: NaiveTime::from_hms_opt(16, 0, 0).expect("valid time"), lag_days: 0, coverage_threshold: 0.9 }
+        Self { deadline: NaiveTime::from_hms_opt(9, 0, 0).expect("valid time"), lag_days: 1, coverage_threshold: 0.9 }
     }
 }
 
@@ -152,12 +154,16 @@ mod tests {
 
     #[test]
     fn a_day_is_sealed_at_the_deadline() {
+        // By default the next morning, after the evening check has come in.
         let rules = CloseRules::default();
-        assert_eq!(rules.last_sealed_day(at("2020-02-26 15:59")).to_string(), "2020-02-25");
-        assert_eq!(rules.last_sealed_day(at("2020-02-26 16:00")).to_string(), "2020-02-26");
-        let next_day = CloseRules { lag_days: 1, ..rules };
-        assert_eq!(next_day.last_sealed_day(at("2020-02-27 16:00")).to_string(), "2020-02-26");
-        assert_eq!(next_day.deadline_of("2020-02-26".parse().unwrap()), at("2020-02-27 16:00"));
+        assert_eq!(rules.deadline_of("2020-02-26".parse().unwrap()), at("2020-02-27 09:00"));
+        assert_eq!(rules.last_sealed_day(at("2020-02-26 23:59")).to_string(), "2020-02-25");
+        assert_eq!(rules.last_sealed_day(at("2020-02-27 08:59")).to_string(), "2020-02-25");
+        assert_eq!(rules.last_sealed_day(at("2020-02-27 09:00")).to_string(), "2020-02-26");
+        // Still configurable to the same day.
+        let same_day = CloseRules { deadline: NaiveTime::from_hms_opt(16, 0, 0).unwrap(), lag_days: 0, ..rules };
+        assert_eq!(same_day.last_sealed_day(at("2020-02-26 15:59")).to_string(), "2020-02-25");
+        assert_eq!(same_day.last_sealed_day(at("2020-02-26 16:00")).to_string(), "2020-02-26");
     }
 
     #[test]
