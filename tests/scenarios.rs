@@ -317,7 +317,9 @@ async fn health_reflection_and_metrics_are_served(backend: Backend) {
     let mut s = School::new("S1", "Guangzhou", DAY);
     server.post_all(vec![s.register("07:00", &teacher("T"))]).await;
     let _ = server.intake.publish(s.temperature("07:30", "T", Slot::Morning, 99.0)).await;
-    server.report("school:S1", DAY).await;
+    // A reading for someone on no roster: counted for the operators too.
+    server.post_all(vec![s.temperature("07:40", "X", Slot::Morning, 39.5)]).await;
+    assert_eq!(server.report("school:S1", DAY).await.unrostered, 1);
 
     let channel = tonic::transport::Channel::from_shared(server.target.clone()).unwrap().connect().await.unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
@@ -332,7 +334,7 @@ async fn health_reflection_and_metrics_are_served(backend: Backend) {
     let status = server.reports.get_status(pb::StatusRequest {}).await.unwrap().into_inner();
     let topics: std::collections::BTreeSet<String> = status.partitions.iter().map(|p| p.topic.clone()).collect();
     let expected: &[&str] = match backend {
-        Backend::Embedded => &["roster"],
+        Backend::Embedded => &["health", "roster"],
         Backend::Kafka { .. } => &["health", "inspection", "movement", "roster", "unit-records"],
     };
     assert_eq!(topics.iter().map(String::as_str).collect::<Vec<_>>(), expected);
@@ -343,7 +345,8 @@ async fn health_reflection_and_metrics_are_served(backend: Backend) {
         metrics.contains("daybook_events_refused_total{kind=\"health\",field=\"health.temperature.celsius\"} 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("daybook_events_folded_total 1"), "{metrics}");
+    assert!(metrics.contains("daybook_events_folded_total 2"), "{metrics}");
+    assert!(metrics.contains("daybook_events_unrostered_total{school=\"S1\"} 1"), "{metrics}");
     server.running.stop().await.unwrap();
 }
 

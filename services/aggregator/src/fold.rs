@@ -125,6 +125,9 @@ pub struct Folder {
     school_partition: HashMap<String, u32>,
     /// Alerts raised by the current batch.
     alerts: Vec<Alert>,
+    /// Events folded for persons not registered at their school, by school, since
+    /// [`Folder::take_unrostered`] was last called: for the operators' metrics.
+    unrostered: BTreeMap<String, u64>,
     /// What sled cannot hold, known without asking it (see [`Unstored`]).
     unstored: Unstored,
     /// A checkpoint that a writer thread is storing while folding goes on.
@@ -292,6 +295,7 @@ impl Folder {
             legacy_timelines: Set::default(),
             school_partition: HashMap::new(),
             alerts: Vec::new(),
+            unrostered: BTreeMap::new(),
             unstored,
             in_flight: None,
             failed: None,
@@ -299,6 +303,12 @@ impl Folder {
             new_quarantined: Vec::new(),
             released: Vec::new(),
         })
+    }
+
+    /// Events folded for persons not registered at their school, by school, since the
+    /// last call.
+    pub fn take_unrostered(&mut self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut self.unrostered)
     }
 
     /// Smaller caches than the defaults (tests make them tiny, so that they are dropped
@@ -633,6 +643,10 @@ impl Folder {
         let school = envelope.school.as_str();
         let day = envelope.occurred_at.with_timezone(&self.zone).date_naive();
         self.fold_fact(school, person_id, day, fact, stamp)?;
+        // As folded, for the metrics (the reports judge on the day's end, in any order).
+        if self.timeline(school, person_id)?.days.get(&day).is_some_and(|e| e.state.registration.value.is_none()) {
+            *self.unrostered.entry(school.to_owned()).or_default() += 1;
+        }
         self.raise_alert(envelope, person_id, day, fact)?;
         self.share_with_roommates(school, person_id, day, fact, stamp)
     }
@@ -841,9 +855,12 @@ impl Folder {
         delta: &Tally,
         register: bool,
     ) -> Result<(), AggregateError> {
-        // A person's units are the province, their city, their school, then below it.
+        // A person's units are the province, their city, their school, then below it; a
+        // person not on the roster counts in their school alone, which registers nothing
+        // (its city is not known).
         let path = |at: usize| units.get(at).map_or("", |u| u.path.as_str());
-        let registry = register.then(|| (path(1), path(2)));
+        let registered = units.first().is_some_and(|u| u.level == Level::Province);
+        let registry = (register && registered).then(|| (path(1), path(2)));
         for unit in units {
             self.add_to_unit(unit, change, delta, registry)?;
         }

@@ -145,6 +145,8 @@ pub struct AggregatorMetrics {
     pub lag: Family<PartitionLabels, Gauge<i64, AtomicI64>>,
     /// 1 while the partition is stalled: lagging, its position not moving.
     pub stalled: Family<PartitionLabels, Gauge<i64, AtomicI64>>,
+    /// Events folded for persons not registered at their school, per school.
+    pub unrostered: Family<PartitionLabels, Counter>,
     /// Events folded since start, for the status query.
     pub folded_total: Arc<AtomicU64>,
 }
@@ -193,6 +195,11 @@ impl AggregatorMetrics {
             "daybook_partition_stalled",
             "1 while a partition lags and its position has not moved for the stall time",
             self.stalled.clone(),
+        );
+        registry.register(
+            "daybook_events_unrostered",
+            "Events folded for persons not on their school's roster (not registered when folded), per school",
+            self.unrostered.clone(),
         );
     }
 
@@ -397,6 +404,9 @@ pub async fn run<L: EventLog, C: EventLog>(
                 metrics.quarantined.inc_by(outcome.unreadable as i64);
             }
             metrics.folded.inc_by(outcome.folded);
+            for (school, n) in folder.take_unrostered() {
+                metrics.unrostered.get_or_create(&vec![("school".to_owned(), school)]).inc_by(n);
+            }
             metrics.duplicates.inc_by(outcome.duplicates);
             metrics.replayed.inc_by(outcome.replayed);
             metrics.unreadable.inc_by(outcome.unreadable);

@@ -667,6 +667,8 @@ mod tests {
         let stamp = domain::person::Stamp::new(1, "e1");
         let fever = domain::Fact::Temperature { slot: domain::event::Slot::Morning, celsius: 38.2 };
         timeline.apply("S1", Day::from_ymd_opt(2026, 11, 29).unwrap(), &fever, stamp, &domain::Rules::default());
+        // P1 is not registered; the legacy layout predates the flag that says so.
+        timeline.days.values_mut().for_each(|d| d.flows.unrostered = false);
         projections.tree.insert(person_key("S1", "P1"), encode(&Before { days: &timeline.days })).unwrap();
         assert_eq!(projections.timeline("S1", "P1").unwrap(), timeline);
 

@@ -208,7 +208,8 @@ flags!(
     gate_out,
     observation_started,
     sick_absence_started,
-    back_in_class
+    back_in_class,
+    unrostered
 );
 
 fn put<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
@@ -297,8 +298,9 @@ mod tests {
             observation_started: true,
             sick_absence_started: true,
             back_in_class: true,
+            unrostered: true,
         };
-        assert_eq!(flow_bits(&all).count_ones(), 20);
+        assert_eq!(flow_bits(&all).count_ones(), 21);
         assert_eq!(flows_of(flow_bits(&all)), all);
         assert_eq!(flows_of(flow_bits(&DayFlows::default())), DayFlows::default());
         let some = DayFlows { slots_checked: vec![Slot::Noon, Slot::Canteen], gate_out: true, ..DayFlows::default() };

@@ -173,6 +173,7 @@ pub fn render(r: &pb::DailyReport) -> String {
     row("FLAG: release refused, not yet due (未满解除条件)", r.releases_refused.to_string());
     row("FLAG: not under the observation required (应隔离未隔离)", r.observation_missing.to_string());
     row("FLAG: leave run out, not back (逾期未返校)", r.leave_overdue.to_string());
+    row("FLAG: events for persons not on the roster (名册外)", r.unrostered.to_string());
     row("sick absent (因病缺勤)", r.sick_absent.to_string());
     row("sick absence started / back in class (复课)", format!("{} / {}", r.sick_absence_started, r.back_in_class));
     row("returned today (返校)", r.returned.to_string());
@@ -240,6 +241,7 @@ pub fn to_json(r: &pb::DailyReport) -> serde_json::Value {
         "checked_any": r.checked_any,
         "abnormal": r.abnormal,
         "leave_overdue": r.leave_overdue,
+        "unrostered": r.unrostered,
         "status": pb::ReportStatus::try_from(r.status).map(|s| s.as_str_name()).unwrap_or_default(),
         "version": r.version,
         "revised": r.revised,

@@ -313,6 +313,13 @@ pub struct DayFlows {
     pub observation_started: bool,
     pub sick_absence_started: bool,
     pub back_in_class: bool,
+    /// An event of the person's own that day found them not registered (the roster
+    /// broken, or the registration yet to come): counted per school while they stay so.
+    /// Set only then, so that the days of persons on the roster keep their size stored.
+    /// Stored as a bit of its own (`aggregator::timeline_codec`); skipped by serde, whose
+    /// layouts (format 1, the legacy `p` keys) were written before it and are read only.
+    #[serde(skip)]
+    pub unrostered: bool,
 }
 
 /// Adds `item` to a set, sorted after: the same items in any order of arrival give the
@@ -374,6 +381,11 @@ impl PersonDay {
     pub fn apply(&mut self, fact: &Fact, stamp: Stamp, day: NaiveDate, rules: &Rules) {
         self.apply_state(fact, stamp, day, rules);
         self.apply_flows(fact, rules);
+        // A roommate's signs are derived, not an event posted about this person. Whether
+        // they count is judged on the day's end state (`tally`): a registration of the
+        // same day or an earlier one, arriving later, takes them off the count.
+        let own = !matches!(fact, Fact::RoommateShowedSigns { .. });
+        self.flows.unrostered |= own && self.state.registration.value.is_none();
     }
 
     /// Applies only the state part of an event of `day`: also used for later days.
@@ -504,10 +516,14 @@ impl PersonDay {
     }
 
     /// Where this person counts on `day` (this entry's day) and what they add; `None`
-    /// while not enrolled.
+    /// while not enrolled. A person not registered, with events of that day, counts in
+    /// their school alone, as `Unrostered` (their city is not known).
     pub fn contribution(&self, school: &str, day: NaiveDate, rules: &Rules) -> Option<Contribution> {
         let tally = self.tally(day, rules)?;
-        let units = UnitKey::for_person(self.city()?, school, &self.state.placement.value).into();
+        let units = match self.city() {
+            Some(city) => UnitKey::for_person(city, school, &self.state.placement.value).into(),
+            None => Arc::from([UnitKey::school(school)]),
+        };
         Some(Contribution { units, tally })
     }
 
@@ -517,10 +533,15 @@ impl PersonDay {
     }
 
     /// What this person adds on `day` (this entry's day) to each unit they count in;
-    /// `None` while not enrolled.
+    /// `None` while not enrolled. Not registered at the day's end, with events of their
+    /// own that day: only `Unrostered`, in their school.
     pub fn tally(&self, day: NaiveDate, rules: &Rules) -> Option<Tally> {
         let s = &self.state;
-        let (role, _) = s.registration.value.as_ref()?;
+        let Some((role, _)) = s.registration.value.as_ref() else {
+            let mut t = Tally::default();
+            t.mark(Measure::Unrostered, true);
+            return self.flows.unrostered.then_some(t);
+        };
         if !s.enrolled.value {
             return None;
         }

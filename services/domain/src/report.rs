@@ -60,6 +60,8 @@ pub struct DailyReport {
     pub observation_missing: u32,
     /// Persons whose leave has run out, not closed, who are not back on campus.
     pub leave_overdue: u32,
+    /// Persons not on the roster (never registered at the school) with events that day.
+    pub unrostered: u32,
     pub sick_absent: u32,
     /// Sick absence that began that day.
     pub sick_absence_started: u32,
@@ -184,6 +186,7 @@ impl DailyReport {
             releases_refused: n(Measure::FlagReleaseRefused),
             observation_missing: n(Measure::FlagObservationMissing),
             leave_overdue: n(Measure::FlagLeaveOverdue),
+            unrostered: n(Measure::Unrostered),
             sick_absent: n(Measure::SickAbsent),
             sick_absence_started: n(Measure::SickAbsenceStarted),
             back_in_class: n(Measure::BackInClass),
@@ -263,6 +266,7 @@ impl DailyReport {
         }
         // Last: a figure added later keeps the positions of those published before it.
         put("leave_overdue", self.leave_overdue);
+        put("unrostered", self.unrostered);
         out
     }
 }

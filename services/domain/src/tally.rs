@@ -96,6 +96,9 @@ measures! {
     AbnormalToday: Flow,
     // Persons whose leave ran out (past its last day), not closed, and not back on campus.
     FlagLeaveOverdue: State,
+    // Persons not on the roster (never registered at the school) with events of their
+    // own that day: counted in their school alone, so that a broken roster is seen.
+    Unrostered: Flow,
 }
 
 impl Measure {

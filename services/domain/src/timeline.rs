@@ -56,6 +56,10 @@ impl UnitsMemo {
     /// place stays the same.
     fn contribution(&mut self, entry: &PersonDay, school: &str, day: Day, rules: &Rules) -> Option<Contribution> {
         let tally = entry.tally(day, rules)?;
+        if entry.city().is_none() {
+            // Not on the roster: their school alone, rare enough to build each time.
+            return Some(Contribution { units: Arc::from([UnitKey::school(school)]), tally });
+        }
         let (registered, placed) = (entry.state.registration.stamp, entry.state.placement.stamp);
         let units = match &self.0 {
             Some((r, p, units)) if *r == registered && *p == placed => {

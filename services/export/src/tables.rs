@@ -163,6 +163,7 @@ fn report_columns() -> Vec<Column<ReportRow>> {
         }),
         rep("应隔离未隔离", "Flag: not under the observation required", |r| r.report.observation_missing.into()),
         rep("请假逾期未返校", "Flag: leave run out, not back", |r| r.report.leave_overdue.into()),
+        rep("名册外人员", "Flag: events for persons not on the roster", |r| r.report.unrostered.into()),
         rep("因病缺勤", "Sick absent", |r| r.report.sick_absent.into()),
         rep("新增因病缺勤", "Sick absence started", |r| r.report.sick_absence_started.into()),
         rep("复课", "Back in class", |r| r.report.back_in_class.into()),

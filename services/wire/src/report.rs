@@ -132,6 +132,7 @@ pub fn report_to_proto(r: &DailyReport) -> pb::DailyReport {
         sick_absence_started: r.sick_absence_started,
         back_in_class: r.back_in_class,
         leave_overdue: r.leave_overdue,
+        unrostered: r.unrostered,
         returned: r.returned,
         health_cards: r.health_cards,
         gate_in: r.gate_in,
