@@ -459,6 +459,14 @@ async fn events_older_than_the_horizon_or_from_the_future_are_refused(backend: B
     events.push(s.temperature("07:30", "T", Slot::Morning, 36.5));
     s.on(&day(3));
     events.push(s.temperature("07:30", "T", Slot::Morning, 36.5));
+    // Within the clock skew (10 minutes by default) a device's fast clock passes; a
+    // reading dated half an hour ahead does not.
+    let zone = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    for ahead in [3, 30] {
+        let at = (chrono::Utc::now() + chrono::TimeDelta::minutes(ahead)).with_timezone(&zone);
+        s.on(&at.format("%Y-%m-%d").to_string());
+        events.push(s.temperature(&at.format("%H:%M").to_string(), "T", Slot::Morning, 36.5));
+    }
     let results = server.intake.publish_batch(pb::PublishBatchRequest { events }).await.unwrap().into_inner().results;
     assert_eq!(results[0].outcome, pb::Outcome::Accepted as i32, "{}", results[0].error);
     assert_eq!(results[1].outcome, pb::Outcome::Rejected as i32);
@@ -469,7 +477,14 @@ async fn events_older_than_the_horizon_or_from_the_future_are_refused(backend: B
         results[1].error
     );
     assert_eq!(results[2].outcome, pb::Outcome::Rejected as i32);
-    assert!(results[2].error.ends_with("is in the future"), "{}", results[2].error);
+    assert!(results[2].error.contains("is in the future"), "{}", results[2].error);
+    assert_eq!(results[3].outcome, pb::Outcome::Accepted as i32, "{}", results[3].error);
+    assert_eq!(results[4].outcome, pb::Outcome::Rejected as i32);
+    assert!(
+        results[4].error.ends_with("is in the future (more than 10 minutes ahead of the server's clock)"),
+        "{}",
+        results[4].error
+    );
     server.running.stop().await.unwrap();
 }
 

@@ -296,6 +296,8 @@ fn serve_args(dir: &Path, log: &Log, prefix: &str, group: &str, args: &Args) -> 
         // The simulated day is today: sealed at tomorrow's close, its reports are never
         // sealed during a run, so the figures do not depend on the hour the bench starts.
         close_lag_days: Some(1),
+        // ...and posted whole, its evening ahead of the clock: a day's skew lets it in.
+        clock_skew_minutes: Some(24 * 60),
         log,
         group: Some(format!("{prefix}-{group}")),
         fold_threads: args.fold_threads,

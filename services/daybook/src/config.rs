@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// day's report).
     #[arg(long, env = "DAYBOOK_HORIZON_DAYS")]
     pub horizon_days: Option<u32>,
+    /// Minutes an event may be dated ahead of the server's clock; further ahead it is
+    /// refused.
+    #[arg(long, env = "DAYBOOK_CLOCK_SKEW_MINUTES")]
+    pub clock_skew_minutes: Option<u32>,
     /// Days of home or centralized medical observation.
     #[arg(long, env = "DAYBOOK_OBSERVATION_DAYS")]
     pub observation_days: Option<u32>,
@@ -165,6 +169,7 @@ impl ServeArgs {
             fever_threshold: self.fever_threshold.or(fallback.fever_threshold),
             observation_days: self.observation_days.or(fallback.observation_days),
             horizon_days: self.horizon_days.or(fallback.horizon_days),
+            clock_skew_minutes: self.clock_skew_minutes.or(fallback.clock_skew_minutes),
             utc_offset: self.utc_offset.or(fallback.utc_offset),
             close_time: self.close_time.or(fallback.close_time),
             close_lag_days: self.close_lag_days.or(fallback.close_lag_days),
@@ -203,6 +208,7 @@ impl ServeArgs {
             fever_threshold: self.fever_threshold.unwrap_or(d.fever_threshold),
             observation_days: self.observation_days.unwrap_or(d.observation_days),
             horizon_days: self.horizon_days.unwrap_or(d.horizon_days),
+            clock_skew_minutes: self.clock_skew_minutes.unwrap_or(d.clock_skew_minutes),
             utc_offset,
             close: CloseRules {
                 deadline: match self.close_time {
@@ -258,6 +264,11 @@ impl ServeArgs {
         }
         anyhow::ensure!(config.stall_after.as_secs() >= 1, "stall-after-secs: must be at least 1");
         anyhow::ensure!(config.partitions >= 1, "partitions: must be at least 1");
+        anyhow::ensure!(
+            config.clock_skew_minutes <= 24 * 60,
+            "clock-skew-minutes: {} is more than a day",
+            config.clock_skew_minutes
+        );
         anyhow::ensure!(
             (1..=64).contains(&config.fold_threads),
             "fold-threads: {} is outside 1..=64",
@@ -324,6 +335,8 @@ pub struct ServeConfig {
     pub fever_threshold: f64,
     pub observation_days: u32,
     pub horizon_days: u32,
+    /// Minutes an event may be dated ahead of the server's clock.
+    pub clock_skew_minutes: u32,
     pub utc_offset: FixedOffset,
     pub close: CloseRules,
     pub stall_after: std::time::Duration,
@@ -356,6 +369,7 @@ impl Default for ServeConfig {
             fever_threshold: 37.3,
             observation_days: 14,
             horizon_days: 7,
+            clock_skew_minutes: intake::DEFAULT_CLOCK_SKEW_MINUTES,
             utc_offset: FixedOffset::east_opt(8 * 3600).expect("valid offset"),
             close: CloseRules::default(),
             stall_after: std::time::Duration::from_secs(30),
@@ -381,6 +395,7 @@ mod tests {
         let config = ServeArgs::from_file(&path).unwrap().resolve().unwrap();
         assert_eq!(config.grpc_addr.port(), 50051);
         assert_eq!(config.fever_threshold, 37.3);
+        assert_eq!(config.clock_skew_minutes, 10);
         assert_eq!((config.close.deadline.to_string().as_str(), config.close.lag_days), ("09:00:00", 1));
         assert_eq!(config.close, CloseRules::default(), "the file gives the defaults");
         let ids: Vec<&str> = config.offices.listed.iter().map(|o| o.id.as_str()).collect();

@@ -124,7 +124,8 @@ struct SimulateArgs {
     /// Same seed, same province and same events.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// The day to simulate, YYYY-MM-DD; today by default.
+    /// The day to simulate, YYYY-MM-DD; yesterday by default (a whole day: intake refuses
+    /// today's events dated ahead of its clock).
     #[arg(long)]
     date: Option<NaiveDate>,
     /// Concurrent streams to the server.
@@ -181,6 +182,11 @@ fn today() -> NaiveDate {
     chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset")).date_naive()
 }
 
+/// The last whole day: the simulated day, whose evening is not ahead of the clock.
+fn yesterday() -> NaiveDate {
+    today().pred_opt().expect("a day before today")
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     aggregator::keep_freed_memory_a_while();
@@ -218,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Simulate(args) => {
-            let date = args.date.unwrap_or_else(today);
+            let date = args.date.unwrap_or_else(yesterday);
             let summary = simulate(&args.target, cli.token, args.scale, args.seed, date, args.streams).await?;
             println!("{summary}");
             Ok(())
@@ -300,7 +306,7 @@ async fn demo(args: ServeArgs, scale: f64) -> anyhow::Result<()> {
     let running = daybook::start(&config).await?;
     let target = format!("http://{}", running.grpc_addr);
     println!("1. daybook is serving gRPC on {} (data in {}/)", running.grpc_addr, config.data_dir.display());
-    let date = today();
+    let date = yesterday();
     println!("2. Posting one simulated day ({date}) of a province at scale {scale} over gRPC...");
     println!("   {}", simulate(&target, None, scale, 1, date, 4).await?);
     let mut client = report::connect(&target, None).await?;

@@ -152,7 +152,8 @@ async fn build<L: EventLog, C: EventLog>(
         metrics.register(&mut registry);
         let service =
             IntakeService::open(log.clone(), &dir.join("intake"), metrics, config.horizon_days, config.cities.clone())
-                .context("opening the intake index")?;
+                .context("opening the intake index")?
+                .with_clock_skew(config.clock_skew_minutes);
         let server = Watched { inner: service.into_server(), part: Part::Intake, supervisor: supervisor.clone() };
         let server = InterceptedService::new(server, gate.for_traffic(Traffic::Posts));
         match embedded {

@@ -90,6 +90,9 @@ impl IntakeMetrics {
     }
 }
 
+/// Minutes an event may be dated ahead of the server's clock, by default.
+pub const DEFAULT_CLOCK_SKEW_MINUTES: u32 = 10;
+
 pub struct IntakeService<L> {
     log: L,
     accepted: AcceptedIds,
@@ -97,6 +100,9 @@ pub struct IntakeService<L> {
     /// How far back an event may have happened: older ones are refused, as a day that far
     /// back has been reported.
     horizon: chrono::TimeDelta,
+    /// How far ahead of the server's clock an event may be dated (a device's clock set a
+    /// little fast); further ahead it is refused.
+    clock_skew: chrono::TimeDelta,
     cities: Cities,
     /// school → the city of its first accepted registration.
     school_cities: sled::Tree,
@@ -120,7 +126,14 @@ impl<L: EventLog> IntakeService<L> {
         let horizon = chrono::TimeDelta::days(i64::from(horizon_days));
         let accepted = AcceptedIds::open(db.open_tree("accepted_ids")?, Self::first_day_kept(horizon))?;
         let school_cities = db.open_tree("school_cities")?;
-        Ok(Self { log, accepted, metrics, horizon, cities, school_cities })
+        let clock_skew = chrono::TimeDelta::minutes(i64::from(DEFAULT_CLOCK_SKEW_MINUTES));
+        Ok(Self { log, accepted, metrics, horizon, clock_skew, cities, school_cities })
+    }
+
+    /// Refuses events dated more than `minutes` ahead of the server's clock.
+    pub fn with_clock_skew(mut self, minutes: u32) -> Self {
+        self.clock_skew = chrono::TimeDelta::minutes(i64::from(minutes));
+        self
     }
 
     /// Refuses a city that is not the province's, and a registration that would put a
@@ -168,8 +181,9 @@ impl<L: EventLog> IntakeService<L> {
         Ok(self.accepted.forget_before(Self::first_day_kept(self.horizon))?)
     }
 
-    /// Refuses events from before the horizon, or from more than a day ahead (a clock
-    /// that far off is a mistake, not a time zone).
+    /// Refuses events from before the horizon, or dated further ahead of the server's
+    /// clock than the skew allowed (a reading at 19:19 posted at 08:50 is a wrong clock or
+    /// a wrong date, and would fill a day not yet begun).
     fn check_time(&self, envelope: &domain::Envelope) -> Result<(), wire::FieldError> {
         let now = chrono::Utc::now();
         let at = envelope.occurred_at;
@@ -181,8 +195,12 @@ impl<L: EventLog> IntakeService<L> {
                 self.horizon.num_days()
             )));
         }
-        if at > now + chrono::TimeDelta::days(1) {
-            return Err(bad(format!("{} is in the future", at.to_rfc3339())));
+        if at > now + self.clock_skew {
+            return Err(bad(format!(
+                "{} is in the future (more than {} minutes ahead of the server's clock)",
+                at.to_rfc3339(),
+                self.clock_skew.num_minutes()
+            )));
         }
         Ok(())
     }
