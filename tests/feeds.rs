@@ -305,8 +305,16 @@ async fn the_observation_list_is_a_file_with_both_languages(backend: Backend) {
     server.caught_up().await;
 
     // Through the same call as `daybook export --what observation --format csv`.
-    let file =
-        daybook::files::fetch(&server.target, None, "observation", "city:Foshan", "school", DAY, "csv").await.unwrap();
+    let file = daybook::files::fetch(
+        daybook::client::connect(&server.target, None, &Default::default()).await.unwrap(),
+        "observation",
+        "city:Foshan",
+        "school",
+        DAY,
+        "csv",
+    )
+    .await
+    .unwrap();
     assert!(file.file_name.ends_with(".csv"), "{}", file.file_name);
     let text = String::from_utf8(file.content).unwrap();
     let mut lines = text.trim_start_matches('\u{feff}').lines();

@@ -33,11 +33,6 @@ impl Interceptor for Credentials {
 /// A connection that sends the caller's credentials.
 pub type Connection = InterceptedService<Channel, Credentials>;
 
-pub async fn connect(target: &str, token: Option<&str>) -> anyhow::Result<Connection> {
-    let channel = Channel::from_shared(target.to_owned())
-        .with_context(|| format!("{target:?} is not a server address like http://127.0.0.1:50051"))?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to daybook at {target}"))?;
-    Ok(InterceptedService::new(channel, Credentials::new(token)?))
+pub async fn connect(target: &str, token: Option<&str>, tls: &crate::tls::ClientArgs) -> anyhow::Result<Connection> {
+    Ok(InterceptedService::new(tls.connect(target).await?, Credentials::new(token)?))
 }

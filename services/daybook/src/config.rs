@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::FixedOffset;
@@ -68,6 +69,31 @@ pub struct ServeArgs {
     /// own schools, besides the offices listed.
     #[arg(long, env = "DAYBOOK_CITY_OFFICES")]
     pub city_offices: Option<bool>,
+    /// PEM file: the certificate (chain) both ports serve TLS with; with --tls-key.
+    /// Unset, the ports speak plain text.
+    #[arg(long, env = "DAYBOOK_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file: the private key of --tls-cert.
+    #[arg(long, env = "DAYBOOK_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM file: the CA whose client certificates both ports require (mTLS); a client
+    /// without one is refused in the handshake.
+    #[arg(long, env = "DAYBOOK_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Concurrent HTTP/2 streams (calls) one gRPC connection may hold; more wait.
+    #[arg(long, env = "DAYBOOK_MAX_STREAMS")]
+    pub max_streams: Option<u32>,
+    /// Seconds without a frame from a client after which the server pings it (HTTP/2).
+    #[arg(long, env = "DAYBOOK_KEEPALIVE_SECS")]
+    pub keepalive_secs: Option<u64>,
+    /// Seconds a ping may go unanswered before the connection is closed.
+    #[arg(long, env = "DAYBOOK_KEEPALIVE_TIMEOUT_SECS")]
+    pub keepalive_timeout_secs: Option<u64>,
+    /// Seconds a connection may stay silent (no bytes from the client, not even a TLS
+    /// hello or the HTTP/2 preface) before it is closed; longer than the keepalive
+    /// interval plus its timeout, so that a live client is never cut.
+    #[arg(long, env = "DAYBOOK_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
     /// Run the feeds (day close, office feeds, alerts) in this `daybook aggregate`; one
     /// instance per deployment. `daybook serve` always runs them.
     #[arg(long, env = "DAYBOOK_PUBLISH_FEEDS")]
@@ -176,6 +202,13 @@ impl ServeArgs {
             coverage_threshold: self.coverage_threshold.or(fallback.coverage_threshold),
             city_offices: self.city_offices.or(fallback.city_offices),
             publish_feeds: self.publish_feeds.or(fallback.publish_feeds),
+            tls_cert: self.tls_cert.or(fallback.tls_cert),
+            tls_key: self.tls_key.or(fallback.tls_key),
+            tls_client_ca: self.tls_client_ca.or(fallback.tls_client_ca),
+            max_streams: self.max_streams.or(fallback.max_streams),
+            keepalive_secs: self.keepalive_secs.or(fallback.keepalive_secs),
+            keepalive_timeout_secs: self.keepalive_timeout_secs.or(fallback.keepalive_timeout_secs),
+            idle_timeout_secs: self.idle_timeout_secs.or(fallback.idle_timeout_secs),
             office: self.office.or(fallback.office),
             city: self.city.or(fallback.city),
             auth: self.auth.or(fallback.auth),
@@ -194,7 +227,25 @@ impl ServeArgs {
             Some(text) => parse_offset(&text)?,
             None => d.utc_offset,
         };
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert, key, client_ca: self.tls_client_ca }),
+            (None, None) => {
+                anyhow::ensure!(self.tls_client_ca.is_none(), "tls-client-ca: needs tls-cert and tls-key");
+                None
+            }
+            (Some(_), None) => anyhow::bail!("tls-cert: needs tls-key"),
+            (None, Some(_)) => anyhow::bail!("tls-key: needs tls-cert"),
+        };
+        let secs = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_secs);
+        let limits = Limits {
+            max_streams: self.max_streams.unwrap_or(d.limits.max_streams),
+            keepalive: secs(self.keepalive_secs, d.limits.keepalive),
+            keepalive_timeout: secs(self.keepalive_timeout_secs, d.limits.keepalive_timeout),
+            idle_timeout: secs(self.idle_timeout_secs, d.limits.idle_timeout),
+        };
         let config = ServeConfig {
+            tls,
+            limits,
             data_dir: self.data_dir.unwrap_or(d.data_dir),
             grpc_addr: self.grpc_addr.unwrap_or(d.grpc_addr),
             http_addr: self.http_addr.unwrap_or(d.http_addr),
@@ -263,6 +314,19 @@ impl ServeArgs {
             anyhow::ensure!(rate >= 0.0 && rate.is_finite(), "{name}: {rate} is not a rate (0 for no limit)");
         }
         anyhow::ensure!(config.stall_after.as_secs() >= 1, "stall-after-secs: must be at least 1");
+        let l = &config.limits;
+        anyhow::ensure!((1..=10_000).contains(&l.max_streams), "max-streams: {} is outside 1..=10000", l.max_streams);
+        anyhow::ensure!(
+            !l.keepalive.is_zero() && !l.keepalive_timeout.is_zero(),
+            "keepalive-secs, keepalive-timeout-secs: must be at least 1"
+        );
+        anyhow::ensure!(
+            l.idle_timeout > l.keepalive + l.keepalive_timeout,
+            "idle-timeout-secs: {} must be longer than keepalive-secs plus keepalive-timeout-secs ({}), or live \
+             connections are cut",
+            l.idle_timeout.as_secs(),
+            (l.keepalive + l.keepalive_timeout).as_secs()
+        );
         anyhow::ensure!(config.partitions >= 1, "partitions: must be at least 1");
         anyhow::ensure!(
             config.clock_skew_minutes <= 24 * 60,
@@ -300,6 +364,31 @@ impl ServeConfig {
     }
 }
 
+/// What one client connection may hold, and when a silent one is let go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` of the gRPC port: further calls on the
+    /// connection wait for a free stream.
+    pub max_streams: u32,
+    /// The server pings a client it has heard nothing from for this long (HTTP/2).
+    pub keepalive: Duration,
+    /// An unanswered ping closes the connection after this.
+    pub keepalive_timeout: Duration,
+    /// A connection that sends no byte for this long is closed (both ports).
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_streams: 100,
+            keepalive: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Which event log to use.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogChoice {
@@ -324,6 +413,9 @@ impl LogChoice {
 /// The settings in force.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// TLS on both ports; `None`: plain text.
+    pub tls: Option<crate::tls::TlsFiles>,
+    pub limits: Limits,
     pub data_dir: PathBuf,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
@@ -358,6 +450,8 @@ pub struct ServeConfig {
 impl Default for ServeConfig {
     fn default() -> Self {
         Self {
+            tls: None,
+            limits: Limits::default(),
             data_dir: PathBuf::from("daybook-data"),
             grpc_addr: "127.0.0.1:50051".parse().expect("valid address"),
             http_addr: "127.0.0.1:9464".parse().expect("valid address"),

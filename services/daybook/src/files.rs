@@ -4,11 +4,9 @@
 use wire::pb;
 use wire::pb::feeds_client::FeedsClient;
 
-/// Asks the server at `target` for a file, with `token` if it checks access; `what` is
-/// `reports` or `observation`.
+/// Asks the server over `connection` for a file; `what` is `reports` or `observation`.
 pub async fn fetch(
-    target: &str,
-    token: Option<&str>,
+    connection: crate::client::Connection,
     what: &str,
     unit: &str,
     level: &str,
@@ -26,7 +24,7 @@ pub async fn fetch(
         other => anyhow::bail!("format: {other:?} is neither `csv` nor `xlsx`"),
     };
     let level: domain::Level = level.parse().map_err(|e| anyhow::anyhow!("level: {e}"))?;
-    let mut client = FeedsClient::new(crate::client::connect(target, token).await?);
+    let mut client = FeedsClient::new(connection);
     let request = pb::ExportRequest {
         kind: kind as i32,
         format: format as i32,

@@ -10,6 +10,7 @@ pub mod kafka;
 pub mod metrics_http;
 pub mod report;
 pub mod server;
+pub mod tls;
 
 pub use config::{ServeArgs, ServeConfig};
 pub use server::{Failure, Fault, Part, Roles, Running, start, start_roles};

@@ -131,6 +131,8 @@ struct SimulateArgs {
     /// Concurrent streams to the server.
     #[arg(long, default_value_t = 4)]
     streams: usize,
+    #[command(flatten)]
+    tls: daybook::tls::ClientArgs,
 }
 
 #[derive(clap::Args)]
@@ -148,6 +150,8 @@ struct ReportArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: daybook::tls::ClientArgs,
 }
 
 #[derive(clap::Args)]
@@ -175,6 +179,8 @@ struct ExportArgs {
     /// Where to write; a file named after what it holds in the current directory by default.
     #[arg(long)]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    tls: daybook::tls::ClientArgs,
 }
 
 /// Today in the province (UTC+8), the day reports are about by default.
@@ -224,13 +230,14 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Simulate(args) => {
+            let tls = args.tls.config(&args.target)?;
             let date = args.date.unwrap_or_else(yesterday);
-            let summary = simulate(&args.target, cli.token, args.scale, args.seed, date, args.streams).await?;
+            let summary = simulate(&args.target, cli.token, tls, args.scale, args.seed, date, args.streams).await?;
             println!("{summary}");
             Ok(())
         }
         Command::Report(args) => {
-            let mut client = report::connect(&args.target, cli.token.as_deref()).await?;
+            let mut client = report::connect(&args.target, cli.token.as_deref(), &args.tls).await?;
             let date = args.date.unwrap_or_else(today).format("%Y-%m-%d").to_string();
             let r = report::fetch(&mut client, &args.unit, &date).await?;
             if args.json {
@@ -242,16 +249,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Export(args) => {
             let date = args.date.unwrap_or_else(today).format("%Y-%m-%d").to_string();
-            let file = daybook::files::fetch(
-                &args.target,
-                cli.token.as_deref(),
-                &args.what,
-                &args.unit,
-                &args.level,
-                &date,
-                &args.format,
-            )
-            .await?;
+            let connection = daybook::client::connect(&args.target, cli.token.as_deref(), &args.tls).await?;
+            let file =
+                daybook::files::fetch(connection, &args.what, &args.unit, &args.level, &date, &args.format).await?;
             let path = args.out.unwrap_or_else(|| PathBuf::from(&file.file_name));
             std::fs::write(&path, &file.content).with_context(|| format!("writing {}", path.display()))?;
             println!("wrote {} ({} bytes)", path.display(), file.content.len());
@@ -283,13 +283,14 @@ async fn shutdown_signal() {
 async fn simulate(
     target: &str,
     token: Option<String>,
+    tls: Option<tonic::transport::ClientTlsConfig>,
     scale: f64,
     seed: u64,
     date: NaiveDate,
     streams: usize,
 ) -> anyhow::Result<String> {
     let target = target.to_owned();
-    let options = simulator::SimulateOptions { target, scale, seed, date, streams, progress: true, token };
+    let options = simulator::SimulateOptions { target, scale, seed, date, streams, progress: true, token, tls };
     let s = simulator::run(&options).await?;
     let mut text = format!(
         "posted {} events for {} persons in {} schools on {date}: {} accepted, {} duplicates (already posted before), {} rejected",
@@ -303,13 +304,15 @@ async fn simulate(
 
 async fn demo(args: ServeArgs, scale: f64) -> anyhow::Result<()> {
     let config = args.resolve()?;
+    // The demo's own clients speak plain text on loopback.
+    anyhow::ensure!(config.tls.is_none(), "demo: runs without TLS; leave tls-cert and tls-key unset");
     let running = daybook::start(&config).await?;
     let target = format!("http://{}", running.grpc_addr);
     println!("1. daybook is serving gRPC on {} (data in {}/)", running.grpc_addr, config.data_dir.display());
     let date = yesterday();
     println!("2. Posting one simulated day ({date}) of a province at scale {scale} over gRPC...");
-    println!("   {}", simulate(&target, None, scale, 1, date, 4).await?);
-    let mut client = report::connect(&target, None).await?;
+    println!("   {}", simulate(&target, None, None, scale, 1, date, 4).await?);
+    let mut client = report::connect(&target, None, &Default::default()).await?;
     report::wait_until_folded(&mut client, Duration::from_secs(300)).await.context("waiting for the aggregator")?;
     let day = date.format("%Y-%m-%d").to_string();
     println!("3. Every accepted event is folded. The province's daily report:\n");
@@ -360,7 +363,8 @@ async fn admin_client(
     target: &str,
     token: Option<&str>,
 ) -> anyhow::Result<wire::pb::admin_client::AdminClient<daybook::client::Connection>> {
-    Ok(wire::pb::admin_client::AdminClient::new(daybook::client::connect(target, token).await?))
+    let plain = daybook::tls::ClientArgs::default();
+    Ok(wire::pb::admin_client::AdminClient::new(daybook::client::connect(target, token, &plain).await?))
 }
 
 /// `daybook token …`, on a data directory or through a running server.

@@ -8,8 +8,14 @@ use wire::pb::reports_client::ReportsClient;
 
 use crate::client::Connection;
 
-pub async fn connect(target: &str, token: Option<&str>) -> anyhow::Result<ReportsClient<Connection>> {
-    Ok(ReportsClient::new(crate::client::connect(target, token).await?))
+/// A Reports client for the server at `target`, over TLS when it is `https://`, with
+/// `token` when the server checks access.
+pub async fn connect(
+    target: &str,
+    token: Option<&str>,
+    tls: &crate::tls::ClientArgs,
+) -> anyhow::Result<ReportsClient<Connection>> {
+    Ok(ReportsClient::new(crate::client::connect(target, token, tls).await?))
 }
 
 /// What a Reports client needs of its transport: a plain channel, or one with credentials.

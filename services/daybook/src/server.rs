@@ -30,13 +30,13 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::config::{LogChoice, ServeConfig};
+use crate::tls::ServerTls;
 
 /// A running server; [`Running::stop`] shuts it down and releases the data directory.
 #[derive(Debug)]
@@ -86,6 +86,9 @@ pub async fn start(config: &ServeConfig) -> anyhow::Result<Running> {
 /// Opens the data directory and the log, binds both addresses and starts `roles`.
 pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<Running> {
     let dir = &config.data_dir;
+    // Read before anything is opened: a bad certificate or key stops the start here,
+    // naming the setting, with the data directory untouched.
+    let tls = config.tls.as_ref().map(|files| ServerTls::load(files, config.limits.idle_timeout)).transpose()?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
     match &config.log {
         LogChoice::Embedded => {
@@ -105,7 +108,7 @@ pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<R
             let shares = config.aggregators();
             let fold_logs = (0..shares).map(|index| log.share(index, shares)).collect();
             let watched = Some(log.clone());
-            build(config, roles, log, fold_logs, None::<EmbeddedLog>, None, status, watched).await
+            build(config, tls, roles, log, fold_logs, None::<EmbeddedLog>, None, status, watched).await
         }
         LogChoice::Kafka(kafka) => {
             let (events, changelog) = crate::kafka::connect((**kafka).clone(), &config.group).await?;
@@ -116,7 +119,8 @@ pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<R
             // One aggregator per process: each publishes its outbox to the changelog, and
             // the group splits the partitions between processes.
             let fold_logs = vec![events.clone()];
-            build(config, roles, events, fold_logs, Some(changelog), Some((**kafka).clone()), status, None).await
+            let kafka = Some((**kafka).clone());
+            build(config, tls, roles, events, fold_logs, Some(changelog), kafka, status, None).await
         }
     }
 }
@@ -126,6 +130,7 @@ pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<R
 #[expect(clippy::too_many_arguments)]
 async fn build<L: EventLog, C: EventLog>(
     config: &ServeConfig,
+    tls: Option<ServerTls>,
     roles: Roles,
     log: L,
     fold_logs: Vec<L>,
@@ -242,7 +247,15 @@ async fn build<L: EventLog, C: EventLog>(
         .register_encoded_file_descriptor_set(wire::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building gRPC reflection")?;
-    let router = tonic::transport::Server::builder()
+    let limits = config.limits;
+    let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_streams)
+        .http2_keepalive_interval(Some(limits.keepalive))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout));
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.grpc.clone()).context("tls-cert, tls-key: gRPC TLS")?;
+    }
+    let router = builder
         .add_service(health_service)
         .add_service(reflection)
         .add_optional_service(intake)
@@ -251,7 +264,8 @@ async fn build<L: EventLog, C: EventLog>(
         .add_service(AdminServer::with_interceptor(AdminService::new(&gate), gate.for_traffic(Traffic::Reads)));
     let stop = on_shutdown(&stop_rx);
     tasks.push(supervisor.spawn(Part::Grpc, async move {
-        router.serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stop).await.context("gRPC server stopped")
+        let incoming = crate::tls::incoming(grpc, limits.idle_timeout);
+        router.serve_with_incoming_shutdown(incoming, stop).await.context("gRPC server stopped")
     }));
 
     let http = TcpListener::bind(config.http_addr)
@@ -259,9 +273,24 @@ async fn build<L: EventLog, C: EventLog>(
         .with_context(|| format!("binding HTTP address {}", config.http_addr))?;
     let http_addr = http.local_addr()?;
     let stop = on_shutdown(&stop_rx);
-    tasks.push(supervisor.spawn(Part::Http, crate::metrics_http::serve(http, Arc::new(registry), gate.clone(), stop)));
+    tasks.push(supervisor.spawn(
+        Part::Http,
+        crate::metrics_http::serve(
+            http,
+            Arc::new(registry),
+            gate.clone(),
+            tls.map(|t| t.http),
+            limits.idle_timeout,
+            stop,
+        ),
+    ));
 
-    tracing::info!(%grpc_addr, %http_addr, data_dir = %dir.display(), ?roles, "daybook serving");
+    let tls = match &config.tls {
+        None => "off",
+        Some(files) if files.client_ca.is_some() => "mutual",
+        Some(_) => "on",
+    };
+    tracing::info!(%grpc_addr, %http_addr, tls, data_dir = %dir.display(), ?roles, "daybook serving");
     Ok(Running { grpc_addr, http_addr, events_folded, supervisor, tasks })
 }
 

@@ -26,7 +26,7 @@ pub use day::{SOURCE, day_events};
 pub use province::{Class, Dorm, GRADES, Person, Province, School, Whereabouts};
 
 /// What to simulate and where to post it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SimulateOptions {
     /// The daybook server, e.g. "http://127.0.0.1:50051".
     pub target: String,
@@ -40,6 +40,8 @@ pub struct SimulateOptions {
     pub progress: bool,
     /// The bearer token to post with, when the server checks access.
     pub token: Option<String>,
+    /// TLS to an `https://` target.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Default for SimulateOptions {
@@ -52,6 +54,7 @@ impl Default for SimulateOptions {
             streams: 4,
             progress: false,
             token: None,
+            tls: None,
         }
     }
 }
@@ -86,6 +89,10 @@ pub async fn run(options: &SimulateOptions) -> anyhow::Result<Summary> {
     let endpoint = Endpoint::from_shared(target.clone())
         .with_context(|| format!("{target:?} is not a valid server address; expected e.g. http://127.0.0.1:50051"))?
         .connect_timeout(Duration::from_secs(10));
+    let endpoint = match &options.tls {
+        Some(tls) => endpoint.tls_config(tls.clone()).context("TLS settings")?,
+        None => endpoint,
+    };
     let channel =
         endpoint.connect().await.with_context(|| format!("cannot connect to the daybook server at {target}"))?;
     // The answer lists every duplicate; re-sending a whole province's registrations
