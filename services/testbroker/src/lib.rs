@@ -30,6 +30,8 @@ pub struct Tansu {
     storage: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Clients must authenticate (SASL/SCRAM).
+    authentication: bool,
 }
 
 impl Tansu {
@@ -37,7 +39,26 @@ impl Tansu {
     /// restarts; tansu 0.6.0's memory storage misbehaves, see deploy/KAFKA.md).
     pub fn start(storage: &str) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut tansu = Self { port, storage: storage.to_owned(), dir: tempfile::tempdir().unwrap(), child: None };
+        let dir = tempfile::tempdir().unwrap();
+        let mut tansu = Self { port, storage: storage.to_owned(), dir, child: None, authentication: false };
+        tansu.restart();
+        tansu
+    }
+
+    /// Starts tansu (sqlite storage) requiring SASL/SCRAM-SHA-512, with one user. tansu
+    /// 0.6.0 cannot add a user once authentication is on (its own client does not
+    /// authenticate), so the user is added first and the broker restarted with it on.
+    pub fn start_with_scram_user(name: &str, password: &str) -> Self {
+        let mut tansu = Self::start("sqlite://tansu.db");
+        let broker = format!("tcp://{}", tansu.addr());
+        let created = Command::new(tansu_binary())
+            .args(["user", "create", name, password, "--broker", &broker, "--mechanism", "scram512"])
+            .current_dir(tansu.dir.path())
+            .output()
+            .expect("tansu user create runs");
+        assert!(created.status.success(), "tansu user create: {}", String::from_utf8_lossy(&created.stderr));
+        tansu.stop();
+        tansu.authentication = true;
         tansu.restart();
         tansu
     }
@@ -67,6 +88,7 @@ impl Tansu {
                 "--storage-engine",
                 &self.storage,
             ])
+            .args(self.authentication.then_some("--authentication"))
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

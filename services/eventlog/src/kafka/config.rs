@@ -2,6 +2,7 @@
 //! `kafka://` URL form that a service's `--log` flag carries.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -48,7 +49,79 @@ pub struct KafkaConfig {
     pub producer_properties: BTreeMap<String, String>,
     /// Extra librdkafka properties for consumers, applied last.
     pub consumer_properties: BTreeMap<String, String>,
+    /// How clients reach and prove themselves to the brokers: TLS, SASL.
+    pub security: Security,
 }
+
+/// `security.protocol` and what goes with it. The SASL password comes from a file (read
+/// when the URL is parsed), never from the URL itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    /// `plaintext` (the default), `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub protocol: Protocol,
+    /// PEM: the CA(s) the brokers' certificates chain to; unset, the system's.
+    pub ssl_ca: Option<PathBuf>,
+    /// PEM: this client's certificate, for brokers that require one.
+    pub ssl_cert: Option<PathBuf>,
+    /// PEM: the key of `ssl_cert`.
+    pub ssl_key: Option<PathBuf>,
+    /// `SCRAM-SHA-256`, `SCRAM-SHA-512` or `PLAIN`.
+    pub sasl_mechanism: Option<String>,
+    pub sasl_username: Option<String>,
+    pub sasl_password: Option<Secret>,
+}
+
+/// The client's `security.protocol`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl Protocol {
+    const ALL: [Protocol; 4] = [Protocol::Plaintext, Protocol::Ssl, Protocol::SaslPlaintext, Protocol::SaslSsl];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Plaintext => "plaintext",
+            Protocol::Ssl => "ssl",
+            Protocol::SaslPlaintext => "sasl_plaintext",
+            Protocol::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    fn tls(self) -> bool {
+        matches!(self, Protocol::Ssl | Protocol::SaslSsl)
+    }
+
+    fn sasl(self) -> bool {
+        matches!(self, Protocol::SaslPlaintext | Protocol::SaslSsl)
+    }
+}
+
+/// A password: compared, cloned and handed to librdkafka, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The first line of the file at `path` (a trailing newline is not part of it).
+    pub fn from_file(path: &Path) -> std::io::Result<Self> {
+        let text = std::fs::read_to_string(path)?;
+        Ok(Secret(text.lines().next().unwrap_or_default().to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// The SASL mechanisms librdkafka has built in (GSSAPI and OAUTHBEARER are not offered).
+pub const SASL_MECHANISMS: [&str; 3] = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"];
 
 impl Default for KafkaConfig {
     fn default() -> Self {
@@ -74,15 +147,18 @@ impl KafkaConfig {
             fetch_wait: Duration::from_millis(100),
             producer_properties: BTreeMap::new(),
             consumer_properties: BTreeMap::new(),
+            security: Security::default(),
         }
     }
 
     /// Parses `kafka://host:port[,host:port][/]?key=value&...`. Keys: `prefix`,
     /// `partitions`, `replication`, `topics` (comma-separated short names),
     /// `delivery_timeout_ms`, `linger_ms`, `compression`, `request_timeout_ms`,
-    /// `session_timeout_ms`, `fetch_wait_ms`, and `producer.<librdkafka property>` /
-    /// `consumer.<librdkafka property>`. Values may be percent-encoded. Unknown keys
-    /// are refused, so a typo does not go unnoticed.
+    /// `session_timeout_ms`, `fetch_wait_ms`, `producer.<librdkafka property>` /
+    /// `consumer.<librdkafka property>`, and the security keys `security-protocol`,
+    /// `ssl-ca`, `ssl-cert`, `ssl-key`, `sasl-mechanism`, `sasl-username`,
+    /// `sasl-password-file` (the password itself never goes in the URL). Values may be
+    /// percent-encoded. Unknown keys are refused, so a typo does not go unnoticed.
     pub fn from_url(url: &str) -> Result<Self, LogError> {
         let bad = |why: String| LogError::Config(format!("kafka url {url:?}: {why}"));
         let rest = url.strip_prefix("kafka://").ok_or_else(|| bad("does not start with kafka://".into()))?;
@@ -111,6 +187,30 @@ impl KafkaConfig {
                 "request_timeout_ms" => config.request_timeout = Duration::from_millis(number(&value)?),
                 "session_timeout_ms" => config.session_timeout = Duration::from_millis(number(&value)?),
                 "fetch_wait_ms" => config.fetch_wait = Duration::from_millis(number(&value)?),
+                "security-protocol" => {
+                    config.security.protocol =
+                        Protocol::ALL.into_iter().find(|p| p.name() == value).ok_or_else(|| {
+                            bad(format!("{key}: {value:?} is none of plaintext, ssl, sasl_plaintext, sasl_ssl"))
+                        })?
+                }
+                "ssl-ca" => config.security.ssl_ca = Some(PathBuf::from(value)),
+                "ssl-cert" => config.security.ssl_cert = Some(PathBuf::from(value)),
+                "ssl-key" => config.security.ssl_key = Some(PathBuf::from(value)),
+                "sasl-mechanism" => {
+                    if !SASL_MECHANISMS.contains(&value.as_str()) {
+                        return Err(bad(format!("{key}: {value:?} is none of {}", SASL_MECHANISMS.join(", "))));
+                    }
+                    config.security.sasl_mechanism = Some(value);
+                }
+                "sasl-username" => config.security.sasl_username = Some(value),
+                "sasl-password-file" => {
+                    let secret =
+                        Secret::from_file(Path::new(&value)).map_err(|e| bad(format!("{key}: {value}: {e}")))?;
+                    config.security.sasl_password = Some(secret);
+                }
+                _ if is_secret(key) => {
+                    return Err(bad(format!("{key}: no password in the URL; use sasl-password-file")));
+                }
                 // Any librdkafka property, passed through: `producer.batch.num.messages=1`.
                 _ if key.starts_with("producer.") => {
                     config.producer_properties.insert(key["producer.".len()..].to_owned(), value);
@@ -147,6 +247,28 @@ impl KafkaConfig {
         if self.request_timeout.is_zero() || self.session_timeout < Duration::from_millis(100) {
             return bad("request and session timeouts must be positive");
         }
+        let s = &self.security;
+        let protocol = s.protocol.name();
+        if !s.protocol.tls() && (s.ssl_ca.is_some() || s.ssl_cert.is_some()) {
+            return Err(LogError::Config(format!(
+                "kafka: ssl-ca and ssl-cert need security-protocol ssl or sasl_ssl, not {protocol}"
+            )));
+        }
+        if s.ssl_cert.is_some() != s.ssl_key.is_some() {
+            return bad("ssl-cert and ssl-key go together");
+        }
+        let sasl_set = s.sasl_mechanism.is_some() || s.sasl_username.is_some() || s.sasl_password.is_some();
+        if s.protocol.sasl() {
+            if s.sasl_mechanism.is_none() || s.sasl_username.is_none() || s.sasl_password.is_none() {
+                return Err(LogError::Config(format!(
+                    "kafka: security-protocol {protocol} needs sasl-mechanism, sasl-username and sasl-password-file"
+                )));
+            }
+        } else if sasl_set {
+            return Err(LogError::Config(format!(
+                "kafka: sasl-* settings need security-protocol sasl_plaintext or sasl_ssl, not {protocol}"
+            )));
+        }
         Ok(())
     }
 
@@ -160,6 +282,21 @@ impl KafkaConfig {
             .set("reconnect.backoff.max.ms", "1000")
             .set("socket.timeout.ms", millis(self.request_timeout.max(Duration::from_millis(10))))
             .set("log.connection.close", "false");
+        let s = &self.security;
+        c.set("security.protocol", s.protocol.name());
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        for (key, value) in [
+            ("ssl.ca.location", s.ssl_ca.as_ref().map(path)),
+            ("ssl.certificate.location", s.ssl_cert.as_ref().map(path)),
+            ("ssl.key.location", s.ssl_key.as_ref().map(path)),
+            ("sasl.mechanisms", s.sasl_mechanism.clone()),
+            ("sasl.username", s.sasl_username.clone()),
+            ("sasl.password", s.sasl_password.as_ref().map(|p| p.0.clone())),
+        ] {
+            if let Some(value) = value {
+                c.set(key, value);
+            }
+        }
         c
     }
 
@@ -203,6 +340,11 @@ impl KafkaConfig {
         }
         c
     }
+}
+
+/// A librdkafka property that holds a password: refused in the URL.
+fn is_secret(key: &str) -> bool {
+    key.ends_with(".sasl.password") || key.ends_with(".ssl.key.password") || key.ends_with(".ssl.keystore.password")
 }
 
 fn millis(d: Duration) -> String {
@@ -255,6 +397,90 @@ mod tests {
         let c = KafkaConfig::from_url("kafka://h:1?prefix=a%2Fb.&topics=x,y").unwrap();
         assert_eq!(c.topic_prefix, "a/b.");
         assert_eq!(c.topics, ["x", "y"]);
+    }
+
+    fn password_file(text: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("password");
+        std::fs::write(&path, text).unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        (dir, path)
+    }
+
+    #[test]
+    fn a_url_carries_tls_and_sasl_with_the_password_from_a_file() {
+        let (_dir, file) = password_file("s3cret pass\n");
+        let url = format!(
+            "kafka://k1:9093?security-protocol=sasl_ssl&ssl-ca=/etc/daybook/kafka-ca.pem&sasl-mechanism=SCRAM-SHA-512\
+             &sasl-username=daybook&sasl-password-file={file}"
+        );
+        let c = KafkaConfig::from_url(&url).unwrap();
+        assert_eq!(c.security.protocol, Protocol::SaslSsl);
+        assert_eq!(c.security.ssl_ca.as_deref(), Some(Path::new("/etc/daybook/kafka-ca.pem")));
+        assert_eq!(c.security.sasl_mechanism.as_deref(), Some("SCRAM-SHA-512"));
+        assert_eq!(c.security.sasl_username.as_deref(), Some("daybook"));
+        assert_eq!(c.security.sasl_password, Some(Secret("s3cret pass".into())));
+        assert!(!format!("{c:?}").contains("s3cret"), "the password is printed: {c:?}");
+        // Every client gets them: producer, admin and consumers share `common`.
+        for client in [c.producer(), c.consumer("g")] {
+            assert_eq!(client.get("security.protocol"), Some("sasl_ssl"));
+            assert_eq!(client.get("ssl.ca.location"), Some("/etc/daybook/kafka-ca.pem"));
+            assert_eq!(client.get("sasl.mechanisms"), Some("SCRAM-SHA-512"));
+            assert_eq!(client.get("sasl.username"), Some("daybook"));
+            assert_eq!(client.get("sasl.password"), Some("s3cret pass"));
+        }
+        let c = KafkaConfig::from_url("kafka://k1:9093?security-protocol=ssl&ssl-cert=/c.pem&ssl-key=/k.pem").unwrap();
+        assert_eq!(c.producer().get("ssl.certificate.location"), Some("/c.pem"));
+        assert_eq!(c.producer().get("ssl.key.location"), Some("/k.pem"));
+        assert_eq!(
+            KafkaConfig::from_url("kafka://h:1").unwrap().producer().get("security.protocol"),
+            Some("plaintext")
+        );
+    }
+
+    #[test]
+    fn security_settings_that_do_not_fit_are_refused() {
+        let (_dir, file) = password_file("p");
+        for (url, why) in [
+            ("kafka://h:1?security-protocol=tls".to_owned(), "none of plaintext"),
+            ("kafka://h:1?ssl-ca=/ca.pem".to_owned(), "need security-protocol ssl or sasl_ssl, not plaintext"),
+            ("kafka://h:1?security-protocol=ssl&ssl-cert=/c.pem".to_owned(), "ssl-cert and ssl-key go together"),
+            ("kafka://h:1?security-protocol=sasl_ssl&sasl-mechanism=PLAIN&sasl-username=u".to_owned(), "needs"),
+            (format!("kafka://h:1?sasl-mechanism=PLAIN&sasl-username=u&sasl-password-file={file}"), "not plaintext"),
+            ("kafka://h:1?sasl-mechanism=GSSAPI".to_owned(), "none of SCRAM-SHA-256"),
+            ("kafka://h:1?sasl-password-file=/no/such/file".to_owned(), "sasl-password-file: /no/such/file"),
+            ("kafka://h:1?producer.sasl.password=p".to_owned(), "no password in the URL"),
+            ("kafka://h:1?consumer.ssl.key.password=p".to_owned(), "no password in the URL"),
+        ] {
+            let err = KafkaConfig::from_url(&url).unwrap_err().to_string();
+            assert!(err.contains(why), "{url}: {err}");
+        }
+    }
+
+    /// librdkafka is built with OpenSSL: before, creating an `ssl` client failed with
+    /// "OpenSSL not available at build time". Creating one needs no broker.
+    #[test]
+    fn librdkafka_accepts_tls_and_scram_clients_and_reads_their_files() {
+        use rdkafka::producer::BaseProducer;
+        let (_dir, file) = password_file("p");
+        for url in [
+            "kafka://127.0.0.1:1?security-protocol=ssl".to_owned(),
+            format!(
+                "kafka://127.0.0.1:1?security-protocol=sasl_ssl&sasl-mechanism=SCRAM-SHA-256&sasl-username=u&sasl-password-file={file}"
+            ),
+            format!(
+                "kafka://127.0.0.1:1?security-protocol=sasl_plaintext&sasl-mechanism=SCRAM-SHA-512&sasl-username=u&sasl-password-file={file}"
+            ),
+        ] {
+            let config = KafkaConfig::from_url(&url).unwrap();
+            if let Err(e) = config.producer().create::<BaseProducer>() {
+                panic!("{url}: {e}");
+            }
+        }
+        // The CA path reaches librdkafka, which loads it when the client is created.
+        let config = KafkaConfig::from_url("kafka://127.0.0.1:1?security-protocol=ssl&ssl-ca=/no/such/ca.pem").unwrap();
+        let err = config.producer().create::<BaseProducer>().err().expect("a missing CA file is refused").to_string();
+        assert!(err.contains("ssl.ca.location"), "{err}");
     }
 
     #[test]
