@@ -488,6 +488,12 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/daybook.toml");
         let config = ServeArgs::from_file(&path).unwrap().resolve().unwrap();
         assert_eq!(config.grpc_addr.port(), 50051);
+        // Secure as shipped: TLS, tokens required, metrics on loopback.
+        let tls = config.tls.as_ref().expect("TLS on");
+        assert_eq!(tls.cert, Path::new("/etc/daybook/tls/server.pem"));
+        assert_eq!(config.auth, Auth::Required);
+        assert!(config.http_addr.ip().is_loopback(), "metrics on {}", config.http_addr);
+        assert_eq!(config.limits, Limits::default(), "the file shows the defaults");
         assert_eq!(config.fever_threshold, 37.3);
         assert_eq!(config.clock_skew_minutes, 10);
         assert_eq!((config.close.deadline.to_string().as_str(), config.close.lag_days), ("09:00:00", 1));
@@ -551,6 +557,31 @@ mod tests {
         assert_eq!(config.partitions, 8);
         assert_eq!(config.fever_threshold, 37.5);
         assert_eq!(config.http_addr, ServeConfig::default().http_addr);
+    }
+
+    #[test]
+    fn tls_auth_and_limits_are_checked_by_name() {
+        let resolve = |text: &str| toml::from_str::<ServeArgs>(text).unwrap().resolve();
+        let config = resolve("tls-cert = \"c.pem\"\ntls-key = \"k.pem\"\ntls-client-ca = \"ca.pem\"").unwrap();
+        assert_eq!(config.tls.unwrap().client_ca.as_deref(), Some(Path::new("ca.pem")));
+        assert_eq!(resolve("").unwrap().auth, Auth::Auto);
+        assert_eq!(resolve("auth = \"off\"").unwrap().auth, Auth::Off);
+        for (text, why) in [
+            ("tls-key = \"k.pem\"", "tls-key: needs tls-cert"),
+            ("tls-client-ca = \"ca.pem\"", "tls-client-ca: needs tls-cert"),
+            ("auth = \"maybe\"", "auth: \"maybe\" is none of"),
+            ("max-streams = 0", "max-streams:"),
+            ("idle-timeout-secs = 40", "idle-timeout-secs: 40 must be longer"),
+            ("keepalive-secs = 0", "keepalive-secs"),
+        ] {
+            let err = resolve(text).unwrap_err().to_string();
+            assert!(err.starts_with(why), "{text}: {err}");
+        }
+        let limits = resolve("max-streams = 8\nkeepalive-secs = 5\nkeepalive-timeout-secs = 2\nidle-timeout-secs = 9")
+            .unwrap()
+            .limits;
+        assert_eq!(limits.max_streams, 8);
+        assert_eq!((limits.keepalive, limits.idle_timeout), (Duration::from_secs(5), Duration::from_secs(9)));
     }
 
     #[test]
