@@ -264,8 +264,9 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(args: ServeArgs, roles: Roles) -> anyhow::Result<()> {
     let config = args.resolve()?;
     let running = daybook::start_roles(&config, roles).await?;
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
     eprintln!(
-        "daybook {roles:?} serving gRPC on {} and metrics on http://{}/metrics; Ctrl-C stops",
+        "daybook {roles:?} serving gRPC on {} and metrics on {scheme}://{}/metrics; Ctrl-C stops",
         running.grpc_addr, running.http_addr
     );
     running.run_until(shutdown_signal()).await
