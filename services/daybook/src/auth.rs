@@ -201,6 +201,11 @@ impl Tokens {
         Ok(())
     }
 
+    /// The access of the live token named `name` (a client certificate's subject).
+    pub fn named(&self, name: &str) -> Option<Access> {
+        self.live.read().expect("lock").values().find(|a| a.name == name).cloned()
+    }
+
     /// The access of a live token's secret.
     pub fn authenticate(&self, secret: &str) -> Option<Access> {
         self.live.read().expect("lock").get(&hash(secret)).cloned()
@@ -322,12 +327,18 @@ impl Gate {
         GateFor { gate: self.clone(), traffic }
     }
 
-    /// The caller's access, from the `authorization` metadata.
-    pub fn identify(&self, metadata: &MetadataMap) -> Result<Access, Status> {
+    /// The caller's access, from the `authorization` metadata, or else from the client
+    /// certificate's subject CN (mTLS), which names a live token.
+    pub fn identify(&self, metadata: &MetadataMap, client: Option<&str>) -> Result<Access, Status> {
         let Some(tokens) = &self.tokens else { return Ok(Access::everything()) };
         let header = metadata.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
         let Some(secret) = header.strip_prefix("Bearer ") else {
-            return Err(Status::unauthenticated("authorization: this server needs `Bearer <token>` metadata"));
+            if let Some(access) = client.and_then(|name| tokens.named(name)) {
+                return Ok(access);
+            }
+            return Err(Status::unauthenticated(
+                "authorization: this server needs `Bearer <token>` metadata, or a client certificate naming a token",
+            ));
         };
         tokens
             .authenticate(secret.trim())
@@ -343,7 +354,8 @@ pub struct GateFor {
 
 impl tonic::service::Interceptor for GateFor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let access = self.gate.identify(request.metadata())?;
+        let client = request.peer_certs().and_then(|certs| crate::tls::client_name(&certs));
+        let access = self.gate.identify(request.metadata(), client.as_deref())?;
         let per_second = match self.traffic {
             Traffic::Posts => self.gate.limits.posts_per_second,
             Traffic::Reads => self.gate.limits.reads_per_second,

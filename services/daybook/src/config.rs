@@ -491,7 +491,7 @@ mod tests {
         // Secure as shipped: TLS, tokens required, metrics on loopback.
         let tls = config.tls.as_ref().expect("TLS on");
         assert_eq!(tls.cert, Path::new("/etc/daybook/tls/server.pem"));
-        assert_eq!(config.auth, Auth::Required);
+        assert_eq!(config.auth, crate::auth::AuthMode::Required);
         assert!(config.http_addr.ip().is_loopback(), "metrics on {}", config.http_addr);
         assert_eq!(config.limits, Limits::default(), "the file shows the defaults");
         assert_eq!(config.fever_threshold, 37.3);
@@ -564,8 +564,8 @@ mod tests {
         let resolve = |text: &str| toml::from_str::<ServeArgs>(text).unwrap().resolve();
         let config = resolve("tls-cert = \"c.pem\"\ntls-key = \"k.pem\"\ntls-client-ca = \"ca.pem\"").unwrap();
         assert_eq!(config.tls.unwrap().client_ca.as_deref(), Some(Path::new("ca.pem")));
-        assert_eq!(resolve("").unwrap().auth, Auth::Auto);
-        assert_eq!(resolve("auth = \"off\"").unwrap().auth, Auth::Off);
+        assert_eq!(resolve("").unwrap().auth, crate::auth::AuthMode::Auto);
+        assert_eq!(resolve("auth = \"off\"").unwrap().auth, crate::auth::AuthMode::Off);
         for (text, why) in [
             ("tls-key = \"k.pem\"", "tls-key: needs tls-cert"),
             ("tls-client-ca = \"ca.pem\"", "tls-client-ca: needs tls-cert"),

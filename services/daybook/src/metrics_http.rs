@@ -100,7 +100,7 @@ async fn authenticated(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    match gate.identify(&tonic::metadata::MetadataMap::from_headers(request.headers().clone())) {
+    match gate.identify(&tonic::metadata::MetadataMap::from_headers(request.headers().clone()), None) {
         Ok(_) => next.run(request).await,
         Err(status) => (axum::http::StatusCode::UNAUTHORIZED, status.message().to_owned()).into_response(),
     }

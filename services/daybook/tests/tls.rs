@@ -88,7 +88,11 @@ fn pki() -> Pki {
 }
 
 async fn serve(pki: &Pki, data: &Path, mutual: bool) -> Running {
-    let args = ServeArgs {
+    daybook::start(&serve_args(pki, data, mutual).resolve().unwrap()).await.unwrap()
+}
+
+fn serve_args(pki: &Pki, data: &Path, mutual: bool) -> ServeArgs {
+    ServeArgs {
         data_dir: Some(data.to_owned()),
         grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
         http_addr: Some("127.0.0.1:0".parse().unwrap()),
@@ -98,8 +102,7 @@ async fn serve(pki: &Pki, data: &Path, mutual: bool) -> Running {
         tls_key: Some(pki.server.1.clone()),
         tls_client_ca: mutual.then(|| pki.client_ca.clone()),
         ..ServeArgs::default()
-    };
-    daybook::start(&args.resolve().unwrap()).await.unwrap()
+    }
 }
 
 fn client(ca: &Path, pair: Option<&(PathBuf, PathBuf)>) -> ClientArgs {
@@ -143,6 +146,30 @@ async fn with_a_client_ca_only_clients_with_its_certificates_get_in() {
     let stranger = report(&target, &client(&pki.server_ca, Some(&pki.stranger))).await;
     assert!(stranger.is_err(), "a certificate from another CA got in");
     assert_eq!(report(&target, &client(&pki.server_ca, Some(&pki.client))).await.unwrap(), "province");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_access_checked_a_client_certificate_stands_for_the_token_it_names() {
+    let (pki, data) = (pki(), tempfile::tempdir().unwrap());
+    let tokens = daybook::auth::Tokens::open(data.path()).unwrap();
+    let scope =
+        |name: &str| wire::pb::TokenScope { name: name.into(), read: vec!["province".into()], ..Default::default() };
+    tokens.issue(&scope("school-S001")).unwrap();
+    drop(tokens);
+    let args = ServeArgs { auth: Some("required".into()), ..serve_args(&pki, data.path(), true) };
+    let server = daybook::start(&args.clone().resolve().unwrap()).await.unwrap();
+    let target = format!("https://localhost:{}", server.grpc_addr.port());
+    // The client's certificate says CN=school-S001: no bearer token needed.
+    assert_eq!(report(&target, &client(&pki.server_ca, Some(&pki.client))).await.unwrap(), "province");
+    server.stop().await.unwrap();
+
+    // Revoked, the name no longer stands for anything.
+    daybook::auth::Tokens::open(data.path()).unwrap().revoke("school-S001").unwrap();
+    let server = daybook::start(&args.resolve().unwrap()).await.unwrap();
+    let target = format!("https://localhost:{}", server.grpc_addr.port());
+    let refused = report(&target, &client(&pki.server_ca, Some(&pki.client))).await.unwrap_err();
+    assert!(format!("{refused:#}").contains("unauthenticated"), "{refused:#}");
     server.stop().await.unwrap();
 }
 
