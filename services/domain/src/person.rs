@@ -718,7 +718,11 @@ mod tests {
         let rules = Rules::default();
         let mut day = PersonDay::default();
         day.apply(&Fact::Temperature { slot: Slot::Morning, celsius: 36.5 }, Stamp::new(1, "t"), d(), &rules);
-        assert!(day.contribution("S", d(), &Rules::default()).is_none());
+        // Not on the roster: counted only as such, in the school, nowhere else.
+        let unrostered = day.contribution("S", d(), &rules).expect("an event of their own that day");
+        assert_eq!(&*unrostered.units, &[crate::UnitKey::school("S")]);
+        assert_eq!((unrostered.tally.get(Measure::Unrostered), unrostered.tally.get(Measure::Population)), (1, 0));
+        assert_eq!(unrostered.tally.get(Measure::CheckedMorning), 0);
         day.apply(&registered("A"), Stamp::new(0, "r"), d(), &rules);
         assert_eq!(day.contribution("S", d(), &Rules::default()).unwrap().tally.get(Measure::CheckedMorning), 1);
         day.apply(&Fact::Left, Stamp::new(2, "l"), d(), &rules);
