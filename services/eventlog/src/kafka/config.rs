@@ -326,8 +326,9 @@ impl KafkaConfig {
             .set("auto.offset.reset", "earliest")
             // Eager: every rebalance revokes everything and assigns afresh, so every
             // partition a consumer is given is looked up again (see `Rebalancer`).
-            // Round-robin spreads all partitions of all topics, not each topic's range.
-            .set("partition.assignment.strategy", "roundrobin")
+            // Range gives partition p of every topic to the same member (the topics have
+            // the same partition count): a school's events of every kind fold together.
+            .set("partition.assignment.strategy", "range")
             .set("session.timeout.ms", millis(self.session_timeout))
             .set("heartbeat.interval.ms", millis(heartbeat))
             .set("fetch.wait.max.ms", millis(self.fetch_wait))

@@ -1,0 +1,235 @@
+//! A group of aggregators under failure, over Kafka: three `daybook aggregate` processes
+//! share the schools while a day streams in; they are killed with SIGKILL at seeded random
+//! moments and restarted, one is stopped gracefully and another joins mid-fold. Once the
+//! group has caught up, every aggregator still running answers for every unit exactly
+//! what the embedded log answers for the same events.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use daybook::{Roles, ServeArgs};
+use simulator::Province;
+use tonic::transport::Channel;
+use wire::pb;
+use wire::pb::reports_client::ReportsClient;
+
+const DATE: &str = "2020-03-02";
+/// The kills' schedule; the failure message names it, so a failing run can be repeated.
+const SEED: u64 = 7;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One `daybook aggregate` of the group, as its own process, with its data directory and
+/// port kept across restarts.
+struct Member {
+    name: &'static str,
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Member {
+    fn new(name: &'static str, root: &Path) -> Self {
+        Self { name, dir: root.join(name), port: free_port(), child: None }
+    }
+
+    fn start(&mut self, log: &str, group: &str) {
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let output = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("out.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_daybook"))
+            .arg("aggregate")
+            .env("DAYBOOK_LOG", log)
+            .env("DAYBOOK_GROUP", group)
+            .env("DAYBOOK_DATA_DIR", self.dir.join("data"))
+            .env("DAYBOOK_GRPC_ADDR", format!("127.0.0.1:{}", self.port))
+            .env("DAYBOOK_HTTP_ADDR", "127.0.0.1:0")
+            .env("DAYBOOK_STALL_AFTER_SECS", "10")
+            .stdin(Stdio::null())
+            .stdout(output.try_clone().unwrap())
+            .stderr(output)
+            .spawn()
+            .expect("daybook aggregate starts");
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+    }
+
+    /// As a service manager stops it: SIGTERM, and it finishes what it folded.
+    fn stop(&mut self) {
+        let mut child = self.child.take().expect("running");
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{} stopped with {status}: {}", self.name, self.output());
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(self.dir.join("out.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn reports_client(port: u16) -> ReportsClient<Channel> {
+    for _ in 0..600 {
+        if let Ok(client) = ReportsClient::connect(format!("http://127.0.0.1:{port}")).await {
+            return client;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the aggregator on port {port} never answered")
+}
+
+/// Every unit's report, its figures only: the publication fields (status, version)
+/// belong to the feeds, which only the embedded reference runs.
+async fn all_figures(client: &mut ReportsClient<Channel>) -> BTreeMap<String, pb::DailyReport> {
+    daybook::report::wait_until_folded(client, Duration::from_secs(300)).await.expect("caught up");
+    let units = client.list_units(pb::ListUnitsRequest::default()).await.unwrap().into_inner().units;
+    let mut out = BTreeMap::new();
+    for unit in units.into_iter().map(|u| u.unit).chain(["province".to_owned()]) {
+        let mut report = daybook::report::fetch(client, &unit, DATE).await.unwrap();
+        report.status = 0;
+        report.version = 0;
+        report.revised = false;
+        report.changes.clear();
+        report.reporting = None;
+        out.insert(unit, report);
+    }
+    out
+}
+
+/// Posts `events` in batches, retrying what a busy broker answers UNAVAILABLE.
+async fn post(target: String, events: Vec<pb::Event>) {
+    let mut client = pb::intake_client::IntakeClient::connect(target).await.unwrap();
+    for chunk in events.chunks(1_000) {
+        loop {
+            match client.publish_batch(pb::PublishBatchRequest { events: chunk.to_vec() }).await {
+                Ok(answer) => {
+                    let results = answer.into_inner().results;
+                    assert!(results.iter().all(|r| r.outcome != pb::Outcome::Rejected as i32));
+                    break;
+                }
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                Err(status) => panic!("{status:?}"),
+            }
+        }
+    }
+}
+
+// Passes alone (four runs of four), but under load about one run in two the group
+// never catches up: members hold 12 of the 16 event partitions and nobody reads the
+// rest, as if a killed or stopped member were still in the group (tansu 0.6.0's
+// coordinator keeping it past its session?). Issue 31 stays open on it; run it with
+// `cargo test -p daybook --test group -- --ignored`.
+#[ignore = "issue 31: under load the group can leave partitions unassigned; see the comment"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_stops_and_joins_leave_every_view_of_the_group_exact() {
+    // Memory storage with one record per batch: tansu 0.6.0 cannot fetch from inside a
+    // batch there, and sqlite slows to a crawl (deploy/KAFKA.md).
+    let broker = testbroker::Tansu::start("memory://tansu/");
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let prefix = format!("group{nanos:x}");
+    let log = format!(
+        "kafka://{}?prefix={prefix}.&partitions=4&fetch_wait_ms=500&delivery_timeout_ms=30000&producer.batch.num.messages=1",
+        broker.addr()
+    );
+    let group = format!("{prefix}-aggregators");
+    let root = tempfile::tempdir().unwrap();
+
+    let province = Province::generate(0.01, SEED);
+    let date = chrono::NaiveDate::parse_from_str(DATE, "%Y-%m-%d").unwrap();
+    let events: Vec<pb::Event> =
+        (0..province.schools().len()).flat_map(|s| simulator::day_events(&province, s, date, SEED)).collect();
+
+    // The reference: the same events on the embedded log, one process.
+    let (clock, _hand) = feeds::Clock::manual("2020-01-01T00:00:00Z".parse().unwrap());
+    let embedded_args = ServeArgs {
+        data_dir: Some(root.path().join("embedded")),
+        grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
+        http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        horizon_days: Some(36_500),
+        clock: Some(clock),
+        ..ServeArgs::default()
+    };
+    let embedded = daybook::start(&embedded_args.resolve().unwrap()).await.unwrap();
+    post(format!("http://{}", embedded.grpc_addr), events.clone()).await;
+
+    let intake_args = ServeArgs {
+        data_dir: Some(root.path().join("intake")),
+        grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
+        http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        log: Some(log.clone()),
+        group: Some(group.clone()),
+        horizon_days: Some(36_500),
+        ..ServeArgs::default()
+    };
+    let intake = daybook::start_roles(&intake_args.resolve().unwrap(), Roles::Intake).await.unwrap();
+    let mut members = [Member::new("a", root.path()), Member::new("b", root.path()), Member::new("c", root.path())];
+    for member in &mut members {
+        member.start(&log, &group);
+    }
+    let poster = tokio::spawn(post(format!("http://{}", intake.grpc_addr), events));
+
+    // Seeded kills while the day streams in, each member restarted at once.
+    let mut rng = SEED.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move |below: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % below
+    };
+    let mut schedule = Vec::new();
+    for _ in 0..4 {
+        let after = Duration::from_millis(1_500 + next(3_000));
+        tokio::time::sleep(after).await;
+        let victim = &mut members[next(3) as usize];
+        victim.kill();
+        victim.start(&log, &group);
+        schedule.push(format!("{} killed after {after:?}", victim.name));
+    }
+    // One leaves as an operator stops it, and a new one joins, mid-fold.
+    members[1].stop();
+    let mut joined = Member::new("d", root.path());
+    joined.start(&log, &group);
+    schedule.push("b stopped, d joined".to_owned());
+    poster.await.unwrap();
+
+    let mut expected_client = reports_client(embedded.grpc_addr.port()).await;
+    let expected = all_figures(&mut expected_client).await;
+    assert_eq!(expected["province"].population as usize, province.persons());
+    for member in [&members[0], &members[2], &joined] {
+        let got = all_figures(&mut reports_client(member.port).await).await;
+        let differing: Vec<&String> = expected.keys().filter(|unit| got.get(*unit) != expected.get(*unit)).collect();
+        assert!(
+            differing.is_empty() && got.len() == expected.len(),
+            "seed {SEED} ({schedule:?}): aggregator {} differs from the embedded log in {} of {} units, e.g. {:?}:\n\
+             expected {:?}\ngot      {:?}\n{}",
+            member.name,
+            differing.len(),
+            expected.len(),
+            differing.first(),
+            differing.first().map(|u| &expected[*u]),
+            differing.first().map(|u| got.get(*u)),
+            member.output().lines().rev().take(20).collect::<Vec<_>>().join("\n"),
+        );
+    }
+    eprintln!("{} units identical on every member ({schedule:?})", expected.len());
+    intake.stop().await.unwrap();
+    embedded.stop().await.unwrap();
+}
