@@ -438,6 +438,7 @@ pub async fn run<L: EventLog, C: EventLog>(
                     rows.retain(|(tp, _, _)| reading.contains(tp));
                 }
                 if watch_stalls(&mut stalls, &rows, &projections, Some(&metrics)) {
+                    stalls.cured();
                     drop(consumer);
                     ahead = None;
                     consumer = log.subscribe(group, stored_positions(&projections))?;
@@ -565,6 +566,7 @@ pub async fn run_view<C: EventLog>(
                         .expect("view task panicked");
                     lag_measured = Some(Instant::now());
                     if watch_stalls(&mut stalls, &rows, &view, None) {
+                        stalls.cured();
                         drop(consumer);
                         consumer = changelog.read_all(stored_positions(&view))?;
                     }

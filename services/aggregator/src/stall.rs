@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 use eventlog::TopicPartition;
 
 pub struct StallWatch {
+    /// The stall time asked for.
+    base: Duration,
+    /// The stall time now: doubled after each cure (up to 8 times `base`), so that a
+    /// consumer that is only slow is not made slower by re-subscriptions, each of which
+    /// makes its group rebalance; back to `base` once nothing lags.
     after: Duration,
     /// Per partition: the position last seen, and since when it has not moved while lagging.
     since: HashMap<TopicPartition, (u64, Instant)>,
@@ -16,7 +21,7 @@ pub struct StallWatch {
 
 impl StallWatch {
     pub fn new(after: Duration) -> Self {
-        Self { after, since: HashMap::new() }
+        Self { base: after, after, since: HashMap::new() }
     }
 
     /// Given `(partition, position, end)` for each partition the consumer reads, measured
@@ -35,8 +40,18 @@ impl StallWatch {
             }
             seen.insert(tp.clone(), (*position, since));
         }
+        if partitions.iter().all(|(_, position, end)| end <= position) {
+            self.after = self.base;
+        }
         self.since = seen;
         stalled
+    }
+
+    /// After a cure (a re-subscription): every clock starts over, and the next stall must
+    /// last twice as long before another.
+    pub fn cured(&mut self) {
+        self.since.clear();
+        self.after = (self.after * 2).min(self.base * 8);
     }
 }
 
@@ -57,5 +72,14 @@ mod tests {
         assert!(watch.check(at(100), &[(tp(0), 9, 9), (tp(1), 3, 3)]).is_empty(), "caught up is never stalled");
         assert!(watch.check(at(120), &[(tp(0), 9, 12)]).is_empty(), "new records: the clock starts now");
         assert_eq!(watch.check(at(150), &[(tp(0), 9, 12)]), [tp(0)]);
+
+        // Cured, the next stall must last twice as long: a slow consumer is not churned.
+        watch.cured();
+        assert!(watch.check(at(151), &[(tp(0), 9, 12)]).is_empty());
+        assert!(watch.check(at(190), &[(tp(0), 9, 12)]).is_empty(), "39 s of 60");
+        assert_eq!(watch.check(at(211), &[(tp(0), 9, 12)]), [tp(0)]);
+        watch.check(at(212), &[(tp(0), 12, 12)]);
+        assert!(watch.check(at(213), &[(tp(0), 12, 20)]).is_empty());
+        assert_eq!(watch.check(at(243), &[(tp(0), 12, 20)]), [tp(0)], "caught up, back to 30 s");
     }
 }
