@@ -395,3 +395,29 @@ async fn a_token_past_its_rate_is_told_to_retry_later() {
     assert_eq!(code(c.reports(Some(&c.tokens.ops)).get_status(pb::StatusRequest {}).await), Code::Ok);
     c.server.running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_token_holds_at_most_its_open_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = checked(dir.path(), |a| ServeArgs { streams_per_token: Some(2), ..a }).await;
+    let mut feeds = c.feeds(&c.tokens.guangzhou);
+    let subscribe = || pb::SubscribeRequest { office: "cdc-Guangzhou".into(), after: 0 };
+    let first = feeds.subscribe(subscribe()).await.unwrap();
+    let _second = feeds.subscribe(subscribe()).await.unwrap();
+    let refused = feeds.subscribe(subscribe()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(refused.message().contains("holds 2 open streams"), "{}", refused.message());
+    // Another token has its own; a closed stream frees its slot.
+    assert_eq!(code(c.feeds(&c.tokens.ops).subscribe(subscribe()).await), Code::Ok);
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match feeds.subscribe(subscribe()).await {
+            Ok(_) => break,
+            Err(status) => assert_eq!(status.code(), Code::ResourceExhausted),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the closed stream's slot was never freed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.server.running.stop().await.unwrap();
+}

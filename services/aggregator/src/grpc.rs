@@ -180,10 +180,12 @@ impl pb::reports_server::Reports for ReportsService {
         let level = wire::level_from_proto(request.level);
         self.readable(&access, "under", &under)?;
         self.known("under", &under)?;
+        let slot = access.open_stream().map_err(Status::resource_exhausted)?;
         let (tx, rx) = tokio::sync::mpsc::channel(REPORTS_AHEAD);
         let (projections, publication) = (self.projections.clone(), self.publication.clone());
         // sled reads block: the walk runs on a blocking thread and stops when the reader goes.
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let sent = projections.daily_reports(&under, day, level, |mut report| {
                 let item =
                     (publication)(&mut report).map(|()| wire::report_to_proto(&report)).map_err(Status::internal);

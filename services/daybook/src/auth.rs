@@ -142,6 +142,13 @@ impl Tokens {
 
     /// Issues a token with `scope`; the secret, which only its holder keeps.
     pub fn issue(&self, scope: &pb::TokenScope) -> Result<String, Status> {
+        self.issue_with(scope, None)
+    }
+
+    /// Issues a token with `scope` and the given secret, or a new random one: the same
+    /// secret issued on every instance of a deployment over Kafka (each keeps its own
+    /// tokens) lets a client present one token to all of them.
+    pub fn issue_with(&self, scope: &pb::TokenScope, secret: Option<&str>) -> Result<String, Status> {
         let name = &scope.name;
         if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-')) {
             return Err(Status::invalid_argument(format!("name: {name:?} must be letters, digits, '.', '_' or '-'")));
@@ -152,9 +159,19 @@ impl Tokens {
         if let Some(school) = scope.post.iter().find(|s| s.is_empty() || s.contains([':', '/'])) {
             return Err(Status::invalid_argument(format!("post: {school:?} is not a school code")));
         }
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| Status::internal(format!("no randomness: {e}")))?;
-        let secret = format!("dbk_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let secret = match secret.map(str::trim) {
+            Some(given) if given.len() < 32 || !given.is_ascii() => {
+                return Err(Status::invalid_argument(
+                    "secret: at least 32 ASCII characters (one `token issue` printed)",
+                ));
+            }
+            Some(given) => given.to_owned(),
+            None => {
+                let mut bytes = [0u8; 32];
+                getrandom::fill(&mut bytes).map_err(|e| Status::internal(format!("no randomness: {e}")))?;
+                format!("dbk_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+            }
+        };
         let record = TokenRecord {
             name: name.clone(),
             hash: hash(&secret),
@@ -267,6 +284,8 @@ pub enum Traffic {
 pub struct RateLimits {
     pub posts_per_second: f64,
     pub reads_per_second: f64,
+    /// Streams (feeds, report lists, intake streams) a token may hold open at once.
+    pub streams_per_token: usize,
 }
 
 /// A token bucket per token and kind: a second's worth of calls at once, refilled
@@ -373,6 +392,10 @@ impl tonic::service::Interceptor for GateFor {
                 status.metadata_mut().insert("retry-after-ms", value);
             }
             return Err(status);
+        }
+        let mut access = access;
+        if self.gate.tokens.is_some() {
+            access.max_streams = self.gate.limits.streams_per_token;
         }
         request.extensions_mut().insert(access);
         Ok(request)

@@ -114,6 +114,10 @@ pub struct ServeArgs {
     /// with a retry hint.
     #[arg(long, env = "DAYBOOK_RATE_LIMIT_POSTS")]
     pub rate_limit_posts: Option<f64>,
+    /// Streams (feed subscriptions, report lists, intake streams) a token may hold open at
+    /// once; one more is RESOURCE_EXHAUSTED.
+    #[arg(long, env = "DAYBOOK_STREAMS_PER_TOKEN")]
+    pub streams_per_token: Option<usize>,
     /// Read calls (reports, feeds, exports) per second a token may make (0: no limit).
     #[arg(long, env = "DAYBOOK_RATE_LIMIT_READS")]
     pub rate_limit_reads: Option<f64>,
@@ -215,6 +219,7 @@ impl ServeArgs {
             stall_after_secs: self.stall_after_secs.or(fallback.stall_after_secs),
             rate_limit_posts: self.rate_limit_posts.or(fallback.rate_limit_posts),
             rate_limit_reads: self.rate_limit_reads.or(fallback.rate_limit_reads),
+            streams_per_token: self.streams_per_token.or(fallback.streams_per_token),
             clock: self.clock.or(fallback.clock),
             fault: self.fault.or(fallback.fault),
             log_disk: self.log_disk.or(fallback.log_disk),
@@ -278,6 +283,7 @@ impl ServeArgs {
             rate_limits: crate::auth::RateLimits {
                 posts_per_second: self.rate_limit_posts.unwrap_or(d.rate_limits.posts_per_second),
                 reads_per_second: self.rate_limit_reads.unwrap_or(d.rate_limits.reads_per_second),
+                streams_per_token: self.streams_per_token.unwrap_or(d.rate_limits.streams_per_token),
             },
             cities: match self.city {
                 Some(list) => domain::city::Cities::new(list).map_err(|e| anyhow::anyhow!("city: {e}"))?,
@@ -468,7 +474,11 @@ impl Default for ServeConfig {
             close: CloseRules::default(),
             stall_after: std::time::Duration::from_secs(30),
             auth: crate::auth::AuthMode::Auto,
-            rate_limits: crate::auth::RateLimits { posts_per_second: 200.0, reads_per_second: 100.0 },
+            rate_limits: crate::auth::RateLimits {
+                posts_per_second: 200.0,
+                reads_per_second: 100.0,
+                streams_per_token: 20,
+            },
             cities: domain::city::Cities::default(),
             offices: feeds::Offices::default(),
             publish_feeds: false,

@@ -99,6 +99,11 @@ enum TokenCommand {
         /// The right to issue and revoke tokens and read the audit log.
         #[arg(long)]
         admin: bool,
+        /// Take the secret from this file (one printed by an earlier `token issue`) rather
+        /// than making a new one: over Kafka, issue the same token on every instance.
+        /// Offline (`--data-dir`) only.
+        #[arg(long, requires = "data_dir")]
+        secret_file: Option<PathBuf>,
     },
     /// List the tokens and their scopes.
     List {
@@ -371,17 +376,23 @@ async fn admin_client(
 /// `daybook token …`, on a data directory or through a running server.
 async fn token(command: TokenCommand, caller: Option<&str>) -> anyhow::Result<()> {
     let (at, request) = match command {
-        TokenCommand::Issue { at, name, post, read, persons, admin } => {
+        TokenCommand::Issue { at, name, post, read, persons, admin, secret_file } => {
             let scope = wire::pb::TokenScope { name, post, read, persons, admin, ..Default::default() };
-            (at, TokenRequest::Issue(scope))
+            let secret = match secret_file {
+                Some(path) => {
+                    Some(std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)
+                }
+                None => None,
+            };
+            (at, TokenRequest::Issue(scope, secret))
         }
         TokenCommand::List { at } => (at, TokenRequest::List),
         TokenCommand::Revoke { at, name } => (at, TokenRequest::Revoke(name)),
     };
     let status = |s: tonic::Status| anyhow::anyhow!("{:?}: {}", s.code(), s.message());
     match (&at.data_dir, request) {
-        (Some(dir), TokenRequest::Issue(scope)) => {
-            let secret = daybook::auth::Tokens::open(dir)?.issue(&scope).map_err(status)?;
+        (Some(dir), TokenRequest::Issue(scope, given)) => {
+            let secret = daybook::auth::Tokens::open(dir)?.issue_with(&scope, given.as_deref()).map_err(status)?;
             println!("issued token {} (keep it secret; it is not shown again):\n{secret}", scope.name);
         }
         (Some(dir), TokenRequest::List) => print_tokens(&daybook::auth::Tokens::open(dir)?.list().map_err(status)?),
@@ -392,7 +403,7 @@ async fn token(command: TokenCommand, caller: Option<&str>) -> anyhow::Result<()
         (None, request) => {
             let mut admin = admin_client(&at.target, caller).await?;
             match request {
-                TokenRequest::Issue(scope) => {
+                TokenRequest::Issue(scope, _) => {
                     let name = scope.name.clone();
                     let request = wire::pb::IssueTokenRequest { scope: Some(scope) };
                     let secret = admin.issue_token(request).await.map_err(status)?.into_inner().token;
@@ -414,7 +425,8 @@ async fn token(command: TokenCommand, caller: Option<&str>) -> anyhow::Result<()
 }
 
 enum TokenRequest {
-    Issue(wire::pb::TokenScope),
+    /// The scope, and a secret to use rather than a new one.
+    Issue(wire::pb::TokenScope, Option<String>),
     List,
     Revoke(String),
 }

@@ -33,6 +33,22 @@ async fn a_token_issued_offline_works_on_the_server_and_is_revoked_through_it() 
     let office =
         stdout(&daybook(&["token", "issue", "--data-dir", data, "--name", "office", "--read", "city:Foshan"], None));
     let office = office.lines().last().unwrap().to_owned();
+    // The same token issued on another instance's data directory (over Kafka each
+    // process keeps its own tokens).
+    let other = tempfile::tempdir().unwrap();
+    let secret_file = other.path().join("ops.secret");
+    std::fs::write(&secret_file, &ops).unwrap();
+    let again = stdout(&daybook(
+        &["token", "issue", "--data-dir", other.path().to_str().unwrap(), "--name", "ops", "--read", "province"]
+            .into_iter()
+            .chain(["--secret-file", secret_file.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+        None,
+    ));
+    assert_eq!(again.lines().last(), Some(ops.as_str()));
+    let store = daybook::auth::Tokens::open(other.path()).unwrap();
+    assert_eq!(store.authenticate(&ops).map(|a| a.name), Some("ops".to_owned()));
+    drop(store);
     let listed = stdout(&daybook(&["token", "list", "--data-dir", data], None));
     assert!(listed.contains("ops\tpost: -\tread: province\tpersons,admin"), "{listed}");
     assert!(!listed.contains(&ops), "the secret is not listed");

@@ -3,7 +3,7 @@
 //! business (tokens, certificates).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::unit::{Level, UnitKey};
 
@@ -23,11 +23,34 @@ pub struct Access {
     pub admin: bool,
     /// Set when the credential is revoked: a stream still open ends.
     revoked: Arc<AtomicBool>,
+    /// Streams open now under this credential, shared by every copy of it.
+    streams: Arc<AtomicUsize>,
+    /// At most this many at once.
+    pub max_streams: usize,
+}
+
+/// An open stream counted against its credential; closing it (dropping) frees the slot.
+#[derive(Debug)]
+pub struct StreamSlot(Arc<AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Access {
     pub fn new(name: String, post: Vec<String>, read: Vec<UnitKey>, persons: bool, admin: bool) -> Self {
-        Self { name, post, read, persons, admin, revoked: Arc::default() }
+        Self {
+            name,
+            post,
+            read,
+            persons,
+            admin,
+            revoked: Arc::default(),
+            streams: Arc::default(),
+            max_streams: usize::MAX,
+        }
     }
 
     /// Everything, for a server that does not check access (loopback only).
@@ -66,6 +89,18 @@ impl Access {
     /// Whether the read scope covers the whole of `city`.
     pub fn reads_city(&self, city: &str) -> bool {
         self.may_read(&UnitKey::city(city), |_| None)
+    }
+
+    /// A slot for one more open stream, or why not: the credential holds its most.
+    pub fn open_stream(&self) -> Result<StreamSlot, String> {
+        if self.streams.fetch_add(1, Ordering::SeqCst) >= self.max_streams {
+            self.streams.fetch_sub(1, Ordering::SeqCst);
+            return Err(format!(
+                "token {} holds {} open streams, its most; close one first",
+                self.name, self.max_streams
+            ));
+        }
+        Ok(StreamSlot(self.streams.clone()))
     }
 
     pub fn revoke(&self) {
@@ -145,5 +180,17 @@ mod tests {
         let revoked = source.clone();
         source.revoke();
         assert!(revoked.is_revoked(), "every copy sees the revocation");
+    }
+
+    #[test]
+    fn a_credential_holds_at_most_its_streams_across_its_copies() {
+        let mut one = Access::new("t".into(), vec![], vec![], false, false);
+        one.max_streams = 2;
+        let two = one.clone();
+        let (a, b) = (one.open_stream().unwrap(), two.open_stream().unwrap());
+        assert!(one.open_stream().unwrap_err().contains("holds 2 open streams"));
+        drop(a);
+        let _c = two.open_stream().expect("a slot freed");
+        drop(b);
     }
 }

@@ -131,6 +131,7 @@ impl pb::feeds_server::Feeds for FeedsService {
                 access.name
             )));
         }
+        let slot = access.open_stream().map_err(Status::resource_exhausted)?;
         if access.persons {
             self.audit.record(&access, "Feeds.Subscribe", &office, "the office's feed, alerts naming persons");
         }
@@ -139,6 +140,7 @@ impl pb::feeds_server::Feeds for FeedsService {
         let mut published = store.subscribe();
         let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let mut after = request.after;
             loop {
                 let items = match store.items_after(&office, after, 512) {

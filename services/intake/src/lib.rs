@@ -388,6 +388,7 @@ impl<L: EventLog> pb::intake_server::Intake for IntakeService<L> {
         request: Request<Streaming<pb::Event>>,
     ) -> Result<Response<pb::PublishStreamResponse>, Status> {
         let access = wire::access_of(&request)?;
+        let _slot = access.open_stream().map_err(Status::resource_exhausted)?;
         let mut chunks = request.into_inner().ready_chunks(STREAM_CHUNK);
         let mut response = pb::PublishStreamResponse::default();
         let mut base = 0u64;
