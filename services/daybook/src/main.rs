@@ -309,13 +309,17 @@ async fn simulate(
 }
 
 async fn demo(args: ServeArgs, scale: f64) -> anyhow::Result<()> {
+    // The demo posts today's whole simulated day at once, its evening included, so that
+    // its reports are today's, open, not yesterday's sealed ones revised: it lets events
+    // be up to a day ahead, where a deployment refuses more than clock-skew-minutes.
+    let args = ServeArgs { clock_skew_minutes: args.clock_skew_minutes.or(Some(24 * 60)), ..args };
     let config = args.resolve()?;
     // The demo's own clients speak plain text on loopback.
     anyhow::ensure!(config.tls.is_none(), "demo: runs without TLS; leave tls-cert and tls-key unset");
     let running = daybook::start(&config).await?;
     let target = format!("http://{}", running.grpc_addr);
     println!("1. daybook is serving gRPC on {} (data in {}/)", running.grpc_addr, config.data_dir.display());
-    let date = yesterday();
+    let date = today();
     println!("2. Posting one simulated day ({date}) of a province at scale {scale} over gRPC...");
     println!("   {}", simulate(&target, None, None, scale, 1, date, 4).await?);
     let mut client = report::connect(&target, None, &Default::default()).await?;
