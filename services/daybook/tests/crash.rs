@@ -3,7 +3,6 @@
 //! reports equal those of an aggregator that was never interrupted.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use daybook::{Roles, ServeArgs};
@@ -12,38 +11,10 @@ use tonic::transport::Channel;
 use wire::pb;
 use wire::pb::reports_client::ReportsClient;
 
+mod aggregate_process;
+use aggregate_process::{free_port, reports_client, spawn_aggregator};
+
 const DATE: &str = "2020-03-02";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The aggregator under test, as its own process.
-fn spawn_aggregator(log: &str, group: &str, dir: &std::path::Path, port: u16) -> Child {
-    let output = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("aggregator.log")).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_daybook"))
-        .arg("aggregate")
-        .env("DAYBOOK_LOG", log)
-        .env("DAYBOOK_GROUP", group)
-        .env("DAYBOOK_DATA_DIR", dir.join("data"))
-        .env("DAYBOOK_GRPC_ADDR", format!("127.0.0.1:{port}"))
-        .env("DAYBOOK_HTTP_ADDR", "127.0.0.1:0")
-        .stdin(Stdio::null())
-        .stdout(output.try_clone().unwrap())
-        .stderr(output)
-        .spawn()
-        .expect("daybook aggregate starts")
-}
-
-async fn reports_client(port: u16) -> ReportsClient<Channel> {
-    for _ in 0..300 {
-        if let Ok(client) = ReportsClient::connect(format!("http://127.0.0.1:{port}")).await {
-            return client;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the aggregator on port {port} never answered")
-}
 
 async fn all_reports(client: &mut ReportsClient<Channel>) -> BTreeMap<String, pb::DailyReport> {
     daybook::report::wait_until_folded(client, Duration::from_secs(600)).await.expect("caught up");
@@ -124,7 +95,7 @@ async fn an_aggregator_killed_at_random_moments_ends_with_the_reports_of_one_nev
     let group = format!("{prefix}-victim");
     let mut rng = nanos as u64 | 1;
     for kill in 0..5 {
-        let mut child = spawn_aggregator(&log, &group, victim_dir.path(), port);
+        let mut child = spawn_aggregator(&log, &group, victim_dir.path(), port, &[]);
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
@@ -135,7 +106,7 @@ async fn an_aggregator_killed_at_random_moments_ends_with_the_reports_of_one_nev
         eprintln!("kill {kill}: SIGKILL after {after:?}");
     }
     poster.await.unwrap();
-    let mut child = spawn_aggregator(&log, &group, victim_dir.path(), port);
+    let mut child = spawn_aggregator(&log, &group, victim_dir.path(), port, &[]);
 
     let mut expected_client = reports_client(reference.grpc_addr.port()).await;
     let expected = all_reports(&mut expected_client).await;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use daybook::{Roles, ServeArgs};
@@ -15,13 +15,12 @@ use tonic::transport::Channel;
 use wire::pb;
 use wire::pb::reports_client::ReportsClient;
 
+mod aggregate_process;
+use aggregate_process::{free_port, reports_client, spawn_aggregator};
+
 const DATE: &str = "2020-03-02";
 /// The kills' schedule; the failure message names it, so a failing run can be repeated.
 const SEED: u64 = 7;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// One `daybook aggregate` of the group, as its own process, with its data directory and
 /// port kept across restarts.
@@ -38,22 +37,8 @@ impl Member {
     }
 
     fn start(&mut self, log: &str, group: &str) {
-        std::fs::create_dir_all(&self.dir).unwrap();
-        let output = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("out.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_daybook"))
-            .arg("aggregate")
-            .env("DAYBOOK_LOG", log)
-            .env("DAYBOOK_GROUP", group)
-            .env("DAYBOOK_DATA_DIR", self.dir.join("data"))
-            .env("DAYBOOK_GRPC_ADDR", format!("127.0.0.1:{}", self.port))
-            .env("DAYBOOK_HTTP_ADDR", "127.0.0.1:0")
-            .env("DAYBOOK_STALL_AFTER_SECS", "10")
-            .stdin(Stdio::null())
-            .stdout(output.try_clone().unwrap())
-            .stderr(output)
-            .spawn()
-            .expect("daybook aggregate starts");
-        self.child = Some(child);
+        let stall = [("DAYBOOK_STALL_AFTER_SECS", "10")];
+        self.child = Some(spawn_aggregator(log, group, &self.dir, self.port, &stall));
     }
 
     fn kill(&mut self) {
@@ -71,7 +56,7 @@ impl Member {
     }
 
     fn output(&self) -> String {
-        std::fs::read_to_string(self.dir.join("out.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("aggregator.log")).unwrap_or_default()
     }
 }
 
@@ -82,16 +67,6 @@ impl Drop for Member {
             let _ = child.wait();
         }
     }
-}
-
-async fn reports_client(port: u16) -> ReportsClient<Channel> {
-    for _ in 0..600 {
-        if let Ok(client) = ReportsClient::connect(format!("http://127.0.0.1:{port}")).await {
-            return client;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the aggregator on port {port} never answered")
 }
 
 /// Every unit's report, its figures only: the publication fields (status, version)
