@@ -225,8 +225,12 @@ impl Timeline {
             let next = self.next_day_after(entry_day);
             if let Some(turn) = entry.turning_point(entry_day, rules).filter(|t| next.is_none_or(|n| n > *t)) {
                 let carried = entry.carried();
-                // What unit records hold for `turn` now: the entry's state as of its own day.
-                let old = self.units.contribution(&carried, school, entry_day, rules);
+                // What unit records hold for `turn` now: the entry's state as of its own day,
+                // without what counts on that day alone (an extension that day, say).
+                let old = self
+                    .units
+                    .contribution(&carried, school, entry_day, rules)
+                    .map(|c| Contribution { tally: c.tally.state_only(), ..c });
                 let new = self.units.contribution(&carried, school, turn, rules);
                 self.days.insert(turn, Box::new(carried));
                 changes.push(DayChange { day: turn, until: next, old, new });
