@@ -5,25 +5,12 @@
 use std::time::Duration;
 
 use calamine::{DataType, Reader};
-use tests::{Backend, School, Server, Slot, start, student};
+use tests::{Backend, School, Server, Slot, on_every_backend, start, student};
 use tonic::transport::Channel;
 use wire::pb;
 use wire::pb::feeds_client::FeedsClient;
 
 const DAY: &str = "2020-03-01";
-
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(tests::Backend::Embedded).await; })*
-        }
-        mod kafka {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(tests::Backend::kafka()).await; })*
-        }
-    };
-}
 
 on_every_backend!(
     a_subscriber_resumes_from_its_cursor_with_no_gap_and_no_duplicate,

@@ -1,6 +1,7 @@
 //! Golden scenarios written as data (`tests/golden/*.toml`): events in, expected report
-//! cells out, each named after the rule it checks. Every scenario runs on the embedded
-//! log and on Kafka against the real server.
+//! cells out, each named after the rule it checks. Every scenario is a test of its own on
+//! the embedded log and on Kafka against the real server (`cargo test -p tests --test
+//! golden NAME` runs one); `GOLDEN_REGENERATE=1` writes what each observed for review.
 //!
 //! An event is one line: `DATE TIME SCHOOL PERSON VERB ARGS…`, for example
 //! `2020-03-02 07:30 S1 A temperature morning 38.2`. Verbs and their arguments:
@@ -12,7 +13,9 @@
 //! `isolate home|centralized [ROOMMATE…]`, `release`, `gate in|out`, `leave UNTIL`,
 //! `leave-closed`. A line `clock DATE TIME` moves the province's clock there (days whose
 //! deadline, 09:00 the next morning, has passed are sealed) once the events above it are in. Cells are the report's JSON fields (`daybook report --json`), nested
-//! ones dotted: `symptoms.cough`, `checks.morning.done`, `batches.2.not_yet_returned`.
+//! ones dotted: `symptoms.cough`, `checks.morning.done`, `batches.2.not_yet_returned`. An
+//! expectation with `error = "NotFound: …"` instead of cells expects the request refused
+//! with an error that starts so.
 
 use std::collections::BTreeMap;
 
@@ -34,7 +37,10 @@ struct Scenario {
 struct Expect {
     unit: String,
     date: String,
+    #[serde(default)]
     cells: BTreeMap<String, Value>,
+    /// The start of the error the request is answered with instead (`NotFound: …`).
+    error: Option<String>,
 }
 
 fn parse_event(n: usize, line: &str) -> pb::Event {
@@ -149,59 +155,95 @@ fn cells(value: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
     }
 }
 
-async fn run_all(backend: Backend) {
+/// Runs the scenario `tests/golden/NAME.toml` against a fresh server on `backend`. With
+/// `GOLDEN_REGENERATE=1` it asserts nothing and writes the cells it observed beside the
+/// file (`NAME.observed.toml`, same layout) for review: expected values are worked out
+/// from the definitions, never copied from what the code gives.
+async fn run(name: &str, backend: Backend) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("golden");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    // GOLDEN=part-of-a-file-name runs only the matching scenarios.
-    if let Ok(only) = std::env::var("GOLDEN") {
-        files.retain(|f| f.to_string_lossy().contains(&only));
-    }
-    assert!(!files.is_empty(), "no golden scenarios in {}", dir.display());
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        let scenario: Scenario = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let data = tempfile::tempdir().unwrap();
-        let mut server = start(data.path(), &backend.fresh()).await;
-        // `clock DATE TIME` moves the province's clock (sealing the days it closes)
-        // after the events before it are in.
-        let mut events = Vec::new();
-        for (n, line) in scenario.events.iter().enumerate() {
-            match line.strip_prefix("clock ") {
-                Some(at) => {
-                    server.post_all(std::mem::take(&mut events)).await;
-                    server.set_clock(at).await;
-                }
-                None => events.push(parse_event(n, line)),
+    let file = dir.join(format!("{name}.toml"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let scenario: Scenario = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let regenerate = std::env::var("GOLDEN_REGENERATE").is_ok_and(|v| v == "1");
+    let data = tempfile::tempdir().unwrap();
+    let mut server = start(data.path(), &backend).await;
+    // `clock DATE TIME` moves the province's clock (sealing the days it closes) after the
+    // events before it are in.
+    let mut events = Vec::new();
+    for (n, line) in scenario.events.iter().enumerate() {
+        match line.strip_prefix("clock ") {
+            Some(at) => {
+                server.post_all(std::mem::take(&mut events)).await;
+                server.set_clock(at).await;
             }
+            None => events.push(parse_event(n, line)),
         }
-        server.post_all(events).await;
-        for expect in &scenario.expect {
-            let report = server.report(&expect.unit, &expect.date).await;
-            if std::env::var("GOLDEN_DEBUG").is_ok() {
-                eprintln!("{} {}: {}", expect.unit, expect.date, daybook::report::to_json(&report));
-            }
-            let mut got = BTreeMap::new();
-            cells(&daybook::report::to_json(&report), "", &mut got);
-            for (cell, want) in &expect.cells {
-                let have = got.get(cell).unwrap_or_else(|| panic!("{}: no cell {cell:?}", scenario.name));
-                assert_eq!(
-                    have, want,
-                    "{} ({}): {} on {}: {cell}",
-                    scenario.name, scenario.rule, expect.unit, expect.date
-                );
-            }
-        }
-        server.running.stop().await.unwrap();
     }
+    server.post_all(events).await;
+    let mut observed = String::new();
+    for expect in &scenario.expect {
+        let got = observe(&mut server, &expect.unit, &expect.date).await;
+        let context = format!("{} ({}): {} on {}", scenario.name, scenario.rule, expect.unit, expect.date);
+        observed += &format!("[[expect]]\nunit = {:?}\ndate = {:?}\n", expect.unit, expect.date);
+        if let Some(want) = &expect.error {
+            let error = got.as_ref().expect_err(&format!("{context}: a report, where {want:?} was expected"));
+            observed += &format!("error = {error:?}\n\n");
+            assert!(regenerate || error.starts_with(want.as_str()), "{context}: {error:?} is not {want:?}");
+            continue;
+        }
+        let got = got.unwrap_or_else(|e| panic!("{context}: {e}"));
+        let mut line = Vec::new();
+        for (cell, want) in &expect.cells {
+            let have = got.get(cell).unwrap_or_else(|| panic!("{}: no cell {cell:?}", scenario.name));
+            line.push(format!("{cell:?} = {have}"));
+            assert!(regenerate || have == want, "{context}: {cell}: {have} where {want} was expected");
+        }
+        observed += &format!("cells = {{ {} }}\n\n", line.join(", "));
+    }
+    if regenerate {
+        std::fs::write(dir.join(format!("{name}.observed.toml")), observed).unwrap();
+    }
+    server.running.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn golden_scenarios_on_the_embedded_log() {
-    run_all(Backend::Embedded).await;
+/// A report's cells, or the gRPC error it is answered with (`CODE: message`).
+async fn observe(server: &mut tests::Server, unit: &str, date: &str) -> Result<BTreeMap<String, Value>, String> {
+    server.caught_up().await;
+    let request = pb::DailyReportRequest { unit: unit.into(), date: date.into() };
+    let report = match server.reports.get_daily_report(request).await {
+        Ok(report) => report.into_inner(),
+        Err(status) => return Err(format!("{:?}: {}", status.code(), status.message())),
+    };
+    let json = daybook::report::to_json(&report);
+    if std::env::var("GOLDEN_DEBUG").is_ok() {
+        eprintln!("{unit} {date}: {json}");
+    }
+    let mut got = BTreeMap::new();
+    cells(&json, "", &mut got);
+    Ok(got)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn golden_scenarios_on_kafka() {
-    run_all(Backend::kafka()).await;
+/// One test per scenario file and backend, listed by `build.rs`.
+mod embedded {
+    macro_rules! golden {
+        ($name:ident) => {
+            #[tokio::test]
+            async fn $name() {
+                super::run(stringify!($name), tests::Backend::Embedded).await;
+            }
+        };
+    }
+    include!(concat!(env!("OUT_DIR"), "/golden_scenarios.rs"));
+}
+
+mod kafka {
+    macro_rules! golden {
+        ($name:ident) => {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::run(stringify!($name), tests::Backend::kafka()).await;
+            }
+        };
+    }
+    include!(concat!(env!("OUT_DIR"), "/golden_scenarios.rs"));
 }

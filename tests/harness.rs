@@ -424,3 +424,19 @@ pub fn small_province_day(schools: usize, persons: usize, date: &str) -> Vec<pb:
     }
     events
 }
+
+/// Runs each scenario `async fn NAME(backend: Backend)` of a test file as two tests,
+/// `embedded::NAME` and `kafka::NAME`: every scenario is written once and run on both logs.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Backend::Embedded).await; })*
+        }
+        mod kafka {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Backend::kafka()).await; })*
+        }
+    };
+}
