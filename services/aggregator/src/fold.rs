@@ -416,7 +416,7 @@ impl Folder {
                 outcome.quarantined += 1;
                 continue;
             }
-            match self.fold_one(&polled.at, &polled.record.payload)? {
+            match self.fold_one(&polled.at, &polled.record.payload, wire::acked_at(&polled.record.headers))? {
                 Folding::Folded => outcome.folded += 1,
                 Folding::Duplicate => outcome.duplicates += 1,
                 Folding::Unreadable(reason) => {
@@ -445,7 +445,7 @@ impl Folder {
             let mut folder = Folder::new(projections.clone(), rules, zone)?;
             let at = record.at();
             let folded =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| folder.fold_one(&at, &record.payload)));
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| folder.fold_one(&at, &record.payload, None)));
             match folded {
                 Ok(Ok(Folding::Folded | Folding::Duplicate)) => {
                     folder.released.push(record.key());
@@ -469,8 +469,10 @@ impl Folder {
         Ok(released)
     }
 
-    /// Folds one record's payload, unless its event was folded before.
-    fn fold_one(&mut self, at: &TopicPartition, payload: &[u8]) -> Result<Folding, AggregateError> {
+    /// Folds one record's payload, acknowledged at `acked` (`None` if its record does not
+    /// say; a quarantined record keeps its payload alone), unless its event was folded
+    /// before.
+    fn fold_one(&mut self, at: &TopicPartition, payload: &[u8], acked: Option<i64>) -> Result<Folding, AggregateError> {
         let envelope = match wire::pb::Event::decode(payload)
             .map_err(|e| e.to_string())
             .and_then(|pb| wire::event_from_proto(pb).map_err(|e| e.to_string()))
@@ -503,7 +505,7 @@ impl Folder {
         if self.school_partition.get(school) != Some(&at.partition) {
             self.school_partition.insert(envelope.school.clone(), at.partition);
         }
-        self.fold(&envelope, person_id, fact, stamp)?;
+        self.fold(&envelope, person_id, fact, stamp, acked)?;
         Ok(Folding::Folded)
     }
 
@@ -639,10 +641,17 @@ impl Folder {
         Ok(())
     }
 
-    fn fold(&mut self, envelope: &Envelope, person_id: &str, fact: &Fact, stamp: Stamp) -> Result<(), AggregateError> {
+    fn fold(
+        &mut self,
+        envelope: &Envelope,
+        person_id: &str,
+        fact: &Fact,
+        stamp: Stamp,
+        acked: Option<i64>,
+    ) -> Result<(), AggregateError> {
         let school = envelope.school.as_str();
         let day = envelope.occurred_at.with_timezone(&self.zone).date_naive();
-        self.fold_fact(school, person_id, day, fact, stamp)?;
+        self.fold_fact(school, person_id, day, fact, stamp, acked)?;
         // As folded, for the metrics (the reports judge on the day's end, in any order).
         if self.timeline(school, person_id)?.days.get(&day).is_some_and(|e| e.state.registration.value.is_none()) {
             *self.unrostered.entry(school.to_owned()).or_default() += 1;
@@ -681,12 +690,13 @@ impl Folder {
         day: Day,
         fact: &Fact,
         stamp: Stamp,
+        acked: Option<i64>,
     ) -> Result<(), AggregateError> {
         let rules = self.rules;
         let at = self.person_slot(school, person)?;
         let slot = &mut self.persons[at];
         let days_before = slot.timeline.days.len();
-        let changes = slot.timeline.apply(school, day, fact, stamp, &rules);
+        let changes = slot.timeline.apply_acked(school, day, fact, stamp, acked, &rules);
         self.cached_days += slot.timeline.days.len() - days_before;
         if !slot.dirty {
             slot.dirty = true;
@@ -758,7 +768,7 @@ impl Folder {
                 targets.extend(latest.state.roommates.value.iter().cloned());
             }
             for roommate in targets.into_iter().filter(|r| r != person) {
-                self.fold_fact(school, &roommate, day, &Fact::RoommateShowedSigns { onset: day }, stamp)?;
+                self.fold_fact(school, &roommate, day, &Fact::RoommateShowedSigns { onset: day }, stamp, None)?;
             }
         }
         if let Fact::IsolationStarted { roommates, .. } = fact {
@@ -773,10 +783,10 @@ impl Folder {
                 self.pair(school, person, roommate)?;
                 let theirs = self.abnormal_days(school, roommate)?;
                 for onset in mine.iter().copied() {
-                    self.fold_fact(school, roommate, onset, &Fact::RoommateShowedSigns { onset }, stamp)?;
+                    self.fold_fact(school, roommate, onset, &Fact::RoommateShowedSigns { onset }, stamp, None)?;
                 }
                 for onset in theirs {
-                    self.fold_fact(school, person, onset, &Fact::RoommateShowedSigns { onset }, stamp)?;
+                    self.fold_fact(school, person, onset, &Fact::RoommateShowedSigns { onset }, stamp, None)?;
                 }
             }
         }

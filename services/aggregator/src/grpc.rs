@@ -50,7 +50,12 @@ pub struct ReportsService {
     /// reports are read from): its quarantine and its stalled partitions.
     quarantine: Option<Projections>,
     audit: Arc<dyn AuditLog>,
+    /// The province's date now: reports of later days are refused.
+    today: Today,
 }
+
+/// Reads the province's current date.
+pub type Today = Arc<dyn Fn() -> Day + Send + Sync>;
 
 impl ReportsService {
     pub fn new(projections: Projections, status: StatusSource, folded_total: Arc<AtomicU64>) -> Self {
@@ -60,7 +65,25 @@ impl ReportsService {
             close.open(report);
             Ok(())
         });
-        Self { projections, status, folded_total, publication, quarantine: None, audit: Arc::new(NoAudit) }
+        let zone = chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset");
+        let today: Today = Arc::new(move || chrono::Utc::now().with_timezone(&zone).date_naive());
+        Self { projections, status, folded_total, publication, quarantine: None, audit: Arc::new(NoAudit), today }
+    }
+
+    /// Reads the province's date off `today` (the server's clock in the province's zone).
+    pub fn with_today(mut self, today: Today) -> Self {
+        self.today = today;
+        self
+    }
+
+    /// A date as a request gives it, refused if it is after today: no report exists yet.
+    fn parse_date(&self, text: &str) -> Result<Day, Status> {
+        let day = parse_date(text)?;
+        let today = (self.today)();
+        if day > today {
+            return Err(Status::invalid_argument(format!("date: {day} is in the future (today is {today})")));
+        }
+        Ok(day)
     }
 
     /// Notes person-level reads in `audit`.
@@ -156,14 +179,17 @@ impl pb::reports_server::Reports for ReportsService {
         let access = wire::access_of(&request)?;
         let request = request.into_inner();
         let unit = parse_unit("unit", &request.unit)?;
-        let day = parse_date(&request.date)?;
+        let day = self.parse_date(&request.date)?;
         self.readable(&access, "unit", &unit)?;
         match self.projections.daily_report(&unit, day)? {
             Some(mut report) => {
                 (self.publication)(&mut report).map_err(Status::internal)?;
                 Ok(Response::new(wire::report_to_proto(&report)))
             }
-            None => Err(Status::not_found(format!("unit: {unit} has no one registered in it"))),
+            None => Err(Status::not_found(match self.projections.first_day(&unit)? {
+                Some(first) => format!("unit: {unit} did not exist on {day}: no one counted in it before {first}"),
+                None => format!("unit: {unit} has no one registered in it"),
+            })),
         }
     }
 
@@ -176,7 +202,7 @@ impl pb::reports_server::Reports for ReportsService {
         let access = wire::access_of(&request)?;
         let request = request.into_inner();
         let under = parse_unit("under", &request.under)?;
-        let day = parse_date(&request.date)?;
+        let day = self.parse_date(&request.date)?;
         let level = wire::level_from_proto(request.level);
         self.readable(&access, "under", &under)?;
         self.known("under", &under)?;

@@ -269,25 +269,45 @@ impl Projections {
     }
 
     pub fn daily_report(&self, unit: &UnitKey, day: Day) -> Result<Option<DailyReport>, AggregateError> {
+        if unit.level > Level::Province && self.first_day(unit)?.is_none_or(|first| first > day) {
+            return Ok(None);
+        }
         let tally = match unit.level {
             Level::Province | Level::City => {
-                if unit.level == Level::City && self.unit(unit)?.is_none() {
-                    return Ok(None);
-                }
                 let mut sum = Tally::default();
                 for (school, _) in self.units(Some(Level::School), Some(unit))? {
                     sum.add(&self.tally_on(&school, day)?);
                 }
                 sum
             }
-            _ => {
-                if self.unit(unit)?.is_none() {
-                    return Ok(None);
-                }
-                self.tally_on(unit, day)?
-            }
+            _ => self.tally_on(unit, day)?,
         };
         Ok(Some(DailyReport::from_tally(unit.clone(), day, &tally)))
+    }
+
+    /// The first day anyone counted in `unit` (for a city, in any of its schools); `None`
+    /// if no one ever did. A unit has no report for the days before it (issue 23).
+    pub fn first_day(&self, unit: &UnitKey) -> Result<Option<Day>, AggregateError> {
+        if unit.level <= Level::City {
+            let mut first: Option<Day> = None;
+            for (school, _) in self.units(Some(Level::School), Some(unit))? {
+                if let Some(day) = self.first_day(&school)? {
+                    first = Some(first.map_or(day, |f| f.min(day)));
+                }
+            }
+            return Ok(first);
+        }
+        match self.tree.scan_prefix(unit_day_prefix(unit)).next() {
+            Some(item) => {
+                let (k, _) = item?;
+                let (_, day) = parse_unit_day_key(&k).ok_or_else(|| AggregateError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    reason: "not a unit-day key".into(),
+                })?;
+                Ok(Some(day))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Every unit's report on `day` under `under`, itself included, at `level` only if

@@ -43,7 +43,8 @@ macro_rules! state_fields {
             returned_batch,
             health_card_on,
             close_contact,
-            leave_until
+            leave_until,
+            registration_acked
         }
     };
 }
@@ -209,7 +210,8 @@ flags!(
     observation_started,
     sick_absence_started,
     back_in_class,
-    unrostered
+    unrostered,
+    checked_late_only
 );
 
 fn put<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
@@ -299,8 +301,9 @@ mod tests {
             sick_absence_started: true,
             back_in_class: true,
             unrostered: true,
+            checked_late_only: true,
         };
-        assert_eq!(flow_bits(&all).count_ones(), 21);
+        assert_eq!(flow_bits(&all).count_ones(), 22);
         assert_eq!(flows_of(flow_bits(&all)), all);
         assert_eq!(flows_of(flow_bits(&DayFlows::default())), DayFlows::default());
         let some = DayFlows { slots_checked: vec![Slot::Noon, Slot::Canteen], gate_out: true, ..DayFlows::default() };

@@ -7,6 +7,7 @@ use aggregator::{Folder, Projections};
 use chrono::FixedOffset;
 use domain::event::Slot;
 use domain::person::Stamp;
+use domain::report::ReportStatus;
 use domain::timeline::Timeline;
 use domain::{DailyReport, Day, Fact, Payload, Rules, Tally, UnitKey};
 use eventlog::{Polled, Record, TopicPartition};
@@ -49,6 +50,9 @@ fn topic_of(event: &pb::Event) -> &'static str {
     }
 }
 
+/// One event of a person: its stamp, its day, what it says and when it was acknowledged.
+type Posted = (Stamp, Day, Fact, Option<i64>);
+
 /// The domain's tallies summed per unit and day, and the same persons' counts by definition.
 type Reference = (BTreeMap<(UnitKey, Day), Tally>, BTreeMap<(UnitKey, Day), Defined>);
 
@@ -57,7 +61,7 @@ type Reference = (BTreeMap<(UnitKey, Day), Tally>, BTreeMap<(UnitKey, Day), Defi
 /// abnormal sign of one is a `RoommateShowedSigns` of the others on the same day.
 fn reference(events: &[pb::Event], rules: &Rules, zone: FixedOffset) -> Reference {
     type Person = (String, String);
-    let mut by_person: HashMap<Person, Vec<(Stamp, Day, Fact)>> = HashMap::new();
+    let mut by_person: HashMap<Person, Vec<Posted>> = HashMap::new();
     let mut paired: HashMap<Person, BTreeSet<String>> = HashMap::new();
     let mut signs: Vec<(Person, Stamp, Day)> = Vec::new();
     for e in events {
@@ -66,6 +70,7 @@ fn reference(events: &[pb::Event], rules: &Rules, zone: FixedOffset) -> Referenc
         let school = envelope.school;
         let stamp = Stamp::new(envelope.occurred_at.timestamp_millis(), &envelope.event_id);
         let day = envelope.occurred_at.with_timezone(&zone).date_naive();
+        let acked = Some(acked_at(e));
         if let Fact::IsolationStarted { roommates, .. } = &fact {
             for roommate in roommates.iter().filter(|r| **r != person_id) {
                 paired.entry((school.clone(), person_id.clone())).or_default().insert(roommate.clone());
@@ -75,21 +80,21 @@ fn reference(events: &[pb::Event], rules: &Rules, zone: FixedOffset) -> Referenc
         if rules.is_abnormal_sign(&fact) {
             signs.push(((school.clone(), person_id.clone()), stamp, day));
         }
-        by_person.entry((school, person_id)).or_default().push((stamp, day, fact));
+        by_person.entry((school, person_id)).or_default().push((stamp, day, fact, acked));
     }
     for ((school, person), stamp, day) in signs {
         for roommate in paired.get(&(school.clone(), person)).into_iter().flatten() {
-            let shared = (stamp, day, Fact::RoommateShowedSigns { onset: day });
+            let shared = (stamp, day, Fact::RoommateShowedSigns { onset: day }, None);
             by_person.entry((school.clone(), roommate.clone())).or_default().push(shared);
         }
     }
     let mut sums: BTreeMap<(UnitKey, Day), Tally> = BTreeMap::new();
     let mut defined: BTreeMap<(UnitKey, Day), Defined> = BTreeMap::new();
     for ((school, _), list) in &mut by_person {
-        list.sort_by_key(|(stamp, _, _)| *stamp);
+        list.sort_by_key(|(stamp, _, _, _)| *stamp);
         let mut timeline = Timeline::default();
-        for (stamp, day, fact) in list.iter() {
-            timeline.apply(school, *day, fact, *stamp, rules);
+        for (stamp, day, fact, acked) in list.iter() {
+            timeline.apply_acked(school, *day, fact, *stamp, *acked, rules);
         }
         for n in 0..CHECKED_DAYS {
             let by_definition = Defined::of(list, day(n), rules);
@@ -138,24 +143,35 @@ struct Defined {
     /// with an event of their own that day (a roommate's signs are not theirs); they count
     /// in their school and nothing else.
     unrostered: u32,
+    /// Timeliness: persons expected whose registration (the earliest of that day or
+    /// before) was acknowledged by the day's deadline, 09:00 the next day at +08:00;
+    /// and of them those with a daily check of that day acknowledged by then.
+    expected_by_deadline: u32,
+    checked_by_deadline: u32,
 }
 
 impl Defined {
-    fn of(events: &[(Stamp, Day, Fact)], on: Day, rules: &Rules) -> Defined {
+    fn of(events: &[Posted], on: Day, rules: &Rules) -> Defined {
         use domain::event::{Diagnosis, Direction};
         let (mut diagnosis, mut sick) = (None, false);
         let (mut on_campus, mut leave_until) = (false, None);
         let (mut abnormal_today, mut checked_today) = (false, false);
         let (mut sick_started, mut back_in_class) = (false, false);
         let (mut registered, mut own_event_today) = (false, false);
-        for (_, day, fact) in events.iter().filter(|(_, day, _)| *day <= on) {
+        let deadline = (on + chrono::Days::new(1)).and_hms_opt(1, 0, 0).unwrap().and_utc().timestamp_millis();
+        let in_time = |acked: &Option<i64>| acked.is_none_or(|at| at < deadline);
+        let (mut registered_in_time, mut checked_in_time) = (false, false);
+        for (_, day, fact, acked) in events.iter().filter(|(_, day, _, _)| *day <= on) {
             let today = *day == on;
             own_event_today |= today && !matches!(fact, Fact::RoommateShowedSigns { .. });
             registered |= matches!(fact, Fact::Registered { .. });
+            registered_in_time |= matches!(fact, Fact::Registered { .. }) && in_time(acked);
             match fact {
                 Fact::Temperature { slot, celsius } => {
                     abnormal_today |= today && *celsius >= rules.fever_threshold_celsius;
-                    checked_today |= today && matches!(slot, Slot::Morning | Slot::Noon | Slot::Evening);
+                    let daily = matches!(slot, Slot::Morning | Slot::Noon | Slot::Evening);
+                    checked_today |= today && daily;
+                    checked_in_time |= today && daily && in_time(acked);
                 }
                 Fact::Registered { on_campus: on, .. } | Fact::Whereabouts { on_campus: on, .. } => on_campus = *on,
                 Fact::Returned { .. } => on_campus = true,
@@ -192,6 +208,21 @@ impl Defined {
             sick_absence_started: u32::from(sick_started),
             back_in_class: u32::from(back_in_class),
             unrostered: 0,
+            expected_by_deadline: u32::from(expected && registered_in_time),
+            checked_by_deadline: u32::from(expected && registered_in_time && checked_in_time),
+        }
+    }
+
+    /// A school's or a lower unit's status at the seal: on time if the persons rostered
+    /// in time were covered by checks in time, late if covered only with later events.
+    fn status(&self, threshold: f64) -> ReportStatus {
+        let reached = |done: u32, of: u32| of > 0 && f64::from(done) / f64::from(of) >= threshold;
+        if reached(self.checked_by_deadline, self.expected_by_deadline) {
+            ReportStatus::OnTime
+        } else if reached(self.checked_any, self.expected) {
+            ReportStatus::Late
+        } else {
+            ReportStatus::Missing
         }
     }
 
@@ -210,6 +241,8 @@ impl Defined {
         self.sick_absence_started += other.sick_absence_started;
         self.back_in_class += other.back_in_class;
         self.unrostered += other.unrostered;
+        self.expected_by_deadline += other.expected_by_deadline;
+        self.checked_by_deadline += other.checked_by_deadline;
     }
 
     fn of_report(report: &DailyReport) -> Defined {
@@ -222,6 +255,8 @@ impl Defined {
             sick_absence_started: report.sick_absence_started,
             back_in_class: report.back_in_class,
             unrostered: report.unrostered,
+            expected_by_deadline: report.expected_by_deadline,
+            checked_by_deadline: report.checked_by_deadline,
         }
     }
 }
@@ -254,7 +289,13 @@ fn assert_reports_match(projections: &Projections, (expected, defined): &Referen
         for n in 0..CHECKED_DAYS {
             // Cities and the province are read as sums of schools; the reference sums persons.
             let mut want = expected.get(&(unit.clone(), day(n))).copied().unwrap_or_default();
-            let got = projections.daily_report(unit, day(n)).unwrap().unwrap();
+            let Some(got) = projections.daily_report(unit, day(n)).unwrap() else {
+                // No one counted in it yet that day: it has no report, and nothing to count.
+                let nothing =
+                    want.is_zero() && defined.get(&(unit.clone(), day(n))).is_none_or(|d| *d == Defined::default());
+                assert!(nothing, "seed {seed}: {unit} on {} has no report but counts", day(n));
+                continue;
+            };
             let mut by_definition = defined.get(&(unit.clone(), day(n))).copied().unwrap_or_default();
             if unit.level <= domain::Level::City {
                 // Persons not on a roster count in their school alone: a city or the
@@ -282,6 +323,10 @@ fn assert_reports_match(projections: &Projections, (expected, defined): &Referen
                 "seed {seed}: {unit} on {}: zero report",
                 day(n)
             );
+            if unit.level > domain::Level::City {
+                let judged = domain::close::CloseRules::default().judge(&got);
+                assert_eq!(judged, by_definition.status(0.9), "seed {seed}: {unit} on {}: status", day(n));
+            }
             assert_eq!(got, DailyReport::from_tally(unit.clone(), day(n), &want), "seed {seed}: {unit} on {}", day(n));
         }
     }
@@ -490,6 +535,15 @@ fn random_event(rng: &mut Rng, id: usize) -> pb::Event {
     }
 }
 
+/// When intake acknowledged `event`: as it happened, or 20, 40 or 60 hours later, by its
+/// id, so that some events of a day come after its deadline (09:00 the next morning) and
+/// some registrations after the deadlines of the days after theirs.
+fn acked_at(event: &pb::Event) -> i64 {
+    let at = chrono::DateTime::parse_from_rfc3339(&event.occurred_at).unwrap().timestamp_millis();
+    let delay_hours = i64::from(Stamp::new(0, &event.event_id).tiebreak.to_le_bytes()[0] % 4) * 20;
+    at + delay_hours * 3_600_000
+}
+
 /// The events on their topics and partitions with fresh offsets, in the order given.
 fn as_log(order: &[&pb::Event]) -> Vec<Polled> {
     let mut next_offset: HashMap<TopicPartition, u64> = HashMap::new();
@@ -499,8 +553,8 @@ fn as_log(order: &[&pb::Event]) -> Vec<Polled> {
             let at = TopicPartition { topic: topic_of(e).into(), partition: u32::from(e.school == "S2") };
             let offset = next_offset.entry(at.clone()).or_insert(0);
             *offset += 1;
-            let record =
-                Record { topic: at.topic.clone(), key: e.school.clone(), headers: vec![], payload: e.encode_to_vec() };
+            let headers = vec![(wire::ACKED_AT_HEADER.to_owned(), acked_at(e).to_string())];
+            let record = Record { topic: at.topic.clone(), key: e.school.clone(), headers, payload: e.encode_to_vec() };
             Polled { at, offset: *offset - 1, record }
         })
         .collect()
@@ -508,14 +562,14 @@ fn as_log(order: &[&pb::Event]) -> Vec<Polled> {
 
 /// Everything a fold leaves for readers: every unit's report on every day, every unit's
 /// key persons, and which events raised an alert.
-type Readout = (BTreeMap<(UnitKey, Day), DailyReport>, BTreeMap<UnitKey, Vec<String>>, Vec<String>);
+type Readout = (BTreeMap<(UnitKey, Day), Option<DailyReport>>, BTreeMap<UnitKey, Vec<String>>, Vec<String>);
 
 fn readout(projections: &Projections) -> Readout {
     let mut reports = BTreeMap::new();
     let mut key_persons = BTreeMap::new();
     for (unit, _) in projections.units(None, None).unwrap() {
         for n in 0..CHECKED_DAYS {
-            reports.insert((unit.clone(), day(n)), projections.daily_report(&unit, day(n)).unwrap().unwrap());
+            reports.insert((unit.clone(), day(n)), projections.daily_report(&unit, day(n)).unwrap());
         }
         let persons = projections.key_persons(&unit).unwrap().iter().map(|p| format!("{p:?}")).collect();
         key_persons.insert(unit, persons);
@@ -573,14 +627,15 @@ fn roommates_share_signs_whatever_the_order_and_restarts() {
         let counted = |(name, _): &(String, i64)| name != "unrostered";
         let zero = |r: &DailyReport| r.figures().iter().filter(|f| counted(f)).all(|(_, v)| *v == 0);
         for key in want.0.keys().chain(got.0.keys()) {
-            let (x, y) = (want.0.get(key), got.0.get(key));
+            let (x, y) = (want.0.get(key).and_then(Option::as_ref), got.0.get(key).and_then(Option::as_ref));
             let (x, y) = match (x, y) {
                 (Some(x), Some(y)) => (x, y),
                 (Some(only), None) | (None, Some(only)) => {
                     assert!(zero(only), "seed {seed}: {} on {} only in one order, not empty", key.0, key.1);
                     continue;
                 }
-                (None, None) => unreachable!(),
+                // Before anyone counted in the unit, in both orders.
+                (None, None) => continue,
             };
             let summed = key.0.level <= domain::Level::City && !same_schools;
             let diff: Vec<_> =

@@ -105,6 +105,7 @@ pub fn render(r: &pb::DailyReport) -> String {
         Ok(pb::ReportStatus::OnTime) => "sent on time (按时报送)",
         Ok(pb::ReportStatus::Late) => "sent late (迟报)",
         Ok(pb::ReportStatus::Missing) => "MISSING (缺报)",
+        Ok(pb::ReportStatus::Incomplete) => "INCOMPLETE: not every school has sent (部分报送)",
         _ => "open: live figures until the day's deadline",
     };
     let version = match r.version {

@@ -158,7 +158,11 @@ async fn build<L: EventLog, C: EventLog>(
         let service =
             IntakeService::open(log.clone(), &dir.join("intake"), metrics, config.horizon_days, config.cities.clone())
                 .context("opening the intake index")?
-                .with_clock_skew(config.clock_skew_minutes);
+                .with_clock_skew(config.clock_skew_minutes)
+                .with_ack_clock({
+                    let clock = config.clock.clone();
+                    Arc::new(move || clock.now())
+                });
         let server = Watched { inner: service.into_server(), part: Part::Intake, supervisor: supervisor.clone() };
         let server = InterceptedService::new(server, gate.for_traffic(Traffic::Posts));
         match embedded {
@@ -182,7 +186,11 @@ async fn build<L: EventLog, C: EventLog>(
         let db = aggregator::store::open_db(&dir.join("projections")).context("opening the projections")?;
         let folded = Projections::new(db.open_tree("projections")?);
         let fold = FoldConfig {
-            rules: Rules { fever_threshold_celsius: config.fever_threshold, observation_days: config.observation_days },
+            rules: Rules {
+                fever_threshold_celsius: config.fever_threshold,
+                observation_days: config.observation_days,
+                deadline: config.close.deadline_in(config.utc_offset),
+            },
             zone: config.utc_offset,
             stall_after: config.stall_after,
         };
@@ -216,7 +224,12 @@ async fn build<L: EventLog, C: EventLog>(
         }
         let mut reports = ReportsService::new(readable.clone(), status(readable.clone()), metrics.folded_total.clone())
             .with_quarantine(folded.clone())
-            .with_audit(gate.audit_log());
+            .with_audit(gate.audit_log())
+            .with_today({
+                // The server's clock, as intake judges events from the future by.
+                let zone = config.utc_offset;
+                Arc::new(move || chrono::Utc::now().with_timezone(&zone).date_naive())
+            });
         if roles == Roles::All || config.publish_feeds {
             let (service, publication) = start_feeds(config, &db, readable, kafka, &supervisor, &mut tasks)?;
             reports = reports.with_publication(publication);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::close::Deadline;
 use crate::event::{Diagnosis, Direction, Fact, HistoryKind, IsolationKind, Placement, Role, Slot, Symptom};
 use crate::tally::{Measure, Tally};
 use crate::unit::UnitKey;
@@ -21,11 +22,13 @@ pub struct Rules {
     pub fever_threshold_celsius: f64,
     /// Length of home or centralized medical observation (DOMAIN.md: 14 days).
     pub observation_days: u32,
+    /// Each day's deadline, which events acknowledged in time for its report beat.
+    pub deadline: Deadline,
 }
 
 impl Default for Rules {
     fn default() -> Self {
-        Self { fever_threshold_celsius: 37.3, observation_days: 14 }
+        Self { fever_threshold_celsius: 37.3, observation_days: 14, deadline: Deadline::default() }
     }
 }
 
@@ -168,6 +171,11 @@ pub struct PersonState {
     /// since): from the day after, the person is expected again. Last in the stored
     /// layout; a leave stored before it has no end but its closing.
     pub leave_until: Lww<Option<NaiveDate>>,
+    /// When the earliest registration was acknowledged (milliseconds since the epoch;
+    /// `None` if not known): for the days whose deadline passed before it, the person was
+    /// not on the roster in time to be expected in the report (issue 23). Last in the
+    /// stored layout.
+    pub registration_acked: Option<i64>,
 }
 
 impl PersonState {
@@ -320,6 +328,11 @@ pub struct DayFlows {
     /// layouts (format 1, the legacy `p` keys) were written before it and are read only.
     #[serde(skip)]
     pub unrostered: bool,
+    /// Every daily check of the day was acknowledged after its deadline: it came too late
+    /// for the report to be on time. Cleared by one that came in time; stored as a bit of
+    /// its own like `unrostered`, false in older layouts (in time, as before).
+    #[serde(skip)]
+    pub checked_late_only: bool,
 }
 
 /// Adds `item` to a set, sorted after: the same items in any order of arrival give the
@@ -377,9 +390,25 @@ impl PersonDay {
         PersonDay { state: self.state.clone(), flows: DayFlows::default() }
     }
 
-    /// Applies an event that happened on `day`, this entry's day.
+    /// Applies an event that happened on `day`, this entry's day, acknowledged in time.
     pub fn apply(&mut self, fact: &Fact, stamp: Stamp, day: NaiveDate, rules: &Rules) {
-        self.apply_state(fact, stamp, day, rules);
+        self.apply_acked(fact, stamp, None, day, rules);
+    }
+
+    /// Applies an event that happened on `day`, this entry's day, acknowledged at `acked`
+    /// (milliseconds since the epoch; `None` if not known, taken as in time).
+    pub fn apply_acked(&mut self, fact: &Fact, stamp: Stamp, acked: Option<i64>, day: NaiveDate, rules: &Rules) {
+        if let Fact::Temperature { slot, .. } = fact
+            && slot.is_daily_quota()
+        {
+            let first_check = !self.flows.slots_checked.iter().any(|s| s.is_daily_quota());
+            if rules.deadline.in_time(acked, day) {
+                self.flows.checked_late_only = false;
+            } else if first_check {
+                self.flows.checked_late_only = true;
+            }
+        }
+        self.apply_state_acked(fact, stamp, acked, day, rules);
         self.apply_flows(fact, rules);
         // A roommate's signs are derived, not an event posted about this person. Whether
         // they count is judged on the day's end state (`tally`): a registration of the
@@ -390,6 +419,11 @@ impl PersonDay {
 
     /// Applies only the state part of an event of `day`: also used for later days.
     pub fn apply_state(&mut self, fact: &Fact, stamp: Stamp, day: NaiveDate, rules: &Rules) {
+        self.apply_state_acked(fact, stamp, None, day, rules);
+    }
+
+    /// [`Self::apply_state`] of an event acknowledged at `acked`.
+    pub fn apply_state_acked(&mut self, fact: &Fact, stamp: Stamp, acked: Option<i64>, day: NaiveDate, rules: &Rules) {
         if matches!(fact, Fact::Temperature { .. } | Fact::Symptoms(_)) && !rules.is_abnormal_sign(fact) {
             // A normal check changes no state: the day keeps sharing it.
             return;
@@ -398,6 +432,9 @@ impl PersonDay {
         match fact {
             Fact::Registered { role, placement, city, on_campus } => {
                 s.registration.write(Some((*role, city.clone())), stamp);
+                // The earliest wins, whatever the order; an unknown time counts as earliest.
+                let acked = acked.unwrap_or(i64::MIN);
+                s.registration_acked = Some(s.registration_acked.map_or(acked, |at| at.min(acked)));
                 s.placement.write(placement.clone(), stamp);
                 s.enrolled.write(true, stamp);
                 s.on_campus.write(*on_campus, stamp);
@@ -458,7 +495,8 @@ impl PersonDay {
         let due = self.observation(day, rules).map(|o| o.expected_end);
         let required_until = s.required_observation(rules).map(|(_, until)| until);
         let leave_over = s.leave_until.value.filter(|_| s.on_leave.value).map(|until| days_after(until, 1));
-        due.into_iter().chain(required_until).chain(leave_over).filter(|d| *d > day).min()
+        let rostered_in_time = s.registration_acked.and_then(|acked| rules.deadline.first_day_due_after(acked));
+        due.into_iter().chain(required_until).chain(leave_over).chain(rostered_in_time).filter(|d| *d > day).min()
     }
 
     /// The person's observation on `day`, unless a valid release has ended it.
@@ -555,7 +593,12 @@ impl PersonDay {
         t.mark(Measure::CloseContacts, s.close_contact.value.is_some());
         let expected = s.on_campus.value && !s.on_leave_on(day);
         t.mark(Measure::ChecksExpected, expected);
-        t.mark(Measure::CheckedExpected, expected && f.slots_checked.iter().any(|slot| slot.is_daily_quota()));
+        let checked = f.slots_checked.iter().any(|slot| slot.is_daily_quota());
+        t.mark(Measure::CheckedExpected, expected && checked);
+        // Timeliness: the roster and the checks as acknowledged by the day's deadline.
+        let rostered_in_time = s.registration_acked.is_none_or(|at| at < rules.deadline.millis_of(day));
+        t.mark(Measure::ExpectedByDeadline, expected && rostered_in_time);
+        t.mark(Measure::CheckedByDeadline, expected && rostered_in_time && checked && !f.checked_late_only);
         t.mark(Measure::FlagLeaveOverdue, s.leave_overdue(day));
         for slot in &f.slots_checked {
             t.mark(Measure::checked(*slot), true);

@@ -73,6 +73,11 @@ pub struct DailyReport {
     pub gate_out: u32,
     /// Persons expected in the daily checks who had at least one: the report's coverage.
     pub checked_any: u32,
+    /// Timeliness (issue 23): persons expected whose registration was acknowledged by the
+    /// day's deadline, and of them those with a daily check acknowledged by then. Not
+    /// figures of their own: they decide the status.
+    pub expected_by_deadline: u32,
+    pub checked_by_deadline: u32,
     /// Persons with something abnormal, each once: fever, symptoms, a suspected or
     /// confirmed diagnosis, or sick absence (begun that day or lasting at its end).
     pub abnormal: u32,
@@ -100,6 +105,8 @@ pub enum ReportStatus {
     Late,
     /// Coverage below the threshold (or no checks at all): not sent.
     Missing,
+    /// A city's or the province's: some of its schools sent, not all.
+    Incomplete,
 }
 
 impl ReportStatus {
@@ -109,11 +116,25 @@ impl ReportStatus {
             Self::OnTime => "on_time",
             Self::Late => "late",
             Self::Missing => "missing",
+            Self::Incomplete => "incomplete",
         }
     }
 
+    /// Sent in full: on time or late.
     pub fn has_reported(self) -> bool {
         matches!(self, Self::OnTime | Self::Late)
+    }
+
+    /// The better of two judgements of one report: a report once sent stays sent, and
+    /// moves from missing or late to on time when events that came in time are folded.
+    pub fn or_better(self, other: Self) -> Self {
+        let rank = |s: Self| match s {
+            Self::Open | Self::Missing => 0,
+            Self::Incomplete => 1,
+            Self::Late => 2,
+            Self::OnTime => 3,
+        };
+        if rank(other) > rank(self) { other } else { self }
     }
 }
 
@@ -134,6 +155,32 @@ pub struct ReportingRate {
     pub on_time: u32,
     pub missing: Vec<UnitKey>,
     pub late: Vec<UnitKey>,
+}
+
+impl ReportingRate {
+    /// A city's or the province's status, from its schools' (issue 23): on time only when
+    /// every school sent on time, late when every school sent and some late, incomplete
+    /// while some have not sent, missing when none has (or none is expected).
+    pub fn status(&self) -> ReportStatus {
+        if self.actual == 0 {
+            ReportStatus::Missing
+        } else if self.actual < self.expected {
+            ReportStatus::Incomplete
+        } else if self.on_time < self.expected {
+            ReportStatus::Late
+        } else {
+            ReportStatus::OnTime
+        }
+    }
+
+    /// Adds another summary's schools (a city's, into the province's).
+    pub fn add(&mut self, other: ReportingRate) {
+        self.expected += other.expected;
+        self.actual += other.actual;
+        self.on_time += other.on_time;
+        self.missing.extend(other.missing);
+        self.late.extend(other.late);
+    }
 }
 
 impl DailyReport {
@@ -195,6 +242,8 @@ impl DailyReport {
             gate_in: n(Measure::GateIn),
             gate_out: n(Measure::GateOut),
             checked_any: n(Measure::CheckedExpected),
+            expected_by_deadline: n(Measure::ExpectedByDeadline),
+            checked_by_deadline: n(Measure::CheckedByDeadline),
             abnormal,
             // Decided by the close rules, which know whether the report counts as sent.
             zero_report: false,
@@ -210,6 +259,13 @@ impl DailyReport {
     pub fn coverage(&self) -> Option<f64> {
         let expected = self.checks.iter().map(|c| c.expected).max().unwrap_or(0);
         (expected > 0).then(|| f64::from(self.checked_any) / f64::from(expected))
+    }
+
+    /// Of the persons on the roster by the deadline and expected, those checked by events
+    /// acknowledged by then; `None` when nobody is.
+    pub fn coverage_by_deadline(&self) -> Option<f64> {
+        (self.expected_by_deadline > 0)
+            .then(|| f64::from(self.checked_by_deadline) / f64::from(self.expected_by_deadline))
     }
 
     /// Every figure of the report by name, in a fixed order: what a version compares.
@@ -268,5 +324,24 @@ impl DailyReport {
         put("leave_overdue", self.leave_overdue);
         put("unrostered", self.unrostered);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(expected: u32, actual: u32, on_time: u32) -> ReportingRate {
+        ReportingRate { expected, actual, on_time, ..ReportingRate::default() }
+    }
+
+    #[test]
+    fn a_roll_up_is_on_time_only_when_every_school_is() {
+        assert_eq!(rate(2, 2, 2).status(), ReportStatus::OnTime);
+        assert_eq!(rate(2, 2, 1).status(), ReportStatus::Late, "all sent, one late");
+        assert_eq!(rate(2, 1, 1).status(), ReportStatus::Incomplete, "one on time, one missing");
+        assert_eq!(rate(2, 0, 0).status(), ReportStatus::Missing);
+        assert_eq!(rate(0, 0, 0).status(), ReportStatus::Missing, "no school expected: nothing sent");
+        assert!(!ReportStatus::Incomplete.has_reported(), "never a zero report");
     }
 }

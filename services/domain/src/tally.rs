@@ -99,6 +99,10 @@ measures! {
     // Persons not on the roster (never registered at the school) with events of their
     // own that day: counted in their school alone, so that a broken roster is seen.
     Unrostered: Flow,
+    // Timeliness (issue 23): persons expected whose registration was acknowledged by the
+    // day's deadline, and of them those with a daily check acknowledged by then.
+    ExpectedByDeadline: State,
+    CheckedByDeadline: Flow,
 }
 
 impl Measure {

@@ -182,6 +182,20 @@ impl Timeline {
 
     /// Folds one event that happened on `day`.
     pub fn apply(&mut self, school: &str, day: Day, fact: &Fact, stamp: Stamp, rules: &Rules) -> Vec<DayChange> {
+        self.apply_acked(school, day, fact, stamp, None, rules)
+    }
+
+    /// [`Self::apply`] of an event acknowledged at `acked` (milliseconds since the epoch;
+    /// `None` if not known, taken as in time), which decides timeliness.
+    pub fn apply_acked(
+        &mut self,
+        school: &str,
+        day: Day,
+        fact: &Fact,
+        stamp: Stamp,
+        acked: Option<i64>,
+        rules: &Rules,
+    ) -> Vec<DayChange> {
         let mut changes = Vec::new();
         if !self.days.contains_key(&day) {
             let carried = self.days.range(..day).next_back().map(|(_, before)| before.carried()).unwrap_or_default();
@@ -192,7 +206,7 @@ impl Timeline {
         let old = self.units.contribution(entry, school, day, rules);
         // Later days that shared the state this one had share the state it has now: the
         // same event on the same state gives the same state, so it is applied once.
-        let mut carried_over = apply_noting_shared(entry, |e| e.apply(fact, stamp, day, rules));
+        let mut carried_over = apply_noting_shared(entry, |e| e.apply_acked(fact, stamp, acked, day, rules));
         let new = self.units.contribution(entry, school, day, rules);
         // Each entry's span ends where the next entry begins.
         let later: Vec<Day> = self.days.range((Excluded(day), Unbounded)).map(|(d, _)| *d).collect();
@@ -203,7 +217,7 @@ impl Timeline {
             let old = self.units.contribution(entry, school, *later_day, rules);
             match &carried_over {
                 Some((before, after)) if Arc::ptr_eq(&entry.state, before) => entry.state = after.clone(),
-                _ => carried_over = apply_noting_shared(entry, |e| e.apply_state(fact, stamp, day, rules)),
+                _ => carried_over = apply_noting_shared(entry, |e| e.apply_state_acked(fact, stamp, acked, day, rules)),
             }
             let new = self.units.contribution(entry, school, *later_day, rules);
             if old != new {

@@ -17,7 +17,7 @@ pub struct ReportRow {
     pub report: DailyReport,
     /// The sealed version; 0 while the report is not sealed yet.
     pub version: u32,
-    /// Where the report stands against its deadline: "on_time", "late", "missing", "open".
+    /// Where the report stands against its deadline: "on_time", "late", "missing", "open"; a city or the province "incomplete".
     pub status: String,
     /// Changed after it was first sealed.
     pub revised: bool,
@@ -172,6 +172,10 @@ fn report_columns() -> Vec<Column<ReportRow>> {
         rep("门岗进校", "Gate: entered", |r| r.report.gate_in.into()),
         rep("门岗离校", "Gate: left", |r| r.report.gate_out.into()),
         rep("已测温人数", "Checked (any daily check)", |r| r.report.checked_any.into()),
+        rep("截止前应测人数", "Expected, on the roster by the deadline", |r| {
+            r.report.expected_by_deadline.into()
+        }),
+        rep("截止前已测人数", "Checked by the deadline", |r| r.report.checked_by_deadline.into()),
         rep("异常人数", "Persons with anything abnormal", |r| r.report.abnormal.into()),
         rep("零报告", "Zero report", |r| r.report.zero_report.into()),
     ]);
@@ -256,6 +260,7 @@ fn word(w: &str) -> String {
         "on_time" => "按时",
         "late" => "迟报",
         "missing" => "缺报",
+        "incomplete" => "部分报送",
         "open" => "未截止",
         "home" => "居家医学观察",
         "centralized" => "集中医学观察",

@@ -142,7 +142,7 @@ impl FeedStore {
             report.reporting = Some(rate);
         }
         let before = self.remembered(report.date, &report.unit)?;
-        if close.publish(before.as_ref().map(|r| &r.published), report).is_none()
+        if publish(close, before.as_ref().map(|r| &r.published), report).is_none()
             && let Some(held) = before
         {
             // Nothing new since the last version: show that version as published.
@@ -210,6 +210,15 @@ impl FeedStore {
     }
 }
 
+/// Judges and fills a report as [`CloseRules::publish`] does; a city's or the province's
+/// status comes from its schools' (its reporting rate), never from its summed coverage.
+fn publish(close: &CloseRules, before: Option<&Published>, report: &mut DailyReport) -> Option<Published> {
+    match report.reporting.as_ref().map(ReportingRate::status) {
+        Some(status) => close.record(before, report, status),
+        None => close.publish(before, report),
+    }
+}
+
 /// Counts a school's report in a summary's reporting rate.
 fn count(rate: &mut ReportingRate, school: UnitKey, status: ReportStatus) {
     rate.expected += 1;
@@ -222,7 +231,7 @@ fn count(rate: &mut ReportingRate, school: UnitKey, status: ReportStatus) {
             rate.actual += 1;
             rate.late.push(school);
         }
-        ReportStatus::Missing | ReportStatus::Open => rate.missing.push(school),
+        ReportStatus::Missing | ReportStatus::Open | ReportStatus::Incomplete => rate.missing.push(school),
     }
 }
 
@@ -528,11 +537,7 @@ impl Publisher {
                 self.publish_report(pass, offices, &UnitKey::city(city), city, day, &sum, Some(rate.clone()))?;
             }
             province.add(&sum);
-            province_rate.expected += rate.expected;
-            province_rate.actual += rate.actual;
-            province_rate.on_time += rate.on_time;
-            province_rate.missing.extend(rate.missing);
-            province_rate.late.extend(rate.late);
+            province_rate.add(rate);
         }
         self.publish_report(pass, offices, &UnitKey::province(), "", day, &province, Some(province_rate))?;
         Ok(())
@@ -589,7 +594,7 @@ impl Publisher {
         if before.is_none() && report.population == 0 && unit.level > Level::City {
             return Ok(());
         }
-        let Some(published) = self.close.publish(before.as_ref().map(|r| &r.published), &mut report) else {
+        let Some(published) = publish(&self.close, before.as_ref().map(|r| &r.published), &mut report) else {
             return Ok(());
         };
         let changes = report.changes.clone();

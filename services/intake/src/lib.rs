@@ -106,7 +106,13 @@ pub struct IntakeService<L> {
     cities: Cities,
     /// school → the city of its first accepted registration.
     school_cities: sled::Tree,
+    /// What an event's acknowledgement time is read off (the header
+    /// [`wire::ACKED_AT_HEADER`]): the clock that seals the days, so that both agree.
+    ack_clock: AckClock,
 }
+
+/// A clock reading the current instant.
+pub type AckClock = std::sync::Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>;
 
 impl<L: EventLog> IntakeService<L> {
     /// `index_dir` holds the deduplication index (event ids already accepted).
@@ -127,7 +133,14 @@ impl<L: EventLog> IntakeService<L> {
         let accepted = AcceptedIds::open(db.open_tree("accepted_ids")?, Self::first_day_kept(horizon))?;
         let school_cities = db.open_tree("school_cities")?;
         let clock_skew = chrono::TimeDelta::minutes(i64::from(DEFAULT_CLOCK_SKEW_MINUTES));
-        Ok(Self { log, accepted, metrics, horizon, clock_skew, cities, school_cities })
+        let ack_clock: AckClock = std::sync::Arc::new(chrono::Utc::now);
+        Ok(Self { log, accepted, metrics, horizon, clock_skew, cities, school_cities, ack_clock })
+    }
+
+    /// Reads acknowledgement times off `clock` (the one the day's close follows).
+    pub fn with_ack_clock(mut self, clock: AckClock) -> Self {
+        self.ack_clock = clock;
+        self
     }
 
     /// Refuses events dated more than `minutes` ahead of the server's clock.
@@ -226,6 +239,8 @@ impl<L: EventLog> IntakeService<L> {
         // Counted here and added to the metrics once per kind, not once per event.
         let mut duplicates = [0u64; EventKind::ALL.len()];
         let mut new_schools = HashMap::new();
+        // Appended below and answered only once durable: the instant they are acknowledged.
+        let acked_at = (self.ack_clock)().timestamp_millis().to_string();
         for (index, event) in events.into_iter().enumerate() {
             // An id too long to be valid is echoed by its start only.
             let event_id = match event.event_id.len() > wire::MAX_CODE_BYTES {
@@ -261,6 +276,7 @@ impl<L: EventLog> IntakeService<L> {
                                 (KIND_HEADER.to_owned(), kind.as_str().to_owned()),
                                 (SCHEMA_HEADER.to_owned(), wire::SCHEMA_VERSION.to_owned()),
                                 (POSTED_BY_HEADER.to_owned(), access.name.clone()),
+                                (wire::ACKED_AT_HEADER.to_owned(), acked_at.clone()),
                             ],
                             payload,
                         });

@@ -13,6 +13,16 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("dayb
 /// Version of the event schema carried in the log's headers.
 pub const SCHEMA_VERSION: &str = "1";
 
+/// The log header carrying when intake acknowledged an event, in milliseconds since the
+/// epoch: a report is on time only with events acknowledged by its deadline (issue 23).
+pub const ACKED_AT_HEADER: &str = "daybook-acked-at";
+
+/// When a record's event was acknowledged, from its headers; `None` for a record written
+/// before the header was (or with a value that is not a number).
+pub fn acked_at(headers: &[(String, String)]) -> Option<i64> {
+    headers.iter().find(|(k, _)| k == ACKED_AT_HEADER).and_then(|(_, v)| v.parse().ok())
+}
+
 pub mod codec;
 mod event;
 mod report;

@@ -139,6 +139,8 @@ pub fn report_to_proto(r: &DailyReport) -> pb::DailyReport {
         gate_out: r.gate_out,
         zero_report: r.zero_report,
         checked_any: r.checked_any,
+        expected_by_deadline: r.expected_by_deadline,
+        checked_by_deadline: r.checked_by_deadline,
         abnormal: r.abnormal,
         status: status_to_proto(r.status) as i32,
         version: r.version,
@@ -164,6 +166,7 @@ pub fn status_to_proto(status: ReportStatus) -> pb::ReportStatus {
         ReportStatus::OnTime => pb::ReportStatus::OnTime,
         ReportStatus::Late => pb::ReportStatus::Late,
         ReportStatus::Missing => pb::ReportStatus::Missing,
+        ReportStatus::Incomplete => pb::ReportStatus::Incomplete,
     }
 }
 
