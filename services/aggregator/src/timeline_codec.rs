@@ -44,7 +44,9 @@ macro_rules! state_fields {
             health_card_on,
             close_contact,
             leave_until,
-            registration_acked
+            registration_acked,
+            key_area_seen,
+            returned_on
         }
     };
 }
@@ -251,6 +253,11 @@ mod tests {
             on_campus: true,
         };
         timeline.apply("S1", day(1), &registered, Stamp::new(1, "r"), &rules);
+        // The key-area history (the stay, the return) is stored too.
+        let hubei =
+            Fact::Whereabouts { province: "Hubei".into(), city: "Wuhan".into(), in_key_area: true, on_campus: false };
+        timeline.apply("S1", day(1), &hubei, Stamp::new(2, "w"), &rules);
+        timeline.apply("S1", day(1), &Fact::Returned { date: day(1), batch: 1 }, Stamp::new(3, "b"), &rules);
         for n in 1..=20 {
             let reading = Fact::Temperature { slot: Slot::Morning, celsius: if n == 7 { 38.0 } else { 36.5 } };
             let stamp = Stamp::new(i64::from(n) * 86_400_000, &format!("t{n}"));
@@ -261,6 +268,7 @@ mod tests {
         encode(&timeline, &mut bytes);
         let read = decode(&bytes).unwrap();
         assert_eq!(read, timeline);
+        assert_eq!(read.days[&day(1)].state.back_from_key_area(), Some(day(1)));
         // Days that changed nothing share the day before's state once read, as in memory.
         let state = |n: u32| &read.days[&day(n)].state;
         assert!(Arc::ptr_eq(state(2), state(6)) && Arc::ptr_eq(state(8), state(20)));

@@ -147,7 +147,8 @@ pub struct PersonState {
     pub diagnosis: Lww<Option<Diagnosis>>,
     pub sick_absent: Lww<bool>,
     pub on_leave: Lww<bool>,
-    /// Return date from a key area, or the travel / last contact date of two histories.
+    /// The travel / last contact date of two histories (and, stored before `returned_on`,
+    /// the date of a return in batch 3); see [`PersonState::exposure_date`].
     pub exposure: Lww<Option<NaiveDate>>,
     /// The day observation began.
     pub isolation_since: Lww<Option<NaiveDate>>,
@@ -173,9 +174,20 @@ pub struct PersonState {
     pub leave_until: Lww<Option<NaiveDate>>,
     /// When the earliest registration was acknowledged (milliseconds since the epoch;
     /// `None` if not known): for the days whose deadline passed before it, the person was
-    /// not on the roster in time to be expected in the report (issue 23). Last in the
-    /// stored layout.
+    /// not on the roster in time to be expected in the report (issue 23). Like the two
+    /// below, stored by `aggregator::timeline_codec` only.
+    #[serde(skip)]
     pub registration_acked: Option<i64>,
+    /// The day of the latest whereabouts placing the person in Hubei or another key area:
+    /// `in_key_area` is cleared by their return, this is kept (issue 23). Stored by
+    /// `aggregator::timeline_codec` only; the serde layouts (legacy `p` keys) predate it.
+    #[serde(skip)]
+    pub key_area_seen: Lww<Option<NaiveDate>>,
+    /// The date of the latest return to school (with `returned_batch`, same write).
+    /// Stored like `key_area_seen`; a return stored before it has no date (batch 3 wrote
+    /// its date as the `exposure`).
+    #[serde(skip)]
+    pub returned_on: Lww<Option<NaiveDate>>,
 }
 
 impl PersonState {
@@ -208,7 +220,7 @@ impl PersonState {
     pub fn period(&self, day: NaiveDate, rules: &Rules) -> Option<Observation> {
         let kind = self.isolation.value?;
         let since = self.isolation_since.value.unwrap_or(day);
-        let first = self.exposure.value.filter(|e| *e <= since).unwrap_or(since);
+        let first = self.exposure_date().filter(|e| *e <= since).unwrap_or(since);
         let during = |d: &&NaiveDate| **d >= first && **d <= day;
         let own = self.abnormal_days.iter().filter(during).max().copied();
         let roommate = self.roommate_onsets.iter().filter(during).max().copied();
@@ -230,16 +242,16 @@ impl PersonState {
 
     /// The observation the rules put the person under, and the day the requirement ends
     /// (DOMAIN.md, "Isolation and medical observation"): centralized for anyone back from
-    /// a key area (return batch 3), for close contacts of a case whatever their role (the
-    /// national protocol; DOMAIN.md, decisions) and for students with two histories once
-    /// back at school; home for staff with two histories; for the 14 days (configurable)
-    /// from the return or last contact date.
+    /// a key area (whatever the batch: [`Self::back_from_key_area`]), for close contacts
+    /// of a case whatever their role (the national protocol; DOMAIN.md, decisions) and for
+    /// students with two histories once back at school; home for staff with two
+    /// histories; for the 14 days (configurable) from the return or last contact date.
     pub fn required_observation(&self, rules: &Rules) -> Option<(IsolationKind, NaiveDate)> {
         let (role, _) = self.registration.value.as_ref()?;
-        let until = days_after(self.exposure.value?, rules.observation_days);
+        let until = days_after(self.exposure_date()?, rules.observation_days);
         let histories = self.two_histories.value.is_some();
         let close_contact = self.close_contact.value.is_some();
-        let kind = if self.returned_batch.value == Some(3)
+        let kind = if self.back_from_key_area().is_some()
             || close_contact
             || (*role == Role::Student && histories && self.has_returned())
         {
@@ -250,6 +262,27 @@ impl PersonState {
             return None;
         };
         Some((kind, until))
+    }
+
+    /// The date the person came back from Hubei or another key area (DOMAIN.md, decisions:
+    /// a fact of their history, not of the batch): a return to school after the latest
+    /// whereabouts placing them in one, in any batch; or a return in batch 3, the batch
+    /// of those still in Hubei (DOMAIN.md l. 64), stay recorded or not. `None` while they
+    /// are there, or were never recorded there. Both registers are last-writer-wins, so
+    /// comparing their stamps gives the same answer in any order of arrival.
+    pub fn back_from_key_area(&self) -> Option<NaiveDate> {
+        let (seen, back) = (&self.key_area_seen, &self.returned_on);
+        let after_a_stay = seen.value.is_some() && self.returned_batch.stamp > seen.stamp;
+        let batch_3 = self.returned_batch.value == Some(3);
+        // A return stored before returns kept their date: batch 3 wrote it as the exposure.
+        let stored_before = self.exposure.value.filter(|_| batch_3);
+        (after_a_stay || batch_3).then(|| back.value.or(stored_before)).flatten()
+    }
+
+    /// The date the observation the rules require runs from: the travel or last contact
+    /// date declared, or the return from a key area, the later of the two.
+    pub fn exposure_date(&self) -> Option<NaiveDate> {
+        self.exposure.value.max(self.back_from_key_area())
     }
 
     /// The observation the rules require, and until when, if the person is not under it
@@ -450,6 +483,9 @@ impl PersonDay {
             Fact::Whereabouts { in_key_area, on_campus, .. } => {
                 s.in_key_area.write(*in_key_area, stamp);
                 s.on_campus.write(*on_campus, stamp);
+                if *in_key_area {
+                    s.key_area_seen.write(Some(day), stamp);
+                }
             }
             Fact::TwoHistories { kind: HistoryKind::CloseContact, date } => {
                 s.close_contact.write(Some(*date), stamp);
@@ -463,10 +499,9 @@ impl PersonDay {
                 s.on_campus.write(true, stamp);
                 s.in_key_area.write(false, stamp);
                 s.returned_batch.write(Some(*batch), stamp);
-                // Batch 3 comes back from Hubei or another key area.
-                if *batch == 3 {
-                    s.exposure.write(Some(*date), stamp);
-                }
+                // Whether they come back from a key area, and since when, is derived
+                // (`back_from_key_area`): the exposure keeps the declared histories.
+                s.returned_on.write(Some(*date), stamp);
             }
             Fact::IsolationStarted { kind, roommates, .. } => {
                 s.isolation.write(Some(*kind), stamp);

@@ -611,6 +611,81 @@ mod tests {
         let mut u = Timeline::default();
         u.apply("S", day(1), &person(Role::Staff), Stamp::new(day_ms(1), "r"), &rules);
         u.apply("S", day(5), &returned_in_batch_one, Stamp::new(day_ms(5), "b"), &rules);
-        assert_eq!(tally_on(&u, 5).get(Measure::FlagObservationMissing), 0);
+        assert_eq!(tally_on(&u, 5).get(Measure::FlagObservationMissing), 0, "never recorded in a key area");
+    }
+
+    fn in_hubei() -> Fact {
+        Fact::Whereabouts { province: "Hubei".into(), city: "Wuhan".into(), in_key_area: true, on_campus: false }
+    }
+
+    #[test]
+    fn back_from_a_key_area_in_any_batch_needs_centralized_observation_from_the_return() {
+        let rules = Rules::default();
+        let events = [
+            (1, person(Role::Staff), "r"),
+            (1, in_hubei(), "w"),
+            (5, Fact::Returned { date: day(5), batch: 1 }, "b"),
+            (
+                6,
+                Fact::IsolationStarted {
+                    kind: crate::event::IsolationKind::Centralized,
+                    place: "x".into(),
+                    roommates: vec![],
+                },
+                "i",
+            ),
+            (19, Fact::Released, "rel"),
+        ];
+        let fold = |order: &[usize]| {
+            let mut t = Timeline::default();
+            for &i in order {
+                let (n, fact, id) = &events[i];
+                t.apply("S", day(*n), fact, Stamp::new(day_ms(*n), id), &rules);
+            }
+            t
+        };
+        let t = fold(&[0, 1, 2, 3, 4]);
+        let reversed = fold(&[4, 2, 3, 1, 0]);
+        for n in 1..=22 {
+            assert_eq!(tally_on(&reversed, n), tally_on(&t, n), "day {n}: the same in any order of arrival");
+        }
+        let missing = |n| tally_on(&t, n).get(Measure::FlagObservationMissing);
+        assert_eq!((missing(1), missing(5), missing(6)), (0, 1, 0), "required from the return, whatever the batch");
+        let on5 = t.on(day(5)).unwrap();
+        assert_eq!(on5.state.back_from_key_area(), Some(day(5)));
+        assert!(!on5.state.in_key_area.value, "no longer there; the stay is kept");
+        let observation = t.on(day(10)).unwrap().observation(day(10), &rules).unwrap();
+        assert_eq!((observation.start, observation.expected_end), (day(5), day(19)), "14 days from the return");
+        assert!(!due_on(&t, 18));
+        let on19 = tally_on(&t, 19);
+        assert_eq!((on19.get(Measure::Released), on19.get(Measure::FlagReleaseRefused)), (1, 0), "due that day");
+        assert_eq!(tally_on(&t, 20).get(Measure::CentralizedObservation), 0);
+        assert_eq!(t.on(day(20)).unwrap().state.back_from_key_area(), Some(day(5)), "the history is kept");
+    }
+
+    #[test]
+    fn a_return_before_the_stay_is_no_return_from_it() {
+        let rules = Rules::default();
+        let mut t = Timeline::default();
+        t.apply("S", day(1), &person(Role::Student), Stamp::new(day_ms(1), "r"), &rules);
+        t.apply("S", day(2), &Fact::Returned { date: day(2), batch: 1 }, Stamp::new(day_ms(2), "b"), &rules);
+        // Went to Hubei after coming back to school: there now, not back from it.
+        t.apply("S", day(4), &in_hubei(), Stamp::new(day_ms(4), "w"), &rules);
+        let on4 = t.on(day(4)).unwrap();
+        assert_eq!(on4.state.back_from_key_area(), None);
+        assert_eq!(tally_on(&t, 4).get(Measure::FlagObservationMissing), 0);
+        assert_eq!(tally_on(&t, 4).get(Measure::InKeyArea), 1);
+        // A return in batch 3 is one from a key area, stay recorded or not.
+        let mut u = Timeline::default();
+        u.apply("S", day(1), &person(Role::Student), Stamp::new(day_ms(1), "r"), &rules);
+        u.apply("S", day(3), &Fact::Returned { date: day(3), batch: 3 }, Stamp::new(day_ms(3), "b"), &rules);
+        assert_eq!(u.on(day(3)).unwrap().state.back_from_key_area(), Some(day(3)));
+        assert_eq!(
+            (
+                tally_on(&u, 16).get(Measure::FlagObservationMissing),
+                tally_on(&u, 17).get(Measure::FlagObservationMissing)
+            ),
+            (1, 0)
+        );
     }
 }
