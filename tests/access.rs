@@ -280,7 +280,7 @@ async fn person_level_data_needs_its_own_right_and_each_read_is_audited() {
     let fever = c.schools[0].temperature("08:10", "S1-P1", Slot::Morning, 38.5);
     c.intake(&c.tokens.s1).publish_batch(pb::PublishBatchRequest { events: vec![isolated, fever] }).await.unwrap();
     c.caught_up().await;
-    let persons = |unit: &str| pb::KeyPersonsRequest { unit: unit.into() };
+    let persons = |unit: &str| pb::KeyPersonsRequest { unit: unit.into(), ..Default::default() };
 
     let mut counts = c.reports(Some(&c.tokens.counts));
     let status = counts.list_key_persons(persons("school:S1")).await.unwrap_err();

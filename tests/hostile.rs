@@ -235,7 +235,7 @@ async fn each_error_carries_the_code_a_client_can_act_on() {
     assert_eq!(code(reports.get_daily_report(report("school:S9", DAY)).await), Code::NotFound);
     assert_eq!(code(reports.get_daily_report(report("campus:S1", DAY)).await), Code::InvalidArgument);
     assert_eq!(code(reports.get_daily_report(report("school:S1", "2020-3-2")).await), Code::InvalidArgument);
-    let unknown = pb::KeyPersonsRequest { unit: "class:S1/D1/G1/C9".into() };
+    let unknown = pb::KeyPersonsRequest { unit: "class:S1/D1/G1/C9".into(), ..Default::default() };
     assert_eq!(reports.list_key_persons(unknown).await.unwrap_err().code(), Code::NotFound);
     let unknown = pb::ListUnitsRequest { parent: "school:S9".into(), ..Default::default() };
     assert_eq!(reports.list_units(unknown).await.unwrap_err().code(), Code::NotFound);

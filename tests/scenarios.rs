@@ -12,6 +12,7 @@ on_every_backend!(
     a_long_stream_answers_every_event_by_its_index_and_folds_each_once,
     every_units_report_in_one_call_equals_the_reports_one_by_one,
     key_persons_are_listed_by_unit_with_their_observation,
+    the_key_person_list_is_as_it_stood_on_the_day_asked,
     events_older_than_the_horizon_or_from_the_future_are_refused,
     returns_are_counted_by_batch_planned_back_and_not_yet,
     what_the_rules_forbid_is_flagged,
@@ -499,7 +500,8 @@ async fn key_persons_are_listed_by_unit_with_their_observation(backend: Backend)
     ];
     server.post_all(events).await;
     server.caught_up().await;
-    let list = |unit: &str| pb::KeyPersonsRequest { unit: unit.into() };
+    // As the list stood at the end of that day; without a date, as it stands today.
+    let list = |unit: &str| pb::KeyPersonsRequest { unit: unit.into(), date: "2020-03-01".into() };
     let class = server.reports.list_key_persons(list("class:S1/D1/2019/C01")).await.unwrap().into_inner().persons;
     let ids: Vec<&str> = class.iter().map(|p| p.person_id.as_str()).collect();
     assert_eq!(ids, ["A", "D", "E", "F"], "B is no key person");
@@ -525,6 +527,130 @@ async fn key_persons_are_listed_by_unit_with_their_observation(backend: Backend)
     ids.sort();
     assert_eq!(ids, ["A", "C", "D", "E", "F"]);
     assert!(city.iter().find(|p| p.person_id == "C").unwrap().in_key_area);
+    // Today F's 14 days from the contact (to 03-12) have long run out: no longer missing.
+    let today = pb::KeyPersonsRequest { unit: "class:S1/D1/2019/C01".into(), date: String::new() };
+    let class = server.reports.list_key_persons(today).await.unwrap().into_inner().persons;
+    let f = class.iter().find(|p| p.person_id == "F").expect("two histories keep F listed");
+    assert_eq!((f.observation_missing, f.observation_missing_until.as_str()), (0, ""));
+    server.running.stop().await.unwrap();
+}
+
+async fn the_key_person_list_is_as_it_stood_on_the_day_asked(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &backend).await;
+    let mut s = School::new("S1", "Guangzhou", "2020-03-01");
+    let mut events = vec![
+        s.register("07:00", &student("A", "C01", "B1")),
+        s.register("07:00", &student("B", "C01", "B1")),
+        s.register("07:00", &student("D", "C01", "B2")),
+        // Back at school from travel on 02-28: centralized observation until 03-13.
+        s.history("08:00", "A", pb::HistoryKind::HistoryTravel, "2020-02-28"),
+        s.whereabouts("08:00", "B", "Hubei", true, false),
+    ];
+    s.on("2020-03-02");
+    // A close contact (last contact 03-01): centralized observation until 03-15.
+    events.push(s.history("08:00", "D", pb::HistoryKind::HistoryCloseContact, "2020-03-01"));
+    s.on("2020-03-03");
+    events.push(s.isolation("09:00", "A", pb::IsolationKind::IsolationCentralized));
+    s.on("2020-03-04");
+    // Back from Hubei in batch 1: centralized observation until 03-18, not started.
+    events.push(s.returned("09:00", "B", 1));
+    s.on("2020-03-06");
+    events.push(s.move_to("10:00", "D", "D1", "2019", "C02", "B2"));
+    s.on("2020-03-13");
+    events.push(s.release("09:00", "A"));
+    server.post_all(events).await;
+    server.caught_up().await;
+
+    let mut list = async |unit: &str, date: &str| {
+        let request = pb::KeyPersonsRequest { unit: unit.into(), date: date.into() };
+        server.reports.list_key_persons(request).await.map(|r| r.into_inner().persons)
+    };
+    let ids = |persons: &[pb::KeyPerson]| persons.iter().map(|p| p.person_id.clone()).collect::<Vec<_>>();
+    let c01 = "class:S1/D1/2019/C01";
+    const CENTRALIZED: i32 = pb::IsolationKind::IsolationCentralized as i32;
+
+    assert_eq!(ids(&list(c01, "2020-02-29").await.unwrap()), [] as [&str; 0], "before anyone was a key person");
+
+    let on_1 = list(c01, "2020-03-01").await.unwrap();
+    assert_eq!(ids(&on_1), ["A", "B"], "D's contact was declared on 03-02");
+    let (a, b) = (&on_1[0], &on_1[1]);
+    assert_eq!(
+        (a.observation, a.observation_missing, a.observation_missing_until.as_str()),
+        (0, CENTRALIZED, "2020-03-13")
+    );
+    assert_eq!((b.in_key_area, b.key_area_return_date.as_str(), b.observation_missing), (true, "", 0));
+
+    let on_4 = list(c01, "2020-03-04").await.unwrap();
+    assert_eq!(ids(&on_4), ["A", "B", "D"]);
+    let (a, b, d) = (&on_4[0], &on_4[1], &on_4[2]);
+    assert_eq!(
+        (a.observation, a.observation_start.as_str(), a.observation_expected_end.as_str(), a.observation_missing),
+        (CENTRALIZED, "2020-02-28", "2020-03-13", 0),
+        "14 days from the return from travel"
+    );
+    assert_eq!((b.in_key_area, b.key_area_return_date.as_str()), (false, "2020-03-04"));
+    assert_eq!((b.observation_missing, b.observation_missing_until.as_str()), (CENTRALIZED, "2020-03-18"));
+    assert_eq!(
+        (d.close_contact_date.as_str(), d.observation_missing, d.observation_missing_until.as_str()),
+        ("2020-03-01", CENTRALIZED, "2020-03-15")
+    );
+
+    // D moved to C02 on 03-06: listed there from that day, in C01 before.
+    assert_eq!(ids(&list(c01, "2020-03-06").await.unwrap()), ["A", "B"]);
+    assert_eq!(ids(&list("class:S1/D1/2019/C02", "2020-03-06").await.unwrap()), ["D"]);
+    assert_eq!(ids(&list("class:S1/D1/2019/C02", "2020-03-05").await.unwrap()), [] as [&str; 0]);
+
+    // Released on the day the period runs out; two histories keep A listed.
+    let on_13 = list(c01, "2020-03-13").await.unwrap();
+    assert_eq!((on_13[0].person_id.as_str(), on_13[0].observation, on_13[0].release_refused.as_str()), ("A", 0, ""));
+    let b_on = |persons: Vec<pb::KeyPerson>| persons.into_iter().find(|p| p.person_id == "B").unwrap();
+    assert_eq!(b_on(list(c01, "2020-03-17").await.unwrap()).observation_missing, CENTRALIZED);
+    let b_18 = b_on(list(c01, "2020-03-18").await.unwrap());
+    assert_eq!(
+        (b_18.observation_missing, b_18.key_area_return_date.as_str()),
+        (0, "2020-03-04"),
+        "the 14 days ran out"
+    );
+    assert_eq!(ids(&list(c01, "").await.unwrap()), ["A", "B"], "today");
+
+    // The date is read as GetDailyReport reads it, and must lie within the horizon.
+    let err = list(c01, "2020-3-4").await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().starts_with("date: "), "{}", err.message());
+    let zone = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    let tomorrow =
+        (chrono::Utc::now().with_timezone(&zone) + chrono::TimeDelta::days(1)).format("%Y-%m-%d").to_string();
+    let err = list(c01, &tomorrow).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().starts_with(&format!("date: {tomorrow} is in the future (today is ")), "{}", err.message());
+    let err = list(c01, "1920-01-01").await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("date: 1920-01-01 is older than the 36500-day horizon (today is "),
+        "{}",
+        err.message()
+    );
+
+    // The observation list's file, as of a day: A alone was under observation on 03-04,
+    // nobody on 03-13 (A released).
+    let export = |date: &'static str| {
+        let target = server.target.clone();
+        async move {
+            let connection = daybook::client::connect(&target, None, &Default::default()).await.unwrap();
+            daybook::files::fetch(connection, "observation", "school:S1", "school", date, "csv").await
+        }
+    };
+    let rows = |file: pb::ExportFile| {
+        let text = String::from_utf8(file.content).unwrap();
+        text.trim_start_matches('\u{feff}').lines().skip(1).map(str::to_owned).collect::<Vec<_>>()
+    };
+    let on_4 = rows(export("2020-03-04").await.unwrap());
+    assert_eq!(on_4.len(), 1, "{on_4:?}");
+    assert!(on_4[0].contains(",A,") && on_4[0].contains("2020-02-28") && on_4[0].contains("2020-03-13"), "{}", on_4[0]);
+    assert_eq!(rows(export("2020-03-13").await.unwrap()), [] as [&str; 0]);
+    let err = export("1920-01-01").await.unwrap_err().to_string();
+    assert!(err.contains("date: 1920-01-01 is older than the 36500-day horizon"), "{err}");
     server.running.stop().await.unwrap();
 }
 

@@ -121,6 +121,9 @@ pub struct Folder {
     legacy_layout: bool,
     /// Persons whose timeline was read from a legacy `p` key: its next write removes it.
     legacy_timelines: Set<String>,
+    /// The store held legacy `k` key-person entries when this folder started: a person
+    /// written removes theirs (their history, `h`, replaces it).
+    legacy_key_persons: bool,
     /// The log partition of each school folded, for the reach of its records.
     school_partition: HashMap<String, u32>,
     /// Alerts raised by the current batch.
@@ -204,9 +207,9 @@ struct PersonSlot {
     timeline: Timeline,
     /// Changed since the last checkpoint (then in `Folder::dirty_persons`).
     dirty: bool,
-    /// Their entry in the key-person lists as last written, once known: a checkpoint
-    /// compares against it rather than reading sled for every person it writes.
-    key_person: Option<Option<domain::person::KeyPerson>>,
+    /// Their entry in the key-person lists through time as last written, once known: a
+    /// checkpoint compares against it rather than reading sled for every person it writes.
+    key_person: Option<domain::timeline::KeyPersonHistory>,
 }
 
 /// On a store that was empty when the folder opened (a rebuild), sled holds of this
@@ -265,6 +268,7 @@ impl Folder {
         let positions = projections.positions()?;
         let legacy_seen = projections.tree.scan_prefix(b"e\0").next().transpose()?.is_some();
         let legacy_layout = projections.has_legacy_timelines()?;
+        let legacy_key_persons = projections.has_legacy_key_persons()?;
         let unstored = Unstored { empty_at_open: projections.tree.is_empty(), ..Unstored::default() };
         let projections_quarantine =
             projections.quarantined()?.into_iter().map(|q| (q.at(), q.offset)).collect::<HashSet<_>>();
@@ -293,6 +297,7 @@ impl Folder {
             dirty_roommates: HashSet::new(),
             legacy_layout,
             legacy_timelines: Set::default(),
+            legacy_key_persons,
             school_partition: HashMap::new(),
             alerts: Vec::new(),
             unrostered: BTreeMap::new(),
@@ -956,22 +961,21 @@ impl Folder {
             if self.legacy_timelines.remove(key) {
                 batch.remove(store::person_key_joined(key));
             }
-            // The key-person list follows the person's latest day.
-            let now = slot
-                .timeline
-                .days
-                .iter()
-                .next_back()
-                .and_then(|(day, e)| e.key_person(school, person, *day, &self.rules));
+            // The key-person lists as of any day: the person's entry from each day on.
+            let now = slot.timeline.key_person_history(school, person, &self.rules);
             let before = match slot.key_person.take() {
                 Some(known) => known,
-                None if self.unstored.person(key) => None,
-                None => self.projections.key_person(school, person)?,
+                None if self.unstored.person(key) => Default::default(),
+                None => self.projections.key_person_history(school, person)?,
             };
             if before != now {
                 // An empty value removes the person from the lists.
-                let value = now.as_ref().map(store::encode).unwrap_or_default();
-                changed.push((school.to_owned(), store::key_person_key(school, person), value));
+                let value = if now.is_empty() { Vec::new() } else { store::encode(&now) };
+                changed.push((school.to_owned(), store::key_person_history_key(school, person), value));
+            }
+            let legacy = store::key_person_key(school, person);
+            if self.legacy_key_persons && self.projections.tree.contains_key(&legacy)? {
+                changed.push((school.to_owned(), legacy, Vec::new()));
             }
             slot.key_person = Some(now);
         }

@@ -52,6 +52,8 @@ pub struct ReportsService {
     audit: Arc<dyn AuditLog>,
     /// The province's date now: reports of later days are refused.
     today: Today,
+    /// Days back from today a key-person list can be asked for (`horizon-days`).
+    horizon_days: u32,
 }
 
 /// Reads the province's current date.
@@ -67,7 +69,18 @@ impl ReportsService {
         });
         let zone = chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset");
         let today: Today = Arc::new(move || chrono::Utc::now().with_timezone(&zone).date_naive());
-        Self { projections, status, folded_total, publication, quarantine: None, audit: Arc::new(NoAudit), today }
+        // The configuration's default horizon.
+        let horizon_days = 7;
+        Self {
+            projections,
+            status,
+            folded_total,
+            publication,
+            quarantine: None,
+            audit: Arc::new(NoAudit),
+            today,
+            horizon_days,
+        }
     }
 
     /// Reads the province's date off `today` (the server's clock in the province's zone).
@@ -78,12 +91,13 @@ impl ReportsService {
 
     /// A date as a request gives it, refused if it is after today: no report exists yet.
     fn parse_date(&self, text: &str) -> Result<Day, Status> {
-        let day = parse_date(text)?;
-        let today = (self.today)();
-        if day > today {
-            return Err(Status::invalid_argument(format!("date: {day} is in the future (today is {today})")));
-        }
-        Ok(day)
+        not_after_today(parse_date(text)?, (self.today)())
+    }
+
+    /// Answers key-person lists as of a day at most `days` before today.
+    pub fn with_horizon(mut self, days: u32) -> Self {
+        self.horizon_days = days;
+        self
     }
 
     /// Notes person-level reads in `audit`.
@@ -165,6 +179,34 @@ fn parse_unit(field: &str, text: &str) -> Result<UnitKey, Status> {
 
 fn parse_date(text: &str) -> Result<Day, Status> {
     wire::parse_date("date", text).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+/// The day a key-person list (or the observation list's file) is asked for: `date` read
+/// as GetDailyReport reads it, `today` if empty; refused, with the reason, if in the
+/// future or more than `horizon_days` before `today` (as late events are).
+pub fn list_day(date: &str, today: Day, horizon_days: u32) -> Result<Day, Status> {
+    let day = if date.is_empty() { today } else { parse_date(date)? };
+    within_horizon(day, today, horizon_days)
+}
+
+/// `day`, unless after `today`: nothing is known of it yet.
+fn not_after_today(day: Day, today: Day) -> Result<Day, Status> {
+    match day > today {
+        true => Err(Status::invalid_argument(format!("date: {day} is in the future (today is {today})"))),
+        false => Ok(day),
+    }
+}
+
+/// `day`, unless in the future or more than `horizon_days` before `today`.
+pub fn within_horizon(day: Day, today: Day, horizon_days: u32) -> Result<Day, Status> {
+    not_after_today(day, today)?;
+    let oldest = today.checked_sub_days(chrono::Days::new(horizon_days.into())).unwrap_or(Day::MIN);
+    if day < oldest {
+        return Err(Status::invalid_argument(format!(
+            "date: {day} is older than the {horizon_days}-day horizon (today is {today})"
+        )));
+    }
+    Ok(day)
 }
 
 /// Reports streamed ahead of a slow reader, at most.
@@ -263,11 +305,13 @@ impl pb::reports_server::Reports for ReportsService {
         request: Request<pb::KeyPersonsRequest>,
     ) -> Result<Response<pb::KeyPersonsResponse>, Status> {
         let access = wire::access_of(&request)?;
-        let unit = parse_unit("unit", &request.into_inner().unit)?;
+        let request = request.into_inner();
+        let unit = parse_unit("unit", &request.unit)?;
+        let day = list_day(&request.date, (self.today)(), self.horizon_days)?;
         self.readable(&access, "unit", &unit)?;
         may_see_persons(&access)?;
         self.known("unit", &unit)?;
-        let persons = self.projections.key_persons(&unit)?;
+        let persons = self.projections.key_persons(&unit, day)?;
         self.audit.record(&access, "Reports.ListKeyPersons", &unit.to_string(), "key persons and their observation");
         let date = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
         Ok(Response::new(pb::KeyPersonsResponse {
@@ -293,6 +337,7 @@ impl pb::reports_server::Reports for ReportsService {
                     release_refused: p.release_refused.map(|r| r.to_string()).unwrap_or_default(),
                     observation_missing: p.observation_missing.map_or(0, |(k, _)| wire::isolation_to_proto(k) as i32),
                     observation_missing_until: p.observation_missing.map(|(_, until)| date(until)).unwrap_or_default(),
+                    key_area_return_date: p.key_area_return.map(date).unwrap_or_default(),
                 })
                 .collect(),
         }))

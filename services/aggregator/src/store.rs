@@ -11,11 +11,12 @@
 //! | `n`    | unit key                         | [`UnitInfo`]               |
 //! | `e`    | school/event id                  | legacy, read only: the event is folded (stores from before the ids moved into `p`) |
 //! | `o`    | topic/partition                  | next offset to fold (u64)  |
-//! | `k`    | school/person                    | the person's [`domain::person::KeyPerson`], while one |
+//! | `h`    | school/person                    | the person's [`KeyPersonHistory`]: their entry in the key-person lists from each day it changed, while ever one |
+//! | `k`    | school/person                    | legacy, read until the person is written again (then removed): their [`domain::person::KeyPerson`] as last folded, whatever the day |
 //! | `r`    | school/person                    | persons an isolation paired them with, either side's |
 //! | `a`    | school/event id                  | an [`Alert`] not yet taken by the feeds |
 //! | `c`    | YYYY-MM-DD, NUL, school          | the school's units changed on that day: the feeds look again |
-//! | `x`    | a `u`, `n`, `k` or `a` key       | outbox: (version, value) not yet in the changelog |
+//! | `x`    | a `u`, `n`, `h`, `k` or `a` key  | outbox: (version, value) not yet in the changelog |
 //! | `w`    | a `u` or `n` key                 | view only: version of the value held |
 //! | `q`    | topic/partition/offset (padded)  | a [`crate::quarantine::Quarantined`] record, kept out of the fold |
 
@@ -23,7 +24,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use domain::alert::Alert;
-use domain::timeline::Timeline;
+use domain::timeline::{KeyPersonHistory, Timeline};
 use domain::{DailyReport, Day, Level, Tally, UnitKey};
 use eventlog::TopicPartition;
 use serde::de::DeserializeOwned;
@@ -80,8 +81,50 @@ pub(crate) fn timeline_key(school_person: &str) -> Vec<u8> {
     key_of(b't', &[school_person.as_bytes()])
 }
 
+/// Legacy (stores from before the lists kept their history): read, then removed.
 pub(crate) fn key_person_key(school: &str, person: &str) -> Vec<u8> {
     key_of(b'k', &[school.as_bytes(), b"/", person.as_bytes()])
+}
+
+pub(crate) fn key_person_history_key(school: &str, person: &str) -> Vec<u8> {
+    key_of(b'h', &[school.as_bytes(), b"/", person.as_bytes()])
+}
+
+/// A key person as `k` keys hold them: written before the lists knew the return from a
+/// key area (the postcard layout of the time).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct LegacyKeyPerson {
+    school: String,
+    person: String,
+    role: domain::event::Role,
+    city: String,
+    placement: domain::event::Placement,
+    in_key_area: bool,
+    two_histories: Option<(domain::event::HistoryKind, Day)>,
+    close_contact: Option<Day>,
+    observation: Option<(domain::event::IsolationKind, Day, Day)>,
+    release_refused: Option<domain::person::Refusal>,
+    observation_missing: Option<(domain::event::IsolationKind, Day)>,
+}
+
+impl From<LegacyKeyPerson> for domain::person::KeyPerson {
+    fn from(old: LegacyKeyPerson) -> Self {
+        Self {
+            school: old.school,
+            person: old.person,
+            role: old.role,
+            city: old.city,
+            placement: old.placement,
+            in_key_area: old.in_key_area,
+            key_area_return: None,
+            two_histories: old.two_histories,
+            close_contact: old.close_contact,
+            observation: old.observation,
+            release_refused: old.release_refused,
+            observation_missing: old.observation_missing,
+        }
+    }
 }
 
 pub(crate) fn roommates_key(school: &str, person: &str) -> Vec<u8> {
@@ -568,31 +611,48 @@ impl Projections {
         Ok((timeline, true))
     }
 
-    /// Key persons placed in `unit` (or, for a city or the province, in its schools).
-    pub fn key_persons(&self, unit: &UnitKey) -> Result<Vec<domain::person::KeyPerson>, AggregateError> {
-        let prefix = match unit.level {
-            Level::Province | Level::City => "k\0".to_owned(),
-            _ => format!("k\0{}/", unit.path.split('/').next().unwrap_or_default()),
+    /// Key persons placed in `unit` (or, for a city or the province, in its schools) at
+    /// the end of `day`, as they stood then, in school/person order. A person stored
+    /// before the lists kept their history (a legacy `k` key) is listed as last folded,
+    /// whatever the day, until the fold writes them again.
+    pub fn key_persons(&self, unit: &UnitKey, day: Day) -> Result<Vec<domain::person::KeyPerson>, AggregateError> {
+        let school = match unit.level {
+            Level::Province | Level::City => String::new(),
+            _ => format!("{}/", unit.path.split('/').next().unwrap_or_default()),
         };
-        let mut out = Vec::new();
-        for item in self.tree.scan_prefix(prefix.as_bytes()) {
+        let placed_in = |person: &domain::person::KeyPerson| {
+            UnitKey::for_person(&person.city, &person.school, &person.placement).contains(unit)
+        };
+        let mut out = BTreeMap::new();
+        for item in self.tree.scan_prefix(key_of(b'h', &[school.as_bytes()])) {
             let (k, v) = item?;
-            let person: domain::person::KeyPerson = decode(&k, &v)?;
-            let units = UnitKey::for_person(&person.city, &person.school, &person.placement);
-            if units.contains(unit) {
-                out.push(person);
+            let history: KeyPersonHistory = decode(&k, &v)?;
+            if let Some(person) = history.on(day).filter(|p| placed_in(p)) {
+                out.insert(k[2..].to_vec(), person.clone());
             }
         }
-        Ok(out)
+        for item in self.tree.scan_prefix(key_of(b'k', &[school.as_bytes()])) {
+            let (k, v) = item?;
+            if self.tree.contains_key(key_of(b'h', &[&k[2..]]))? {
+                continue;
+            }
+            let person: domain::person::KeyPerson = decode::<LegacyKeyPerson>(&k, &v)?.into();
+            if placed_in(&person) {
+                out.insert(k[2..].to_vec(), person);
+            }
+        }
+        Ok(out.into_values().collect())
     }
 
-    pub(crate) fn key_person(
-        &self,
-        school: &str,
-        person: &str,
-    ) -> Result<Option<domain::person::KeyPerson>, AggregateError> {
-        let key = key_person_key(school, person);
-        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
+    /// The person's entry in the key-person lists through time, as stored (empty if none).
+    pub(crate) fn key_person_history(&self, school: &str, person: &str) -> Result<KeyPersonHistory, AggregateError> {
+        let key = key_person_history_key(school, person);
+        Ok(self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()?.unwrap_or_default())
+    }
+
+    /// Whether the store holds legacy `k` entries (asked once at start, as for timelines).
+    pub(crate) fn has_legacy_key_persons(&self) -> Result<bool, AggregateError> {
+        Ok(self.tree.scan_prefix(b"k\0").next().transpose()?.is_some())
     }
 
     pub(crate) fn roommates_of(
@@ -672,7 +732,40 @@ mod tests {
         assert_eq!(person_key("S1", "P1"), b"p\0S1/P1");
         assert_eq!(person_key_joined("S1/P1"), b"p\0S1/P1");
         assert_eq!(key_person_key("S1", "P1"), b"k\0S1/P1");
+        assert_eq!(key_person_history_key("S1", "P1"), b"h\0S1/P1");
         assert_eq!(roommates_key("S1", "P1"), b"r\0S1/P1");
+    }
+
+    #[test]
+    fn a_key_person_stored_before_the_lists_kept_their_history_is_listed_until_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let projections = Projections::new(open(dir.path()).unwrap());
+        let placement = domain::event::Placement { department: "D1".into(), ..Default::default() };
+        let legacy = LegacyKeyPerson {
+            school: "S1".into(),
+            person: "P1".into(),
+            role: domain::event::Role::Teacher,
+            city: "Foshan".into(),
+            placement,
+            in_key_area: true,
+            two_histories: None,
+            close_contact: None,
+            observation: None,
+            release_refused: None,
+            observation_missing: None,
+        };
+        projections.tree.insert(key_person_key("S1", "P1"), encode(&legacy)).unwrap();
+        assert!(projections.has_legacy_key_persons().unwrap());
+        let school = UnitKey::school("S1");
+        let (day_5, day_10) = (Day::from_ymd_opt(2020, 3, 5).unwrap(), Day::from_ymd_opt(2020, 3, 10).unwrap());
+        let listed = |day| projections.key_persons(&school, day).unwrap();
+        let old: domain::person::KeyPerson = legacy.into();
+        assert_eq!(listed(day_5), std::slice::from_ref(&old), "as last folded, whatever the day");
+        // Written again: the history stands for the person, the legacy entry no longer.
+        let history = KeyPersonHistory(vec![(day_10, Some(old.clone()))]);
+        projections.tree.insert(key_person_history_key("S1", "P1"), encode(&history)).unwrap();
+        assert_eq!(listed(day_5), []);
+        assert_eq!(listed(day_10), [old]);
     }
 
     #[test]

@@ -188,8 +188,8 @@ proptest! {
             for day in 0..20 {
                 projections.daily_report(&unit, Day::from_ymd_opt(2020, 2, 25).unwrap() + chrono::Duration::days(day)).unwrap();
             }
-            projections.key_persons(&unit).unwrap();
+            projections.key_persons(&unit, Day::from_ymd_opt(2020, 3, 10).unwrap()).unwrap();
         }
-        projections.key_persons(&UnitKey::province()).unwrap();
+        projections.key_persons(&UnitKey::province(), Day::from_ymd_opt(2020, 3, 10).unwrap()).unwrap();
     }
 }

@@ -561,8 +561,8 @@ fn as_log(order: &[&pb::Event]) -> Vec<Polled> {
 }
 
 /// Everything a fold leaves for readers: every unit's report on every day, every unit's
-/// key persons, and which events raised an alert.
-type Readout = (BTreeMap<(UnitKey, Day), Option<DailyReport>>, BTreeMap<UnitKey, Vec<String>>, Vec<String>);
+/// key persons as of every day, and which events raised an alert.
+type Readout = (BTreeMap<(UnitKey, Day), Option<DailyReport>>, BTreeMap<(UnitKey, Day), Vec<String>>, Vec<String>);
 
 fn readout(projections: &Projections) -> Readout {
     let mut reports = BTreeMap::new();
@@ -570,9 +570,9 @@ fn readout(projections: &Projections) -> Readout {
     for (unit, _) in projections.units(None, None).unwrap() {
         for n in 0..CHECKED_DAYS {
             reports.insert((unit.clone(), day(n)), projections.daily_report(&unit, day(n)).unwrap());
+            let persons = projections.key_persons(&unit, day(n)).unwrap().iter().map(|p| format!("{p:?}")).collect();
+            key_persons.insert((unit.clone(), day(n)), persons);
         }
-        let persons = projections.key_persons(&unit).unwrap().iter().map(|p| format!("{p:?}")).collect();
-        key_persons.insert(unit, persons);
     }
     let alerts =
         projections.alerts().unwrap().into_iter().map(|(a, _)| format!("{}/{}", a.school, a.event_id)).collect();
@@ -642,7 +642,7 @@ fn roommates_share_signs_whatever_the_order_and_restarts() {
                 x.figures().into_iter().zip(y.figures()).filter(|(a, b)| a != b && (!summed || counted(a))).collect();
             assert!(diff.is_empty(), "seed {seed}: report of {} on {}: {diff:?}", key.0, key.1);
         }
-        let listed = |lists: &BTreeMap<UnitKey, Vec<String>>| {
+        let listed = |lists: &BTreeMap<(UnitKey, Day), Vec<String>>| {
             lists.iter().filter(|(_, l)| !l.is_empty()).map(|(u, l)| (u.clone(), l.clone())).collect::<Vec<_>>()
         };
         assert_eq!(listed(&got.1), listed(&want.1), "seed {seed}: key persons");

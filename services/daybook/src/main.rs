@@ -175,7 +175,8 @@ struct ExportArgs {
     /// class or dorm.
     #[arg(long, default_value = "school")]
     level: String,
-    /// The day, YYYY-MM-DD; today by default.
+    /// The day, YYYY-MM-DD; today by default: of the daily reports, or of the observation
+    /// list as it stood at that day's end (within the server's horizon).
     #[arg(long)]
     date: Option<NaiveDate>,
     /// csv or xlsx.

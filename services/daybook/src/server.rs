@@ -222,19 +222,21 @@ async fn build<L: EventLog, C: EventLog>(
                 tracing::info!(released, "records left the quarantine, folded by this release");
             }
         }
+        // The server's clock, as intake judges events from the future by.
+        let today: aggregator::grpc::Today = {
+            let zone = config.utc_offset;
+            Arc::new(move || chrono::Utc::now().with_timezone(&zone).date_naive())
+        };
         let mut reports = ReportsService::new(readable.clone(), status(readable.clone()), metrics.folded_total.clone())
             .with_quarantine(folded.clone())
             .with_audit(gate.audit_log())
-            .with_today({
-                // The server's clock, as intake judges events from the future by.
-                let zone = config.utc_offset;
-                Arc::new(move || chrono::Utc::now().with_timezone(&zone).date_naive())
-            });
+            .with_today(today.clone())
+            .with_horizon(config.horizon_days);
         if roles == Roles::All || config.publish_feeds {
             let (service, publication) = start_feeds(config, &db, readable, kafka, &supervisor, &mut tasks)?;
             reports = reports.with_publication(publication);
             supervisor.serving(FEEDS, true).await;
-            let service = service.with_audit(gate.audit_log()).into_server();
+            let service = service.with_audit(gate.audit_log()).with_horizon(today, config.horizon_days).into_server();
             feeds_service = Some(InterceptedService::new(service, gate.for_traffic(Traffic::Reads)));
         }
         for (index, events) in (0..).zip(fold_logs) {

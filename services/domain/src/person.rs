@@ -397,6 +397,8 @@ pub struct KeyPerson {
     pub city: String,
     pub placement: Placement,
     pub in_key_area: bool,
+    /// Back from Hubei or another key area on this date ([`PersonState::back_from_key_area`]).
+    pub key_area_return: Option<NaiveDate>,
     pub two_histories: Option<(HistoryKind, NaiveDate)>,
     pub close_contact: Option<NaiveDate>,
     /// Kind, start of the period and its expected end.
@@ -404,7 +406,7 @@ pub struct KeyPerson {
     /// Why the latest release posted for them was refused, while they stay observed.
     pub release_refused: Option<Refusal>,
     /// The observation the rules require and they are not under, and until when it is
-    /// required (a list read later than that day may show a requirement that has lapsed).
+    /// required (the day the list is as of is before it).
     pub observation_missing: Option<(IsolationKind, NaiveDate)>,
 }
 
@@ -565,21 +567,28 @@ impl PersonDay {
     /// The person as a key person on `day`; `None` if enrolled but not a key person.
     pub fn key_person(&self, school: &str, person: &str, day: NaiveDate, rules: &Rules) -> Option<KeyPerson> {
         let s = &self.state;
-        let (role, city) = s.registration.value.clone()?;
+        // Asked of every day of every person written: nothing is cloned for those who are
+        // not key persons (most).
+        s.registration.value.as_ref()?;
         let observation = self.observation(day, rules).map(|o| (o.kind, o.start, o.expected_end));
-        let observation_missing = s.observation_missing(rules);
+        // As the day's report flags it: no longer once the 14 days have run out.
+        let observation_missing = s.observation_missing(rules).filter(|(_, until)| day < *until);
+        let key_area_return = s.back_from_key_area();
         let key = s.in_key_area.value
+            || key_area_return.is_some()
             || s.two_histories.value.is_some()
             || s.close_contact.value.is_some()
             || observation.is_some()
             || observation_missing.is_some();
-        (s.enrolled.value && key).then(|| KeyPerson {
+        let (role, city) = s.registration.value.clone().filter(|_| s.enrolled.value && key)?;
+        Some(KeyPerson {
             school: school.to_owned(),
             person: person.to_owned(),
             role,
             city,
             placement: s.placement.value.clone(),
             in_key_area: s.in_key_area.value,
+            key_area_return,
             two_histories: s.two_histories.value,
             close_contact: s.close_contact.value,
             release_refused: observation.and(s.release_refusal(rules)),

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Day;
 use crate::event::Fact;
-use crate::person::{Contribution, PersonDay, PersonState, Rules, Stamp};
+use crate::person::{Contribution, KeyPerson, PersonDay, PersonState, Rules, Stamp};
 use crate::unit::UnitKey;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -163,6 +163,24 @@ fn apply_noting_shared(
     before.map(|before| (before, entry.state.clone()))
 }
 
+/// A person's entry in the key-person lists through time: from each day listed on, the
+/// entry (`None`: not a key person), so that a list can be read as of any day.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyPersonHistory(pub Vec<(Day, Option<KeyPerson>)>);
+
+impl KeyPersonHistory {
+    /// The entry as of the end of `day`.
+    pub fn on(&self, day: Day) -> Option<&KeyPerson> {
+        let after = self.0.partition_point(|(from, _)| *from <= day);
+        after.checked_sub(1).and_then(|at| self.0[at].1.as_ref())
+    }
+
+    /// Never a key person: nothing to keep.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// A person's contribution moved from `old` to `new` on `day`, and their state part did
 /// so for every day after it up to `until` (exclusive; `None`: from then on).
 #[derive(Debug, Clone, PartialEq)]
@@ -260,6 +278,24 @@ impl Timeline {
             Some(entry) => Some(PersonDay::clone(entry)),
             None => self.days.range(..day).next_back().map(|(_, e)| e.carried()),
         }
+    }
+
+    /// The person's entry in the key-person lists from each day on where it changes (a
+    /// day without an entry is as the entry before it, time's turns included: see
+    /// [`Self::mark_due_days`]), from the first day they were one; empty if never.
+    pub fn key_person_history(&self, school: &str, person: &str, rules: &Rules) -> KeyPersonHistory {
+        let mut changes: Vec<(Day, Option<KeyPerson>)> = Vec::new();
+        for (day, entry) in &self.days {
+            let now = entry.key_person(school, person, *day, rules);
+            let same = match changes.last() {
+                Some((_, last)) => *last == now,
+                None => now.is_none(),
+            };
+            if !same {
+                changes.push((*day, now));
+            }
+        }
+        KeyPersonHistory(changes)
     }
 
     fn next_day_after(&self, day: Day) -> Option<Day> {
@@ -660,7 +696,8 @@ mod tests {
         let on19 = tally_on(&t, 19);
         assert_eq!((on19.get(Measure::Released), on19.get(Measure::FlagReleaseRefused)), (1, 0), "due that day");
         assert_eq!(tally_on(&t, 20).get(Measure::CentralizedObservation), 0);
-        assert_eq!(t.on(day(20)).unwrap().state.back_from_key_area(), Some(day(5)), "the history is kept");
+        let key = t.on(day(20)).unwrap().key_person("S", "P", day(20), &rules).unwrap();
+        assert_eq!((key.key_area_return, key.in_key_area, key.observation), (Some(day(5)), false, None));
     }
 
     #[test]

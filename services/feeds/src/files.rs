@@ -42,15 +42,16 @@ pub fn report_rows(
     }
 }
 
-/// Persons under home or centralized observation under `under`, by the unit they are
-/// listed in (their class, else the lowest unit they have), as of `day`.
+/// Persons under home or centralized observation under `under` at the end of `day`, as
+/// the list stood then, by the unit they were listed in (their class, else the lowest
+/// unit they had).
 pub fn observation_rows(
     projections: &Projections,
     under: &UnitKey,
     day: Day,
 ) -> Result<Vec<ObservationRow>, FeedError> {
     let mut rows = Vec::new();
-    for person in projections.key_persons(under)? {
+    for person in projections.key_persons(under, day)? {
         let Some((kind, start, expected_end)) = person.observation else { continue };
         let units = UnitKey::for_person(&person.city, &person.school, &person.placement);
         let listed = units.iter().filter(|u| u.level != Level::Dorm).max_by_key(|u| u.level);

@@ -30,6 +30,9 @@ pub struct FeedsService {
     /// shutdown does not wait for subscribers to hang up.
     stopping: watch::Receiver<bool>,
     audit: Arc<dyn AuditLog>,
+    /// Today and the horizon the observation list's day must lie within, as for
+    /// `Reports.ListKeyPersons`; unchecked if not set.
+    list_days: Option<(aggregator::grpc::Today, u32)>,
 }
 
 impl FeedsService {
@@ -42,7 +45,24 @@ impl FeedsService {
         zone: FixedOffset,
     ) -> Self {
         let stopping = watch::channel(false).1;
-        Self { store, projections, offices: Arc::new(offices), close, clock, zone, stopping, audit: Arc::new(NoAudit) }
+        Self {
+            store,
+            projections,
+            offices: Arc::new(offices),
+            close,
+            clock,
+            zone,
+            stopping,
+            audit: Arc::new(NoAudit),
+            list_days: None,
+        }
+    }
+
+    /// Refuses an observation list of a day in the future or more than `horizon_days`
+    /// before `today`.
+    pub fn with_horizon(mut self, today: aggregator::grpc::Today, horizon_days: u32) -> Self {
+        self.list_days = Some((today, horizon_days));
+        self
     }
 
     /// Ends every subscription when `stopping` turns true.
@@ -235,6 +255,9 @@ impl pb::feeds_server::Feeds for FeedsService {
             }
             Ok(pb::ExportKind::ObservationList) => {
                 aggregator::grpc::may_see_persons(&access)?;
+                if let Some((today, horizon_days)) = &self.list_days {
+                    aggregator::grpc::within_horizon(day, today(), *horizon_days)?;
+                }
                 let rows = files::observation_rows(&projections, &under, day)?;
                 self.audit.record(&access, "Feeds.Export", &under.to_string(), "observation list");
                 (export::observation_table(&rows), "observation-list".to_owned())
