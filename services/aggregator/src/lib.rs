@@ -213,6 +213,20 @@ impl AggregatorMetrics {
     }
 }
 
+/// A member judges the partitions other members fold by the offsets the group commits,
+/// over this many stall times: a commit follows a checkpoint and its changelog
+/// publication, and an owner folding a backlog checkpoints up to a minute apart.
+const OTHERS_STALL_FACTOR: u32 = 3;
+
+/// Whose partitions a [`watch_stalls`] call watches, for its log line.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stalled {
+    /// The consumer's own (a member's, a view's): its position.
+    Own,
+    /// Partitions no consumer of this member reads: the group's committed offset.
+    InTheGroup,
+}
+
 /// Reports the partitions of `rows` that `watch` finds stalled (log, metric, the
 /// projections for `GetStatus` and health); whether any is newly stalled, for the caller
 /// to subscribe again.
@@ -221,13 +235,21 @@ fn watch_stalls(
     rows: &[(eventlog::TopicPartition, u64, u64)],
     projections: &Projections,
     metrics: Option<&AggregatorMetrics>,
+    whose: Stalled,
 ) -> bool {
     let stalled = watch.check(Instant::now(), rows);
     let before = projections.stalled();
     let fresh: Vec<_> = stalled.iter().filter(|tp| !before.contains(tp)).collect();
     for tp in &fresh {
         let (position, end) = rows.iter().find(|r| &r.0 == *tp).map_or((0, 0), |r| (r.1, r.2));
-        tracing::warn!(partition = %tp, position, end, "partition stalled: lagging and not moving; subscribing again");
+        match whose {
+            Stalled::Own => tracing::warn!(partition = %tp, position, end,
+                "partition stalled: lagging and not moving; subscribing again"),
+            // Owned by a member that is gone (a broker that kept a dead member's
+            // assignment, deploy/KAFKA.md) or stuck: rejoining makes the group rebalance.
+            Stalled::InTheGroup => tracing::warn!(partition = %tp, committed = position, end,
+                "partition stalled in the group: its committed offset lags and does not move; rejoining the group"),
+        }
     }
     let reading: Vec<_> = rows.iter().map(|r| r.0.clone()).collect();
     projections.set_stalled(&reading, &stalled);
@@ -257,6 +279,9 @@ pub async fn run<L: EventLog, C: EventLog>(
     metrics.quarantined.set(projections.quarantined_count() as i64);
     let mut consumer = log.subscribe(group, stored_positions(&projections))?;
     let mut stalls = stall::StallWatch::new(config.stall_after);
+    // The partitions other members of the group fold, judged by the group's commits.
+    let mut unowned = stall::StallWatch::new(config.stall_after * OTHERS_STALL_FACTOR);
+    let mut last_reading: Option<Vec<eventlog::TopicPartition>> = None;
     let fold_thread = FoldThread::start()?;
     tokio::pin!(shutdown);
     let mut second = Instant::now();
@@ -432,13 +457,29 @@ pub async fn run<L: EventLog, C: EventLog>(
             lag_round = (lag_round + 1) % 5;
             if lag_round == 0 {
                 let mut rows = update_lag(&log, &folder, &metrics, &projections);
+                let reading = consumer.reading();
+                let others = reading.as_ref().and_then(|reading| others_rows(&log, group, &rows, reading));
                 // Only the partitions this member reads can stall here; the others are
-                // another member's to fold.
-                if let Some(reading) = consumer.reading() {
+                // another member's to fold, watched through the group's commits below.
+                if let Some(reading) = &reading {
                     rows.retain(|(tp, _, _)| reading.contains(tp));
                 }
-                if watch_stalls(&mut stalls, &rows, &projections, Some(&metrics)) {
+                if reading != last_reading {
+                    // Partitions changed hands: their new owners get the whole time.
+                    unowned.restart();
+                    last_reading = reading;
+                }
+                let own_stalled = watch_stalls(&mut stalls, &rows, &projections, Some(&metrics), Stalled::Own);
+                let others_stalled = others.is_some_and(|others| {
+                    watch_stalls(&mut unowned, &others, &projections, Some(&metrics), Stalled::InTheGroup)
+                });
+                if own_stalled {
                     stalls.cured();
+                }
+                if others_stalled {
+                    unowned.cured();
+                }
+                if own_stalled || others_stalled {
                     drop(consumer);
                     ahead = None;
                     consumer = log.subscribe(group, stored_positions(&projections))?;
@@ -565,7 +606,7 @@ pub async fn run_view<C: EventLog>(
                         .await
                         .expect("view task panicked");
                     lag_measured = Some(Instant::now());
-                    if watch_stalls(&mut stalls, &rows, &view, None) {
+                    if watch_stalls(&mut stalls, &rows, &view, None, Stalled::Own) {
                         stalls.cured();
                         drop(consumer);
                         consumer = changelog.read_all(stored_positions(&view))?;
@@ -621,6 +662,24 @@ fn update_lag<L: EventLog>(
     }
     projections.set_backlog(backlog);
     rows
+}
+
+/// `(partition, committed, end)` of each partition of `rows` that this member does not
+/// read: the group's committed offset stands for its owner's position. `None` when the
+/// log has no groups or the offsets cannot be read now (a busy broker must not restart
+/// the clocks).
+fn others_rows<L: EventLog>(
+    log: &L,
+    group: &str,
+    rows: &[(eventlog::TopicPartition, u64, u64)],
+    reading: &[eventlog::TopicPartition],
+) -> Option<Vec<(eventlog::TopicPartition, u64, u64)>> {
+    if rows.is_empty() {
+        return None; // the ends could not be read
+    }
+    let committed = log.group_positions(group).ok()??;
+    let others = rows.iter().filter(|(tp, _, _)| !reading.contains(tp));
+    Some(others.map(|(tp, _, end)| (tp.clone(), committed.get(tp).copied().unwrap_or(0), *end)).collect())
 }
 
 /// The view's lag behind the changelog, for the feeds' hold (see [`Projections::backlog`]);
@@ -722,6 +781,42 @@ mod tests {
         assert_eq!(projections.backlog(), Some(3), "two folded (as unreadable), three to go");
     }
 
+    /// `records` unreadable records of `health`, keyed by `key(i)`: folded, they go to the
+    /// quarantine, which counts them.
+    fn unreadable(records: usize, key: impl Fn(usize) -> String) -> Vec<eventlog::Record> {
+        (0..records)
+            .map(|i| eventlog::Record {
+                topic: "health".into(),
+                key: key(i),
+                headers: vec![],
+                payload: format!("unreadable {i}").into_bytes(),
+            })
+            .collect()
+    }
+
+    /// [`run`] on `log` with a 1 s stall time, until the sender is used or dropped.
+    fn spawn_run<L: EventLog>(
+        log: L,
+        projections: &Projections,
+        metrics: &AggregatorMetrics,
+    ) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), AggregateError>>) {
+        let config = FoldConfig { stall_after: Duration::from_secs(1), ..FoldConfig::default() };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let running = tokio::spawn(run(
+            log,
+            None::<eventlog::EmbeddedLog>,
+            "g",
+            projections.clone(),
+            config,
+            metrics.clone(),
+            shutdown,
+        ));
+        (stop, running)
+    }
+
     /// The embedded log, whose first consumer stops reading (as a Kafka consumer left
     /// without its partitions by a rebalance did): it polls nothing, whatever the log holds.
     #[derive(Clone)]
@@ -778,32 +873,12 @@ mod tests {
     async fn a_consumer_that_stops_reading_is_found_stalled_and_subscribed_again() {
         let dir = tempfile::tempdir().unwrap();
         let log = eventlog::EmbeddedLog::open(&dir.path().join("log"), 1).unwrap();
-        let records = (0..3)
-            .map(|i| eventlog::Record {
-                topic: "health".into(),
-                key: "S1".into(),
-                headers: vec![],
-                payload: format!("unreadable {i}").into_bytes(),
-            })
-            .collect();
-        log.append(records).await.unwrap();
+        log.append(unreadable(3, |_| "S1".into())).await.unwrap();
         let stops = FirstConsumerStops { log, subscriptions: Arc::default() };
         let db = sled::Config::new().temporary(true).open().unwrap();
         let projections = Projections::new(db.open_tree("projections").unwrap());
-        let config = FoldConfig { stall_after: Duration::from_secs(1), ..FoldConfig::default() };
         let metrics = AggregatorMetrics::default();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(run(
-            stops.clone(),
-            None::<eventlog::EmbeddedLog>,
-            "g",
-            projections.clone(),
-            config,
-            metrics.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let (stop, running) = spawn_run(stops.clone(), &projections, &metrics);
         let health = eventlog::TopicPartition { topic: "health".into(), partition: 0 };
         let (mut seen_stalled, deadline) = (false, Instant::now() + Duration::from_secs(60));
         // Found stalled, subscribed again, and then the records are read (into the quarantine:
@@ -817,6 +892,95 @@ mod tests {
         assert!(stops.subscriptions.load(std::sync::atomic::Ordering::SeqCst) >= 2, "subscribed again");
         let labels = vec![("topic".to_owned(), "health".to_owned()), ("partition".to_owned(), "0".to_owned())];
         assert_eq!(metrics.stalled.get_or_create(&labels).get(), 0, "the gauge is back to 0");
+        stop.send(()).unwrap();
+        running.await.unwrap().unwrap();
+    }
+
+    /// A group on the embedded log whose member here was given the partitions numbered 0
+    /// only, while the others are owned by nobody (their owner died and the broker kept
+    /// its assignment, as tansu 0.6.0 does): nothing is ever committed for them. Joining
+    /// again gives this member every partition, as the rebalance it causes would.
+    #[derive(Clone)]
+    struct OwnerlessPartitions {
+        log: eventlog::EmbeddedLog,
+        subscriptions: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    struct Member {
+        consumer: <eventlog::EmbeddedLog as EventLog>::Consumer,
+        reading: Vec<eventlog::TopicPartition>,
+    }
+
+    impl LogConsumer for Member {
+        async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Polled>, LogError> {
+            self.consumer.poll(max, wait).await
+        }
+
+        fn commit(&mut self, _: &[(eventlog::TopicPartition, u64)]) -> Result<(), LogError> {
+            Ok(())
+        }
+
+        fn reading(&self) -> Option<Vec<eventlog::TopicPartition>> {
+            Some(self.reading.clone())
+        }
+    }
+
+    impl EventLog for OwnerlessPartitions {
+        type Consumer = Member;
+
+        async fn append(&self, records: Vec<eventlog::Record>) -> Result<Vec<eventlog::Appended>, LogError> {
+            self.log.append(records).await
+        }
+
+        fn subscribe(&self, group: &str, positions: eventlog::PositionLookup) -> Result<Member, LogError> {
+            let all: Vec<_> = self.log.end_offsets()?.into_iter().map(|(tp, _)| tp).collect();
+            Ok(match self.subscriptions.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => Member {
+                    consumer: self.log.share(0, 2).subscribe(group, positions)?,
+                    reading: all.into_iter().filter(|tp| tp.partition == 0).collect(),
+                },
+                _ => Member { consumer: self.log.subscribe(group, positions)?, reading: all },
+            })
+        }
+
+        fn read_all(&self, positions: eventlog::PositionLookup) -> Result<Member, LogError> {
+            self.subscribe("", positions)
+        }
+
+        fn end_offsets(&self) -> Result<Vec<(eventlog::TopicPartition, u64)>, LogError> {
+            self.log.end_offsets()
+        }
+
+        fn group_positions(
+            &self,
+            _: &str,
+        ) -> Result<Option<std::collections::BTreeMap<eventlog::TopicPartition, u64>>, LogError> {
+            Ok(Some(std::collections::BTreeMap::new()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_partition_no_member_reads_is_found_stalled_in_the_group_and_the_member_rejoins() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = eventlog::EmbeddedLog::open(&dir.path().join("log"), 2).unwrap();
+        let records = unreadable(6, |i| format!("S{i}"));
+        let ownerless = eventlog::TopicPartition { topic: "health".into(), partition: 1 };
+        assert!(records.iter().any(|r| eventlog::partition_for(&r.key, 2) == 1), "some records are in partition 1");
+        log.append(records).await.unwrap();
+        let group = OwnerlessPartitions { log, subscriptions: Arc::default() };
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let projections = Projections::new(db.open_tree("projections").unwrap());
+        let (stop, running) = spawn_run(group.clone(), &projections, &AggregatorMetrics::default());
+        let (mut seen_stalled, deadline) = (false, Instant::now() + Duration::from_secs(60));
+        // Reported stalled (a member here owns nothing of it), the group joined again, and
+        // then its records are read (into the quarantine: they do not decode).
+        while projections.quarantined_count() < 6 || !projections.stalled().is_empty() {
+            seen_stalled |= projections.stalled().contains(&ownerless);
+            assert!(Instant::now() < deadline, "never read: stalled {:?}", projections.stalled());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(seen_stalled, "the partition nobody read was reported before the cure");
+        assert_eq!(group.subscriptions.load(std::sync::atomic::Ordering::SeqCst), 2, "joined again once");
         stop.send(()).unwrap();
         running.await.unwrap().unwrap();
     }

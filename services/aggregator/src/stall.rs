@@ -47,6 +47,12 @@ impl StallWatch {
         stalled
     }
 
+    /// Every clock starts over, the stall time kept: the partitions changed hands (a
+    /// rebalance), so their new owners get the whole stall time.
+    pub fn restart(&mut self) {
+        self.since.clear();
+    }
+
     /// After a cure (a re-subscription): every clock starts over, and the next stall must
     /// last twice as long before another.
     pub fn cured(&mut self) {

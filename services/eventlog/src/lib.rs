@@ -11,6 +11,7 @@
 //! Two implementations: [`EmbeddedLog`] (sled, one process) and [`KafkaLog`] (a Kafka
 //! cluster through librdkafka, chosen with a `kafka://` URL, see [`KafkaConfig::from_url`]).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -99,6 +100,14 @@ pub trait EventLog: Clone + Send + Sync + 'static {
 
     /// The next offset to be written in every partition, for lag.
     fn end_offsets(&self) -> Result<Vec<(TopicPartition, u64)>, LogError>;
+
+    /// The next offset consumer group `group` has committed, per partition that has one;
+    /// `None` for a log whose consumers share no group (the embedded log). Reading it
+    /// does not join the group: it is how a member sees the partitions others own.
+    fn group_positions(&self, group: &str) -> Result<Option<BTreeMap<TopicPartition, u64>>, LogError> {
+        let _ = group;
+        Ok(None)
+    }
 }
 
 pub trait LogConsumer: Send + 'static {

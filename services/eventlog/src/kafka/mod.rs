@@ -435,6 +435,10 @@ impl EventLog for KafkaLog {
         KafkaConsumer::assigned(&self.inner.config, self.inner.topics.clone(), positions)
     }
 
+    fn group_positions(&self, group: &str) -> Result<Option<BTreeMap<TopicPartition, u64>>, LogError> {
+        self.committed(group).map(Some)
+    }
+
     /// Blocks for one metadata request and one watermark request per partition, at most
     /// [`KafkaConfig::request_timeout`] in all.
     fn end_offsets(&self) -> Result<Vec<(TopicPartition, u64)>, LogError> {
