@@ -19,6 +19,9 @@ mod aggregate_process;
 use aggregate_process::{free_port, reports_client, spawn_aggregator};
 
 const DATE: &str = "2020-03-02";
+/// Where the reference's province clock stands, and the intake's: before `DATE`, so no day
+/// is sealed and every event is acknowledged in time.
+const REFERENCE_CLOCK: &str = "2020-01-01T00:00:00Z";
 /// The kills' schedule; the failure message names it, so a failing run can be repeated.
 const SEED: u64 = 7;
 
@@ -159,6 +162,8 @@ async fn start_intake(root: &Path, log: &str, group: &str) -> daybook::Running {
         log: Some(log.to_owned()),
         group: Some(group.to_owned()),
         horizon_days: Some(36_500),
+        // Acknowledged on the embedded reference's clock: timeliness must agree too.
+        clock: Some(feeds::Clock::manual(REFERENCE_CLOCK.parse().unwrap()).0),
         ..ServeArgs::default()
     };
     daybook::start_roles(&intake_args.resolve().unwrap(), Roles::Intake).await.unwrap()
@@ -181,7 +186,7 @@ async fn kills_stops_and_joins_leave_every_view_of_the_group_exact() {
         (0..province.schools().len()).flat_map(|s| simulator::day_events(&province, s, date, SEED)).collect();
 
     // The reference: the same events on the embedded log, one process.
-    let (clock, _hand) = feeds::Clock::manual("2020-01-01T00:00:00Z".parse().unwrap());
+    let (clock, _hand) = feeds::Clock::manual(REFERENCE_CLOCK.parse().unwrap());
     let embedded_args = ServeArgs {
         data_dir: Some(root.path().join("embedded")),
         grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
