@@ -314,6 +314,8 @@ async fn a_member_killed_and_restarted_at_once_leaves_no_partition_unread() {
     assert_eq!(provinces[0], provinces[1], "both members' views agree");
     let rejoins: usize =
         members.iter().map(|m| m.output().lines().filter(|l| l.contains("stalled in the group")).count()).sum();
-    eprintln!("the members rejoined the group {rejoins} times on finding a partition nobody read");
+    // The detection itself: tansu 0.6.0 (pinned, deploy/kafka-broker.sh) leaves the dead
+    // member's share unread every time, so the cure above went through it.
+    assert!(rejoins >= 1, "no member flagged the partitions nobody read; was tansu fixed? (deploy/KAFKA.md)");
     intake.stop().await.unwrap();
 }
