@@ -174,11 +174,17 @@ impl Server {
     }
 }
 
-/// A plain HTTP/1.0 GET, enough for a metrics page.
+/// A plain HTTP/1.0 GET, enough for a metrics page: the status line, headers and body.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    http_get_accepting(addr, path, "*/*").await
+}
+
+/// [`http_get`] with an `Accept` header.
+pub async fn http_get_accepting(addr: std::net::SocketAddr, path: &str, accept: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
     let mut body = String::new();
     stream.read_to_string(&mut body).await.unwrap();
     assert!(body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"), "{body}");

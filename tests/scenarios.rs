@@ -2,7 +2,10 @@
 //! client, exact report numbers asserted at every level. Each scenario runs on the
 //! embedded log and on a real Kafka broker (tansu), with identical expectations.
 
-use tests::{Backend, School, Server, Slot, Symptom, checks, http_get, on_every_backend, start, student, teacher};
+use tests::{
+    Backend, School, Server, Slot, Symptom, checks, http_get, http_get_accepting, on_every_backend, start, student,
+    teacher,
+};
 use wire::pb;
 
 const DAY: &str = "2020-03-02";
@@ -333,6 +336,20 @@ async fn health_reflection_and_metrics_are_served(backend: Backend) {
     );
     assert!(metrics.contains("daybook_events_folded_total 2"), "{metrics}");
     assert!(metrics.contains("daybook_events_unrostered_total{school=\"S1\"} 1"), "{metrics}");
+    // Prometheus's classic text unless OpenMetrics is asked for: a counter's family carries
+    // its samples' name, so a classic parser reads it as a counter.
+    assert!(metrics.to_lowercase().contains("content-type: text/plain; version=0.0.4"), "{metrics}");
+    assert!(metrics.contains("# TYPE daybook_events_accepted_total counter"), "{metrics}");
+    assert!(!metrics.contains("# EOF"), "{metrics}");
+    let openmetrics = http_get_accepting(
+        server.running.http_addr,
+        "/metrics",
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+    )
+    .await;
+    assert!(openmetrics.to_lowercase().contains("content-type: application/openmetrics-text"), "{openmetrics}");
+    assert!(openmetrics.contains("# TYPE daybook_events_accepted counter"), "{openmetrics}");
+    assert!(openmetrics.trim_end().ends_with("# EOF"), "{openmetrics}");
     server.running.stop().await.unwrap();
 }
 

@@ -27,21 +27,58 @@ fn app(registry: Arc<Registry>, gate: Gate) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(move || {
+            get(move |headers: axum::http::HeaderMap| {
                 let registry = registry.clone();
                 async move {
                     let mut body = String::new();
-                    match prometheus_client::encoding::text::encode(&mut body, &registry) {
-                        Ok(()) => {
-                            ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
-                                .into_response()
-                        }
-                        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+                    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &registry) {
+                        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+                    }
+                    let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    if accept.contains("application/openmetrics-text") {
+                        ([(CONTENT_TYPE, OPENMETRICS)], body).into_response()
+                    } else {
+                        ([(CONTENT_TYPE, PROMETHEUS_TEXT)], to_prometheus_text(&body)).into_response()
                     }
                 }
             }),
         )
         .route_layer(axum::middleware::from_fn_with_state(gate, authenticated))
+}
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// OpenMetrics text as Prometheus's classic text format (0.0.4), for a scraper that does
+/// not ask for OpenMetrics: there a counter's family is named with its `_total` suffix
+/// (else the samples read as untyped), there is no `# UNIT` nor `# EOF`, and an info
+/// metric is a gauge named `_info`.
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let kinds: std::collections::HashMap<&str, &str> =
+        openmetrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split_once(' ')).collect();
+    let family = |name: &str| match kinds.get(name).copied() {
+        Some("counter") => (format!("{name}_total"), "counter"),
+        Some("info") => (format!("{name}_info"), "gauge"),
+        Some(kind @ ("gauge" | "histogram" | "summary")) => (name.to_owned(), kind),
+        _ => (name.to_owned(), "untyped"),
+    };
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some((name, _)) = line.strip_prefix("# TYPE ").and_then(|r| r.split_once(' ')) {
+            let (sample, kind) = family(name);
+            out += &format!("# TYPE {sample} {kind}\n");
+        } else if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            out += &format!("# HELP {} {help}\n", family(name).0);
+        } else {
+            out += line;
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Serves until `stop`, then waits for open requests to finish.
@@ -103,5 +140,38 @@ async fn authenticated(
     match gate.identify(&tonic::metadata::MetadataMap::from_headers(request.headers().clone()), None) {
         Ok(_) => next.run(request).await,
         Err(status) => (axum::http::StatusCode::UNAUTHORIZED, status.message().to_owned()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_a_counters_family_by_its_samples_and_drops_openmetrics_lines() {
+        let openmetrics = "# HELP daybook_events_accepted Events accepted.\n\
+            # TYPE daybook_events_accepted counter\n\
+            daybook_events_accepted_total{kind=\"health\"} 3\n\
+            # HELP daybook_lag Records behind.\n\
+            # TYPE daybook_lag gauge\n\
+            # UNIT daybook_lag records\n\
+            daybook_lag 7\n\
+            # HELP daybook_build Build.\n\
+            # TYPE daybook_build info\n\
+            daybook_build_info{version=\"0.1.0\"} 1\n\
+            # EOF\n";
+        let classic = to_prometheus_text(openmetrics);
+        assert_eq!(
+            classic,
+            "# HELP daybook_events_accepted_total Events accepted.\n\
+             # TYPE daybook_events_accepted_total counter\n\
+             daybook_events_accepted_total{kind=\"health\"} 3\n\
+             # HELP daybook_lag Records behind.\n\
+             # TYPE daybook_lag gauge\n\
+             daybook_lag 7\n\
+             # HELP daybook_build_info Build.\n\
+             # TYPE daybook_build_info gauge\n\
+             daybook_build_info{version=\"0.1.0\"} 1\n"
+        );
     }
 }
