@@ -24,6 +24,10 @@ struct Cli {
     /// access; prefer the environment variable to the flag, which others may see.
     #[arg(long, global = true, env = "DAYBOOK_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// How log lines are written to stderr: `text` (coloured on a terminal only) or `json`
+    /// (one object per line, for journald and log shippers).
+    #[arg(long, global = true, env = "DAYBOOK_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -204,13 +208,14 @@ async fn main() -> anyhow::Result<()> {
     aggregator::keep_freed_memory_a_while();
     let cli = Cli::parse();
     let quiet = !matches!(cli.command, Command::Serve(_) | Command::Intake(_) | Command::Aggregate(_));
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| (if quiet { "warn" } else { "info" }).into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| (if quiet { "warn" } else { "info" }).into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format.as_str() {
+        "json" => logs.json().init(),
+        // Escape sequences only where a terminal reads them, not in a file or the journal.
+        _ => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+    }
     let file = match &cli.config {
         Some(path) => ServeArgs::from_file(path)?,
         None => ServeArgs::default(),
@@ -271,7 +276,7 @@ async fn serve(args: ServeArgs, roles: Roles) -> anyhow::Result<()> {
     let config = args.resolve()?;
     let running = daybook::start_roles(&config, roles).await?;
     let scheme = if config.tls.is_some() { "https" } else { "http" };
-    eprintln!(
+    println!(
         "daybook {roles:?} serving gRPC on {} and metrics on {scheme}://{}/metrics; Ctrl-C stops",
         running.grpc_addr, running.http_addr
     );
