@@ -300,6 +300,28 @@ async fn queries_name_what_is_wrong_and_unknown_units_are_not_found(backend: Bac
     server.running.stop().await.unwrap();
 }
 
+/// The services gRPC reflection lists in `$version` (v1 or v1alpha: the same messages in
+/// two packages).
+macro_rules! reflected_services {
+    ($version:ident, $target:expr) => {{
+        use tonic_reflection::pb::$version::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let channel = tonic::transport::Channel::from_shared($target.to_owned()).unwrap().connect().await.unwrap();
+        let mut client = ServerReflectionClient::new(channel);
+        let list = MessageRequest::ListServices(String::new());
+        let request = ServerReflectionRequest { host: String::new(), message_request: Some(list) };
+        let mut answers = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+        match answers.message().await.unwrap().and_then(|a| a.message_response) {
+            Some(MessageResponse::ListServicesResponse(list)) => {
+                list.service.into_iter().map(|s| s.name).collect::<Vec<String>>()
+            }
+            other => panic!("{}: {other:?}", stringify!($version)),
+        }
+    }};
+}
+
 async fn health_reflection_and_metrics_are_served(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let mut server: Server = start(dir.path(), &backend).await;
@@ -318,6 +340,17 @@ async fn health_reflection_and_metrics_are_served(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(serving.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+    // Reflection in both versions a generic client may speak, listing health too.
+    let every =
+        ["daybook.v1.Admin", "daybook.v1.Feeds", "daybook.v1.Intake", "daybook.v1.Reports", "grpc.health.v1.Health"];
+    // Each version lists itself; the rest is the same.
+    let own = |names: Vec<String>| -> Vec<String> {
+        names.into_iter().filter(|n| !n.starts_with("grpc.reflection.")).collect()
+    };
+    let listed = own(reflected_services!(v1, server.target));
+    assert!(every.iter().all(|s| listed.iter().any(|l| l == s)), "v1 lists {listed:?}");
+    assert_eq!(own(reflected_services!(v1alpha, server.target)), listed, "v1alpha lists the same");
 
     // The status names the partitions the reports depend on: over Kafka also the changelog.
     let status = server.reports.get_status(pb::StatusRequest {}).await.unwrap().into_inner();

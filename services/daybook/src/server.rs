@@ -258,10 +258,15 @@ async fn build<L: EventLog, C: EventLog>(
         .await
         .with_context(|| format!("binding gRPC address {}", config.grpc_addr))?;
     let grpc_addr = grpc.local_addr()?;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(wire::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building gRPC reflection")?;
+    // v1 and v1alpha: Python's grpcio-reflection, Postman and older grpcurl speak only the
+    // latter. The health service is listed beside daybook's own.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(wire::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1alpha = reflection().build_v1alpha().context("building gRPC reflection (v1alpha)")?;
+    let reflection = reflection().build_v1().context("building gRPC reflection")?;
     let limits = config.limits;
     let mut builder = tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_streams)
@@ -273,6 +278,7 @@ async fn build<L: EventLog, C: EventLog>(
     let router = builder
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_optional_service(intake)
         .add_optional_service(reports)
         .add_optional_service(feeds_service)
