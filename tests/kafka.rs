@@ -179,3 +179,33 @@ async fn a_server_started_before_its_broker_waits_for_it() {
     server.running.stop().await.unwrap();
     drop(tansu);
 }
+
+/// Over Kafka the parts run apart: a service an instance does not run answers
+/// UNIMPLEMENTED naming it and what runs it, not with an empty message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_not_run_here_says_what_runs_it() {
+    let backend = Backend::kafka();
+    let (intake_dir, aggregate_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut intake = start_roles(intake_dir.path(), &backend, Roles::Intake).await;
+    let request = pb::DailyReportRequest { unit: "province".into(), date: DAY.into() };
+    let refused = intake.reports.get_daily_report(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unimplemented);
+    assert_eq!(
+        refused.message(),
+        "daybook.v1.Reports is not served by this instance (intake only); `daybook aggregate` (or `daybook serve`) serves it"
+    );
+
+    let mut aggregate = start_roles(aggregate_dir.path(), &backend, Roles::Aggregate).await;
+    let event = School::new("S1", "Guangzhou", DAY).register("07:00", &teacher("T"));
+    let refused = aggregate.intake.publish(event).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unimplemented);
+    assert!(refused.message().starts_with("daybook.v1.Intake is not served by this instance"), "{refused:?}");
+    let channel = tonic::transport::Channel::from_shared(aggregate.target.clone()).unwrap().connect().await.unwrap();
+    let mut feeds = pb::feeds_client::FeedsClient::new(channel);
+    let refused = feeds.list_offices(pb::ListOfficesRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unimplemented);
+    assert!(refused.message().contains("with publish-feeds"), "{refused:?}");
+    for server in [intake, aggregate] {
+        server.running.stop().await.unwrap();
+    }
+}

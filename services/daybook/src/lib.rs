@@ -11,6 +11,7 @@ pub mod metrics_http;
 pub mod report;
 pub mod server;
 pub mod tls;
+mod unserved;
 
 pub use config::{ServeArgs, ServeConfig};
 pub use server::{Failure, Fault, Part, Roles, Running, start, start_roles};

@@ -26,6 +26,7 @@ use tonic::service::interceptor::InterceptedService;
 use wire::pb::admin_server::AdminServer;
 
 use crate::auth::{AdminService, Gate, Tokens, Traffic};
+use crate::unserved::Unserved;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -267,6 +268,26 @@ async fn build<L: EventLog, C: EventLog>(
     };
     let reflection_v1alpha = reflection().build_v1alpha().context("building gRPC reflection (v1alpha)")?;
     let reflection = reflection().build_v1().context("building gRPC reflection")?;
+    // A service not run here answers so, naming what runs it, not with tonic's empty
+    // UNIMPLEMENTED.
+    let runs = match roles {
+        Roles::All => "serve: intake and reports",
+        Roles::Intake => "intake only",
+        Roles::Aggregate if feeds_service.is_some() => "aggregate: reports and feeds",
+        Roles::Aggregate => "aggregate: reports; feeds only with publish-feeds",
+    };
+    let unserved_intake = intake.is_none().then(|| {
+        Unserved::<wire::pb::intake_server::IntakeServer<()>>::new(runs, "`daybook intake` (or `daybook serve`)")
+    });
+    let unserved_reports = reports.is_none().then(|| {
+        Unserved::<wire::pb::reports_server::ReportsServer<()>>::new(runs, "`daybook aggregate` (or `daybook serve`)")
+    });
+    let unserved_feeds = feeds_service.is_none().then(|| {
+        Unserved::<wire::pb::feeds_server::FeedsServer<()>>::new(
+            runs,
+            "`daybook aggregate` with publish-feeds (DAYBOOK_PUBLISH_FEEDS=true), or `daybook serve`,",
+        )
+    });
     let limits = config.limits;
     let mut builder = tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_streams)
@@ -282,6 +303,9 @@ async fn build<L: EventLog, C: EventLog>(
         .add_optional_service(intake)
         .add_optional_service(reports)
         .add_optional_service(feeds_service)
+        .add_optional_service(unserved_intake)
+        .add_optional_service(unserved_reports)
+        .add_optional_service(unserved_feeds)
         .add_service(AdminServer::with_interceptor(AdminService::new(&gate), gate.for_traffic(Traffic::Reads)));
     let stop = on_shutdown(&stop_rx);
     tasks.push(supervisor.spawn(Part::Grpc, async move {
