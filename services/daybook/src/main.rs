@@ -127,8 +127,9 @@ struct SimulateArgs {
     /// The daybook gRPC address.
     #[arg(long, env = "DAYBOOK_TARGET", default_value = "http://127.0.0.1:50051")]
     target: String,
-    /// Share of the province to simulate: 1 is 156 schools, 558,000 students, 32,000 staff.
-    #[arg(long, default_value_t = 1.0)]
+    /// Share of the province to simulate: 1 is 156 schools, 558,000 students, 32,000 staff
+    /// (2.2 million events a day); by default a small share, as `demo` posts.
+    #[arg(long, default_value_t = 0.01)]
     scale: f64,
     /// Same seed, same province and same events.
     #[arg(long, default_value_t = 1)]
@@ -457,5 +458,18 @@ fn print_tokens(tokens: &[wire::pb::TokenScope]) {
             if t.read.is_empty() { "-".into() } else { t.read.join(",") },
             if rights.is_empty() { "counts only".into() } else { rights.join(",") },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simulate_posts_a_small_share_of_the_province_by_default() {
+        let Command::Simulate(args) = Cli::try_parse_from(["daybook", "simulate"]).unwrap().command else {
+            panic!("not simulate")
+        };
+        assert_eq!(args.scale, 0.01, "1 % of the province, as the demo posts, not its 2.2 million events");
     }
 }
