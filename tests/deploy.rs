@@ -1,0 +1,148 @@
+//! The deployment files as shipped (`deploy/`), checked against what the binary reads and
+//! what the tools that run them require: no Docker engine or systemd as PID 1 here, so
+//! the files' structure, their settings and systemd's own offline security score.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde_yaml::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Every `DAYBOOK_*` variable the binary reads (its flags' `env = "…"`).
+fn settings_read() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for file in ["services/daybook/src/config.rs", "services/daybook/src/main.rs"] {
+        for part in read(file).split("env = \"").skip(1) {
+            out.insert(part.split('"').next().unwrap().to_owned());
+        }
+    }
+    assert!(out.contains("DAYBOOK_LOG") && out.contains("DAYBOOK_PUBLISH_FEEDS"), "{out:?}");
+    out
+}
+
+/// Every `DAYBOOK_*` name in `text`.
+fn settings_named(text: &str) -> BTreeSet<String> {
+    text.split("DAYBOOK_")
+        .skip(1)
+        .map(|rest| {
+            format!("DAYBOOK_{}", rest.chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect::<String>())
+        })
+        .collect()
+}
+
+fn compose() -> Value {
+    let mut compose: Value = serde_yaml::from_str(&read("deploy/compose.yaml")).unwrap();
+    compose.apply_merge().unwrap();
+    compose
+}
+
+fn text<'a>(value: &'a Value, path: &[&str]) -> &'a str {
+    path.iter().fold(value, |v, key| &v[*key]).as_str().unwrap_or_else(|| panic!("{path:?} is not text"))
+}
+
+#[test]
+fn the_compose_file_runs_a_cluster_that_keeps_its_log_and_starts_in_order() {
+    let compose = compose();
+    let services = compose["services"].as_mapping().unwrap();
+    let brokers: Vec<&str> =
+        services.keys().map(|k| k.as_str().unwrap()).filter(|name| name.starts_with("kafka-")).collect();
+    assert_eq!(brokers.len(), 3);
+    for broker in &brokers {
+        let service = &compose["services"][*broker];
+        // KRaft: 16 bytes in base64url without padding, one id for the whole cluster.
+        let id = text(service, &["environment", "CLUSTER_ID"]);
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(id);
+        assert_eq!(bytes.map(|b| b.len()).ok(), Some(16), "{broker}: CLUSTER_ID {id} is not a KRaft cluster id");
+        // The log where the volume is, or it is lost with the container.
+        let log_dirs = text(service, &["environment", "KAFKA_LOG_DIRS"]);
+        let mounts: Vec<&str> = service["volumes"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert!(
+            mounts.iter().any(|m| m.split(':').nth(1) == Some(log_dirs)),
+            "{broker}: {log_dirs} not on a volume: {mounts:?}"
+        );
+        assert!(service["healthcheck"]["test"].is_sequence(), "{broker}: no health check to start daybook on");
+    }
+    let known = settings_read();
+    let mut feeds = Vec::new();
+    for (name, service) in services {
+        let name = name.as_str().unwrap();
+        assert!(service["restart"].as_str().is_some_and(|r| r != "no"), "{name}: no restart policy");
+        if brokers.contains(&name) {
+            continue;
+        }
+        assert_eq!(text(service, &["image"]), "daybook:latest");
+        for broker in &brokers {
+            assert_eq!(
+                service["depends_on"][*broker]["condition"].as_str(),
+                Some("service_healthy"),
+                "{name}: starts before {broker} answers"
+            );
+        }
+        let environment = service["environment"].as_mapping().unwrap();
+        for key in environment.keys().map(|k| k.as_str().unwrap()).filter(|k| k.starts_with("DAYBOOK_")) {
+            assert!(known.contains(key), "{name}: {key} is read by no daybook flag");
+        }
+        if service["environment"]["DAYBOOK_PUBLISH_FEEDS"].as_str() == Some("true") {
+            feeds.push(name);
+        }
+    }
+    assert_eq!(feeds.len(), 1, "exactly one aggregator publishes the feeds: {feeds:?}");
+    // Every file it names is shipped.
+    for shipped in ["deploy/README.md", "deploy/Dockerfile", "deploy/KAFKA.md"] {
+        assert!(repo().join(shipped).is_file(), "{shipped} is named but missing");
+    }
+}
+
+#[test]
+fn the_image_builds_the_binary_the_compose_file_runs() {
+    let dockerfile = read("deploy/Dockerfile");
+    assert!(dockerfile.contains("cargo build --release --locked -p daybook"), "{dockerfile}");
+    assert!(dockerfile.contains("/usr/local/bin/daybook"), "daybook on the PATH: compose runs `daybook …`");
+    let compose = compose();
+    for (name, service) in compose["services"].as_mapping().unwrap() {
+        if let Some(command) = service["command"].as_sequence() {
+            assert_eq!(command[0].as_str(), Some("daybook"), "{name:?}");
+        }
+    }
+}
+
+#[test]
+fn the_systemd_units_are_hardened_and_name_only_settings_that_exist() {
+    let known = settings_read();
+    let units: Vec<PathBuf> = std::fs::read_dir(repo().join("deploy/systemd"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "service"))
+        .collect();
+    let names: BTreeSet<String> = units.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    for unit in ["daybook-serve.service", "daybook-intake.service", "daybook-aggregate.service"] {
+        assert!(names.contains(unit), "{unit} is not shipped: {names:?}");
+    }
+    for unit in &units {
+        let text = std::fs::read_to_string(unit).unwrap();
+        for setting in settings_named(&text) {
+            assert!(known.contains(&setting), "{}: {setting} is read by no daybook flag", unit.display());
+        }
+        // systemd's own score, offline: 0 (safe) to 10 (exposed); 9.2 before hardening.
+        let output = std::process::Command::new("systemd-analyze")
+            .args(["security", "--offline=true", "--no-pager"])
+            .arg(unit)
+            .output()
+            .expect("systemd-analyze runs (Debian's systemd package; .ci/run installs it)");
+        let report = String::from_utf8_lossy(&output.stdout);
+        let score: f64 = report
+            .lines()
+            .find_map(|l| l.split("Overall exposure level for ").nth(1))
+            .and_then(|rest| rest.split(": ").nth(1)?.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no score for {}: {report}", unit.display()));
+        assert!(score <= 2.0, "{}: exposure {score}:\n{report}", unit.display());
+    }
+}
