@@ -205,9 +205,20 @@ fn yesterday() -> NaiveDate {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     aggregator::keep_freed_memory_a_while();
-    let cli = Cli::parse();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with its causes, as a user reads it: no backtrace, even with
+            // RUST_BACKTRACE set (a defect's panic still prints one).
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let quiet = !matches!(cli.command, Command::Serve(_) | Command::Intake(_) | Command::Aggregate(_));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| (if quiet { "warn" } else { "info" }).into());

@@ -1,5 +1,6 @@
-//! Log lines as an operator's tools read them: plain text without escape sequences when
-//! stderr is a file or the journal, one JSON object per line with `--log-format json`.
+//! Log lines and errors as an operator's tools read them: plain text without escape
+//! sequences when stderr is a file or the journal, one JSON object per line with
+//! `--log-format json`, and a user error as one line.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,4 +51,24 @@ fn json_logs_are_one_object_per_line() {
         .unwrap_or_else(|| panic!("no serving line in {output}"));
     assert_eq!(serving["level"], "INFO");
     assert!(serving["fields"]["grpc_addr"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")), "{serving}");
+}
+
+#[test]
+fn a_user_error_is_one_line_even_with_backtraces_asked_for() {
+    // A data directory that is a file: the server cannot start.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, b"").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_daybook"))
+        .args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&file)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.contains("INFO") && !l.contains("WARN")).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("backtrace"), "{stderr}");
 }
