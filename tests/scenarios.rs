@@ -374,6 +374,14 @@ async fn health_reflection_and_metrics_are_served(backend: Backend) {
     assert!(metrics.to_lowercase().contains("content-type: text/plain; version=0.0.4"), "{metrics}");
     assert!(metrics.contains("# TYPE daybook_events_accepted_total counter"), "{metrics}");
     assert!(!metrics.contains("# EOF"), "{metrics}");
+    // The process and the build, as operators watch them.
+    assert!(
+        metrics.contains(&format!("daybook_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))),
+        "{metrics}"
+    );
+    assert!(metrics.contains("# TYPE process_cpu_seconds_total counter"), "{metrics}");
+    let resident = metrics.lines().find_map(|l| l.strip_prefix("process_resident_memory_bytes "));
+    assert!(resident.and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v > 1e6), "{metrics}");
     let openmetrics = http_get_accepting(
         server.running.http_addr,
         "/metrics",

@@ -142,6 +142,7 @@ async fn build<L: EventLog, C: EventLog>(
 ) -> anyhow::Result<Running> {
     let dir = &config.data_dir;
     let mut registry = Registry::default();
+    crate::process_metrics::register(&mut registry);
     let (health, health_service) = tonic_health::server::health_reporter();
     let supervisor = Supervisor::new(health, config.fault.clone().or_else(Fault::from_env));
     let stop_rx = supervisor.shutdown.subscribe();
