@@ -61,8 +61,10 @@ where
             }
         }
         let mut more = false;
-        if let Some((_, log)) = &log {
-            for office in &offices {
+        if let Some((carried, log)) = &log {
+            // An office whose topic the connection does not carry yet (it appeared while
+            // the broker could not create the topic) waits for the next connection.
+            for office in offices.iter().filter(|o| carried.contains(*o)) {
                 match forward_some(&store, log, office).await {
                     Ok(full) => more |= full,
                     Err(FeedError::Log(LogError::Unavailable(reason))) => {
@@ -113,7 +115,94 @@ async fn forward_some<L: EventLog>(store: &FeedStore, log: &L, office: &str) -> 
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use eventlog::{Appended, EmbeddedLog, PositionLookup, TopicPartition};
+
     use super::*;
+
+    /// An embedded log that, like a Kafka connection, carries only the topics it was
+    /// connected with.
+    #[derive(Clone)]
+    struct Carrying {
+        topics: BTreeSet<String>,
+        log: EmbeddedLog,
+    }
+
+    impl EventLog for Carrying {
+        type Consumer = <EmbeddedLog as EventLog>::Consumer;
+
+        async fn append(&self, records: Vec<Record>) -> Result<Vec<Appended>, LogError> {
+            if let Some(r) = records.iter().find(|r| !self.topics.contains(&r.topic)) {
+                return Err(LogError::Config(format!("kafka log does not carry topic {:?}", r.topic)));
+            }
+            self.log.append(records).await
+        }
+
+        fn subscribe(&self, group: &str, positions: PositionLookup) -> Result<Self::Consumer, LogError> {
+            self.log.subscribe(group, positions)
+        }
+
+        fn read_all(&self, positions: PositionLookup) -> Result<Self::Consumer, LogError> {
+            self.log.read_all(positions)
+        }
+
+        fn end_offsets(&self) -> Result<Vec<(TopicPartition, u64)>, LogError> {
+            self.log.end_offsets()
+        }
+    }
+
+    fn alert(cursor: u64) -> pb::FeedItem {
+        let alert = pb::Alert { school: "S1".into(), event_id: format!("e{cursor}"), ..Default::default() };
+        pb::FeedItem { cursor, office: String::new(), item: Some(pb::feed_item::Item::Alert(alert)) }
+    }
+
+    #[tokio::test]
+    async fn a_new_office_whose_topic_cannot_be_created_yet_does_not_stop_the_feeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = FeedStore::open(&db).unwrap();
+        let log = EmbeddedLog::open(dir.path(), 1).unwrap();
+        store.put_item("province", 1, &alert(1)).unwrap();
+        // Creating the topics fails twice once the new office is there: a broker hiccup.
+        let failures = Arc::new(AtomicUsize::new(0));
+        let (connecting_log, counted) = (log.clone(), failures.clone());
+        let connect = move |offices: BTreeSet<String>| {
+            let (log, failures) = (connecting_log.clone(), counted.clone());
+            async move {
+                if offices.contains("cdc-Maoming") && failures.fetch_add(1, Ordering::SeqCst) < 2 {
+                    return Err(LogError::Unavailable("creating feed topics timed out".into()));
+                }
+                Ok(Carrying { topics: offices.iter().map(|o| topic(o)).collect(), log })
+            }
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let forwarding = tokio::spawn(run(store.clone(), connect, async {
+            let _ = stopped.await;
+        }));
+        let forwarded = |office: &str, cursor: u64| {
+            let store = store.clone();
+            let office = office.to_owned();
+            async move {
+                for _ in 0..100 {
+                    if store.forwarded(&office).unwrap() == cursor {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                panic!("{office} never forwarded to {cursor}");
+            }
+        };
+        forwarded("province", 1).await;
+        store.put_item("cdc-Maoming", 1, &alert(1)).unwrap();
+        store.put_item("province", 2, &alert(2)).unwrap();
+        forwarded("province", 2).await;
+        forwarded("cdc-Maoming", 1).await;
+        assert!(failures.load(Ordering::SeqCst) >= 3, "the topic was created on the third try");
+        stop.send(()).unwrap();
+        forwarding.await.unwrap().expect("the feeds never stopped");
+    }
 
     #[test]
     fn topic_names_are_what_kafka_allows() {

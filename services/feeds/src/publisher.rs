@@ -208,6 +208,14 @@ impl FeedStore {
         self.tree.insert(forwarded_key(office), &cursor.to_be_bytes())?;
         Ok(())
     }
+
+    /// Puts an item in an office's feed, as a pass of the publisher would.
+    #[cfg(test)]
+    pub(crate) fn put_item(&self, office: &str, cursor: u64, item: &pb::FeedItem) -> Result<(), FeedError> {
+        self.tree.insert(item_key(office, cursor), item.encode_to_vec())?;
+        self.published.send_modify(|n| *n += 1);
+        Ok(())
+    }
 }
 
 /// Judges and fills a report as [`CloseRules::publish`] does; a city's or the province's
