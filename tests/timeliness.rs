@@ -51,7 +51,9 @@ async fn events_acknowledged_after_the_deadline_make_a_report_late_never_on_time
     let s2 = server.report("school:S2", DAY).await;
     assert_eq!((s2.population, s2.checked_any), (2, 2), "the figures count every event");
     assert_eq!((s2.expected_by_deadline, s2.checked_by_deadline), (0, 0), "none of it was there by the deadline");
-    assert_eq!((status(&s2), s2.version, s2.zero_report), (pb::ReportStatus::Late, 1, true), "sent, but late");
+    // Over Kafka its registration and checks travel on two topics: a pass may publish S2
+    // between the two (a version marked missing, then late), so its version is not fixed.
+    assert_eq!((status(&s2), s2.zero_report), (pb::ReportStatus::Late, true), "sent, but late");
     // Its class too: every unit is judged the same way.
     let class = server.report("class:S2/D1/2019/C01", DAY).await;
     assert_eq!(status(&class), pb::ReportStatus::Late);
