@@ -313,34 +313,7 @@ impl pb::reports_server::Reports for ReportsService {
         self.known("unit", &unit)?;
         let persons = self.projections.key_persons(&unit, day)?;
         self.audit.record(&access, "Reports.ListKeyPersons", &unit.to_string(), "key persons and their observation");
-        let date = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
-        Ok(Response::new(pb::KeyPersonsResponse {
-            persons: persons
-                .into_iter()
-                .map(|p| pb::KeyPerson {
-                    school: p.school,
-                    person_id: p.person,
-                    role: wire::role_to_proto(p.role) as i32,
-                    placement: Some(pb::Placement {
-                        department: p.placement.department,
-                        grade: p.placement.grade,
-                        class_name: p.placement.class,
-                        dorm: p.placement.dorm,
-                    }),
-                    in_key_area: p.in_key_area,
-                    history: p.two_histories.map_or(0, |(kind, _)| wire::history_to_proto(kind) as i32),
-                    history_date: p.two_histories.map(|(_, d)| date(d)).unwrap_or_default(),
-                    close_contact_date: p.close_contact.map(date).unwrap_or_default(),
-                    observation: p.observation.map_or(0, |(kind, _, _)| wire::isolation_to_proto(kind) as i32),
-                    observation_start: p.observation.map(|(_, s, _)| date(s)).unwrap_or_default(),
-                    observation_expected_end: p.observation.map(|(_, _, e)| date(e)).unwrap_or_default(),
-                    release_refused: p.release_refused.map(|r| r.to_string()).unwrap_or_default(),
-                    observation_missing: p.observation_missing.map_or(0, |(k, _)| wire::isolation_to_proto(k) as i32),
-                    observation_missing_until: p.observation_missing.map(|(_, until)| date(until)).unwrap_or_default(),
-                    key_area_return_date: p.key_area_return.map(date).unwrap_or_default(),
-                })
-                .collect(),
-        }))
+        Ok(Response::new(pb::KeyPersonsResponse { persons: persons.iter().map(wire::key_person_to_proto).collect() }))
     }
 
     async fn get_status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {

@@ -2,8 +2,9 @@
 
 use domain::alert::{Alert, AlertKind};
 use domain::event::{HistoryKind, IsolationKind, Role, Slot, Symptom};
+use domain::person::KeyPerson;
 use domain::report::ReportStatus;
-use domain::{DailyReport, Level};
+use domain::{DailyReport, Day, Level};
 
 use crate::pb;
 
@@ -167,6 +168,33 @@ pub fn status_to_proto(status: ReportStatus) -> pb::ReportStatus {
         ReportStatus::Late => pb::ReportStatus::Late,
         ReportStatus::Missing => pb::ReportStatus::Missing,
         ReportStatus::Incomplete => pb::ReportStatus::Incomplete,
+    }
+}
+
+/// A person of the key-person lists; a date not set is empty.
+pub fn key_person_to_proto(p: &KeyPerson) -> pb::KeyPerson {
+    let date = |d: Day| d.format("%Y-%m-%d").to_string();
+    pb::KeyPerson {
+        school: p.school.clone(),
+        person_id: p.person.clone(),
+        role: role_to_proto(p.role) as i32,
+        placement: Some(pb::Placement {
+            department: p.placement.department.clone(),
+            grade: p.placement.grade.clone(),
+            class_name: p.placement.class.clone(),
+            dorm: p.placement.dorm.clone(),
+        }),
+        in_key_area: p.in_key_area,
+        history: p.two_histories.map_or(0, |(kind, _)| history_to_proto(kind) as i32),
+        history_date: p.two_histories.map(|(_, d)| date(d)).unwrap_or_default(),
+        close_contact_date: p.close_contact.map(date).unwrap_or_default(),
+        observation: p.observation.map_or(0, |(kind, _, _)| isolation_to_proto(kind) as i32),
+        observation_start: p.observation.map(|(_, s, _)| date(s)).unwrap_or_default(),
+        observation_expected_end: p.observation.map(|(_, _, e)| date(e)).unwrap_or_default(),
+        release_refused: p.release_refused.map(|r| r.to_string()).unwrap_or_default(),
+        observation_missing: p.observation_missing.map_or(0, |(k, _)| isolation_to_proto(k) as i32),
+        observation_missing_until: p.observation_missing.map(|(_, until)| date(until)).unwrap_or_default(),
+        key_area_return_date: p.key_area_return.map(date).unwrap_or_default(),
     }
 }
 
