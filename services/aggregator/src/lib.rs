@@ -1,6 +1,6 @@
 //! The aggregator: consumes the event log and folds it into projections kept in sled
-//! (each person's timeline and each unit's daily tallies at every level), and answers
-//! report queries from them over gRPC.
+//! (each person's timeline and each unit's daily tallies at every level), which the
+//! `reports` read model answers report queries from.
 //!
 //! Exactly-once in effect: a checkpoint stores each school's state in one atomic sled
 //! batch, then the log positions it reached; on start the consumer resumes from the stored
@@ -23,7 +23,6 @@ use prometheus_client::registry::Registry;
 
 pub mod changelog;
 pub mod fold;
-pub mod grpc;
 pub mod quarantine;
 pub mod stall;
 pub mod store;

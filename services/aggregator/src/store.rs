@@ -25,7 +25,7 @@ use std::path::Path;
 
 use domain::alert::Alert;
 use domain::timeline::{KeyPersonHistory, Timeline};
-use domain::{DailyReport, Day, Level, Tally, UnitKey};
+use domain::{Day, Level, Tally, UnitKey};
 use eventlog::TopicPartition;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -303,43 +303,14 @@ impl Projections {
         self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
     }
 
-    /// The unit's report for `day`; `None` if no one was ever placed in the unit. A day
-    /// with no events inherits the state counts of the last day before it. Cities and the
-    /// province are the sums of their schools.
     /// The city of `school`, if anyone is registered in it.
     pub fn city_of(&self, school: &str) -> Option<String> {
         self.unit(&UnitKey::school(school)).ok().flatten().map(|info| info.city)
     }
 
-    pub fn daily_report(&self, unit: &UnitKey, day: Day) -> Result<Option<DailyReport>, AggregateError> {
-        if unit.level > Level::Province && self.first_day(unit)?.is_none_or(|first| first > day) {
-            return Ok(None);
-        }
-        let tally = match unit.level {
-            Level::Province | Level::City => {
-                let mut sum = Tally::default();
-                for (school, _) in self.units(Some(Level::School), Some(unit))? {
-                    sum.add(&self.tally_on(&school, day)?);
-                }
-                sum
-            }
-            _ => self.tally_on(unit, day)?,
-        };
-        Ok(Some(DailyReport::from_tally(unit.clone(), day, &tally)))
-    }
-
-    /// The first day anyone counted in `unit` (for a city, in any of its schools); `None`
-    /// if no one ever did. A unit has no report for the days before it (issue 23).
+    /// The first day anyone counted in a school or a unit below it; `None` if no one ever
+    /// did (cities and the province are not stored: `reports::ReadModel::first_day`).
     pub fn first_day(&self, unit: &UnitKey) -> Result<Option<Day>, AggregateError> {
-        if unit.level <= Level::City {
-            let mut first: Option<Day> = None;
-            for (school, _) in self.units(Some(Level::School), Some(unit))? {
-                if let Some(day) = self.first_day(&school)? {
-                    first = Some(first.map_or(day, |f| f.min(day)));
-                }
-            }
-            return Ok(first);
-        }
         match self.tree.scan_prefix(unit_day_prefix(unit)).next() {
             Some(item) => {
                 let (k, _) = item?;
@@ -351,52 +322,6 @@ impl Projections {
             }
             None => Ok(None),
         }
-    }
-
-    /// Every unit's report on `day` under `under`, itself included, at `level` only if
-    /// given: the province and cities first, then the units below in key order. Schools'
-    /// tallies are read once and summed for the cities and the province, so a whole
-    /// province costs one scan of the units and one read per unit. `each` returns false
-    /// to stop early. `None` if no one was ever placed in `under`.
-    pub fn daily_reports(
-        &self,
-        under: &UnitKey,
-        day: Day,
-        level: Option<Level>,
-        mut each: impl FnMut(DailyReport) -> bool,
-    ) -> Result<Option<()>, AggregateError> {
-        let wanted = |unit: &UnitKey| level.is_none_or(|l| l == unit.level);
-        let mut units = match under.level {
-            Level::Province => vec![(under.clone(), UnitInfo { parent: None, city: String::new() })],
-            _ => match self.unit(under)? {
-                Some(info) => vec![(under.clone(), info)],
-                None => return Ok(None),
-            },
-        };
-        units.extend(self.units(None, Some(under))?);
-        let mut schools: Vec<(String, Tally)> = Vec::new();
-        for (unit, info) in &units {
-            if unit.level == Level::School {
-                schools.push((info.city.clone(), self.tally_on(unit, day)?));
-            }
-        }
-        for (unit, _) in units.iter().filter(|(u, _)| u.level <= Level::City && wanted(u)) {
-            let mut sum = Tally::default();
-            for (city, tally) in &schools {
-                if unit.level == Level::Province || *city == unit.path {
-                    sum.add(tally);
-                }
-            }
-            if !each(DailyReport::from_tally(unit.clone(), day, &sum)) {
-                return Ok(Some(()));
-            }
-        }
-        for (unit, _) in units.iter().filter(|(u, _)| u.level > Level::City && wanted(u)) {
-            if !each(DailyReport::from_tally(unit.clone(), day, &self.tally_on(unit, day)?)) {
-                break;
-            }
-        }
-        Ok(Some(()))
     }
 
     /// The tally of a school or a unit below it on `day`: its own record, or the state of

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use aggregator::Projections;
-use aggregator::grpc::{PartitionLag, StatusSource};
 use anyhow::Context;
 use eventlog::{EventLog, KafkaConfig, KafkaLog};
+use reports::grpc::{PartitionLag, StatusSource};
 
 /// How long a starting instance waits for a cluster that does not answer (a broker being
 /// restarted with it) before it gives up and exits.

@@ -13,7 +13,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 
-use aggregator::grpc::ReportsService;
 use aggregator::{AggregatorMetrics, FoldConfig, Folder, Projections};
 use anyhow::Context;
 use domain::Rules;
@@ -22,6 +21,8 @@ use feeds::grpc::FeedsService;
 use feeds::{FeedStore, Publisher};
 use futures::FutureExt;
 use intake::{IntakeMetrics, IntakeService};
+use reports::ReadModel;
+use reports::grpc::ReportsService;
 use tonic::service::interceptor::InterceptedService;
 use wire::pb::admin_server::AdminServer;
 
@@ -101,7 +102,7 @@ pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<R
                 .context("opening the embedded log")?;
             let status = {
                 let log = log.clone();
-                move |folded: Projections| aggregator::grpc::local_status(log, folded)
+                move |folded: Projections| reports::grpc::local_status(log, folded)
             };
             // Each aggregator folds its share of the partitions, so of the schools: their
             // projections are disjoint but for the unit registry's cities and province,
@@ -137,7 +138,7 @@ async fn build<L: EventLog, C: EventLog>(
     fold_logs: Vec<L>,
     changelog: Option<C>,
     kafka: Option<eventlog::KafkaConfig>,
-    status: impl FnOnce(Projections) -> aggregator::grpc::StatusSource,
+    status: impl FnOnce(Projections) -> reports::grpc::StatusSource,
     embedded: Option<EmbeddedLog>,
 ) -> anyhow::Result<Running> {
     let dir = &config.data_dir;
@@ -225,18 +226,24 @@ async fn build<L: EventLog, C: EventLog>(
             }
         }
         // The server's clock, as intake judges events from the future by.
-        let today: aggregator::grpc::Today = {
+        let today: reports::grpc::Today = {
             let zone = config.utc_offset;
             Arc::new(move || chrono::Utc::now().with_timezone(&zone).date_naive())
         };
-        let mut reports = ReportsService::new(readable.clone(), status(readable.clone()), metrics.folded_total.clone())
+        // With the feeds, sealed days read as published; without, every day reads open.
+        let publishing = roles == Roles::All || config.publish_feeds;
+        let store = publishing.then(|| FeedStore::open(&db).context("opening the feed store")).transpose()?;
+        let mut model = ReadModel::new(readable.clone(), config.close);
+        if let Some(store) = &store {
+            model = model.with_publications(store.publications().clone());
+        }
+        let reports = ReportsService::new(model.clone(), status(readable), metrics.folded_total.clone())
             .with_quarantine(folded.clone())
             .with_audit(gate.audit_log())
             .with_today(today.clone())
             .with_horizon(config.horizon_days);
-        if roles == Roles::All || config.publish_feeds {
-            let (service, publication) = start_feeds(config, &db, readable, kafka, &supervisor, &mut tasks)?;
-            reports = reports.with_publication(publication);
+        if let Some(store) = store {
+            let service = start_feeds(config, store, model, kafka, &supervisor, &mut tasks)?;
             supervisor.serving(FEEDS, true).await;
             let service = service.with_audit(gate.audit_log()).with_horizon(today, config.horizon_days).into_server();
             feeds_service = Some(InterceptedService::new(service, gate.for_traffic(Traffic::Reads)));
@@ -397,23 +404,21 @@ async fn follow_log(log: EmbeddedLog, supervisor: Supervisor, stop: impl Future<
 /// How often a failing log is tried again.
 const LOG_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Starts the feeds on the read side `readable`: the publisher (day close, revisions,
-/// alerts) and, over Kafka, the copy of each office's feed to its topic.
+/// Starts the feeds on `store`, publishing what `model` judges: the publisher (day close,
+/// revisions, alerts) and, over Kafka, the copy of each office's feed to its topic.
 fn start_feeds(
     config: &ServeConfig,
-    db: &sled::Db,
-    readable: Projections,
+    store: FeedStore,
+    model: ReadModel,
     kafka: Option<eventlog::KafkaConfig>,
     supervisor: &Supervisor,
     tasks: &mut Vec<JoinHandle<anyhow::Result<()>>>,
-) -> anyhow::Result<(FeedsService, aggregator::grpc::Publication)> {
+) -> anyhow::Result<FeedsService> {
     let stop_rx = &supervisor.shutdown.subscribe();
-    let store = FeedStore::open(db).context("opening the feed store")?;
     let publisher = Publisher::new(
-        readable.clone(),
+        model.clone(),
         store.clone(),
         config.offices.clone(),
-        config.close,
         config.utc_offset,
         config.clock.clone(),
         config.horizon_days,
@@ -440,19 +445,9 @@ fn start_feeds(
             feeds::forward::run(forwarded, connect, stop).await.context("feed forwarding stopped")
         }));
     }
-    let (describing, projections, close) = (store.clone(), readable.clone(), config.close);
-    let publication: aggregator::grpc::Publication =
-        Arc::new(move |report| describing.describe(&projections, &close, report).map_err(|e| e.to_string()));
-    let service = FeedsService::new(
-        store,
-        readable,
-        config.offices.clone(),
-        config.close,
-        config.clock.clone(),
-        config.utc_offset,
-    )
-    .with_stopping(stop_rx.clone());
-    Ok((service, publication))
+    let service = FeedsService::new(store, model, config.offices.clone(), config.clock.clone(), config.utc_offset)
+        .with_stopping(stop_rx.clone());
+    Ok(service)
 }
 
 impl Running {

@@ -173,13 +173,21 @@ impl ReportingRate {
         }
     }
 
-    /// Adds another summary's schools (a city's, into the province's).
-    pub fn add(&mut self, other: ReportingRate) {
-        self.expected += other.expected;
-        self.actual += other.actual;
-        self.on_time += other.on_time;
-        self.missing.extend(other.missing);
-        self.late.extend(other.late);
+    /// Counts a school expected to report, by its status: an open or incomplete report is
+    /// not sent, so missing.
+    pub fn count(&mut self, school: UnitKey, status: ReportStatus) {
+        self.expected += 1;
+        match status {
+            ReportStatus::OnTime => {
+                self.actual += 1;
+                self.on_time += 1;
+            }
+            ReportStatus::Late => {
+                self.actual += 1;
+                self.late.push(school);
+            }
+            ReportStatus::Missing | ReportStatus::Open | ReportStatus::Incomplete => self.missing.push(school),
+        }
     }
 }
 

@@ -1,32 +1,20 @@
 //! Files for the offices: the daily report table of a level and the observation list,
-//! as CSV or XLSX (the `export` crate writes them), from the same projections and
-//! publication state as the gRPC reports.
+//! as CSV or XLSX (the `export` crate writes them), from the same read model as the gRPC
+//! reports.
 
 use aggregator::Projections;
-use domain::close::CloseRules;
 use domain::event::IsolationKind;
 use domain::{Day, Level, UnitKey};
 use export::{Format, ObservationRow, ReportRow};
+use reports::ReadModel;
 
-use crate::{FeedError, FeedStore};
+use crate::FeedError;
 
 /// Every report of `level` under `under` on `day`, with its publication state.
-pub fn report_rows(
-    projections: &Projections,
-    store: &FeedStore,
-    close: &CloseRules,
-    level: Level,
-    under: &UnitKey,
-    day: Day,
-) -> Result<Vec<ReportRow>, FeedError> {
+pub fn report_rows(model: &ReadModel, level: Level, under: &UnitKey, day: Day) -> Result<Vec<ReportRow>, FeedError> {
     let under = if level == Level::Province { UnitKey::province() } else { under.clone() };
     let mut rows = Vec::new();
-    let mut failed = None;
-    projections.daily_reports(&under, day, Some(level), |mut report| {
-        if let Err(e) = store.describe(projections, close, &mut report) {
-            failed = Some(e);
-            return false;
-        }
+    model.reports(&under, day, Some(level), |report| {
         rows.push(ReportRow {
             version: report.version,
             status: report.status.as_str().to_owned(),
@@ -36,10 +24,7 @@ pub fn report_rows(
         });
         true
     })?;
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(rows),
-    }
+    Ok(rows)
 }
 
 /// Persons under home or centralized observation under `under` at the end of `day`, as

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregator::Projections;
 use chrono::FixedOffset;
 use domain::access::{Access, AuditLog, NoAudit};
-use domain::close::CloseRules;
 use domain::{Level, UnitKey};
 use export::Format;
 use prost::Message;
+use reports::ReadModel;
+use reports::grpc::{Today, may_read, may_see_persons, store_failed, within_horizon};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -21,9 +21,8 @@ use crate::{Clock, FeedError, FeedStore, Office, Offices, files};
 #[derive(Clone)]
 pub struct FeedsService {
     store: FeedStore,
-    projections: Projections,
+    model: ReadModel,
     offices: Arc<Offices>,
-    close: CloseRules,
     clock: Clock,
     zone: FixedOffset,
     /// Becomes true when the server stops: open subscriptions end, so that a graceful
@@ -32,24 +31,16 @@ pub struct FeedsService {
     audit: Arc<dyn AuditLog>,
     /// Today and the horizon the observation list's day must lie within, as for
     /// `Reports.ListKeyPersons`; unchecked if not set.
-    list_days: Option<(aggregator::grpc::Today, u32)>,
+    list_days: Option<(Today, u32)>,
 }
 
 impl FeedsService {
-    pub fn new(
-        store: FeedStore,
-        projections: Projections,
-        offices: Offices,
-        close: CloseRules,
-        clock: Clock,
-        zone: FixedOffset,
-    ) -> Self {
+    pub fn new(store: FeedStore, model: ReadModel, offices: Offices, clock: Clock, zone: FixedOffset) -> Self {
         let stopping = watch::channel(false).1;
         Self {
             store,
-            projections,
+            model,
             offices: Arc::new(offices),
-            close,
             clock,
             zone,
             stopping,
@@ -60,7 +51,7 @@ impl FeedsService {
 
     /// Refuses an observation list of a day in the future or more than `horizon_days`
     /// before `today`.
-    pub fn with_horizon(mut self, today: aggregator::grpc::Today, horizon_days: u32) -> Self {
+    pub fn with_horizon(mut self, today: Today, horizon_days: u32) -> Self {
         self.list_days = Some((today, horizon_days));
         self
     }
@@ -82,7 +73,8 @@ impl FeedsService {
     }
 
     fn offices(&self) -> Result<Vec<Office>, FeedError> {
-        let cities = self.projections.units(Some(Level::City), None)?.into_iter().map(|(u, _)| u.path).collect();
+        let cities =
+            self.model.projections().units(Some(Level::City), None)?.into_iter().map(|(u, _)| u.path).collect();
         Ok(self.offices.resolve(&cities))
     }
 }
@@ -116,7 +108,8 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> Status {
 impl From<FeedError> for Status {
     fn from(e: FeedError) -> Self {
         match e {
-            FeedError::Projections(e) => e.into(),
+            FeedError::Projections(e) => store_failed(e),
+            FeedError::Reports(e) => e.into(),
             FeedError::Storage(sled::Error::Io(_)) | FeedError::Log(_) => {
                 tracing::error!(error = %e, "feeds query failed");
                 Status::unavailable(e.to_string())
@@ -232,8 +225,8 @@ impl pb::feeds_server::Feeds for FeedsService {
         } else {
             request.unit.parse().map_err(|e| Status::invalid_argument(format!("unit: {e}")))?
         };
-        aggregator::grpc::may_read(&self.projections, &access, "unit", &under)?;
-        if under.level != Level::Province && self.projections.unit(&under)?.is_none() {
+        may_read(self.model.projections(), &access, "unit", &under)?;
+        if under.level != Level::Province && self.model.projections().unit(&under).map_err(store_failed)?.is_none() {
             return Err(Status::not_found(format!("unit: {under} has no one registered in it")));
         }
         let day = if request.date.is_empty() {
@@ -241,24 +234,21 @@ impl pb::feeds_server::Feeds for FeedsService {
         } else {
             wire::parse_date("date", &request.date).map_err(|e| Status::invalid_argument(e.to_string()))?
         };
-        let (projections, store, close, within) =
-            (self.projections.clone(), self.store.clone(), self.close, under.clone());
+        let (model, within) = (self.model.clone(), under.clone());
         let (table, what) = match pb::ExportKind::try_from(request.kind) {
             Ok(pb::ExportKind::DailyReports) => {
                 let level = wire::level_from_proto(request.level).unwrap_or(Level::School);
-                let rows = tokio::task::spawn_blocking(move || {
-                    files::report_rows(&projections, &store, &close, level, &within, day)
-                })
-                .await
-                .map_err(internal)??;
+                let rows = tokio::task::spawn_blocking(move || files::report_rows(&model, level, &within, day))
+                    .await
+                    .map_err(internal)??;
                 (export::report_table(&rows), format!("daily-reports-{}", level.as_str()))
             }
             Ok(pb::ExportKind::ObservationList) => {
-                aggregator::grpc::may_see_persons(&access)?;
+                may_see_persons(&access)?;
                 if let Some((today, horizon_days)) = &self.list_days {
-                    aggregator::grpc::within_horizon(day, today(), *horizon_days)?;
+                    within_horizon(day, today(), *horizon_days)?;
                 }
-                let rows = files::observation_rows(&projections, &under, day)?;
+                let rows = files::observation_rows(self.model.projections(), &under, day)?;
                 self.audit.record(&access, "Feeds.Export", &under.to_string(), "observation list");
                 (export::observation_table(&rows), "observation-list".to_owned())
             }

@@ -27,6 +27,8 @@ pub use publisher::{FeedStore, Publisher};
 pub enum FeedError {
     #[error(transparent)]
     Projections(#[from] aggregator::AggregateError),
+    #[error(transparent)]
+    Reports(#[from] reports::ReportError),
     #[error("feed storage failed: {0}")]
     Storage(#[from] sled::Error),
     #[error("feed record {key:?} is corrupt: {reason}")]

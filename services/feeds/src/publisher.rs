@@ -16,16 +16,17 @@
 //! enough to be gone within [`MAX_CATCH_UP`], judged every [`MAX_HOLD`]; a load beyond
 //! what the fold can carry (the backlog does not shrink) must not stop the day's reports.
 //!
-//! What a pass publishes and remembers goes into the feed store in sled batches, one for
-//! the alerts and one per day; only then are the marks it handled cleared
+//! Which reports make a new version, with what status and rates, the read model judges
+//! ([`reports::ReadModel::publish_day`]); the publisher sends them to the offices. What a
+//! pass publishes and remembers goes into the feed store in sled batches, one for the
+//! alerts and one per day; only then are the marks it handled cleared
 //! (compare-and-swap: a mark set again meanwhile stays for the next pass). A crash
 //! repeats a pass, which publishes nothing twice: a report whose figures equal the
 //! remembered version is not published again.
 //!
 //! | key (feeds tree)            | value                                        |
 //! |-----------------------------|----------------------------------------------|
-//! | `S`                         | last sealed day, YYYY-MM-DD                  |
-//! | `v` day NUL unit            | what was last published of that report       |
+//! | `S`, `v`                    | what was published ([`reports::publication`]) |
 //! | `f` office NUL cursor (u64) | one feed item (protobuf `FeedItem`)          |
 //! | `q` school/event id         | the alert went out                           |
 //! | `K` office                  | next cursor to copy to Kafka                 |
@@ -33,14 +34,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use aggregator::Projections;
 use chrono::{FixedOffset, TimeDelta};
+use domain::Day;
 use domain::alert::Alert;
-use domain::close::{CloseRules, Published};
-use domain::report::{FieldChange, ReportStatus, ReportingRate};
-use domain::{DailyReport, Day, Level, Tally, UnitKey};
 use prost::Message;
-use serde::{Deserialize, Serialize};
+use reports::{Pending, Publications, ReadModel, Roster};
 use tokio::sync::watch;
 use wire::pb;
 
@@ -50,6 +48,8 @@ use crate::{Clock, FeedError, Office, Offices};
 #[derive(Clone)]
 pub struct FeedStore {
     tree: sled::Tree,
+    /// What was published, in the same tree: written in the batches of the feed items.
+    publications: Publications,
     /// Bumped after every pass that published something: subscribers wait on it.
     published: watch::Sender<u64>,
 }
@@ -58,19 +58,6 @@ impl std::fmt::Debug for FeedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FeedStore").finish_non_exhaustive()
     }
-}
-
-/// What is remembered of a published report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Remembered {
-    published: Published,
-    reporting: Option<ReportingRate>,
-    /// What this version changed against the one before.
-    changes: Vec<FieldChange>,
-}
-
-fn published_key(day: Day, unit: &UnitKey) -> Vec<u8> {
-    format!("v\0{}\0{unit}", day.format("%Y-%m-%d")).into_bytes()
 }
 
 fn item_prefix(office: &str) -> Vec<u8> {
@@ -89,67 +76,19 @@ fn forwarded_key(office: &str) -> Vec<u8> {
     format!("K\0{office}").into_bytes()
 }
 
-fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, FeedError> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| FeedError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: e.to_string() })
-}
-
 impl FeedStore {
     pub fn open(db: &sled::Db) -> Result<Self, FeedError> {
-        Ok(Self { tree: db.open_tree("feeds")?, published: watch::channel(0).0 })
+        let tree = db.open_tree("feeds")?;
+        Ok(Self { publications: Publications::new(tree.clone()), tree, published: watch::channel(0).0 })
+    }
+
+    /// What was published: the read model judges sealed days against it.
+    pub fn publications(&self) -> &Publications {
+        &self.publications
     }
 
     pub fn sealed_through(&self) -> Result<Option<Day>, FeedError> {
-        let Some(v) = self.tree.get(b"S")? else { return Ok(None) };
-        let text = String::from_utf8_lossy(&v).into_owned();
-        Day::parse_from_str(&text, "%Y-%m-%d")
-            .map(Some)
-            .map_err(|e| FeedError::Corrupt { key: "S".into(), reason: e.to_string() })
-    }
-
-    fn remembered(&self, day: Day, unit: &UnitKey) -> Result<Option<Remembered>, FeedError> {
-        let key = published_key(day, unit);
-        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
-    }
-
-    /// Fills a live report's publication fields. A sealed day's report is judged against
-    /// what was published of it, as the publisher will: figures that moved since make the
-    /// next version (revised, with what changed), shown at once and pushed on the next
-    /// pass. An open day's report follows the open day's rules.
-    pub fn describe(
-        &self,
-        projections: &Projections,
-        close: &CloseRules,
-        report: &mut DailyReport,
-    ) -> Result<(), FeedError> {
-        if self.sealed_through()?.is_none_or(|s| report.date > s) {
-            close.open(report);
-            return Ok(());
-        }
-        if report.unit.level <= Level::City {
-            // How each school stands now, as the next pass will publish it.
-            let mut rate = ReportingRate::default();
-            for (school, _) in projections.units(Some(Level::School), Some(&report.unit))? {
-                let tally = projections.tally_on(&school, report.date)?;
-                let mut live = DailyReport::from_tally(school.clone(), report.date, &tally);
-                let before = self.remembered(report.date, &school)?;
-                if before.is_none() && live.population == 0 {
-                    continue;
-                }
-                close.publish(before.as_ref().map(|r| &r.published), &mut live);
-                count(&mut rate, school, live.status);
-            }
-            report.reporting = Some(rate);
-        }
-        let before = self.remembered(report.date, &report.unit)?;
-        if publish(close, before.as_ref().map(|r| &r.published), report).is_none()
-            && let Some(held) = before
-        {
-            // Nothing new since the last version: show that version as published.
-            report.revised = held.published.version > 1;
-            report.changes = held.changes;
-        }
-        Ok(())
+        Ok(self.publications.sealed_through()?)
     }
 
     /// Up to `max` items of `office`'s feed after cursor `after`, as protobuf bytes.
@@ -218,71 +157,24 @@ impl FeedStore {
     }
 }
 
-/// Judges and fills a report as [`CloseRules::publish`] does; a city's or the province's
-/// status comes from its schools' (its reporting rate), never from its summed coverage.
-fn publish(close: &CloseRules, before: Option<&Published>, report: &mut DailyReport) -> Option<Published> {
-    match report.reporting.as_ref().map(ReportingRate::status) {
-        Some(status) => close.record(before, report, status),
-        None => close.publish(before, report),
-    }
-}
-
-/// Counts a school's report in a summary's reporting rate.
-fn count(rate: &mut ReportingRate, school: UnitKey, status: ReportStatus) {
-    rate.expected += 1;
-    match status {
-        ReportStatus::OnTime => {
-            rate.actual += 1;
-            rate.on_time += 1;
-        }
-        ReportStatus::Late => {
-            rate.actual += 1;
-            rate.late.push(school);
-        }
-        ReportStatus::Missing | ReportStatus::Open | ReportStatus::Incomplete => rate.missing.push(school),
-    }
-}
-
-/// The units of the roster, by school and by city.
-#[derive(Debug, Default)]
-struct Roster {
-    /// School → its city and its units, the school first, then level by level.
-    schools: BTreeMap<String, (String, Vec<UnitKey>)>,
-    cities: BTreeMap<String, Vec<String>>,
-}
-
-impl Roster {
-    fn load(projections: &Projections) -> Result<Self, FeedError> {
-        let mut roster = Roster::default();
-        let mut units = projections.units(None, None)?;
-        units.sort_by(|(a, _), (b, _)| (a.level, &a.path).cmp(&(b.level, &b.path)));
-        for (unit, info) in units {
-            if unit.level < Level::School {
-                continue;
-            }
-            let school = unit.path.split('/').next().unwrap_or_default().to_owned();
-            if unit.level == Level::School {
-                roster.cities.entry(info.city.clone()).or_default().push(school.clone());
-            }
-            roster.schools.entry(school).or_insert_with(|| (info.city.clone(), Vec::new())).1.push(unit);
-        }
-        Ok(roster)
-    }
-}
-
 /// What one pass writes.
 #[derive(Default)]
 struct Pass {
+    items: Items,
+    pending: Pending,
+}
+
+/// The feed items of a pass, in the batch that carries what it remembers.
+#[derive(Default)]
+struct Items {
     batch: sled::Batch,
-    remembered: HashMap<(Day, UnitKey), Remembered>,
-    items: usize,
+    count: usize,
 }
 
 pub struct Publisher {
-    projections: Projections,
+    model: ReadModel,
     store: FeedStore,
     offices: Offices,
-    close: CloseRules,
     zone: FixedOffset,
     clock: Clock,
     /// Days before the last sealed one that a first start seals: no older event gets in.
@@ -310,20 +202,19 @@ pub const MAX_HOLD: Duration = Duration::from_secs(60);
 pub const MAX_CATCH_UP: Duration = Duration::from_secs(20 * 60);
 
 impl Publisher {
+    /// Publishes what `model` judges (it reads its publications from `store`).
     pub fn new(
-        projections: Projections,
+        model: ReadModel,
         store: FeedStore,
         offices: Offices,
-        close: CloseRules,
         zone: FixedOffset,
         clock: Clock,
         catch_up_days: u32,
     ) -> Self {
         Self {
-            projections,
+            model,
             store,
             offices,
-            close,
             zone,
             clock,
             catch_up_days,
@@ -337,7 +228,7 @@ impl Publisher {
     /// (one pass covers every batch written meanwhile), and at least twice a second for
     /// the clock.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), FeedError> {
-        let projections = self.projections.clone();
+        let projections = self.model.projections().clone();
         tokio::pin!(shutdown);
         loop {
             let (returned, result) = tokio::task::spawn_blocking(move || {
@@ -370,12 +261,13 @@ impl Publisher {
 
     fn pass_inner(&mut self) -> Result<usize, FeedError> {
         let now = self.clock.now().with_timezone(&self.zone).naive_local();
-        let target = self.close.last_sealed_day(now);
+        let target = self.model.close().last_sealed_day(now);
         let sealed = self.store.sealed_through()?;
         let hold = self.hold();
         // Held, the marks stay for the pass that follows the catch-up.
-        let marks = if hold { Vec::new() } else { self.projections.marks()? };
-        let alerts = self.projections.alerts()?;
+        let projections = self.model.projections().clone();
+        let marks = if hold { Vec::new() } else { projections.marks()? };
+        let alerts = projections.alerts()?;
 
         let mut items = 0;
         // Most passes have none: no empty batch then (sled lets one batch in at a time).
@@ -386,7 +278,7 @@ impl Publisher {
             }
             items += self.write(pass)?;
             for (alert, stored) in &alerts {
-                self.projections.clear_alert(alert, stored)?;
+                projections.clear_alert(alert, stored)?;
             }
         }
 
@@ -414,8 +306,8 @@ impl Publisher {
         // in memory at a time, and the offices get each day as soon as it is written. A
         // crash in between repeats the days not written; the rest publish nothing new.
         if !to_seal.is_empty() || !revise.is_empty() {
-            let roster = Roster::load(&self.projections)?;
-            let offices = self.offices.resolve(&roster.cities.keys().cloned().collect());
+            let roster = self.model.roster()?;
+            let offices = self.offices.resolve(roster.cities());
             if let (Some(sealed), Some(first)) = (sealed, revise.values().min()) {
                 for day in first.iter_days().take_while(|d| *d <= sealed) {
                     let schools: BTreeSet<String> =
@@ -429,38 +321,37 @@ impl Publisher {
                 tracing::info!(day = %day, "sealing the day's reports");
                 let mut pass = Pass::default();
                 self.publish_day(&mut pass, &roster, &offices, *day, None)?;
-                pass.batch.insert(b"S".as_slice(), day.format("%Y-%m-%d").to_string().as_bytes());
+                pass.pending.seal(*day);
                 items += self.write(pass)?;
             }
         }
         let now_sealed = to_seal.last().copied().or(sealed);
         for mark in marks.iter().filter(|m| now_sealed.is_some_and(|s| m.day <= s)) {
-            self.projections.clear_mark(mark)?;
+            projections.clear_mark(mark)?;
         }
         Ok(items)
     }
 
     /// Writes what `pass` published and remembers in one batch, and wakes the subscribers.
     /// Returns how many feed items it wrote.
-    fn write(&self, mut pass: Pass) -> Result<usize, FeedError> {
-        for ((day, unit), remembered) in &pass.remembered {
-            pass.batch.insert(published_key(*day, unit), postcard::to_stdvec(remembered).expect("serializes"));
-        }
-        eventlog::apply_sled_batch(&self.store.tree, pass.batch)?;
-        if pass.items > 0 {
+    fn write(&self, pass: Pass) -> Result<usize, FeedError> {
+        let Pass { items: Items { mut batch, count }, pending } = pass;
+        pending.write_into(&mut batch);
+        eventlog::apply_sled_batch(&self.store.tree, batch)?;
+        if count > 0 {
             self.store.tree.flush()?;
             self.store.published.send_modify(|n| *n += 1);
         }
-        Ok(pass.items)
+        Ok(count)
     }
 
     /// Whether seals and revisions wait in this pass (see the module's comment).
     fn hold(&mut self) -> bool {
-        if !self.projections.catching_up() {
+        if !self.model.projections().catching_up() {
             self.held = None;
             return false;
         }
-        let now = Hold { since: Instant::now(), backlog: self.projections.backlog() };
+        let now = Hold { since: Instant::now(), backlog: self.model.projections().backlog() };
         let Some(before) = self.held else {
             self.held = Some(now);
             return true;
@@ -486,15 +377,15 @@ impl Publisher {
         getting_there
     }
 
-    fn push(&mut self, pass: &mut Pass, office: &str, item: pb::feed_item::Item) -> Result<(), FeedError> {
+    fn push(&mut self, items: &mut Items, office: &str, item: pb::feed_item::Item) -> Result<(), FeedError> {
         let cursor = match self.next_cursor.get(office) {
             Some(next) => *next,
             None => self.store.last_cursor(office)? + 1,
         };
         self.next_cursor.insert(office.to_owned(), cursor + 1);
         let bytes = pb::FeedItem { cursor, office: office.to_owned(), item: Some(item) }.encode_to_vec();
-        pass.batch.insert(item_key(office, cursor), bytes);
-        pass.items += 1;
+        items.batch.insert(item_key(office, cursor), bytes);
+        items.count += 1;
         Ok(())
     }
 
@@ -505,13 +396,14 @@ impl Publisher {
         }
         let offices = self.offices.resolve(&BTreeSet::from([alert.city.clone()]));
         for office in offices.iter().filter(|o| o.oversees(&alert.city)) {
-            self.push(pass, &office.id, pb::feed_item::Item::Alert(wire::alert_to_proto(alert)))?;
+            self.push(&mut pass.items, &office.id, pb::feed_item::Item::Alert(wire::alert_to_proto(alert)))?;
         }
-        pass.batch.insert(key, &[]);
+        pass.items.batch.insert(key, &[]);
         Ok(())
     }
 
-    /// Publishes `day` for `schools` (all if `None`) and the summaries above them.
+    /// Publishes `day` for `schools` (all if `None`) and the summaries above them: each
+    /// report that makes a new version goes to the offices receiving its unit.
     fn publish_day(
         &mut self,
         pass: &mut Pass,
@@ -520,106 +412,23 @@ impl Publisher {
         day: Day,
         schools: Option<&BTreeSet<String>>,
     ) -> Result<(), FeedError> {
-        let chosen: Vec<&String> = match schools {
-            Some(set) => roster.schools.keys().filter(|s| set.contains(*s)).collect(),
-            None => roster.schools.keys().collect(),
-        };
-        let mut school_tallies: HashMap<String, Tally> = HashMap::new();
-        let mut cities: BTreeSet<&String> = BTreeSet::new();
-        for school in chosen {
-            let (city, units) = &roster.schools[school];
-            cities.insert(city);
-            for unit in units {
-                let tally = self.projections.tally_on(unit, day)?;
-                if unit.level == Level::School {
-                    school_tallies.insert(school.clone(), tally);
-                }
-                self.publish_report(pass, offices, unit, city, day, &tally, None)?;
+        let model = self.model.clone();
+        let Pass { items, pending } = pass;
+        model.publish_day(roster, day, schools, pending, |report, city| {
+            let proto = wire::report_to_proto(report);
+            for office in offices.iter().filter(|o| o.receives(&report.unit, city)) {
+                self.push(items, &office.id, pb::feed_item::Item::Report(proto.clone()))?;
             }
-        }
-        let mut province = Tally::default();
-        let mut province_rate = ReportingRate::default();
-        for (city, schools) in &roster.cities {
-            let (sum, rate) = self.summary(pass, day, schools, &school_tallies)?;
-            if cities.contains(city) {
-                self.publish_report(pass, offices, &UnitKey::city(city), city, day, &sum, Some(rate.clone()))?;
-            }
-            province.add(&sum);
-            province_rate.add(rate);
-        }
-        self.publish_report(pass, offices, &UnitKey::province(), "", day, &province, Some(province_rate))?;
-        Ok(())
-    }
-
-    /// What is published of a report: by this pass, else before it.
-    fn held(&self, pass: &Pass, day: Day, unit: &UnitKey) -> Result<Option<Remembered>, FeedError> {
-        match pass.remembered.get(&(day, unit.clone())) {
-            Some(r) => Ok(Some(r.clone())),
-            None => self.store.remembered(day, unit),
-        }
-    }
-
-    /// A city's tally and reporting rate: the sum of its schools, and how they reported.
-    fn summary(
-        &self,
-        pass: &Pass,
-        day: Day,
-        schools: &[String],
-        computed: &HashMap<String, Tally>,
-    ) -> Result<(Tally, ReportingRate), FeedError> {
-        let mut sum = Tally::default();
-        let mut rate = ReportingRate::default();
-        for school in schools {
-            let unit = UnitKey::school(school);
-            let tally = match computed.get(school) {
-                Some(t) => *t,
-                None => self.projections.tally_on(&unit, day)?,
-            };
-            sum.add(&tally);
-            let status = self.held(pass, day, &unit)?.map(|r| r.published.status);
-            // A school with no one in it yet that day is not expected to report.
-            let Some(status) = status else { continue };
-            count(&mut rate, unit, status);
-        }
-        Ok((sum, rate))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn publish_report(
-        &mut self,
-        pass: &mut Pass,
-        offices: &[Office],
-        unit: &UnitKey,
-        city: &str,
-        day: Day,
-        tally: &Tally,
-        reporting: Option<ReportingRate>,
-    ) -> Result<(), FeedError> {
-        let mut report = DailyReport::from_tally(unit.clone(), day, tally);
-        report.reporting = reporting.clone();
-        let before = self.held(pass, day, unit)?;
-        // A unit no one was placed in by that day has no report for it.
-        if before.is_none() && report.population == 0 && unit.level > Level::City {
-            return Ok(());
-        }
-        let Some(published) = publish(&self.close, before.as_ref().map(|r| &r.published), &mut report) else {
-            return Ok(());
-        };
-        let changes = report.changes.clone();
-        pass.remembered.insert((day, unit.clone()), Remembered { published, reporting, changes });
-        let proto = wire::report_to_proto(&report);
-        let receiving: Vec<String> = offices.iter().filter(|o| o.receives(unit, city)).map(|o| o.id.clone()).collect();
-        for office in receiving {
-            self.push(pass, &office, pb::feed_item::Item::Report(proto.clone()))?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use aggregator::{FoldConfig, Folder};
+    use aggregator::{FoldConfig, Folder, Projections};
     use chrono::TimeZone;
+    use domain::close::CloseRules;
     use eventlog::{Polled, Record, TopicPartition};
 
     use super::*;
@@ -654,15 +463,9 @@ mod tests {
         // Noon on 2 March in the zone (UTC+8): 1 March is past its deadline, 2 March is not.
         let (clock, _) = Clock::manual(chrono::Utc.with_ymd_and_hms(2020, 3, 2, 4, 0, 0).unwrap());
         let store = FeedStore::open(&db).unwrap();
-        let publisher = Publisher::new(
-            projections.clone(),
-            store,
-            Offices::default(),
-            CloseRules::default(),
-            config.zone,
-            clock,
-            7,
-        );
+        let model =
+            ReadModel::new(projections.clone(), CloseRules::default()).with_publications(store.publications().clone());
+        let publisher = Publisher::new(model, store, Offices::default(), config.zone, clock, 7);
         (projections, publisher, db)
     }
 

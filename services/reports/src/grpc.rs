@@ -1,17 +1,18 @@
-//! The `Reports` gRPC service: daily reports, unit listings and fold status.
+//! The `Reports` gRPC service: daily reports (through the read model), unit listings, key
+//! persons and fold status.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use aggregator::{AggregateError, Projections};
 use domain::access::{Access, AuditLog, NoAudit};
-use domain::close::CloseRules;
-use domain::{DailyReport, Day, UnitKey};
+use domain::{Day, UnitKey};
 use eventlog::{EventLog, TopicPartition};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use wire::pb;
 
-use crate::{AggregateError, Projections};
+use crate::{ReadModel, ReportError};
 
 /// One partition the reports depend on: how far the log goes and how far it is folded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,15 +38,10 @@ pub fn local_status<L: EventLog>(log: L, projections: Projections) -> StatusSour
     })
 }
 
-/// Fills a live report's publication fields (status, version, zero report, reporting
-/// rates) from what the feeds published of it; it lives with the feeds.
-pub type Publication = Arc<dyn Fn(&mut DailyReport) -> Result<(), String> + Send + Sync>;
-
 pub struct ReportsService {
-    projections: Projections,
+    model: ReadModel,
     status: StatusSource,
     folded_total: Arc<AtomicU64>,
-    publication: Publication,
     /// The store this instance's aggregators fold into (over Kafka not the view the
     /// reports are read from): its quarantine and its stalled partitions.
     quarantine: Option<Projections>,
@@ -60,27 +56,12 @@ pub struct ReportsService {
 pub type Today = Arc<dyn Fn() -> Day + Send + Sync>;
 
 impl ReportsService {
-    pub fn new(projections: Projections, status: StatusSource, folded_total: Arc<AtomicU64>) -> Self {
-        // Without feeds every day is open.
-        let close = CloseRules::default();
-        let publication: Publication = Arc::new(move |report: &mut DailyReport| {
-            close.open(report);
-            Ok(())
-        });
+    pub fn new(model: ReadModel, status: StatusSource, folded_total: Arc<AtomicU64>) -> Self {
         let zone = chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset");
         let today: Today = Arc::new(move || chrono::Utc::now().with_timezone(&zone).date_naive());
         // The configuration's default horizon.
         let horizon_days = 7;
-        Self {
-            projections,
-            status,
-            folded_total,
-            publication,
-            quarantine: None,
-            audit: Arc::new(NoAudit),
-            today,
-            horizon_days,
-        }
+        Self { model, status, folded_total, quarantine: None, audit: Arc::new(NoAudit), today, horizon_days }
     }
 
     /// Reads the province's date off `today` (the server's clock in the province's zone).
@@ -112,11 +93,6 @@ impl ReportsService {
         self
     }
 
-    pub fn with_publication(mut self, publication: Publication) -> Self {
-        self.publication = publication;
-        self
-    }
-
     pub fn into_server(self) -> pb::reports_server::ReportsServer<Self> {
         pb::reports_server::ReportsServer::new(self)
     }
@@ -124,23 +100,31 @@ impl ReportsService {
 
 /// What a client is told when the store fails under a query: its code says whether to
 /// try again (the disk) or not (a defect, a corrupt record).
-impl From<AggregateError> for Status {
-    fn from(e: AggregateError) -> Self {
+impl From<ReportError> for Status {
+    fn from(e: ReportError) -> Self {
         tracing::error!(error = %e, "report query failed");
+        use sled::Error::{Corruption, Io};
         match &e {
-            AggregateError::Storage(sled::Error::Io(_)) | AggregateError::Log(_) => Status::unavailable(e.to_string()),
-            AggregateError::Corrupt { .. } | AggregateError::Storage(sled::Error::Corruption { .. }) => {
-                Status::data_loss(e.to_string())
-            }
+            ReportError::Projections(AggregateError::Storage(Io(_)) | AggregateError::Log(_))
+            | ReportError::Storage(Io(_)) => Status::unavailable(e.to_string()),
+            ReportError::Projections(AggregateError::Corrupt { .. } | AggregateError::Storage(Corruption { .. }))
+            | ReportError::Storage(Corruption { .. })
+            | ReportError::Corrupt { .. } => Status::data_loss(e.to_string()),
             _ => Status::internal(e.to_string()),
         }
     }
 }
 
+/// A failure of the projections under a query, as a client is told it.
+pub fn store_failed(e: AggregateError) -> Status {
+    ReportError::from(e).into()
+}
+
 impl ReportsService {
     /// `NOT_FOUND` for a unit nobody is registered in (the province always exists).
     fn known(&self, field: &str, unit: &UnitKey) -> Result<(), Status> {
-        if unit.level == domain::Level::Province || self.projections.unit(unit)?.is_some() {
+        if unit.level == domain::Level::Province || self.model.projections().unit(unit).map_err(store_failed)?.is_some()
+        {
             Ok(())
         } else {
             Err(Status::not_found(format!("{field}: {unit} has no one registered in it")))
@@ -149,7 +133,7 @@ impl ReportsService {
 
     /// `PERMISSION_DENIED` for a unit outside the caller's read scope.
     fn readable(&self, access: &Access, field: &str, unit: &UnitKey) -> Result<(), Status> {
-        may_read(&self.projections, access, field, unit)
+        may_read(self.model.projections(), access, field, unit)
     }
 }
 
@@ -223,12 +207,9 @@ impl pb::reports_server::Reports for ReportsService {
         let unit = parse_unit("unit", &request.unit)?;
         let day = self.parse_date(&request.date)?;
         self.readable(&access, "unit", &unit)?;
-        match self.projections.daily_report(&unit, day)? {
-            Some(mut report) => {
-                (self.publication)(&mut report).map_err(Status::internal)?;
-                Ok(Response::new(wire::report_to_proto(&report)))
-            }
-            None => Err(Status::not_found(match self.projections.first_day(&unit)? {
+        match self.model.report(&unit, day)? {
+            Some(report) => Ok(Response::new(wire::report_to_proto(&report))),
+            None => Err(Status::not_found(match self.model.first_day(&unit)? {
                 Some(first) => format!("unit: {unit} did not exist on {day}: no one counted in it before {first}"),
                 None => format!("unit: {unit} has no one registered in it"),
             })),
@@ -250,15 +231,12 @@ impl pb::reports_server::Reports for ReportsService {
         self.known("under", &under)?;
         let slot = access.open_stream().map_err(Status::resource_exhausted)?;
         let (tx, rx) = tokio::sync::mpsc::channel(REPORTS_AHEAD);
-        let (projections, publication) = (self.projections.clone(), self.publication.clone());
+        let model = self.model.clone();
         // sled reads block: the walk runs on a blocking thread and stops when the reader goes.
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            let sent = projections.daily_reports(&under, day, level, |mut report| {
-                let item =
-                    (publication)(&mut report).map(|()| wire::report_to_proto(&report)).map_err(Status::internal);
-                tx.blocking_send(item).is_ok()
-            });
+            let sent = model
+                .reports(&under, day, level, |report| tx.blocking_send(Ok(wire::report_to_proto(&report))).is_ok());
             if let Err(e) = sent {
                 let _ = tx.blocking_send(Err(e.into()));
             }
@@ -277,7 +255,7 @@ impl pb::reports_server::Reports for ReportsService {
         if let Some(parent) = &parent {
             self.known("parent", parent)?;
         }
-        let units = self.projections.units(level, parent.as_ref())?;
+        let units = self.model.projections().units(level, parent.as_ref()).map_err(store_failed)?;
         // Only the units the caller may read; a school's city is in its own record.
         let city_of = |school: &str| {
             units
@@ -311,7 +289,7 @@ impl pb::reports_server::Reports for ReportsService {
         self.readable(&access, "unit", &unit)?;
         may_see_persons(&access)?;
         self.known("unit", &unit)?;
-        let persons = self.projections.key_persons(&unit, day)?;
+        let persons = self.model.projections().key_persons(&unit, day).map_err(store_failed)?;
         self.audit.record(&access, "Reports.ListKeyPersons", &unit.to_string(), "key persons and their observation");
         Ok(Response::new(pb::KeyPersonsResponse { persons: persons.iter().map(wire::key_person_to_proto).collect() }))
     }
@@ -325,7 +303,7 @@ impl pb::reports_server::Reports for ReportsService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(Status::unavailable)?;
-        let mut stalled = self.projections.stalled();
+        let mut stalled = self.model.projections().stalled();
         stalled.extend(self.quarantine.iter().flat_map(Projections::stalled));
         let partitions: Vec<pb::PartitionStatus> = lags
             .into_iter()
@@ -339,7 +317,9 @@ impl pb::reports_server::Reports for ReportsService {
             })
             .collect();
         let (quarantined, quarantine) = match &self.quarantine {
-            Some(folded) if province => (folded.quarantined_count() as u64, folded.quarantine_listing(100)?),
+            Some(folded) if province => {
+                (folded.quarantined_count() as u64, folded.quarantine_listing(100).map_err(store_failed)?)
+            }
             Some(folded) => (folded.quarantined_count() as u64, Vec::new()),
             None => (0, Vec::new()),
         };
