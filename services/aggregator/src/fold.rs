@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::FixedOffset;
 use domain::alert::{Alert, AlertKind};
+use domain::delta::{self, UnitDelta};
 use domain::person::Stamp;
+use domain::roommates;
 use domain::timeline::{DayChange, Timeline};
 use domain::{Day, Envelope, Fact, Level, Payload, Rules, Tally, UnitKey};
 use eventlog::{Polled, TopicPartition};
@@ -755,10 +757,9 @@ impl Folder {
         Ok(at)
     }
 
-    /// Centralized-observation roommates extend each other's period: abnormal signs of
-    /// one become a `RoommateShowedSigns` of the others. Roommates are whoever either
-    /// side's isolation event names, and signs travel whichever arrives first, so the
-    /// result does not depend on the order of events.
+    /// Does what the roommate rule ([`domain::roommates`]) asks of `person`'s fact: their
+    /// signs folded into each roommate's timeline, or a pairing stored and each side's
+    /// signs folded into the other's.
     fn share_with_roommates(
         &mut self,
         school: &str,
@@ -767,31 +768,27 @@ impl Folder {
         fact: &Fact,
         stamp: Stamp,
     ) -> Result<(), AggregateError> {
-        if self.rules.is_abnormal_sign(fact) {
-            let mut targets = self.named_by(school, person)?;
-            if let Some((_, latest)) = self.timeline(school, person)?.days.iter().next_back() {
-                targets.extend(latest.state.roommates.value.iter().cloned());
-            }
-            for roommate in targets.into_iter().filter(|r| r != person) {
-                self.fold_fact(school, &roommate, day, &Fact::RoommateShowedSigns { onset: day }, stamp, None)?;
-            }
-        }
-        if let Fact::IsolationStarted { roommates, .. } = fact {
-            // Folding a roommate's signs changes their onsets, never this person's own
-            // abnormal days: read once, each roommate costs the same however many there are.
-            let mine = self.abnormal_days(school, person)?;
-            for roommate in roommates.iter().filter(|r| *r != person) {
-                // Both ways, and never forgotten: whoever an isolation ever paired stays
-                // paired, so signs reach the same persons whatever order events come in
-                // (a newer isolation replacing the roommates register does not unpair).
-                self.pair(school, roommate, person)?;
-                self.pair(school, person, roommate)?;
-                let theirs = self.abnormal_days(school, roommate)?;
-                for onset in mine.iter().copied() {
-                    self.fold_fact(school, roommate, onset, &Fact::RoommateShowedSigns { onset }, stamp, None)?;
+        match roommates::sharing(person, day, fact, &self.rules) {
+            None => {}
+            Some(roommates::Sharing::Signs { onset }) => {
+                let paired = self.named_by(school, person)?;
+                let recipients = roommates::recipients(person, &paired, self.timeline(school, person)?);
+                for roommate in recipients {
+                    self.fold_fact(school, &roommate, day, &roommates::signs(onset), stamp, None)?;
                 }
-                for onset in theirs {
-                    self.fold_fact(school, person, onset, &Fact::RoommateShowedSigns { onset }, stamp, None)?;
+            }
+            Some(roommates::Sharing::Pairing { roommates: named }) => {
+                let mine = roommates::own_abnormal_days(self.timeline(school, person)?);
+                for roommate in named {
+                    self.pair(school, roommate, person)?;
+                    self.pair(school, person, roommate)?;
+                    let theirs = roommates::own_abnormal_days(self.timeline(school, roommate)?);
+                    for onset in mine.iter().copied() {
+                        self.fold_fact(school, roommate, onset, &roommates::signs(onset), stamp, None)?;
+                    }
+                    for onset in theirs {
+                        self.fold_fact(school, person, onset, &roommates::signs(onset), stamp, None)?;
+                    }
                 }
             }
         }
@@ -827,36 +824,11 @@ impl Folder {
         Ok(key)
     }
 
-    fn abnormal_days(&mut self, school: &str, person: &str) -> Result<Vec<Day>, AggregateError> {
-        let timeline = self.timeline(school, person)?;
-        Ok(timeline
-            .days
-            .values()
-            .next_back()
-            .map(|d| d.state.abnormal_days.iter().copied().collect())
-            .unwrap_or_default())
-    }
-
     /// Moves one person's contribution on one day (and its state part on the days after
     /// it, up to the person's next entry) from the old units to the new ones.
     fn apply_change(&mut self, change: &DayChange) -> Result<(), AggregateError> {
-        match (&change.old, &change.new) {
-            // Same units (most events): one pass with the difference, none if there is none.
-            (Some(old), Some(new)) if std::sync::Arc::ptr_eq(&old.units, &new.units) || old.units == new.units => {
-                let mut delta = new.tally;
-                delta.add(&old.tally.negated());
-                if !delta.is_zero() {
-                    self.add_to_units(&new.units, change, &delta, true)?;
-                }
-            }
-            (old, new) => {
-                if let Some(old) = old {
-                    self.add_to_units(&old.units, change, &old.tally.negated(), false)?;
-                }
-                if let Some(new) = new {
-                    self.add_to_units(&new.units, change, &new.tally, true)?;
-                }
-            }
+        for UnitDelta { units, delta, counts_there } in change.unit_deltas() {
+            self.add_to_units(units, change, &delta, counts_there)?;
         }
         Ok(())
     }
@@ -921,29 +893,10 @@ impl Folder {
         if dirty.is_empty() {
             self.dirty_units.push(unit.clone());
         }
-        let state = delta.state_only();
-        // The delta's span ends where the person's next entry begins; a day there without
-        // a record would inherit this delta, so pin it down first with what it holds now.
         let dirty_before = dirty.len();
-        if let Some(until) = change.until.filter(|_| !state.is_zero())
-            && materialize(days, until)
-        {
-            dirty.insert(until);
-        }
-        materialize(days, change.day);
-        days.get_mut(&change.day).expect("materialized above").add(delta);
-        dirty.insert(change.day);
-        if !state.is_zero() {
-            let after = change.day.succ_opt().unwrap_or(change.day);
-            let span = match change.until {
-                Some(until) => days.range_mut(after..until),
-                None => days.range_mut(after..),
-            };
-            for (day, tally) in span {
-                tally.add(&state);
-                dirty.insert(*day);
-            }
-        }
+        delta::add_to_days(days, change, delta, |day| {
+            dirty.insert(day);
+        });
         self.dirty_unit_days += dirty.len() - dirty_before;
         Ok(())
     }
@@ -1063,17 +1016,6 @@ impl Drop for Folder {
             tracing::error!("a checkpoint under way failed as the folder stopped; the store holds the one before");
         }
     }
-}
-
-/// Gives `day` its own record, holding the state it inherits from the day before it.
-/// Returns whether a record was added.
-fn materialize(days: &mut BTreeMap<Day, Tally>, day: Day) -> bool {
-    if days.contains_key(&day) {
-        return false;
-    }
-    let inherited = days.range(..day).next_back().map(|(_, t)| t.state_only()).unwrap_or_default();
-    days.insert(day, inherited);
-    true
 }
 
 #[cfg(test)]

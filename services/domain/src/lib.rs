@@ -7,6 +7,8 @@
 //! - [`person`]: one person's state and day, and how an event changes them.
 //! - [`timeline`]: a person's days; applying an event yields the contribution changes the
 //!   unit reports must take.
+//! - [`delta`]: how those changes move the tallies of the units a person counts in.
+//! - [`roommates`]: centralized-observation roommates share abnormal signs.
 //! - [`report`]: a unit's daily report read off a tally.
 //! - [`close`]: the day's close: seal, sent or missing, versions of a report.
 //! - [`access`]: what a caller may post and read.
@@ -21,9 +23,11 @@ pub mod access;
 pub mod alert;
 pub mod city;
 pub mod close;
+pub mod delta;
 pub mod event;
 pub mod person;
 pub mod report;
+pub mod roommates;
 pub mod tally;
 pub mod timeline;
 pub mod unit;
