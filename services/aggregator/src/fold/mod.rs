@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::FixedOffset;
 use domain::alert::{Alert, AlertKind};
-use domain::delta::{self, UnitDelta};
+use domain::delta::UnitDelta;
 use domain::person::Stamp;
 use domain::roommates;
 use domain::timeline::{DayChange, Timeline};
@@ -19,36 +19,11 @@ use prost::Message;
 use crate::AggregateError;
 use crate::changelog::Change;
 use crate::quarantine::{self, Quarantined};
-use crate::store::{self, Projections, UnitInfo};
+use crate::store::{self, Projections};
 
-/// Persons and units whose state the folder keeps in memory between batches, at most:
-/// above the province's 590,000 persons and 95,000 units, so that a day's fold does not
-/// drop and reload them at every poll (a person with a day or two costs about 1.5 KB).
-const CACHED_PERSONS: usize = 1_000_000;
-const CACHED_UNITS: usize = 250_000;
-/// Days of those persons' timelines in memory, at most: after weeks of history the
-/// persons' bound alone would let the cache grow to several GB at province scale. A day
-/// costs about 100 bytes while it shares the state of the day before, about 800 with a
-/// state of its own. A rebuild folds one partition after another, so the bound holds a
-/// partition's 150,000 persons over 30 days and more (4.5 M days): below that, a long
-/// rebuild drops and reloads the partition's timelines every few polls.
-const CACHED_PERSON_DAYS: usize = 6_000_000;
+mod cache;
 
-/// The fold's maps: hashed with foldhash, several times cheaper than std's SipHash on
-/// the short keys of persons and units, and seeded per process all the same.
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-type Set<K> = HashSet<K, foldhash::fast::RandomState>;
-
-/// A unit's tallies by day in memory, and the days changed since the last checkpoint.
-/// Cities and the province are here too, without days (they are summed when read), to be
-/// registered once: a unit in memory is found with one lookup for both.
-#[derive(Debug, Default)]
-struct UnitDays {
-    days: BTreeMap<Day, Tally>,
-    dirty: BTreeSet<Day>,
-    /// In the registry: stored, or in `Folder::new_units` for the next checkpoint.
-    registered: bool,
-}
+use cache::Caches;
 
 /// What one batch did, for metrics and logs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -77,18 +52,8 @@ pub struct Folder {
     projections: Projections,
     rules: Rules,
     zone: FixedOffset,
-    /// Persons in memory, by `school/person`: their slot in `persons`.
-    person_slots: Map<PersonKey, usize>,
-    persons: Vec<PersonSlot>,
-    /// The slot found last: an event asks for its person several times (whether it was
-    /// folded, the fold, its alert), and a lookup in a map of the province's 590,000
-    /// persons is a cache miss or two each time.
-    last_person: Option<(PersonKey, usize)>,
-    /// Days of the timelines in memory, summed.
-    cached_days: usize,
-    /// How much the caches may hold before a checkpoint drops them.
-    bounds: CacheBounds,
-    units: Map<UnitKey, UnitDays>,
+    /// Timelines, unit tallies and roommate pairings in memory.
+    caches: Caches,
     /// Next offset to fold, per partition, as folded in memory.
     positions: BTreeMap<TopicPartition, u64>,
     /// The same as written to sled by the last checkpoint settled: what a commit may
@@ -97,32 +62,14 @@ pub struct Folder {
     /// Records taken from the log since the last checkpoint started (folded or not: their
     /// positions are not stored yet either).
     pending: u64,
-    // What was folded since the last checkpoint.
-    /// Slots of persons whose timeline changed, each once (see `PersonSlot::dirty`).
-    dirty_persons: Vec<usize>,
-    /// Units with days in `dirty`, each once.
-    dirty_units: Vec<UnitKey>,
-    /// Unit days in the units' `dirty` sets, summed.
-    dirty_unit_days: usize,
-    /// With the school whose person's fold registered them: stored in that school's batch.
-    new_units: Vec<(String, UnitKey, UnitInfo)>,
     /// The store holds `e` keys (folded event ids) written before the ids moved into the
     /// timelines: they are still asked, so an upgraded store skips what it folded.
     legacy_seen: bool,
-    /// Scratch for the `school/person` key of a lookup.
-    key_buf: String,
     /// Scratch for encoding timelines (sled copies the bytes).
     encode_buf: Vec<u8>,
     /// Whether to leave what changed in the outbox for the changelog (Kafka mode, where
     /// every instance's view is built from all instances' changes).
     changelog: bool,
-    /// Who named whom as a roommate (`school/person` → persons naming them).
-    roommate_index: HashMap<String, BTreeSet<String>>,
-    dirty_roommates: HashSet<String>,
-    /// The store held timelines of the legacy `p` layout when this folder started.
-    legacy_layout: bool,
-    /// Persons whose timeline was read from a legacy `p` key: its next write removes it.
-    legacy_timelines: Set<String>,
     /// The store held legacy `k` key-person entries when this folder started: a person
     /// written removes theirs (their history, `h`, replaces it).
     legacy_key_persons: bool,
@@ -133,8 +80,6 @@ pub struct Folder {
     /// Events folded for persons not registered at their school, by school, since
     /// [`Folder::take_unrostered`] was last called: for the operators' metrics.
     unrostered: BTreeMap<String, u64>,
-    /// What sled cannot hold, known without asking it (see [`Unstored`]).
-    unstored: Unstored,
     /// A checkpoint that a writer thread is storing while folding goes on.
     in_flight: Option<InFlight>,
     /// Why a checkpoint or a fold failed, if one did: its changes had left memory (or
@@ -146,117 +91,6 @@ pub struct Folder {
     new_quarantined: Vec<Quarantined>,
     /// Quarantine keys of records folded again, removed by the next checkpoint.
     released: Vec<Vec<u8>>,
-}
-
-/// A person's `school/person` key, held inline when short, as codes nearly always are: the
-/// map of persons then compares keys without following a pointer to another allocation,
-/// which at province size was a cache miss per lookup.
-#[derive(Clone)]
-enum PersonKey {
-    Inline { len: u8, bytes: [u8; PersonKey::INLINE] },
-    Long(Box<[u8]>),
-}
-
-impl PersonKey {
-    /// 30 bytes, the length and the tag: 32 bytes in all, no larger than a `Long`'s box
-    /// and its own hash-table slot.
-    const INLINE: usize = 30;
-
-    fn new(key: &str) -> Self {
-        match key.len() {
-            len @ 0..=Self::INLINE => {
-                let mut bytes = [0; Self::INLINE];
-                bytes[..len].copy_from_slice(key.as_bytes());
-                Self::Inline { len: len as u8, bytes }
-            }
-            _ => Self::Long(key.as_bytes().into()),
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Self::Long(bytes) => bytes,
-        }
-    }
-}
-
-impl PartialEq for PersonKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for PersonKey {}
-
-impl std::hash::Hash for PersonKey {
-    /// As its bytes hash, so that the map is searched with the bytes of a key being built.
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
-    }
-}
-
-impl std::borrow::Borrow<[u8]> for PersonKey {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
-
-/// A person in memory.
-struct PersonSlot {
-    /// `school/person`.
-    key: String,
-    timeline: Timeline,
-    /// Changed since the last checkpoint (then in `Folder::dirty_persons`).
-    dirty: bool,
-    /// Their entry in the key-person lists through time as last written, once known: a
-    /// checkpoint compares against it rather than reading sled for every person it writes.
-    key_person: Option<domain::timeline::KeyPersonHistory>,
-}
-
-/// On a store that was empty when the folder opened (a rebuild), sled holds of this
-/// folder's schools only what it wrote (other folders of the process fold other schools),
-/// and all of that stays in memory unless a checkpoint dropped it: a person or unit
-/// neither in memory nor dropped is new, and is not looked up. Such a
-/// lookup would wait for the checkpoint being written (sled 0.34 takes a process-wide
-/// lock for a batch), which stalled the rebuild's fold behind its writer.
-#[derive(Debug, Default)]
-struct Unstored {
-    /// The store was empty at open; otherwise everything not in memory is looked up.
-    empty_at_open: bool,
-    dropped_persons: Set<String>,
-    dropped_units: Set<UnitKey>,
-}
-
-impl Unstored {
-    fn person(&self, school_person: &str) -> bool {
-        self.empty_at_open && !self.dropped_persons.contains(school_person)
-    }
-
-    fn unit(&self, unit: &UnitKey) -> bool {
-        self.empty_at_open && !self.dropped_units.contains(unit)
-    }
-
-    /// Remembers persons dropped from memory: sled holds them now.
-    fn drop_persons(&mut self, keys: impl Iterator<Item = String>) {
-        if self.empty_at_open {
-            self.dropped_persons.extend(keys);
-        }
-    }
-
-    /// Remembers units dropped from memory: sled holds them now.
-    fn drop_units(&mut self, units: impl Iterator<Item = UnitKey>) {
-        if self.empty_at_open {
-            self.dropped_units.extend(units);
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct CacheBounds {
-    persons: usize,
-    person_days: usize,
-    units: usize,
 }
 
 /// A checkpoint on its way into sled, and the positions it stores.
@@ -271,39 +105,24 @@ impl Folder {
         let legacy_seen = projections.tree.scan_prefix(b"e\0").next().transpose()?.is_some();
         let legacy_layout = projections.has_legacy_timelines()?;
         let legacy_key_persons = projections.has_legacy_key_persons()?;
-        let unstored = Unstored { empty_at_open: projections.tree.is_empty(), ..Unstored::default() };
+        let caches = Caches::new(&projections, legacy_layout);
         let projections_quarantine =
             projections.quarantined()?.into_iter().map(|q| (q.at(), q.offset)).collect::<HashSet<_>>();
         Ok(Self {
             projections,
             rules,
             zone,
-            person_slots: Map::default(),
-            persons: Vec::new(),
-            last_person: None,
-            cached_days: 0,
-            bounds: CacheBounds { persons: CACHED_PERSONS, person_days: CACHED_PERSON_DAYS, units: CACHED_UNITS },
-            units: Map::default(),
+            caches,
             checkpointed: positions.clone(),
             positions,
             pending: 0,
-            dirty_persons: Vec::new(),
-            dirty_units: Vec::new(),
-            dirty_unit_days: 0,
-            new_units: Vec::new(),
             legacy_seen,
-            key_buf: String::new(),
             encode_buf: Vec::new(),
             changelog: false,
-            roommate_index: HashMap::new(),
-            dirty_roommates: HashSet::new(),
-            legacy_layout,
-            legacy_timelines: Set::default(),
             legacy_key_persons,
             school_partition: HashMap::new(),
             alerts: Vec::new(),
             unrostered: BTreeMap::new(),
-            unstored,
             in_flight: None,
             failed: None,
             in_quarantine: projections_quarantine,
@@ -321,7 +140,7 @@ impl Folder {
     /// Smaller caches than the defaults (tests make them tiny, so that they are dropped
     /// and reloaded all the time).
     pub fn with_cache_bounds(mut self, persons: usize, person_days: usize, units: usize) -> Self {
-        self.bounds = CacheBounds { persons, person_days, units };
+        self.caches.set_bounds(persons, person_days, units);
         self
     }
 
@@ -350,16 +169,13 @@ impl Folder {
     /// Entries the next checkpoint would write, counting timelines and unit days (nearly
     /// all of them; key persons, alerts and the outbox are left out): its cost.
     pub fn dirty_entries(&self) -> usize {
-        self.dirty_persons.len() + self.dirty_unit_days
+        self.caches.persons.changed() + self.caches.units.changed_days()
     }
 
     /// Whether the caches outgrew their bounds: only a checkpoint may drop them, since
     /// they hold what is not stored yet.
     pub fn caches_full(&self) -> bool {
-        self.persons.len() > self.bounds.persons
-            || self.cached_days > self.bounds.person_days
-            || self.units.len() > self.bounds.units
-            || self.roommate_index.len() > self.bounds.persons
+        self.caches.full()
     }
 
     /// Folds `records` and stores the result with the new positions (a checkpoint).
@@ -631,20 +447,8 @@ impl Folder {
             // Folded since: in memory only, so the caches stay whole.
             return Ok(());
         }
-        // Everything is in sled now: a cache grown past its bound is dropped whole (sled
-        // keeps its own cache of hot pages), so memory stays bounded at province scale.
-        if self.persons.len() > self.bounds.persons || self.cached_days > self.bounds.person_days {
-            self.unstored.drop_persons(self.persons.drain(..).map(|slot| slot.key));
-            self.person_slots.clear();
-            self.last_person = None;
-            self.cached_days = 0;
-        }
-        if self.units.len() > self.bounds.units {
-            self.unstored.drop_units(self.units.drain().map(|(unit, _)| unit));
-        }
-        if self.roommate_index.len() > self.bounds.persons {
-            self.roommate_index.clear();
-        }
+        // Everything is in sled now: the caches past their bounds may go.
+        self.caches.drop_full();
         Ok(())
     }
 
@@ -699,16 +503,7 @@ impl Folder {
         stamp: Stamp,
         acked: Option<i64>,
     ) -> Result<(), AggregateError> {
-        let rules = self.rules;
-        let at = self.person_slot(school, person)?;
-        let slot = &mut self.persons[at];
-        let days_before = slot.timeline.days.len();
-        let changes = slot.timeline.apply_acked(school, day, fact, stamp, acked, &rules);
-        self.cached_days += slot.timeline.days.len() - days_before;
-        if !slot.dirty {
-            slot.dirty = true;
-            self.dirty_persons.push(at);
-        }
+        let changes = self.caches.persons.apply(school, person, day, fact, stamp, acked, &self.rules)?;
         for change in changes {
             self.apply_change(&change)?;
         }
@@ -717,44 +512,7 @@ impl Folder {
 
     /// The person's timeline, loaded if not in memory.
     fn timeline(&mut self, school: &str, person: &str) -> Result<&mut Timeline, AggregateError> {
-        let at = self.person_slot(school, person)?;
-        Ok(&mut self.persons[at].timeline)
-    }
-
-    /// The person's slot in `persons`, their timeline loaded into it if not in memory.
-    fn person_slot(&mut self, school: &str, person: &str) -> Result<usize, AggregateError> {
-        // `school/person`, built in `key_buf`: a lookup per call, several per event, and
-        // no allocation for it.
-        let key = &mut self.key_buf;
-        key.clear();
-        key.push_str(school);
-        key.push('/');
-        key.push_str(person);
-        if let Some((last, at)) = &self.last_person
-            && last.as_bytes() == key.as_bytes()
-        {
-            return Ok(*at);
-        }
-        let at = match self.person_slots.get(key.as_bytes()) {
-            Some(&at) => at,
-            None => {
-                let (timeline, legacy) = if self.unstored.person(key) {
-                    (Timeline::default(), false)
-                } else {
-                    self.projections.timeline_and_layout(key, self.legacy_layout)?
-                };
-                if legacy {
-                    self.legacy_timelines.insert(key.clone());
-                }
-                self.cached_days += timeline.days.len();
-                let at = self.persons.len();
-                self.persons.push(PersonSlot { key: key.clone(), timeline, dirty: false, key_person: None });
-                self.person_slots.insert(PersonKey::new(key), at);
-                at
-            }
-        };
-        self.last_person = Some((PersonKey::new(key), at));
-        Ok(at)
+        self.caches.persons.timeline(school, person)
     }
 
     /// Does what the roommate rule ([`domain::roommates`]) asks of `person`'s fact: their
@@ -771,7 +529,7 @@ impl Folder {
         match roommates::sharing(person, day, fact, &self.rules) {
             None => {}
             Some(roommates::Sharing::Signs { onset }) => {
-                let paired = self.named_by(school, person)?;
+                let paired = self.caches.pairings.of(school, person)?.clone();
                 let recipients = roommates::recipients(person, &paired, self.timeline(school, person)?);
                 for roommate in recipients {
                     self.fold_fact(school, &roommate, day, &roommates::signs(onset), stamp, None)?;
@@ -780,8 +538,8 @@ impl Folder {
             Some(roommates::Sharing::Pairing { roommates: named }) => {
                 let mine = roommates::own_abnormal_days(self.timeline(school, person)?);
                 for roommate in named {
-                    self.pair(school, roommate, person)?;
-                    self.pair(school, person, roommate)?;
+                    self.caches.pairings.pair(school, roommate, person)?;
+                    self.caches.pairings.pair(school, person, roommate)?;
                     let theirs = roommates::own_abnormal_days(self.timeline(school, roommate)?);
                     for onset in mine.iter().copied() {
                         self.fold_fact(school, roommate, onset, &roommates::signs(onset), stamp, None)?;
@@ -795,35 +553,6 @@ impl Folder {
         Ok(())
     }
 
-    /// Records that `other` shares `person`'s room. The stored set is loaded first (after
-    /// a restart or a cache drop the index holds nothing yet), so it only ever grows.
-    fn pair(&mut self, school: &str, person: &str, other: &str) -> Result<(), AggregateError> {
-        let key = self.load_roommates(school, person)?;
-        let paired = self.roommate_index.get_mut(&key).expect("loaded above");
-        if !paired.contains(other) {
-            paired.insert(other.to_owned());
-            self.dirty_roommates.insert(key);
-        }
-        Ok(())
-    }
-
-    /// Persons paired with `person` by an isolation event, theirs or their own.
-    fn named_by(&mut self, school: &str, person: &str) -> Result<BTreeSet<String>, AggregateError> {
-        let key = self.load_roommates(school, person)?;
-        Ok(self.roommate_index[&key].clone())
-    }
-
-    /// Loads `person`'s pairings into the index if they are not there; their key in it.
-    /// Never copies the set: a room is paired one roommate at a time.
-    fn load_roommates(&mut self, school: &str, person: &str) -> Result<String, AggregateError> {
-        let key = format!("{school}/{person}");
-        if !self.roommate_index.contains_key(&key) {
-            let loaded = self.projections.roommates_of(school, person)?;
-            self.roommate_index.insert(key.clone(), loaded);
-        }
-        Ok(key)
-    }
-
     /// Moves one person's contribution on one day (and its state part on the days after
     /// it, up to the person's next entry) from the old units to the new ones.
     fn apply_change(&mut self, change: &DayChange) -> Result<(), AggregateError> {
@@ -833,7 +562,7 @@ impl Folder {
         Ok(())
     }
 
-    /// [`Self::add_to_unit`] for each of a person's `units` (province down); `register`:
+    /// Adds `delta` to each of a person's `units` (province down); `register`:
     /// they count there now, so a unit new to the store is registered with their city.
     fn add_to_units(
         &mut self,
@@ -849,77 +578,29 @@ impl Folder {
         let registered = units.first().is_some_and(|u| u.level == Level::Province);
         let registry = (register && registered).then(|| (path(1), path(2)));
         for unit in units {
-            self.add_to_unit(unit, change, delta, registry)?;
+            self.caches.units.add(unit, change, delta, registry)?;
         }
-        Ok(())
-    }
-
-    /// Adds `delta` to `unit` on `change.day`, and its state part to the unit's existing
-    /// days after it within the change's span. `registry` (the person's city and school)
-    /// registers the unit if it is new.
-    fn add_to_unit(
-        &mut self,
-        unit: &UnitKey,
-        change: &DayChange,
-        delta: &Tally,
-        registry: Option<(&str, &str)>,
-    ) -> Result<(), AggregateError> {
-        // Cities and the province are summed from their schools when read: a school's
-        // tallies are complete where its partition is folded, a city's nowhere.
-        let summed = unit.level <= Level::City;
-        if !self.units.contains_key(unit) {
-            let days =
-                if summed || self.unstored.unit(unit) { BTreeMap::new() } else { self.projections.unit_days(unit)? };
-            self.units.insert(unit.clone(), UnitDays { days, ..UnitDays::default() });
-        }
-        let UnitDays { days, dirty, registered } = self.units.get_mut(unit).expect("loaded above");
-        if let Some((city, school)) = registry
-            && !*registered
-        {
-            // Registered in the batch of `school`, whose folded records name it: a crash
-            // that keeps that batch keeps the entry, and one that loses it folds those
-            // records, and registers the unit, again. Cities and the province too.
-            if self.unstored.unit(unit) || self.projections.unit(unit)?.is_none() {
-                // The province has no city (every aggregator registers it, and alike).
-                let city = if unit.level == Level::Province { "" } else { city };
-                let info = UnitInfo { parent: unit.parent(city), city: city.to_owned() };
-                self.new_units.push((school.to_owned(), unit.clone(), info));
-            }
-            *registered = true;
-        }
-        if summed {
-            return Ok(());
-        }
-        if dirty.is_empty() {
-            self.dirty_units.push(unit.clone());
-        }
-        let dirty_before = dirty.len();
-        delta::add_to_days(days, change, delta, |day| {
-            dirty.insert(day);
-        });
-        self.dirty_unit_days += dirty.len() - dirty_before;
         Ok(())
     }
 
     fn write_into(&mut self, batches: &mut SchoolBatches) -> Result<(), AggregateError> {
         let mut changed = Vec::new();
-        for at in std::mem::take(&mut self.dirty_persons) {
-            let slot = &mut self.persons[at];
-            slot.dirty = false;
+        let (rules, projections, encode_buf) = (&self.rules, &self.projections, &mut self.encode_buf);
+        let legacy_key_persons = self.legacy_key_persons;
+        self.caches.persons.take_changed(|slot| {
             let key = slot.key.as_str();
             let (school, person) = key.split_once('/').expect("keys are school/person");
-            crate::timeline_codec::encode(&slot.timeline, &mut self.encode_buf);
+            crate::timeline_codec::encode(&slot.timeline, encode_buf);
             let batch = batches.of(school);
-            batch.insert(store::timeline_key(key), self.encode_buf.as_slice());
-            if self.legacy_timelines.remove(key) {
+            batch.insert(store::timeline_key(key), encode_buf.as_slice());
+            if std::mem::take(&mut slot.from_legacy_key) {
                 batch.remove(store::person_key_joined(key));
             }
             // The key-person lists as of any day: the person's entry from each day on.
-            let now = slot.timeline.key_person_history(school, person, &self.rules);
+            let now = slot.timeline.key_person_history(school, person, rules);
             let before = match slot.key_person.take() {
                 Some(known) => known,
-                None if self.unstored.person(key) => Default::default(),
-                None => self.projections.key_person_history(school, person)?,
+                None => projections.key_person_history(school, person)?,
             };
             if before != now {
                 // An empty value removes the person from the lists.
@@ -927,25 +608,22 @@ impl Folder {
                 changed.push((school.to_owned(), store::key_person_history_key(school, person), value));
             }
             let legacy = store::key_person_key(school, person);
-            if self.legacy_key_persons && self.projections.tree.contains_key(&legacy)? {
+            if legacy_key_persons && projections.tree.contains_key(&legacy)? {
                 changed.push((school.to_owned(), legacy, Vec::new()));
             }
             slot.key_person = Some(now);
-        }
-        for key in self.dirty_roommates.drain() {
+            Ok::<_, AggregateError>(())
+        })?;
+        self.caches.pairings.take_changed(|key, paired| {
             let (school, person) = key.split_once('/').expect("keys are school/person");
-            batches.of(school).insert(store::roommates_key(school, person), store::encode(&self.roommate_index[&key]));
-        }
+            batches.of(school).insert(store::roommates_key(school, person), store::encode(paired));
+        });
         let school_of = |unit: &UnitKey| unit.path.split('/').next().unwrap_or_default().to_owned();
         let mut marks = BTreeSet::new();
-        self.dirty_unit_days = 0;
-        for unit in self.dirty_units.drain(..) {
-            let UnitDays { days, dirty, .. } = self.units.get_mut(&unit).expect("dirty units are in memory");
-            for day in std::mem::take(dirty) {
-                marks.insert((day, school_of(&unit)));
-                changed.push((school_of(&unit), store::unit_day_key(&unit, day), store::encode(&days[&day])));
-            }
-        }
+        self.caches.units.take_changed(|unit, day, tally| {
+            marks.insert((day, school_of(unit)));
+            changed.push((school_of(unit), store::unit_day_key(unit, day), store::encode(tally)));
+        });
         for alert in self.alerts.drain(..) {
             changed.push((
                 alert.school.clone(),
@@ -960,7 +638,7 @@ impl Folder {
                 batches.of(&school).insert(store::mark_key(day, &school), &store::mark_value());
             }
         }
-        for (school, unit, info) in self.new_units.drain(..) {
+        for (school, unit, info) in self.caches.units.take_registered() {
             changed.push((school, store::unit_key(&unit), store::encode(&info)));
         }
         for (school, key, value) in changed {
@@ -1021,6 +699,7 @@ impl Drop for Folder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::UnitInfo;
     use eventlog::Record;
     use wire::pb;
 
@@ -1179,28 +858,6 @@ mod tests {
         for unit in [UnitKey::province(), UnitKey::city("Wuhan")] {
             assert!(clean.unit(&unit).unwrap().is_some());
             assert_eq!(projections.unit(&unit).unwrap(), clean.unit(&unit).unwrap(), "{unit}");
-        }
-    }
-
-    #[test]
-    fn person_keys_inline_or_long_are_found_by_their_bytes_and_only_by_them() {
-        let keys = [
-            "S1/P1".to_owned(),
-            "k".repeat(PersonKey::INLINE),
-            "k".repeat(PersonKey::INLINE + 1),
-            "S1/".to_owned() + &"é".repeat(40),
-        ];
-        assert!(matches!(PersonKey::new(&keys[1]), PersonKey::Inline { .. }));
-        assert!(matches!(PersonKey::new(&keys[2]), PersonKey::Long(_)));
-        let mut map: Map<PersonKey, usize> = Map::default();
-        for (at, key) in keys.iter().enumerate() {
-            map.insert(PersonKey::new(key), at);
-        }
-        for (at, key) in keys.iter().enumerate() {
-            assert_eq!(map.get(key.as_bytes()), Some(&at), "{key}");
-        }
-        for absent in ["S1/P", "S1/P10", &"k".repeat(PersonKey::INLINE - 1), &"k".repeat(PersonKey::INLINE + 2)] {
-            assert_eq!(map.get(absent.as_bytes()), None, "{absent}");
         }
     }
 
