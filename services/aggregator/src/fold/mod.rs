@@ -4,7 +4,7 @@
 //! writes everything folded since the last checkpoint in one atomic sled batch per school,
 //! then the log positions reached.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::FixedOffset;
 use domain::alert::{Alert, AlertKind};
@@ -17,13 +17,16 @@ use eventlog::{Polled, TopicPartition};
 use prost::Message;
 
 use crate::AggregateError;
-use crate::changelog::Change;
 use crate::quarantine::{self, Quarantined};
 use crate::store::{self, Projections};
 
 mod cache;
+mod checkpoint;
 
 use cache::Caches;
+#[cfg(test)]
+use checkpoint::SchoolBatches;
+use checkpoint::{Checkpoints, Folded};
 
 /// What one batch did, for metrics and logs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -56,32 +59,19 @@ pub struct Folder {
     caches: Caches,
     /// Next offset to fold, per partition, as folded in memory.
     positions: BTreeMap<TopicPartition, u64>,
-    /// The same as written to sled by the last checkpoint settled: what a commit may
-    /// claim (sled may be ahead while a checkpoint is under way).
-    checkpointed: BTreeMap<TopicPartition, u64>,
     /// Records taken from the log since the last checkpoint started (folded or not: their
     /// positions are not stored yet either).
     pending: u64,
     /// The store holds `e` keys (folded event ids) written before the ids moved into the
     /// timelines: they are still asked, so an upgraded store skips what it folded.
     legacy_seen: bool,
-    /// Scratch for encoding timelines (sled copies the bytes).
-    encode_buf: Vec<u8>,
-    /// Whether to leave what changed in the outbox for the changelog (Kafka mode, where
-    /// every instance's view is built from all instances' changes).
-    changelog: bool,
-    /// The store held legacy `k` key-person entries when this folder started: a person
-    /// written removes theirs (their history, `h`, replaces it).
-    legacy_key_persons: bool,
-    /// The log partition of each school folded, for the reach of its records.
-    school_partition: HashMap<String, u32>,
+    /// Encodes and stores what was folded; the positions stored.
+    checkpoints: Checkpoints,
     /// Alerts raised by the current batch.
     alerts: Vec<Alert>,
     /// Events folded for persons not registered at their school, by school, since
     /// [`Folder::take_unrostered`] was last called: for the operators' metrics.
     unrostered: BTreeMap<String, u64>,
-    /// A checkpoint that a writer thread is storing while folding goes on.
-    in_flight: Option<InFlight>,
     /// Why a checkpoint or a fold failed, if one did: its changes had left memory (or
     /// half changed it), so nothing more may be folded or stored by this folder.
     failed: Option<String>,
@@ -93,18 +83,12 @@ pub struct Folder {
     released: Vec<Vec<u8>>,
 }
 
-/// A checkpoint on its way into sled, and the positions it stores.
-struct InFlight {
-    positions: BTreeMap<TopicPartition, u64>,
-    writer: std::thread::JoinHandle<sled::Result<()>>,
-}
-
 impl Folder {
     pub fn new(projections: Projections, rules: Rules, zone: FixedOffset) -> Result<Self, AggregateError> {
         let positions = projections.positions()?;
         let legacy_seen = projections.tree.scan_prefix(b"e\0").next().transpose()?.is_some();
         let legacy_layout = projections.has_legacy_timelines()?;
-        let legacy_key_persons = projections.has_legacy_key_persons()?;
+        let checkpoints = Checkpoints::new(&projections, rules, positions.clone())?;
         let caches = Caches::new(&projections, legacy_layout);
         let projections_quarantine =
             projections.quarantined()?.into_iter().map(|q| (q.at(), q.offset)).collect::<HashSet<_>>();
@@ -113,17 +97,12 @@ impl Folder {
             rules,
             zone,
             caches,
-            checkpointed: positions.clone(),
             positions,
             pending: 0,
             legacy_seen,
-            encode_buf: Vec::new(),
-            changelog: false,
-            legacy_key_persons,
-            school_partition: HashMap::new(),
+            checkpoints,
             alerts: Vec::new(),
             unrostered: BTreeMap::new(),
-            in_flight: None,
             failed: None,
             in_quarantine: projections_quarantine,
             new_quarantined: Vec::new(),
@@ -146,7 +125,7 @@ impl Folder {
 
     /// Also writes every change to the outbox, from which [`crate::changelog`] publishes it.
     pub fn with_changelog(mut self) -> Self {
-        self.changelog = true;
+        self.checkpoints = self.checkpoints.with_outbox();
         self
     }
 
@@ -158,7 +137,7 @@ impl Folder {
     /// Next offset to fold per partition, as stored by the last checkpoint: how far the
     /// log may be committed.
     pub fn checkpointed(&self) -> &BTreeMap<TopicPartition, u64> {
-        &self.checkpointed
+        self.checkpoints.checkpointed()
     }
 
     /// Records taken from the log and not yet covered by a checkpoint.
@@ -325,9 +304,7 @@ impl Folder {
         if !self.rules.refolds_as_no_op(fact) && !self.timeline(school, person_id)?.first_fold(stamp) {
             return Ok(Folding::Duplicate);
         }
-        if self.school_partition.get(school) != Some(&at.partition) {
-            self.school_partition.insert(envelope.school.clone(), at.partition);
-        }
+        self.checkpoints.note_partition(school, at.partition);
         self.fold(&envelope, person_id, fact, stamp, acked)?;
         Ok(Folding::Folded)
     }
@@ -349,49 +326,21 @@ impl Folder {
     /// the one before. Readers of the projections see it once written;
     /// [`Self::checkpointed`] and the feeds' wake-up follow at [`Self::settle`].
     ///
-    /// It is stored as one atomic sled batch per school, then the positions. A crash in
-    /// between leaves some schools stored and the positions before them: folding again
-    /// from there skips the records of a stored school (their ids are in its timelines,
-    /// and its units' days were stored with them) and folds the others' once. Schools
-    /// share no entry: cities and the province are summed when read, and their registry
-    /// entries go with the school that registered them (alike whoever writes them). Small
-    /// batches matter: sled 0.34 keeps every page a batch replaces until the
-    /// batch ends, and one batch of a rebuild's whole partition held gigabytes.
+    /// It is stored as one atomic sled batch per school, then the positions
+    /// (the `checkpoint` module says why).
     pub fn start_checkpoint(&mut self) -> Result<(), AggregateError> {
         self.settle()?;
         if self.pending == 0 {
             return Ok(());
         }
-        let mut batches = SchoolBatches::default();
-        // From here the changes leave memory: a failure loses them for this folder.
-        let started = self.write_into(&mut batches).and_then(|()| {
-            let mut positions = sled::Batch::default();
-            // The quarantine moves with the positions: a record is in it once folding
-            // has passed it for good.
-            for record in self.new_quarantined.drain(..) {
-                positions.insert(record.key(), store::encode(&record));
-            }
-            for key in self.released.drain(..) {
-                positions.remove(key);
-            }
-            for (tp, next) in &self.positions {
-                if self.checkpointed.get(tp) != Some(next) {
-                    positions.insert(store::position_key(tp), &next.to_be_bytes());
-                }
-            }
-            let tree = self.projections.tree.clone();
-            std::thread::Builder::new()
-                .name("checkpoint".into())
-                .spawn(move || {
-                    for batch in batches.0.into_values() {
-                        eventlog::apply_sled_batch(&tree, batch)?;
-                    }
-                    eventlog::apply_sled_batch(&tree, positions)
-                })
-                .map_err(|e| AggregateError::CheckpointFailed(format!("no thread to write it: {e}")))
-        });
-        let writer = self.unless_failed(started)?;
-        self.in_flight = Some(InFlight { positions: self.positions.clone(), writer });
+        let folded = Folded {
+            positions: &self.positions,
+            alerts: &mut self.alerts,
+            quarantined: &mut self.new_quarantined,
+            released: &mut self.released,
+        };
+        let started = self.checkpoints.start(&mut self.caches, folded);
+        self.unless_failed(started)?;
         self.pending = 0;
         Ok(())
     }
@@ -414,15 +363,12 @@ impl Folder {
 
     /// Whether a checkpoint is being stored.
     pub fn checkpoint_under_way(&self) -> bool {
-        self.in_flight.is_some()
+        self.checkpoints.under_way()
     }
 
     /// Settles the checkpoint under way if it is stored already; does not wait.
     pub fn settle_if_stored(&mut self) -> Result<(), AggregateError> {
-        match &self.in_flight {
-            Some(flight) if flight.writer.is_finished() => self.settle(),
-            _ => Ok(()),
-        }
+        if self.checkpoints.stored() { self.settle() } else { Ok(()) }
     }
 
     /// Drops a folder that may not go on (a fold failed), once the checkpoint it had under
@@ -435,14 +381,10 @@ impl Folder {
     /// Waits for the checkpoint under way, if any, to be stored.
     pub fn settle(&mut self) -> Result<(), AggregateError> {
         self.usable()?;
-        let Some(InFlight { positions, writer }) = self.in_flight.take() else { return Ok(()) };
-        let written = match writer.join() {
-            Ok(written) => written.map_err(AggregateError::from),
-            Err(_) => Err(AggregateError::CheckpointFailed("its writer panicked".into())),
-        };
-        self.unless_failed(written)?;
-        self.projections.written();
-        self.checkpointed = positions;
+        let settled = self.checkpoints.settle();
+        if !self.unless_failed(settled)? {
+            return Ok(());
+        }
         if self.pending > 0 {
             // Folded since: in memory only, so the caches stay whole.
             return Ok(());
@@ -583,116 +525,10 @@ impl Folder {
         Ok(())
     }
 
+    /// The schools' batches a checkpoint would write now (tests stop halfway through them).
+    #[cfg(test)]
     fn write_into(&mut self, batches: &mut SchoolBatches) -> Result<(), AggregateError> {
-        let mut changed = Vec::new();
-        let (rules, projections, encode_buf) = (&self.rules, &self.projections, &mut self.encode_buf);
-        let legacy_key_persons = self.legacy_key_persons;
-        self.caches.persons.take_changed(|slot| {
-            let key = slot.key.as_str();
-            let (school, person) = key.split_once('/').expect("keys are school/person");
-            crate::timeline_codec::encode(&slot.timeline, encode_buf);
-            let batch = batches.of(school);
-            batch.insert(store::timeline_key(key), encode_buf.as_slice());
-            if std::mem::take(&mut slot.from_legacy_key) {
-                batch.remove(store::person_key_joined(key));
-            }
-            // The key-person lists as of any day: the person's entry from each day on.
-            let now = slot.timeline.key_person_history(school, person, rules);
-            let before = match slot.key_person.take() {
-                Some(known) => known,
-                None => projections.key_person_history(school, person)?,
-            };
-            if before != now {
-                // An empty value removes the person from the lists.
-                let value = if now.is_empty() { Vec::new() } else { store::encode(&now) };
-                changed.push((school.to_owned(), store::key_person_history_key(school, person), value));
-            }
-            let legacy = store::key_person_key(school, person);
-            if legacy_key_persons && projections.tree.contains_key(&legacy)? {
-                changed.push((school.to_owned(), legacy, Vec::new()));
-            }
-            slot.key_person = Some(now);
-            Ok::<_, AggregateError>(())
-        })?;
-        self.caches.pairings.take_changed(|key, paired| {
-            let (school, person) = key.split_once('/').expect("keys are school/person");
-            batches.of(school).insert(store::roommates_key(school, person), store::encode(paired));
-        });
-        let school_of = |unit: &UnitKey| unit.path.split('/').next().unwrap_or_default().to_owned();
-        let mut marks = BTreeSet::new();
-        self.caches.units.take_changed(|unit, day, tally| {
-            marks.insert((day, school_of(unit)));
-            changed.push((school_of(unit), store::unit_day_key(unit, day), store::encode(tally)));
-        });
-        for alert in self.alerts.drain(..) {
-            changed.push((
-                alert.school.clone(),
-                store::alert_key(&alert.school, &alert.event_id),
-                store::encode(&alert),
-            ));
-        }
-        if !self.changelog {
-            // These projections are the read side: tell the feeds which days changed.
-            // Over Kafka the view marks them as it applies the changelog.
-            for (day, school) in marks {
-                batches.of(&school).insert(store::mark_key(day, &school), &store::mark_value());
-            }
-        }
-        for (school, unit, info) in self.caches.units.take_registered() {
-            changed.push((school, store::unit_key(&unit), store::encode(&info)));
-        }
-        for (school, key, value) in changed {
-            let change = self.changelog.then(|| self.change_of(&school, value.clone()));
-            let batch = batches.of(&school);
-            if let Some(change) = change {
-                batch.insert(store::outbox_key(&key), store::encode(&change));
-            }
-            if value.is_empty() {
-                batch.remove(key);
-            } else {
-                batch.insert(key, value);
-            }
-        }
-        Ok(())
-    }
-
-    /// A unit record as the changelog carries it: tagged with how far its school's
-    /// partition was folded, so that views can tell an older copy from a newer one.
-    fn change_of(&self, school: &str, value: Vec<u8>) -> Change {
-        let partition = self.school_partition.get(school).copied().unwrap_or(0);
-        let reach = self
-            .positions
-            .iter()
-            .filter(|(tp, _)| tp.partition == partition)
-            .map(|(tp, n)| (tp.topic.clone(), *n))
-            .collect();
-        Change { partition, reach, value }
-    }
-}
-
-/// A checkpoint's entries, one sled batch per school (see [`Folder::start_checkpoint`]).
-#[derive(Default)]
-struct SchoolBatches(BTreeMap<String, sled::Batch>);
-
-impl SchoolBatches {
-    fn of(&mut self, school: &str) -> &mut sled::Batch {
-        if !self.0.contains_key(school) {
-            self.0.insert(school.to_owned(), sled::Batch::default());
-        }
-        self.0.get_mut(school).expect("inserted above")
-    }
-}
-
-impl Drop for Folder {
-    /// A checkpoint under way is finished, not left running: a folder opened next on the
-    /// same store must not read a school's entries while its batch is being written (a
-    /// timeline from before it, a unit day from after).
-    fn drop(&mut self) {
-        if let Some(flight) = self.in_flight.take()
-            && !matches!(flight.writer.join(), Ok(Ok(())))
-        {
-            tracing::error!("a checkpoint under way failed as the folder stopped; the store holds the one before");
-        }
+        self.checkpoints.encode(&mut self.caches, &mut self.alerts, &self.positions, batches)
     }
 }
 
