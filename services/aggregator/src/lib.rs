@@ -258,6 +258,114 @@ fn watch_stalls(
     !fresh.is_empty()
 }
 
+/// What the aggregator's loop reacts to, one at a time.
+enum Event {
+    /// Stop: a publication under way is finished, and what was folded is stored.
+    Shutdown,
+    /// The log answered a poll.
+    Polled(Result<Vec<Polled>, LogError>),
+    /// A poll was folded.
+    Folded(BatchOutcome),
+    /// What was folded was stored, or handed to the writer: the log may be committed (a
+    /// commit claims only what has settled, `Folder::checkpointed`), or over Kafka the
+    /// outbox published first.
+    Checkpointed,
+    /// A poll short of [`POLL_MAX`] was folded and stored: no backlog is left.
+    CaughtUp,
+    /// Folding this record panicked: it goes to the quarantine, and folding starts again
+    /// from the store, past it.
+    Poisoned(Box<quarantine::Quarantined>),
+    /// The outbox went to the changelog, or failed to; what it covers may be committed.
+    Published { covers: Vec<(eventlog::TopicPartition, u64)>, published: Result<usize, AggregateError> },
+    /// A second passed since the last tick, as a poll was folded: the fold rate; every
+    /// fifth, the lag and stalls.
+    Tick,
+}
+
+/// The outbox's way to the changelog (Kafka mode; without a changelog nothing is ever due).
+struct Outbox {
+    /// It holds what a checkpoint stored (or what a crash left): to publish next, once
+    /// no publication is under way.
+    due: bool,
+    /// Going out while the next batches fold (a changelog append is a broker round trip).
+    publishing: Option<Publication>,
+}
+
+impl Outbox {
+    /// Whether the changelog has yet to take the publication under way.
+    fn behind(&self) -> bool {
+        self.publishing.as_ref().is_some_and(|p| !p.task.is_finished())
+    }
+
+    /// The publication under way, once it has ended.
+    fn ended(&mut self) -> Option<Publication> {
+        self.publishing.take_if(|p| p.task.is_finished())
+    }
+}
+
+/// How a folded poll is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    /// Not yet: behind, and a checkpoint is not worth its cost yet.
+    Later,
+    /// By a writer thread, while the next polls fold.
+    InBackground,
+    /// Now, returning once it is stored.
+    Now,
+}
+
+impl Store {
+    /// `behind`: polls come back full, or over Kafka the changelog still takes the last
+    /// publication (what is stored now could not go out before it ends anyway); then a
+    /// checkpoint waits until it is worth it and fewer, coalesced changes go out. Only
+    /// without a changelog is it written in the background: over Kafka the outbox may go
+    /// out only once stored. Full caches are stored at once: only a checkpoint stored
+    /// with nothing folded since may drop them.
+    fn of(behind: bool, worth_it: bool, caches_full: bool, changelog: bool) -> Self {
+        match (!behind || worth_it || caches_full, behind && !changelog && !caches_full) {
+            (false, _) => Self::Later,
+            (true, true) => Self::InBackground,
+            (true, false) => Self::Now,
+        }
+    }
+}
+
+/// Every second, and every fifth second.
+struct Ticks {
+    second: Instant,
+    /// The process's folded total a second ago; several aggregators on shares of the log
+    /// add to it, and each sets the same rate.
+    folded_at_second: u64,
+    /// The first lag is measured a second in (the feeds' hold needs it), then every 5 s.
+    lag_round: u8,
+}
+
+impl Ticks {
+    fn new(metrics: &AggregatorMetrics) -> Self {
+        Self {
+            second: Instant::now(),
+            folded_at_second: metrics.folded_total.load(std::sync::atomic::Ordering::Relaxed),
+            lag_round: 4,
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.second.elapsed() >= Duration::from_secs(1)
+    }
+
+    /// Sets the fold rate; whether the lag is due (reading the log's ends costs the broker
+    /// a request per partition: every 5 s).
+    fn tick(&mut self, metrics: &AggregatorMetrics) -> bool {
+        let folded_now = metrics.folded_total.load(std::sync::atomic::Ordering::Relaxed);
+        let rate = folded_now.saturating_sub(self.folded_at_second) as f64 / self.second.elapsed().as_secs_f64();
+        metrics.folds_per_second.set(rate as i64);
+        self.folded_at_second = folded_now;
+        self.second = Instant::now();
+        self.lag_round = (self.lag_round + 1) % 5;
+        self.lag_round == 0
+    }
+}
+
 /// Consumes `log` as group `group` and folds everything into `projections` until
 /// `shutdown` completes. With a `changelog`, every change is also published there (after
 /// it is stored, before the log position is committed to the group).
@@ -283,53 +391,55 @@ pub async fn run<L: EventLog, C: EventLog>(
     let mut last_reading: Option<Vec<eventlog::TopicPartition>> = None;
     let fold_thread = FoldThread::start()?;
     tokio::pin!(shutdown);
-    let mut second = Instant::now();
+    let mut ticks = Ticks::new(&metrics);
     let mut last_checkpoint = Instant::now();
-    // Over the process's folded total, which several aggregators on shares of the log
-    // add to: each sets the same rate.
-    let mut folded_at_second = metrics.folded_total.load(std::sync::atomic::Ordering::Relaxed);
-    // The first lag is measured a second in (the feeds' hold needs it), then every 5 s.
-    let mut lag_round = 4u8;
     // Whatever a crash left in the outbox goes out first.
-    let mut outbox_pending = changelog.is_some();
-    // The outbox goes to the changelog while the next batches fold (a changelog append
-    // is a broker round trip); what a publication covers is committed once it is done.
-    let mut publishing: Option<Publication> = None;
+    let mut outbox = Outbox { due: changelog.is_some(), publishing: None };
     // Behind, the next poll is read while the last one folds (reading the log is work of
     // its own, on another core).
     let mut ahead: Option<Result<Vec<Polled>, LogError>> = None;
+    // Events that follow from the one handled, before anything else is waited for.
+    let mut follow = std::collections::VecDeque::new();
     loop {
-        if publishing.as_ref().is_some_and(|p| p.task.is_finished()) {
-            let done = publishing.take().expect("checked above");
-            match done.task.await.expect("changelog task panicked") {
-                Ok(_) => consumer.commit(&done.covers)?,
-                Err(AggregateError::Log(LogError::Unavailable(reason))) => {
-                    tracing::warn!(%reason, "changelog unavailable; retrying");
-                    outbox_pending = true;
+        let event = match follow.pop_front() {
+            Some(event) => event,
+            None => {
+                if let Some(done) = outbox.ended() {
+                    let published = done.task.await.expect("changelog task panicked");
+                    Event::Published { covers: done.covers, published }
+                } else {
+                    if outbox.due
+                        && outbox.publishing.is_none()
+                        && let Some(changelog) = &changelog
+                    {
+                        let (projections, changelog) = (projections.clone(), changelog.clone());
+                        outbox.publishing = Some(Publication {
+                            covers: checkpointed(&folder),
+                            task: tokio::spawn(
+                                async move { changelog::publish_outbox(&projections, &changelog).await },
+                            ),
+                        });
+                        outbox.due = false;
+                    }
                     tokio::select! {
-                        () = &mut shutdown => return Ok(()),
-                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        biased;
+                        () = &mut shutdown => Event::Shutdown,
+                        polled = async {
+                            match ahead.take() {
+                                Some(polled) => polled,
+                                None => consumer.poll(POLL_MAX, Duration::from_millis(200)).await,
+                            }
+                        } => Event::Polled(polled),
                     }
                 }
-                Err(e) => return Err(e),
             }
-        }
-        if outbox_pending
-            && publishing.is_none()
-            && let Some(changelog) = &changelog
-        {
-            let (projections, changelog) = (projections.clone(), changelog.clone());
-            publishing = Some(Publication {
-                covers: checkpointed(&folder),
-                task: tokio::spawn(async move { changelog::publish_outbox(&projections, &changelog).await }),
-            });
-            outbox_pending = false;
-        }
-        let records = tokio::select! {
-            biased;
-            () = &mut shutdown => {
+        };
+        match event {
+            Event::Shutdown => {
                 // A publication under way is finished, so a graceful stop commits it.
-                if let Some(done) = publishing.take() && done.task.await.expect("changelog task panicked").is_ok() {
+                if let Some(done) = outbox.publishing
+                    && done.task.await.expect("changelog task panicked").is_ok()
+                {
                     consumer.commit(&done.covers)?;
                 }
                 // What was folded and not stored is stored (a crash would fold it again).
@@ -338,150 +448,147 @@ pub async fn run<L: EventLog, C: EventLog>(
                 }
                 return Ok(());
             }
-            polled = async {
-                match ahead.take() {
-                    Some(polled) => polled,
-                    None => consumer.poll(POLL_MAX, Duration::from_millis(200)).await,
-                }
-            } => polled,
-        };
-        let records = match records {
-            Ok(records) => records,
-            Err(LogError::Unavailable(reason)) => {
+            Event::Polled(Err(LogError::Unavailable(reason))) => {
                 tracing::warn!(%reason, "log unavailable; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
             }
-            Err(e) => return Err(e.into()),
-        };
-        // A full poll: the aggregator is behind, folding a backlog. Caught up again only
-        // once this poll is folded and stored (below): the feeds must not seal without it.
-        let full = records.len() == POLL_MAX;
-        if full {
-            projections.set_catching_up(true);
-        }
-        // An empty poll after folded ones stores them (the log ran dry right after a
-        // full poll), and waits for a checkpoint under way.
-        if !records.is_empty() || folder.pending() > 0 || folder.checkpoint_under_way() {
-            // A full poll means the aggregator is behind, and over Kafka a publication
-            // still under way means the changelog is (what is stored now could not go out
-            // before it ends anyway): then it stores what it folded once a checkpoint is
-            // worth it (`checkpoint_worth_it`), and fewer, coalesced changes go out. Else
-            // at once.
-            let behind = full || publishing.as_ref().is_some_and(|p| !p.task.is_finished());
-            // Behind and without a changelog, a checkpoint is stored by a writer thread
-            // while the next polls fold (the fold then uses both cores). Over Kafka the
-            // outbox may go out only once stored, so there it is stored at once.
-            let overlap = behind && changelog.is_none();
-            // Folding is CPU and sled work: keep it off the async workers.
-            let folded_total = metrics.folded_total.clone();
-            let folding = fold_thread.run(move || {
-                let outcome = folder.fold_records(&records).and_then(|outcome| {
-                    // Counted before the checkpoint makes the fold visible, so the status
-                    // never reports fewer events than the reports already show.
-                    folded_total.fetch_add(outcome.folded, std::sync::atomic::Ordering::Relaxed);
-                    let due =
-                        !behind || checkpoint_worth_it(&folder, last_checkpoint.elapsed()) || folder.caches_full();
-                    if due && overlap && !folder.caches_full() {
-                        folder.start_checkpoint()?;
-                    } else if due {
-                        // Also when the caches are full: only a checkpoint stored with
-                        // nothing folded since may drop them.
-                        folder.checkpoint()?;
-                    } else {
-                        folder.settle_if_stored()?;
-                    }
-                    Ok((outcome, due))
-                });
-                (folder, outcome)
-            });
-            // Only without a changelog (the embedded log): a Kafka poll that does not wait
-            // returns what the client has buffered, often a short batch, which would look
-            // caught up and force the checkpoints and publications that behind avoids.
-            if full && changelog.is_none() {
-                ahead = Some(consumer.poll(POLL_MAX, Duration::ZERO).await);
-            }
-            let (returned, outcome) = folding.await?;
-            folder = returned;
-            // A checkpoint was made or started (a commit claims only what has settled,
-            // `Folder::checkpointed`).
-            let (outcome, checkpoint_made) = match outcome {
-                Err(AggregateError::Poisoned(record)) => {
-                    tracing::error!(at = %record.at(), offset = record.offset, reason = %record.reason,
-                        "quarantining a record whose fold failed; folding again from the stored state");
-                    // The checkpoint under way was started before the record: let it land.
-                    let abandoned = folder;
-                    tokio::task::spawn_blocking(move || abandoned.wait_for_writer())
-                        .await
-                        .expect("fold task panicked")?;
-                    projections.quarantine(&record)?;
-                    folder = new_folder()?;
-                    metrics.quarantined.set(projections.quarantined_count() as i64);
-                    drop(consumer);
-                    ahead = None;
-                    consumer = log.subscribe(group, stored_positions(&projections))?;
-                    continue;
+            Event::Polled(Err(e)) => return Err(e.into()),
+            Event::Polled(Ok(records)) => {
+                // A full poll: the aggregator is behind, folding a backlog. Caught up again
+                // only once this poll is folded and stored: the feeds must not seal without it.
+                let full = records.len() == POLL_MAX;
+                if full {
+                    projections.set_catching_up(true);
                 }
-                outcome => outcome?,
-            };
-            if outcome.unreadable > 0 {
-                metrics.quarantined.inc_by(outcome.unreadable as i64);
+                // An empty poll after folded ones stores them (the log ran dry right after a
+                // full poll), and waits for a checkpoint under way.
+                if !records.is_empty() || folder.pending() > 0 || folder.checkpoint_under_way() {
+                    let behind = full || outbox.behind();
+                    let has_changelog = changelog.is_some();
+                    // Folding is CPU and sled work: keep it off the async workers.
+                    let folded_total = metrics.folded_total.clone();
+                    let folding = fold_thread.run(move || {
+                        let outcome = folder.fold_records(&records).and_then(|outcome| {
+                            // Counted before the checkpoint makes the fold visible, so the
+                            // status never reports fewer events than the reports already show.
+                            folded_total.fetch_add(outcome.folded, std::sync::atomic::Ordering::Relaxed);
+                            let worth_it = checkpoint_worth_it(&folder, last_checkpoint.elapsed());
+                            let store = Store::of(behind, worth_it, folder.caches_full(), has_changelog);
+                            match store {
+                                Store::Later => folder.settle_if_stored()?,
+                                Store::InBackground => folder.start_checkpoint()?,
+                                Store::Now => folder.checkpoint()?,
+                            }
+                            Ok((outcome, store != Store::Later))
+                        });
+                        (folder, outcome)
+                    });
+                    // Only without a changelog (the embedded log): a Kafka poll that does not
+                    // wait returns what the client has buffered, often a short batch, which
+                    // would look caught up and force the checkpoints and publications that
+                    // behind avoids.
+                    if full && !has_changelog {
+                        ahead = Some(consumer.poll(POLL_MAX, Duration::ZERO).await);
+                    }
+                    let (returned, outcome) = folding.await?;
+                    folder = returned;
+                    match outcome {
+                        Err(AggregateError::Poisoned(record)) => {
+                            follow.push_back(Event::Poisoned(record));
+                            continue;
+                        }
+                        outcome => {
+                            let (outcome, stored) = outcome?;
+                            follow.push_back(Event::Folded(outcome));
+                            if stored {
+                                follow.push_back(Event::Checkpointed);
+                            }
+                        }
+                    }
+                }
+                if !full {
+                    follow.push_back(Event::CaughtUp);
+                }
+                if ticks.due() {
+                    follow.push_back(Event::Tick);
+                }
             }
-            metrics.folded.inc_by(outcome.folded);
-            for (school, n) in folder.take_unrostered() {
-                metrics.unrostered.get_or_create(&vec![("school".to_owned(), school)]).inc_by(n);
+            Event::Folded(outcome) => {
+                if outcome.unreadable > 0 {
+                    metrics.quarantined.inc_by(outcome.unreadable as i64);
+                }
+                metrics.folded.inc_by(outcome.folded);
+                for (school, n) in folder.take_unrostered() {
+                    metrics.unrostered.get_or_create(&vec![("school".to_owned(), school)]).inc_by(n);
+                }
+                metrics.duplicates.inc_by(outcome.duplicates);
+                metrics.replayed.inc_by(outcome.replayed);
+                metrics.unreadable.inc_by(outcome.unreadable);
             }
-            metrics.duplicates.inc_by(outcome.duplicates);
-            metrics.replayed.inc_by(outcome.replayed);
-            metrics.unreadable.inc_by(outcome.unreadable);
-            if checkpoint_made {
+            Event::Checkpointed => {
                 last_checkpoint = Instant::now();
                 if changelog.is_some() {
-                    outbox_pending = true;
+                    outbox.due = true;
                 } else {
                     commit(&mut consumer, &folder)?;
                 }
             }
-        }
-        if !full {
-            projections.set_catching_up(false);
-        }
-        if second.elapsed() >= Duration::from_secs(1) {
-            let folded_now = metrics.folded_total.load(std::sync::atomic::Ordering::Relaxed);
-            let rate = folded_now.saturating_sub(folded_at_second) as f64 / second.elapsed().as_secs_f64();
-            metrics.folds_per_second.set(rate as i64);
-            folded_at_second = folded_now;
-            second = Instant::now();
-            // Reading the log's ends costs the broker a request per partition: every 5 s.
-            lag_round = (lag_round + 1) % 5;
-            if lag_round == 0 {
-                let mut rows = update_lag(&log, &folder, &metrics, &projections);
-                let reading = consumer.reading();
-                let others = reading.as_ref().and_then(|reading| others_rows(&log, group, &rows, reading));
-                // Only the partitions this member reads can stall here; the others are
-                // another member's to fold, watched through the group's commits below.
-                if let Some(reading) = &reading {
-                    rows.retain(|(tp, _, _)| reading.contains(tp));
+            Event::CaughtUp => projections.set_catching_up(false),
+            Event::Poisoned(record) => {
+                tracing::error!(at = %record.at(), offset = record.offset, reason = %record.reason,
+                    "quarantining a record whose fold failed; folding again from the stored state");
+                // The checkpoint under way was started before the record: let it land.
+                let abandoned = folder;
+                tokio::task::spawn_blocking(move || abandoned.wait_for_writer()).await.expect("fold task panicked")?;
+                projections.quarantine(&record)?;
+                folder = new_folder()?;
+                metrics.quarantined.set(projections.quarantined_count() as i64);
+                drop(consumer);
+                ahead = None;
+                consumer = log.subscribe(group, stored_positions(&projections))?;
+            }
+            Event::Published { covers, published } => match published {
+                Ok(_) => consumer.commit(&covers)?,
+                Err(AggregateError::Log(LogError::Unavailable(reason))) => {
+                    tracing::warn!(%reason, "changelog unavailable; retrying");
+                    outbox.due = true;
+                    tokio::select! {
+                        () = &mut shutdown => return Ok(()),
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
                 }
-                if reading != last_reading {
-                    // Partitions changed hands: their new owners get the whole time.
-                    unowned.restart();
-                    last_reading = reading;
-                }
-                let own_stalled = watch_stalls(&mut stalls, &rows, &projections, Some(&metrics), Stalled::Own);
-                let others_stalled = others.is_some_and(|others| {
-                    watch_stalls(&mut unowned, &others, &projections, Some(&metrics), Stalled::InTheGroup)
-                });
-                if own_stalled {
-                    stalls.cured();
-                }
-                if others_stalled {
-                    unowned.cured();
-                }
-                if own_stalled || others_stalled {
-                    drop(consumer);
-                    ahead = None;
-                    consumer = log.subscribe(group, stored_positions(&projections))?;
+                Err(e) => return Err(e),
+            },
+            Event::Tick => {
+                if ticks.tick(&metrics) {
+                    let mut rows = update_lag(&log, &folder, &metrics, &projections);
+                    let reading = consumer.reading();
+                    let others = reading.as_ref().and_then(|reading| others_rows(&log, group, &rows, reading));
+                    // Only the partitions this member reads can stall here; the others are
+                    // another member's to fold, watched through the group's commits below.
+                    if let Some(reading) = &reading {
+                        rows.retain(|(tp, _, _)| reading.contains(tp));
+                    }
+                    if reading != last_reading {
+                        // Partitions changed hands: their new owners get the whole time.
+                        unowned.restart();
+                        last_reading = reading;
+                    }
+                    let own_stalled = watch_stalls(&mut stalls, &rows, &projections, Some(&metrics), Stalled::Own);
+                    let others_stalled = others.is_some_and(|others| {
+                        watch_stalls(&mut unowned, &others, &projections, Some(&metrics), Stalled::InTheGroup)
+                    });
+                    if own_stalled {
+                        stalls.cured();
+                    }
+                    if others_stalled {
+                        unowned.cured();
+                    }
+                    if own_stalled || others_stalled {
+                        drop(consumer);
+                        ahead = None;
+                        consumer = log.subscribe(group, stored_positions(&projections))?;
+                    }
                 }
             }
         }
@@ -700,6 +807,18 @@ mod tests {
         let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("/proc/thread-self/stat");
         let fields: Vec<&str> = stat.rsplit_once(')').expect("a stat line").1.split_whitespace().collect();
         fields[16].parse().expect("nice")
+    }
+
+    #[test]
+    fn a_fold_is_stored_at_once_caught_up_and_in_the_background_only_behind_without_a_changelog() {
+        // (behind, worth it, caches full, changelog)
+        assert_eq!(Store::of(false, false, false, false), Store::Now);
+        assert_eq!(Store::of(false, false, false, true), Store::Now);
+        assert_eq!(Store::of(true, false, false, false), Store::Later);
+        assert_eq!(Store::of(true, false, false, true), Store::Later);
+        assert_eq!(Store::of(true, true, false, false), Store::InBackground);
+        assert_eq!(Store::of(true, true, false, true), Store::Now, "the outbox goes out only once stored");
+        assert_eq!(Store::of(true, false, true, false), Store::Now, "only a settled checkpoint drops the caches");
     }
 
     #[test]
