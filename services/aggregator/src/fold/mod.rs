@@ -1,8 +1,12 @@
-//! Folding a batch of log records into the projections.
+//! Folding a batch of log records into the projections, in stages:
 //!
-//! The folder keeps what it touched in memory (person timelines, unit histories) and
-//! writes everything folded since the last checkpoint in one atomic sled batch per school,
-//! then the log positions reached.
+//! - here, [`Folder`]: each record decoded (and validated again: nothing a client sent
+//!   may stop the fold), skipped if below the position, quarantined or folded before,
+//!   its fact folded into the person's timeline and their units' tallies
+//!   ([`domain::delta`]), its alert raised and its roommates told ([`domain::roommates`]);
+//! - `cache`: what the folder keeps in memory between checkpoints, and its bounds;
+//! - `checkpoint`: what changed, stored in one atomic sled batch per school (and the
+//!   outbox), then the log positions reached.
 
 use std::collections::{BTreeMap, HashSet};
 
