@@ -137,9 +137,6 @@ pub struct AggregatorMetrics {
     pub unreadable: Counter,
     /// Records in the quarantine, as the aggregators last counted.
     pub quarantined: Gauge<i64, AtomicI64>,
-    /// Events folded per second over the last second or so, by all the aggregators
-    /// sharing these metrics.
-    pub folds_per_second: Gauge<i64, AtomicI64>,
     pub position: Family<PartitionLabels, Gauge<i64, AtomicI64>>,
     pub lag: Family<PartitionLabels, Gauge<i64, AtomicI64>>,
     /// 1 while the partition is stalled: lagging, its position not moving.
@@ -178,11 +175,6 @@ impl AggregatorMetrics {
             "daybook_records_quarantined",
             "Log records in the quarantine: unreadable, or their fold failed (listed by GetStatus)",
             self.quarantined.clone(),
-        );
-        registry.register(
-            "daybook_folds_per_second",
-            "Events folded during the last second",
-            self.folds_per_second.clone(),
         );
         registry.register(
             "daybook_log_position",
@@ -333,33 +325,22 @@ impl Store {
 /// Every second, and every fifth second.
 struct Ticks {
     second: Instant,
-    /// The process's folded total a second ago; several aggregators on shares of the log
-    /// add to it, and each sets the same rate.
-    folded_at_second: u64,
     /// The first lag is measured a second in (the feeds' hold needs it), then every 5 s.
     lag_round: u8,
 }
 
 impl Ticks {
-    fn new(metrics: &AggregatorMetrics) -> Self {
-        Self {
-            second: Instant::now(),
-            folded_at_second: metrics.folded_total.load(std::sync::atomic::Ordering::Relaxed),
-            lag_round: 4,
-        }
+    fn new() -> Self {
+        Self { second: Instant::now(), lag_round: 4 }
     }
 
     fn due(&self) -> bool {
         self.second.elapsed() >= Duration::from_secs(1)
     }
 
-    /// Sets the fold rate; whether the lag is due (reading the log's ends costs the broker
-    /// a request per partition: every 5 s).
-    fn tick(&mut self, metrics: &AggregatorMetrics) -> bool {
-        let folded_now = metrics.folded_total.load(std::sync::atomic::Ordering::Relaxed);
-        let rate = folded_now.saturating_sub(self.folded_at_second) as f64 / self.second.elapsed().as_secs_f64();
-        metrics.folds_per_second.set(rate as i64);
-        self.folded_at_second = folded_now;
+    /// Whether the lag is due (reading the log's ends costs the broker a request per
+    /// partition: every 5 s).
+    fn tick(&mut self) -> bool {
         self.second = Instant::now();
         self.lag_round = (self.lag_round + 1) % 5;
         self.lag_round == 0
@@ -391,7 +372,7 @@ pub async fn run<L: EventLog, C: EventLog>(
     let mut last_reading: Option<Vec<eventlog::TopicPartition>> = None;
     let fold_thread = FoldThread::start()?;
     tokio::pin!(shutdown);
-    let mut ticks = Ticks::new(&metrics);
+    let mut ticks = Ticks::new();
     let mut last_checkpoint = Instant::now();
     // Whatever a crash left in the outbox goes out first.
     let mut outbox = Outbox { due: changelog.is_some(), publishing: None };
@@ -560,7 +541,7 @@ pub async fn run<L: EventLog, C: EventLog>(
                 Err(e) => return Err(e),
             },
             Event::Tick => {
-                if ticks.tick(&metrics) {
+                if ticks.tick() {
                     let mut rows = update_lag(&log, &folder, &metrics, &projections);
                     let reading = consumer.reading();
                     let others = reading.as_ref().and_then(|reading| others_rows(&log, group, &rows, reading));
