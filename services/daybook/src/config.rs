@@ -358,6 +358,17 @@ impl ServeArgs {
     }
 }
 
+impl ServeArgs {
+    /// The province's UTC offset these settings give (the default if none): what client
+    /// commands count today by, as the server counts days.
+    pub fn province_zone(&self) -> anyhow::Result<FixedOffset> {
+        match &self.utc_offset {
+            Some(text) => parse_offset(text),
+            None => Ok(ServeConfig::default().utc_offset),
+        }
+    }
+}
+
 fn parse_offset(text: &str) -> anyhow::Result<FixedOffset> {
     text.parse::<FixedOffset>().map_err(|_| anyhow::anyhow!("utc-offset: {text:?} is not an offset like +08:00"))
 }
@@ -601,5 +612,14 @@ mod tests {
         );
         let err = ServeArgs { utc_offset: Some("Asia".into()), ..ServeArgs::default() }.resolve().unwrap_err();
         assert!(err.to_string().starts_with("utc-offset:"), "{err}");
+    }
+
+    #[test]
+    fn client_commands_count_days_in_the_configured_zone() {
+        let east = |hours| FixedOffset::east_opt(hours * 3600).unwrap();
+        assert_eq!(ServeArgs::default().province_zone().unwrap(), east(8), "the province's by default");
+        let xinjiang = ServeArgs { utc_offset: Some("+06:00".into()), ..ServeArgs::default() };
+        assert_eq!(xinjiang.province_zone().unwrap(), east(6));
+        assert!(ServeArgs { utc_offset: Some("Asia".into()), ..ServeArgs::default() }.province_zone().is_err());
     }
 }

@@ -194,14 +194,15 @@ struct ExportArgs {
     tls: daybook::tls::ClientArgs,
 }
 
-/// Today in the province (UTC+8), the day reports are about by default.
-fn today() -> NaiveDate {
-    chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset")).date_naive()
+/// Today in the province (`utc-offset` of the config file or DAYBOOK_UTC_OFFSET, UTC+8 by
+/// default), the day reports are about by default.
+fn today(zone: chrono::FixedOffset) -> NaiveDate {
+    chrono::Utc::now().with_timezone(&zone).date_naive()
 }
 
 /// The last whole day: the simulated day, whose evening is not ahead of the clock.
-fn yesterday() -> NaiveDate {
-    today().pred_opt().expect("a day before today")
+fn yesterday(zone: chrono::FixedOffset) -> NaiveDate {
+    today(zone).pred_opt().expect("a day before today")
 }
 
 #[tokio::main]
@@ -232,6 +233,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(path) => ServeArgs::from_file(path)?,
         None => ServeArgs::default(),
     };
+    // Client commands count today in the province's zone, as the server counts days.
+    let env_zone = ServeArgs { utc_offset: std::env::var("DAYBOOK_UTC_OFFSET").ok(), ..ServeArgs::default() };
+    let zone = env_zone.or(file.clone()).province_zone()?;
     match cli.command {
         Command::Serve(args) => serve(args.or(file), Roles::All).await,
         Command::Intake(args) => serve(args.or(file), Roles::Intake).await,
@@ -254,14 +258,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Simulate(args) => {
             let tls = args.tls.config(&args.target)?;
-            let date = args.date.unwrap_or_else(yesterday);
+            let date = args.date.unwrap_or_else(|| yesterday(zone));
             let summary = simulate(&args.target, cli.token, tls, args.scale, args.seed, date, args.streams).await?;
             println!("{summary}");
             Ok(())
         }
         Command::Report(args) => {
             let mut client = report::connect(&args.target, cli.token.as_deref(), &args.tls).await?;
-            let date = args.date.unwrap_or_else(today).format("%Y-%m-%d").to_string();
+            let date = args.date.unwrap_or_else(|| today(zone)).format("%Y-%m-%d").to_string();
             let r = report::fetch(&mut client, &args.unit, &date).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report::to_json(&r))?);
@@ -271,7 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Export(args) => {
-            let date = args.date.unwrap_or_else(today).format("%Y-%m-%d").to_string();
+            let date = args.date.unwrap_or_else(|| today(zone)).format("%Y-%m-%d").to_string();
             let connection = daybook::client::connect(&args.target, cli.token.as_deref(), &args.tls).await?;
             let file =
                 daybook::files::fetch(connection, &args.what, &args.unit, &args.level, &date, &args.format).await?;
@@ -337,7 +341,7 @@ async fn demo(args: ServeArgs, scale: f64) -> anyhow::Result<()> {
     let running = daybook::start(&config).await?;
     let target = format!("http://{}", running.grpc_addr);
     println!("1. daybook is serving gRPC on {} (data in {}/)", running.grpc_addr, config.data_dir.display());
-    let date = today();
+    let date = today(config.utc_offset);
     println!("2. Posting one simulated day ({date}) of a province at scale {scale} over gRPC...");
     println!("   {}", simulate(&target, None, None, scale, 1, date, 4).await?);
     let mut client = report::connect(&target, None, &Default::default()).await?;
