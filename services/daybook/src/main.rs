@@ -213,7 +213,12 @@ async fn main() -> std::process::ExitCode {
         Err(e) => {
             // One line with its causes, as a user reads it: no backtrace, even with
             // RUST_BACKTRACE set (a defect's panic still prints one).
-            eprintln!("error: {e:#}");
+            let mut message = format!("{e:#}");
+            // What a plain-text client gets from a TLS port, said so that it can be acted on.
+            if message.contains("h2 protocol error") {
+                message.push_str(" (a server with TLS answers TLS only: use an https:// target)");
+            }
+            eprintln!("error: {message}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -128,6 +128,18 @@ async fn a_tls_client_gets_a_report_and_a_plain_one_is_refused() {
 
     let plain = report(&format!("http://127.0.0.1:{port}"), &ClientArgs::default()).await;
     assert!(plain.is_err(), "a plain-text client got an answer from a TLS port");
+    // The CLI says what to do about it (run apart: the server shares this test's thread).
+    let target = format!("http://127.0.0.1:{port}");
+    let cli = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_daybook"))
+            .args(["report", "--unit", "province", "--target", &target])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&cli.stderr);
+    assert!(!cli.status.success() && said.contains("use an https:// target"), "{said}");
     let distrusting = report(&format!("https://localhost:{port}"), &client(&pki.stranger_ca, None)).await;
     let error = format!("{:#}", distrusting.unwrap_err());
     assert!(error.contains("connecting to daybook"), "{error}");
