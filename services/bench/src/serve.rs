@@ -778,21 +778,13 @@ pub async fn broker_busy<T>(
 
 /// User and system CPU of process `pid` so far.
 fn cpu_of(pid: u32) -> Option<Duration> {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().map(|stat| cpu_in(&stat))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().map(|stat| daybook::process_metrics::cpu_in(&stat))
 }
 
 /// CPU time this process has used, all threads: utime + stime of `/proc/self/stat`, in
 /// clock ticks of 1/100 s (Linux's USER_HZ).
 fn process_cpu() -> Duration {
-    cpu_in(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
-}
-
-/// utime + stime of a `/proc/…/stat` line.
-fn cpu_in(stat: &str) -> Duration {
-    // Fields after the command name (which may hold spaces) start at the state, field 3.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: u64 = after.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
-    Duration::from_millis(ticks * 10)
+    daybook::process_metrics::cpu_in(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
 }
 
 /// The peak resident memory (VmHWM) of this process from a point on.

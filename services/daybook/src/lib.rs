@@ -8,7 +8,7 @@ pub mod config;
 pub mod files;
 pub mod kafka;
 pub mod metrics_http;
-mod process_metrics;
+pub mod process_metrics;
 pub mod report;
 pub mod server;
 pub mod tls;

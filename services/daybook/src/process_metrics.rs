@@ -1,6 +1,8 @@
 //! What operators watch of the process itself, read from `/proc` at each scrape: CPU
 //! time, resident memory, open file descriptors; and which build is running.
 
+use std::time::Duration;
+
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -24,7 +26,7 @@ struct Process;
 impl Collector for Process {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        let cpu = ConstCounter::new(cpu_seconds(&stat));
+        let cpu = ConstCounter::new(cpu_in(&stat).as_secs_f64());
         cpu.encode(encoder.encode_descriptor(
             "process_cpu_seconds",
             "User and system CPU time",
@@ -52,12 +54,12 @@ impl Collector for Process {
     }
 }
 
-/// utime + stime of a `/proc/…/stat` line, in seconds (at the usual 100 ticks a second).
-fn cpu_seconds(stat: &str) -> f64 {
+/// utime + stime of a `/proc/…/stat` line, in clock ticks of 1/100 s (Linux's USER_HZ).
+pub fn cpu_in(stat: &str) -> Duration {
     // The command name (field 2) may hold spaces: count fields after its ')'.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let ticks: u64 = after.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
-    ticks as f64 / 100.0
+    Duration::from_millis(ticks * 10)
 }
 
 /// VmRSS of a `/proc/…/status` text, in bytes.
@@ -74,7 +76,7 @@ mod tests {
     #[test]
     fn proc_fields_are_read_past_a_command_name_with_spaces() {
         let stat = "42 (a b) S 1 42 42 0 -1 4194560 100 0 0 0 250 150 0 0 20 0 3 0 1 1 1";
-        assert_eq!(cpu_seconds(stat), 4.0);
+        assert_eq!(cpu_in(stat), Duration::from_secs(4));
         assert_eq!(resident_bytes("Name:\tdaybook\nVmRSS:\t  2048 kB\n"), 2 * 1024 * 1024);
     }
 }
