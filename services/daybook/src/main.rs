@@ -214,9 +214,10 @@ async fn main() -> std::process::ExitCode {
             // One line with its causes, as a user reads it: no backtrace, even with
             // RUST_BACKTRACE set (a defect's panic still prints one).
             let mut message = format!("{e:#}");
-            // What a plain-text client gets from a TLS port, said so that it can be acted on.
-            if message.contains("h2 protocol error") {
-                message.push_str(" (a server with TLS answers TLS only: use an https:// target)");
+            // What a plain-text client gets from a TLS port (the connection closed on it, seen
+            // as a protocol error or, under load, a cancelled call), said so it can be acted on.
+            if ["h2 protocol error", "operation was canceled"].iter().any(|seen| message.contains(seen)) {
+                message.push_str(" (if the server has TLS, it answers TLS only: use an https:// target)");
             }
             eprintln!("error: {message}");
             std::process::ExitCode::FAILURE
