@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// interval plus its timeout, so that a live client is never cut.
     #[arg(long, env = "DAYBOOK_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
+    /// TOML file: how the DHIS2 export names the data set, data elements and units
+    /// (deploy/DHIS2.md). Unset: by daybook's codes.
+    #[arg(long, env = "DAYBOOK_DHIS2_MAPPING")]
+    pub dhis2_mapping: Option<PathBuf>,
     /// Run the feeds (day close, office feeds, alerts) in this `daybook aggregate`; one
     /// instance per deployment. `daybook serve` always runs them.
     #[arg(long, env = "DAYBOOK_PUBLISH_FEEDS")]
@@ -273,6 +277,15 @@ impl ServeArgs {
                 city_offices: self.city_offices.unwrap_or(d.offices.city_offices),
             },
             publish_feeds: self.publish_feeds.unwrap_or(d.publish_feeds),
+            dhis2: match &self.dhis2_mapping {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("dhis2-mapping: reading {}", path.display()))?;
+                    export::dhis2::Mapping::from_toml(&text)
+                        .with_context(|| format!("dhis2-mapping: {}", path.display()))?
+                }
+                None => d.dhis2,
+            },
             clock: self.clock.unwrap_or(d.clock),
             fault: self.fault,
             log_disk: self.log_disk.unwrap_or_default(),
@@ -431,6 +444,7 @@ pub struct ServeConfig {
     pub offices: feeds::Offices,
     /// Whether a `daybook aggregate` runs the feeds (`serve` always does).
     pub publish_feeds: bool,
+    pub dhis2: export::dhis2::Mapping,
     pub clock: feeds::Clock,
     /// A failure to inject into one part: the supervision tests' seam.
     #[doc(hidden)]
@@ -469,6 +483,7 @@ impl Default for ServeConfig {
             cities: domain::city::Cities::default(),
             offices: feeds::Offices::default(),
             publish_feeds: false,
+            dhis2: export::dhis2::Mapping::default(),
             clock: feeds::Clock::system(),
             fault: None,
             log_disk: eventlog::DiskFaults::default(),
@@ -561,6 +576,21 @@ mod tests {
         assert_eq!(config.fever_threshold, 37.5);
         assert_eq!(config.http_addr, ServeConfig::default().http_addr);
         assert!(config.offices.listed.iter().any(|o| o.id == "cdc-x"), "the file's tables are kept");
+    }
+
+    #[test]
+    fn a_dhis2_mapping_is_read_at_start_and_a_bad_one_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dhis2.toml");
+        let resolve = |mapping: &str| {
+            std::fs::write(&file, mapping).unwrap();
+            ServeArgs { dhis2_mapping: Some(file.clone()), ..ServeArgs::default() }.resolve()
+        };
+        let config = resolve("data-set = \"pBOMPrpg1QX\"").unwrap();
+        assert_eq!(config.dhis2.data_set, "pBOMPrpg1QX");
+        let err = resolve("[data-elements]\nFEVER = { data-element = \"x\" }").unwrap_err();
+        assert!(format!("{err:#}").starts_with("dhis2-mapping:"), "{err:#}");
+        assert!(format!("{err:#}").contains("\"FEVER\" is not a daybook code"), "{err:#}");
     }
 
     #[test]

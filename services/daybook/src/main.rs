@@ -184,7 +184,7 @@ struct ExportArgs {
     /// list as it stood at that day's end (within the server's horizon).
     #[arg(long)]
     date: Option<NaiveDate>,
-    /// csv or xlsx.
+    /// csv, xlsx, or dhis2 (the daily reports as a DHIS2 data value set, deploy/DHIS2.md).
     #[arg(long, default_value = "xlsx")]
     format: String,
     /// Where to write; a file named after what it holds in the current directory by default.
