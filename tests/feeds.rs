@@ -220,7 +220,7 @@ async fn a_late_event_after_the_close_is_version_2_on_every_channel(backend: Bac
     let file = client.export(foshan_schools(pb::ExportFormat::Xlsx)).await.expect("exported").into_inner();
     assert!(file.file_name.ends_with(".xlsx"), "{}", file.file_name);
     let mut book: calamine::Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(file.content)).unwrap();
-    let sheet = book.worksheet_range_at(0).unwrap().unwrap();
+    let sheet = book.worksheet_range("日报告 Daily reports").expect("the data table beside the form");
     let rows: Vec<_> = sheet.rows().collect();
     let header: Vec<String> = rows[0].iter().map(|c| c.to_string()).collect();
     let column = |en: &str| {

@@ -13,12 +13,14 @@
 
 mod csv;
 pub mod dhis2;
+mod form;
 mod tables;
 mod xlsx;
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use form::{Form, report_form};
 pub use tables::{ObservationRow, ReportRow, observation_table, report_table};
 
 use domain::Day;
@@ -202,6 +204,14 @@ pub fn write(table: &Table, format: Format) -> Result<Vec<u8>, ExportError> {
         Format::Xlsx => xlsx::write(table),
         Format::Dhis2 => Err(ExportError::NotATable(format)),
     }
+}
+
+/// The daily reports as a workbook: the report form to print (`title` heads it), then
+/// the whole report table.
+pub fn report_workbook(rows: &[ReportRow], title: &str) -> Result<Vec<u8>, ExportError> {
+    let table = report_table(rows);
+    table.check()?;
+    xlsx::write_form(&report_form(rows, title), &table)
 }
 
 #[cfg(test)]

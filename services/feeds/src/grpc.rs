@@ -263,7 +263,12 @@ impl pb::feeds_server::Feeds for FeedsService {
                 let content = match format {
                     // Complete (sealed reports only) as of the export's day.
                     Format::Dhis2 => export::dhis2::data_value_set(&rows, day, Some(self.today()), &self.dhis2),
-                    table => export::write(&export::report_table(&rows), table),
+                    // The form to print, then the whole table.
+                    Format::Xlsx => {
+                        let title = format!("日报表 Daily report form — {under}, {} — {day}", level.as_str());
+                        export::report_workbook(&rows, &title)
+                    }
+                    Format::Csv => export::write(&export::report_table(&rows), Format::Csv),
                 };
                 (content.map_err(internal)?, format!("daily-reports-{}", level.as_str()))
             }
