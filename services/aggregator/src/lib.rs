@@ -36,7 +36,7 @@ pub use store::Projections;
 #[derive(Debug, thiserror::Error)]
 pub enum AggregateError {
     #[error("projection storage failed: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(#[from] ::store::Error),
     #[error("projection record {key:?} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
     #[error(transparent)]
@@ -409,7 +409,7 @@ mod tests {
             })
             .collect();
         log.append(records).await.unwrap();
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = ::store::Store::temporary().unwrap();
         let projections = Projections::new(db.open_tree("projections").unwrap());
         let writer = projections.for_writer(3);
         let config = FoldConfig::default();
@@ -520,7 +520,7 @@ mod tests {
         let log = eventlog::EmbeddedLog::open(&dir.path().join("log"), 1).unwrap();
         log.append(unreadable(3, |_| "S1".into())).await.unwrap();
         let stops = FirstConsumerStops { log, subscriptions: Arc::default() };
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = ::store::Store::temporary().unwrap();
         let projections = Projections::new(db.open_tree("projections").unwrap());
         let metrics = AggregatorMetrics::default();
         let (stop, running) = spawn_run(stops.clone(), &projections, &metrics);
@@ -613,7 +613,7 @@ mod tests {
         assert!(records.iter().any(|r| eventlog::partition_for(&r.key, 2) == 1), "some records are in partition 1");
         log.append(records).await.unwrap();
         let group = OwnerlessPartitions { log, subscriptions: Arc::default() };
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = ::store::Store::temporary().unwrap();
         let projections = Projections::new(db.open_tree("projections").unwrap());
         let (stop, running) = spawn_run(group.clone(), &projections, &AggregatorMetrics::default());
         let (mut seen_stalled, deadline) = (false, Instant::now() + Duration::from_secs(60));

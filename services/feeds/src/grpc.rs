@@ -124,7 +124,7 @@ impl From<FeedError> for Status {
         match e {
             FeedError::Projections(e) => store_failed(e),
             FeedError::Reports(e) => e.into(),
-            FeedError::Storage(sled::Error::Io(_)) | FeedError::Log(_) => {
+            FeedError::Storage(store::Error::Io(_)) | FeedError::Log(_) => {
                 tracing::error!(error = %e, "feeds query failed");
                 Status::unavailable(e.to_string())
             }

@@ -47,7 +47,7 @@ use crate::{Clock, FeedError, Office, Offices};
 /// The feeds' own tree: what was published, and the feeds themselves.
 #[derive(Clone)]
 pub struct FeedStore {
-    tree: sled::Tree,
+    tree: store::Tree,
     /// What was published, in the same tree: written in the batches of the feed items.
     publications: Publications,
     /// Bumped after every pass that published something: subscribers wait on it.
@@ -77,7 +77,7 @@ fn forwarded_key(office: &str) -> Vec<u8> {
 }
 
 impl FeedStore {
-    pub fn open(db: &sled::Db) -> Result<Self, FeedError> {
+    pub fn open(db: &store::Store) -> Result<Self, FeedError> {
         let tree = db.open_tree("feeds")?;
         Ok(Self { publications: Publications::new(tree.clone()), tree, published: watch::channel(0).0 })
     }
@@ -167,7 +167,7 @@ struct Pass {
 /// The feed items of a pass, in the batch that carries what it remembers.
 #[derive(Default)]
 struct Items {
-    batch: sled::Batch,
+    batch: store::Batch,
     count: usize,
 }
 
@@ -337,7 +337,7 @@ impl Publisher {
     fn write(&self, pass: Pass) -> Result<usize, FeedError> {
         let Pass { items: Items { mut batch, count }, pending } = pass;
         pending.write_into(&mut batch);
-        eventlog::apply_sled_batch(&self.store.tree, batch)?;
+        self.store.tree.apply(batch)?;
         if count > 0 {
             self.store.tree.flush()?;
             self.store.published.send_modify(|n| *n += 1);
@@ -435,8 +435,8 @@ mod tests {
 
     /// A registration on 2020-03-01 folded into new projections, and a publisher whose
     /// clock stands past that day's deadline.
-    fn folded_day() -> (Projections, Publisher, sled::Db) {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+    fn folded_day() -> (Projections, Publisher, store::Store) {
+        let db = store::Store::temporary().unwrap();
         let projections = Projections::new(db.open_tree("projections").unwrap());
         let config = FoldConfig::default();
         let mut folder = Folder::new(projections.clone(), config.rules, config.zone).unwrap();

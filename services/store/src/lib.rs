@@ -177,6 +177,11 @@ impl Tree {
         Ok(())
     }
 
+    /// Whether the tree holds no entry (an error reading it counts as an entry).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Every entry, in key order.
     pub fn iter(&self) -> Iter {
         Iter(self.0.iter())
@@ -209,6 +214,13 @@ pub struct Iter(sled::Iter);
 impl std::fmt::Debug for Iter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Iter").finish_non_exhaustive()
+    }
+}
+
+impl Iter {
+    /// The keys alone.
+    pub fn keys(self) -> impl DoubleEndedIterator<Item = Result<IVec>> {
+        self.map(|entry| entry.map(|(key, _)| key))
     }
 }
 

@@ -40,7 +40,7 @@ pub(super) struct Checkpoints {
 /// A checkpoint on its way into sled, and the positions it stores.
 struct InFlight {
     positions: BTreeMap<TopicPartition, u64>,
-    writer: std::thread::JoinHandle<sled::Result<()>>,
+    writer: std::thread::JoinHandle<::store::Result<()>>,
 }
 
 /// What a checkpoint stores besides the report kinds' changes.
@@ -100,7 +100,7 @@ impl Checkpoints {
         let mut staged = Staged::default();
         self.stage(kinds, folded.positions, &mut staged)?;
         let batches = staged.batches;
-        let mut positions = sled::Batch::default();
+        let mut positions = ::store::Batch::default();
         // The quarantine moves with the positions: a record is in it once folding has
         // passed it for good.
         for record in folded.quarantined.drain(..) {
@@ -119,9 +119,9 @@ impl Checkpoints {
             .name("checkpoint".into())
             .spawn(move || {
                 for batch in batches.into_values() {
-                    eventlog::apply_sled_batch(&tree, batch)?;
+                    tree.apply(batch)?;
                 }
-                eventlog::apply_sled_batch(&tree, positions)
+                tree.apply(positions)
             })
             .map_err(|e| AggregateError::CheckpointFailed(format!("no thread to write it: {e}")))?;
         self.in_flight = Some(InFlight { positions: folded.positions.clone(), writer });

@@ -534,7 +534,7 @@ mod tests {
         crashed.fold_records(&records).unwrap();
         let mut staged = Staged::default();
         crashed.write_into(&mut staged).unwrap();
-        projections.tree.apply_batch(staged.batches.remove("S1").expect("a batch of S1's entries")).unwrap();
+        projections.tree.apply(staged.batches.remove("S1").expect("a batch of S1's entries")).unwrap();
         drop(crashed);
 
         let config = crate::FoldConfig::default();

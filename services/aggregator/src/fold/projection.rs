@@ -72,7 +72,7 @@ pub(crate) struct CacheBounds {
 /// copies and the days whose reports changed.
 #[derive(Default)]
 pub(crate) struct Staged {
-    pub(super) batches: BTreeMap<String, sled::Batch>,
+    pub(super) batches: BTreeMap<String, ::store::Batch>,
     /// Unit records: (unit, key, value); an empty value removes the key.
     pub(super) records: Vec<(String, Vec<u8>, Vec<u8>)>,
     /// (day, unit) whose reports changed: the feeds look at them again.
@@ -81,9 +81,9 @@ pub(crate) struct Staged {
 
 impl Staged {
     /// The batch of `unit`'s entries that no other instance needs (a person's timeline).
-    pub(crate) fn batch(&mut self, unit: &str) -> &mut sled::Batch {
+    pub(crate) fn batch(&mut self, unit: &str) -> &mut ::store::Batch {
         if !self.batches.contains_key(unit) {
-            self.batches.insert(unit.to_owned(), sled::Batch::default());
+            self.batches.insert(unit.to_owned(), ::store::Batch::default());
         }
         self.batches.get_mut(unit).expect("inserted above")
     }
