@@ -1,7 +1,7 @@
-//! The projection store: one sled tree, keys by prefix. What an aggregator writes for one
-//! school at a checkpoint (timelines, unit days, units, alerts) goes in one atomic
-//! `apply_batch`, and the log positions after all schools, so a crash leaves each school's
-//! part whole or not begun, and positions no further than what is stored.
+//! The projection store: one tree of the `store` crate (sled), keys by prefix. What an
+//! aggregator writes for one school at a checkpoint (timelines, unit days, units, alerts)
+//! goes in one atomic batch, and the log positions after all schools, so a crash leaves
+//! each school's part whole or not begun, and positions no further than what is stored.
 //!
 //! | prefix | key                              | value                      |
 //! |--------|----------------------------------|----------------------------|

@@ -8,8 +8,8 @@
 //! folding again from there skips the records of a stored unit (each kind keeps the ids it
 //! folded with the state they changed) and folds the others' once. Units share no entry:
 //! cities and the province are summed when read, and their registry entries go with the
-//! school that registered them (alike whoever writes them). Small batches matter: sled
-//! 0.34 keeps every page a batch replaces until the batch ends.
+//! school that registered them (alike whoever writes them). One batch per unit rather than
+//! one for all: the store wants its batches small (the `store` crate's doc says why).
 
 use std::collections::{BTreeMap, HashMap};
 
