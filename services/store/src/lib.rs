@@ -61,15 +61,23 @@ impl From<sled::Error> for Error {
     }
 }
 
+/// A `Debug` that names the type alone: sled's own prints every page of a tree (or every
+/// write of a batch).
+macro_rules! opaque_debug {
+    ($($name:ident),*) => {$(
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name)).finish_non_exhaustive()
+            }
+        }
+    )*};
+}
+
+opaque_debug!(Store, Tree, Iter, Batch);
+
 /// A database in a directory, holding any number of [`Tree`]s. Clones share it.
 #[derive(Clone)]
 pub struct Store(sled::Db);
-
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").finish_non_exhaustive()
-    }
-}
 
 /// How long [`Store::open`] waits for a lock held by a handle of this process just dropped.
 /// Another process holding it fails after that.
@@ -132,12 +140,6 @@ impl Store {
 /// One ordered keyspace of a [`Store`]. Clones share it.
 #[derive(Clone)]
 pub struct Tree(sled::Tree);
-
-impl std::fmt::Debug for Tree {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tree").finish_non_exhaustive()
-    }
-}
 
 impl Tree {
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<IVec>> {
@@ -211,12 +213,6 @@ impl Tree {
 /// Entries of a [`Tree`] in key order (or backwards), each as (key, value).
 pub struct Iter(sled::Iter);
 
-impl std::fmt::Debug for Iter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Iter").finish_non_exhaustive()
-    }
-}
-
 impl Iter {
     /// The keys alone.
     pub fn keys(self) -> impl DoubleEndedIterator<Item = Result<IVec>> {
@@ -242,12 +238,6 @@ impl DoubleEndedIterator for Iter {
 /// a key wins.
 #[derive(Default)]
 pub struct Batch(sled::Batch);
-
-impl std::fmt::Debug for Batch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Batch").finish_non_exhaustive()
-    }
-}
 
 impl Batch {
     pub fn insert(&mut self, key: impl Into<IVec>, value: impl Into<IVec>) {
