@@ -21,7 +21,7 @@
 //!   the positions (`aggregator::fold::checkpoint`).
 //! - **One batch at a time**: sled holds a process-wide lock while it writes a batch, and
 //!   reads and flushes wait on it. Entries that stand alone are inserted one by one
-//!   (intake's index), and the fold does not read back what it has not written.
+//!   (intake's index), and a rebuild's fold does not look up what it has not written.
 //!
 //! Figures and the history of each: `services/bench/PROFILE.md`.
 
