@@ -253,6 +253,13 @@ impl School {
         )
     }
 
+    /// Names `unit` (a unit key of this school) in Chinese and English.
+    pub fn name(&mut self, time: &str, unit: &str, zh: &str, en: &str) -> pb::Event {
+        let named = pb::UnitNamed { unit: unit.into(), name_zh: zh.into(), name_en: en.into() };
+        let change = Some(pb::unit_event::Change::Named(named));
+        self.event(time, pb::event::Payload::Unit(pb::UnitEvent { change }))
+    }
+
     pub fn left(&mut self, time: &str, person: &str) -> pb::Event {
         let left = pb::roster_event::Change::Left(pb::Left {});
         self.event(time, pb::event::Payload::Roster(pb::RosterEvent { person_id: person.into(), change: Some(left) }))

@@ -28,6 +28,7 @@ on_every_backend!(
     diagnoses_and_observation_move_people_between_counts,
     queries_name_what_is_wrong_and_unknown_units_are_not_found,
     health_reflection_and_metrics_are_served,
+    units_carry_their_schools_names_the_latest_naming_winning,
 );
 
 async fn fever_in_a_dorm_shared_by_two_classes_counts_each_person_once_at_every_level(backend: Backend) {
@@ -162,7 +163,11 @@ async fn a_bad_event_in_a_good_batch_is_refused_by_index_and_the_rest_is_kept(ba
             (0, pb::Outcome::Accepted as i32, ""),
             (1, pb::Outcome::Rejected as i32, "health.temperature.celsius: 52.1 is outside 30.0..=45.0"),
             (2, pb::Outcome::Accepted as i32, ""),
-            (3, pb::Outcome::Rejected as i32, "payload: missing; set one of roster, health, movement, inspection"),
+            (
+                3,
+                pb::Outcome::Rejected as i32,
+                "payload: missing; set one of roster, health, movement, inspection, unit"
+            ),
         ]
     );
     let report = server.report("school:S1", DAY).await;
@@ -784,5 +789,40 @@ async fn a_long_stream_answers_every_event_by_its_index_and_folds_each_once(back
     assert!(problems[1].1.starts_with("school"), "{}", problems[1].1);
     server.caught_up().await;
     assert_eq!(server.events_folded().await, 4_997);
+    server.running.stop().await.unwrap();
+}
+
+/// Units carry the names their school gave them (the naming latest by event time, in
+/// whatever order they arrive), cities their configured names; naming changes no figure,
+/// and a school cannot name another school's units.
+async fn units_carry_their_schools_names_the_latest_naming_winning(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &backend).await;
+    let mut s1 = School::new("S1", "Guangzhou", DAY);
+    let register = s1.register("07:00", &student("A", "C01", "B1"));
+    let later = s1.name("10:00", "school:S1", "广州市第一技工学校", "Guangzhou No. 1 Technical School");
+    let earlier = s1.name("08:00", "school:S1", "旧名", "Old name");
+    let class = s1.name("08:00", "class:S1/D1/2019/C01", "2019级一班", "");
+    // The later naming arrives first.
+    server.post_all(vec![register, later]).await;
+    server.post_all(vec![earlier, class]).await;
+
+    let school = server.report("school:S1", DAY).await;
+    assert_eq!(
+        (school.name_zh.as_str(), school.name_en.as_str(), school.population),
+        ("广州市第一技工学校", "Guangzhou No. 1 Technical School", 1)
+    );
+    let class = server.report("class:S1/D1/2019/C01", DAY).await;
+    assert_eq!((class.name_zh.as_str(), class.name_en.as_str()), ("2019级一班", ""));
+    let dorm = server.report("dorm:S1/B1", DAY).await;
+    assert_eq!((dorm.name_zh.as_str(), dorm.name_en.as_str(), dorm.population), ("", "", 1), "never named");
+    let city = server.report("city:Guangzhou", DAY).await;
+    assert_eq!((city.name_zh.as_str(), city.name_en.as_str()), ("广州市", "Guangzhou"), "as configured");
+
+    let foreign = s1.name("09:00", "school:S2", "别校", "Another school");
+    let answer = server.intake.publish_batch(pb::PublishBatchRequest { events: vec![foreign] }).await.unwrap();
+    let result = &answer.into_inner().results[0];
+    assert_eq!(result.outcome, pb::Outcome::Rejected as i32);
+    assert!(result.error.starts_with("unit.named.unit:"), "{}", result.error);
     server.running.stop().await.unwrap();
 }

@@ -9,6 +9,7 @@
 //! | `p`    | school/person                    | legacy, read then removed: the timeline with a whole state per day (stores from before `t`) |
 //! | `u`    | unit key, NUL, YYYY-MM-DD        | the unit's [`Tally`] (sparse when most counts are zero) |
 //! | `n`    | unit key                         | [`UnitInfo`]               |
+//! | `N`    | unit key                         | the unit's display names as last named ([`NamedUnit`]) |
 //! | `e`    | school/event id                  | legacy, read only: the event is folded (stores from before the ids moved into `p`) |
 //! | `o`    | topic/partition                  | next offset to fold (u64)  |
 //! | `h`    | school/person                    | the person's [`KeyPersonHistory`]: their entry in the key-person lists from each day it changed, while ever one |
@@ -16,8 +17,8 @@
 //! | `r`    | school/person                    | persons an isolation paired them with, either side's |
 //! | `a`    | school/event id                  | an [`Alert`] not yet taken by the feeds |
 //! | `c`    | YYYY-MM-DD, NUL, school          | the school's units changed on that day: the feeds look again |
-//! | `x`    | a `u`, `n`, `h`, `k` or `a` key  | outbox: (version, value) not yet in the changelog |
-//! | `w`    | a `u` or `n` key                 | view only: version of the value held |
+//! | `x`    | a `u`, `n`, `N`, `h`, `k` or `a` key | outbox: (version, value) not yet in the changelog |
+//! | `w`    | a `u`, `n` or `N` key            | view only: version of the value held |
 //! | `q`    | topic/partition/offset (padded)  | a [`crate::quarantine::Quarantined`] record, kept out of the fold |
 
 use std::collections::BTreeMap;
@@ -52,6 +53,13 @@ pub struct UnitInfo {
     pub parent: Option<UnitKey>,
     /// The city of the unit's school (empty for the province).
     pub city: String,
+}
+
+/// A unit's display names as last named: a register, the latest naming by event time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedUnit {
+    pub names: domain::unit::UnitNames,
+    pub stamp: domain::person::Stamp,
 }
 
 /// `tag`, NUL, then `parts` one after the other: keys are built without `format!`, which
@@ -189,6 +197,12 @@ pub(crate) fn unit_key(unit: &UnitKey) -> Vec<u8> {
     key
 }
 
+pub(crate) fn unit_names_key(unit: &UnitKey) -> Vec<u8> {
+    let mut key = b"N\0".to_vec();
+    push_unit(&mut key, unit);
+    key
+}
+
 /// Legacy: stores written before the folded ids moved into the timelines have these.
 pub(crate) fn seen_key(school: &str, event_id: &str) -> Vec<u8> {
     format!("e\0{school}/{event_id}").into_bytes()
@@ -300,6 +314,12 @@ impl Projections {
 
     pub fn unit(&self, unit: &UnitKey) -> Result<Option<UnitInfo>, AggregateError> {
         let key = unit_key(unit);
+        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
+    }
+
+    /// `unit`'s display names as last named, with when (none while it was never named).
+    pub fn named_unit(&self, unit: &UnitKey) -> Result<Option<NamedUnit>, AggregateError> {
+        let key = unit_names_key(unit);
         self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
     }
 

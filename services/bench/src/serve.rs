@@ -625,7 +625,7 @@ async fn sealed_after(reports: &mut ReportsClient<Channel>, day: chrono::NaiveDa
 fn log_record(event: &pb::Event) -> eventlog::Record {
     use pb::event::Payload;
     let topic = match event.payload {
-        Some(Payload::Roster(_)) => "roster",
+        Some(Payload::Roster(_) | Payload::Unit(_)) => "roster",
         Some(Payload::Health(_)) => "health",
         Some(Payload::Movement(_)) => "movement",
         Some(Payload::Inspection(_)) | None => "inspection",

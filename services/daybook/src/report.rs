@@ -100,7 +100,9 @@ pub fn render(r: &pb::DailyReport) -> String {
     } else {
         "nothing abnormal, but the checks are not complete yet"
     };
-    let _ = writeln!(out, "Daily report (日报告) for {} on {}: {verdict}", r.unit, r.date);
+    let names = [r.name_zh.as_str(), r.name_en.as_str()].iter().filter(|n| !n.is_empty()).copied().collect::<Vec<_>>();
+    let unit = if names.is_empty() { r.unit.clone() } else { format!("{} ({})", r.unit, names.join(" ")) };
+    let _ = writeln!(out, "Daily report (日报告) for {unit} on {}: {verdict}", r.date);
     let status = match pb::ReportStatus::try_from(r.status) {
         Ok(pb::ReportStatus::OnTime) => "sent on time (按时报送)",
         Ok(pb::ReportStatus::Late) => "sent late (迟报)",
@@ -195,6 +197,8 @@ pub fn to_json(r: &pb::DailyReport) -> serde_json::Value {
     let symptoms = r.symptoms.unwrap_or_default();
     let mut json = serde_json::json!({
         "unit": r.unit,
+        "name_zh": r.name_zh,
+        "name_en": r.name_en,
         "level": pb::Level::try_from(r.level).map(|l| l.as_str_name()).unwrap_or_default(),
         "date": r.date,
         "zero_report": r.zero_report,

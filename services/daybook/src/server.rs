@@ -233,7 +233,7 @@ async fn build<L: EventLog, C: EventLog>(
         // With the feeds, sealed days read as published; without, every day reads open.
         let publishing = roles == Roles::All || config.publish_feeds;
         let store = publishing.then(|| FeedStore::open(&db).context("opening the feed store")).transpose()?;
-        let mut model = ReadModel::new(readable.clone(), config.close);
+        let mut model = ReadModel::new(readable.clone(), config.close).with_cities(&config.cities);
         if let Some(store) = &store {
             model = model.with_publications(store.publications().clone());
         }

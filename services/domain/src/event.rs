@@ -18,7 +18,7 @@ impl Envelope {
     pub fn person_id(&self) -> Option<&str> {
         match &self.payload {
             Payload::Person { person_id, .. } => Some(person_id),
-            Payload::Inspection(_) => None,
+            Payload::Inspection(_) | Payload::Unit(_) => None,
         }
     }
 
@@ -26,6 +26,8 @@ impl Envelope {
         match &self.payload {
             Payload::Person { fact, .. } => fact.kind(),
             Payload::Inspection(_) => EventKind::Inspection,
+            // With the school's roster: the same topic, so in order with it.
+            Payload::Unit(_) => EventKind::Roster,
         }
     }
 }
@@ -56,6 +58,14 @@ impl EventKind {
 pub enum Payload {
     Person { person_id: String, fact: Fact },
     Inspection(Inspection),
+    Unit(UnitFact),
+}
+
+/// A fact about a unit of the school's network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UnitFact {
+    /// Its display names (either may be empty, not both).
+    Named { unit: crate::UnitKey, names: crate::unit::UnitNames },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -26,6 +26,9 @@ pub struct BatchCount {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DailyReport {
     pub unit: UnitKey,
+    /// Display names, filled by whoever reads the report (empty while the unit has none);
+    /// not a figure: naming a unit changes no version.
+    pub names: crate::unit::UnitNames,
     pub date: Day,
     pub population: u32,
     pub population_by_role: Vec<(Role, u32)>,
@@ -200,6 +203,7 @@ impl DailyReport {
         let abnormal = n(Measure::AbnormalOngoing) + n(Measure::AbnormalToday);
         DailyReport {
             unit,
+            names: crate::unit::UnitNames::default(),
             date,
             population: n(Measure::Population),
             population_by_role: Role::ALL.iter().map(|r| (*r, n(Measure::population_of(*r)))).collect(),

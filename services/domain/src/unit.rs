@@ -56,6 +56,28 @@ pub enum UnitKeyError {
     Segments { level: &'static str, expected: usize, got: String },
 }
 
+/// A unit's display names; empty while it has none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UnitNames {
+    pub zh: String,
+    pub en: String,
+}
+
+impl UnitNames {
+    pub fn is_empty(&self) -> bool {
+        self.zh.is_empty() && self.en.is_empty()
+    }
+
+    /// "中文 English", or whichever there is.
+    pub fn label(&self) -> String {
+        match (self.zh.is_empty(), self.en.is_empty()) {
+            (false, false) => format!("{} {}", self.zh, self.en),
+            (false, true) => self.zh.clone(),
+            _ => self.en.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct UnitKey {
     pub level: Level,

@@ -10,7 +10,7 @@ use crate::{Cell, Header, Table};
 
 /// A group of the form's columns under one heading, by the table's English headings.
 const GROUPS: [(Header, &[&str]); 7] = [
-    (Header::new("单位", "Unit"), &["Unit"]),
+    (Header::new("单位", "Unit"), &["Unit", "Name"]),
     (Header::new("人数", "Persons"), &["Population", "Present on campus"]),
     (Header::new("体温检测", "Temperature checks"), &["Check coverage", "Checked (any daily check)"]),
     (

@@ -97,6 +97,7 @@ pub fn observation_table(persons: &[ObservationRow]) -> Table {
 fn report_columns() -> Vec<Column<ReportRow>> {
     let mut c: Vec<Column<ReportRow>> = vec![
         rep("单位", "Unit", |r| r.report.unit.to_string().into()),
+        rep("名称", "Name", |r| r.report.names.label().into()),
         rep("层级", "Level", |r| word(r.report.unit.level.as_str()).into()),
         rep("日期", "Date", |r| r.report.date.into()),
         rep("版本（0=未封存）", "Version (0 = not sealed)", |r| r.version.into()),

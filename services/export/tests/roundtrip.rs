@@ -151,7 +151,8 @@ fn the_report_table_reads_back_from_xlsx_with_numeric_cells() {
     let header: Vec<Back> = table.headers.iter().map(|h| Back::Text(h.label())).collect();
     assert_eq!(sheet[0], header);
     assert_eq!(sheet[0][0], Back::Text("单位 / Unit".into()));
-    assert_eq!(sheet[0][2], Back::Text("日期 / Date".into()));
+    assert_eq!(sheet[0][1], Back::Text("名称 / Name".into()), "the unit's name beside its code");
+    assert_eq!(sheet[0][3], Back::Text("日期 / Date".into()));
 
     for (row, published) in sheet[1..].iter().zip(&rows) {
         let r = &published.report;

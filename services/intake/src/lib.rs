@@ -332,6 +332,8 @@ fn kind_of(event: &pb::Event) -> Option<EventKind> {
         Payload::Health(_) => EventKind::Health,
         Payload::Movement(_) => EventKind::Movement,
         Payload::Inspection(_) => EventKind::Inspection,
+        // A unit's names go with the school's roster.
+        Payload::Unit(_) => EventKind::Roster,
     })
 }
 

@@ -15,6 +15,7 @@ use aggregator::Projections;
 use aggregator::store::UnitInfo;
 use domain::close::CloseRules;
 use domain::report::{ReportStatus, ReportingRate};
+use domain::unit::UnitNames;
 use domain::{DailyReport, Day, Level, Tally, UnitKey};
 
 use crate::{Pending, Publications, Remembered, ReportError};
@@ -26,6 +27,8 @@ pub struct ReadModel {
     close: CloseRules,
     /// `None` without feeds: nothing is published, every day reads open.
     publications: Option<Publications>,
+    /// Cities' names, as configured (schools and below are named by events).
+    city_names: std::sync::Arc<BTreeMap<String, UnitNames>>,
 }
 
 impl std::fmt::Debug for ReadModel {
@@ -94,7 +97,24 @@ impl Roster {
 impl ReadModel {
     /// Reports off `projections`, every day open until [`Self::with_publications`].
     pub fn new(projections: Projections, close: CloseRules) -> Self {
-        Self { projections, close, publications: None }
+        Self { projections, close, publications: None, city_names: Default::default() }
+    }
+
+    /// Names the cities' reports: Chinese from the configured list, English the city's key.
+    pub fn with_cities(mut self, cities: &domain::city::Cities) -> Self {
+        let names = cities.iter().map(|c| (c.name.clone(), UnitNames { zh: c.chinese.clone(), en: c.name.clone() }));
+        self.city_names = std::sync::Arc::new(names.collect());
+        self
+    }
+
+    /// `unit`'s display names: a city's as configured, a school's or a lower unit's as
+    /// last named; none for the province or a unit never named.
+    fn names_of(&self, unit: &UnitKey) -> Result<UnitNames, ReportError> {
+        Ok(match unit.level {
+            Level::Province => UnitNames::default(),
+            Level::City => self.city_names.get(&unit.path).cloned().unwrap_or_default(),
+            _ => self.projections.named_unit(unit)?.map(|named| named.names).unwrap_or_default(),
+        })
     }
 
     /// Judges sealed days against what the feeds published.
@@ -429,6 +449,7 @@ impl ReadModel {
         judging: Judging,
     ) -> Result<Judged, ReportError> {
         let mut report = DailyReport::from_tally(unit.clone(), day, tally);
+        report.names = self.names_of(unit)?;
         let pending = match judging {
             Judging::Figures => return Ok(Judged { report, remembered: None, expected: true }),
             Judging::Open => {

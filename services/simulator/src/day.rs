@@ -58,11 +58,12 @@ const fn hm(hours: u32, minutes: u32) -> u32 {
     hours * 3600 + minutes * 60
 }
 
-/// One school's events for `date`: first every person's registration, then the day.
-/// Deterministic in its arguments; `seed` drives the day's randomness.
+/// One school's events for `date`: first its name and every person's registration, then
+/// the day. Deterministic in its arguments; `seed` drives the day's randomness.
 pub fn day_events(province: &Province, school_index: usize, date: NaiveDate, seed: u64) -> Vec<pb::Event> {
     let school = &province.schools()[school_index];
-    let mut roster = Vec::with_capacity(school.persons.len() * 4);
+    let mut roster = Vec::with_capacity(school.persons.len() * 4 + 1);
+    roster.push(school_named(school, school_index, date, seed));
     let mut day = Vec::with_capacity(school.persons.len() * 3);
     for person in &school.persons {
         let mut rng =
@@ -73,6 +74,24 @@ pub fn day_events(province: &Province, school_index: usize, date: NaiveDate, see
     }
     roster.append(&mut day);
     roster
+}
+
+/// The school's display names; like a registration, the same event id every day (the
+/// server answers it again as a duplicate).
+fn school_named(school: &School, index: usize, date: NaiveDate, seed: u64) -> pb::Event {
+    let number = index + 1;
+    let named = pb::UnitNamed {
+        unit: format!("school:{}", school.code),
+        name_zh: format!("第{number}技工学校"),
+        name_en: format!("{} Technical School No. {number}", school.city),
+    };
+    pb::Event {
+        event_id: format!("sim-{seed}-name-{}", school.code),
+        source: SOURCE.to_owned(),
+        school: school.code.clone(),
+        occurred_at: format!("{date}T00:00:00+08:00"),
+        payload: Some(Payload::Unit(pb::UnitEvent { change: Some(pb::unit_event::Change::Named(named)) })),
+    }
 }
 
 /// Builds the events of one person on one day.

@@ -131,13 +131,41 @@ pub fn event_from_proto(event: pb::Event) -> Result<Envelope, FieldError> {
     })?;
     let on = occurred_at.date_naive();
     let payload = match event.payload {
-        None => return Err(bad("payload", "missing; set one of roster, health, movement, inspection")),
+        None => return Err(bad("payload", "missing; set one of roster, health, movement, inspection, unit")),
         Some(pb::event::Payload::Roster(r)) => roster(r)?,
         Some(pb::event::Payload::Health(h)) => health(h)?,
         Some(pb::event::Payload::Movement(m)) => movement(m, on)?,
         Some(pb::event::Payload::Inspection(i)) => Payload::Inspection(inspection(i, on)?),
+        Some(pb::event::Payload::Unit(u)) => Payload::Unit(unit_fact(u, &school)?),
     };
     Ok(Envelope { event_id, source, school, occurred_at, payload })
+}
+
+/// A fact about a unit of `school`: the school itself or one below it, each segment of its
+/// key a code.
+fn unit_fact(u: pb::UnitEvent, school: &str) -> Result<domain::event::UnitFact, FieldError> {
+    let Some(pb::unit_event::Change::Named(named)) = u.change else {
+        return Err(bad("unit.change", "missing; set named"));
+    };
+    let field = "unit.named.unit";
+    let unit: domain::UnitKey = named.unit.parse().map_err(|e| bad(field, format!("{}: {e}", quoted(&named.unit))))?;
+    if unit.level < domain::Level::School {
+        return Err(bad(field, format!("{unit} is not a unit of a school (school, department, grade, class, dorm)")));
+    }
+    for segment in unit.path.split('/') {
+        checked_code(segment.to_owned(), true).map_err(|reason| bad(field, reason))?;
+    }
+    if unit.path.split('/').next() != Some(school) {
+        return Err(bad(field, format!("{unit} is not a unit of school {} (the event's school)", quoted(school))));
+    }
+    let names = domain::unit::UnitNames {
+        zh: text("unit.named.name_zh", named.name_zh, MAX_TEXT_BYTES, false)?,
+        en: text("unit.named.name_en", named.name_en, MAX_TEXT_BYTES, false)?,
+    };
+    if names.zh.trim().is_empty() && names.en.trim().is_empty() {
+        return Err(bad("unit.named.name_zh", "and name_en are both empty: give at least one"));
+    }
+    Ok(domain::event::UnitFact::Named { unit, names })
 }
 
 fn placement(prefix: &str, p: Option<pb::Placement>, role: Option<Role>) -> Result<Placement, FieldError> {
@@ -472,6 +500,33 @@ mod tests {
             ..temperature(36.6)
         };
         assert_eq!(event_from_proto(e).unwrap_err().field, "roster.moved.placement.dorm");
+    }
+
+    #[test]
+    fn a_unit_is_named_only_below_its_own_school_with_a_name() {
+        let naming = |unit: &str, zh: &str, en: &str| pb::Event {
+            payload: Some(pb::event::Payload::Unit(pb::UnitEvent {
+                change: Some(pb::unit_event::Change::Named(pb::UnitNamed {
+                    unit: unit.into(),
+                    name_zh: zh.into(),
+                    name_en: en.into(),
+                })),
+            })),
+            ..temperature(36.6)
+        };
+        let envelope = event_from_proto(naming("class:S1/D1/2019/C01", "一班", "")).unwrap();
+        assert_eq!(envelope.kind(), domain::event::EventKind::Roster, "with the school's roster");
+        for (unit, zh, en, field) in [
+            ("school:S2", "别校", "", "unit.named.unit"),
+            ("city:Guangzhou", "广州", "", "unit.named.unit"),
+            ("class:S1/D1/C01", "一班", "", "unit.named.unit"),
+            ("dorm:S1/B 2", "二号楼", "", "unit.named.unit"),
+            ("school:S1", " ", "", "unit.named.name_zh"),
+        ] {
+            assert_eq!(event_from_proto(naming(unit, zh, en)).unwrap_err().field, field, "{unit} {zh:?}");
+        }
+        let long = "名".repeat(100);
+        assert_eq!(event_from_proto(naming("school:S1", &long, "")).unwrap_err().field, "unit.named.name_zh");
     }
 
     #[test]

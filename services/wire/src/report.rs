@@ -142,6 +142,8 @@ pub fn report_to_proto(r: &DailyReport) -> pb::DailyReport {
         checked_any: r.checked_any,
         expected_by_deadline: r.expected_by_deadline,
         checked_by_deadline: r.checked_by_deadline,
+        name_zh: r.names.zh.clone(),
+        name_en: r.names.en.clone(),
         abnormal: r.abnormal,
         status: status_to_proto(r.status) as i32,
         version: r.version,

@@ -7,6 +7,7 @@
 //! - `school`: the schools' daily report, the first kind: persons' timelines and their
 //!   units' tallies, alerts, roommates; `cache`: what it keeps in memory between
 //!   checkpoints, and its bounds;
+//! - `names`: units' display names, a second kind as small as one can be;
 //! - `checkpoint`: what changed, stored in one atomic sled batch per unit (the school),
 //!   then the log positions reached.
 
@@ -23,6 +24,7 @@ use crate::store::Projections;
 
 mod cache;
 mod checkpoint;
+mod names;
 mod projection;
 mod school;
 
@@ -79,7 +81,10 @@ impl Folder {
     pub fn new(projections: Projections, rules: Rules, zone: FixedOffset) -> Result<Self, AggregateError> {
         let positions = projections.positions()?;
         // Every report kind; a new one is added here.
-        let kinds: Vec<Box<dyn Projection>> = vec![Box::new(school::SchoolFold::new(&projections, rules, zone)?)];
+        let kinds: Vec<Box<dyn Projection>> = vec![
+            Box::new(school::SchoolFold::new(&projections, rules, zone)?),
+            Box::new(names::NamesFold::new(&projections)),
+        ];
         let checkpoints = Checkpoints::new(&projections, positions.clone());
         let projections_quarantine =
             projections.quarantined()?.into_iter().map(|q| (q.at(), q.offset)).collect::<HashSet<_>>();
