@@ -258,6 +258,16 @@ async fn the_alert_rules_and_the_dashboard_ask_for_metrics_the_server_exports() 
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    // Every gRPC call counted by method and code; a made-up path as `unknown`.
+    for call in [r#"method="daybook.v1.Intake/Publish",code="OK"} 1"#, r#"Publish",code="INVALID_ARGUMENT"} 1"#] {
+        assert!(metrics.contains(call), "{call} in {metrics}");
+    }
+    assert!(metrics.contains(r#"daybook_grpc_request_duration_seconds_count{method="daybook.v1.Intake/Publish"} 2"#));
+    // S1's last event was acknowledged at the harness clock's instant, 2020-01-01 00:00 UTC.
+    assert!(
+        metrics.contains("daybook_school_last_event_accepted_timestamp_seconds{school=\"S1\"} 1577836800\n"),
+        "{metrics}"
+    );
     let exported: BTreeSet<String> = metrics
         .lines()
         .filter_map(|l| match l.strip_prefix("# TYPE ") {

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod files;
+pub mod grpc_metrics;
 pub mod kafka;
 pub mod metrics_http;
 pub mod process_metrics;

@@ -297,6 +297,7 @@ async fn build<L: EventLog, C: EventLog>(
         )
     });
     let limits = config.limits;
+    let grpc_metrics = crate::grpc_metrics::GrpcMetrics::registered(&mut registry);
     let mut builder = tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_streams)
         .http2_keepalive_interval(Some(limits.keepalive))
@@ -305,6 +306,7 @@ async fn build<L: EventLog, C: EventLog>(
         builder = builder.tls_config(tls.grpc.clone()).context("tls-cert, tls-key: gRPC TLS")?;
     }
     let router = builder
+        .layer(grpc_metrics)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)

@@ -24,6 +24,7 @@ use eventlog::{EventLog, LogError, Record};
 use futures::StreamExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
@@ -66,6 +67,9 @@ pub struct IntakeMetrics {
     pub accepted: Family<Labels, Counter>,
     pub duplicates: Family<Labels, Counter>,
     pub refused: Family<Labels, Counter>,
+    /// When each school's last event was acknowledged (Unix seconds): a school whose
+    /// posting system went quiet stands still here.
+    pub last_accepted: Family<Labels, Gauge>,
 }
 
 impl std::fmt::Debug for IntakeMetrics {
@@ -86,6 +90,11 @@ impl IntakeMetrics {
             "daybook_events_refused",
             "Events refused as invalid, by kind and field",
             self.refused.clone(),
+        );
+        registry.register(
+            "daybook_school_last_event_accepted_timestamp_seconds",
+            "When each school's (hall's, enterprise's) last event was acknowledged, Unix seconds",
+            self.last_accepted.clone(),
         );
     }
 }
@@ -240,7 +249,9 @@ impl<L: EventLog> IntakeService<L> {
         let mut duplicates = [0u64; EventKind::ALL.len()];
         let mut new_schools = HashMap::new();
         // Appended below and answered only once durable: the instant they are acknowledged.
-        let acked_at = (self.ack_clock)().timestamp_millis().to_string();
+        let acked = (self.ack_clock)();
+        let acked_at = acked.timestamp_millis().to_string();
+        let mut schools_posting = HashSet::new();
         for (index, event) in events.into_iter().enumerate() {
             // An id too long to be valid is echoed by its start only.
             let event_id = match event.event_id.len() > wire::MAX_CODE_BYTES {
@@ -269,6 +280,7 @@ impl<L: EventLog> IntakeService<L> {
                         duplicates[kind as usize] += 1;
                         result.outcome = pb::Outcome::Duplicate as i32;
                     } else {
+                        let school = envelope.school.clone();
                         records.push(Record {
                             topic: kind.as_str().to_owned(),
                             key: envelope.school,
@@ -282,6 +294,7 @@ impl<L: EventLog> IntakeService<L> {
                         });
                         new_events.push((index, kind));
                         new_ids.push((id, envelope.occurred_at.naive_utc().date()));
+                        schools_posting.insert(school);
                     }
                 }
             }
@@ -296,6 +309,9 @@ impl<L: EventLog> IntakeService<L> {
         self.accepted.insert(&new_ids)?;
         for (school, city) in new_schools {
             self.school_cities.insert(school.as_bytes(), city.as_bytes())?;
+        }
+        for school in schools_posting {
+            self.metrics.last_accepted.get_or_create(&vec![("school".to_owned(), school)]).set(acked.timestamp());
         }
         for kind in EventKind::ALL {
             if accepted[kind as usize] > 0 {
