@@ -198,6 +198,29 @@ async fn a_late_event_after_the_close_is_version_2_on_every_channel(backend: Bac
     let mut client = feeds(&server).await;
     read_until(&mut client, "cdc-Foshan", 0, is_report("school:S1", 1)).await;
 
+    // The seal as /metrics tells it: S1 and S3 checked everyone by the deadline, S2 no
+    // one; Foshan (S1, S2) and the province are incomplete, Zhuhai (S3) on time. Foshan's
+    // office got its 11 reports: S1's school, department, grade, two classes and dorm, S2's
+    // school, department, grade and class, and the city.
+    let metrics = tests::http_get(server.running.http_addr, "/metrics").await;
+    for sample in [
+        r#"daybook_sealed_reports{level="school",status="on_time"} 2"#,
+        r#"daybook_sealed_reports{level="school",status="missing"} 1"#,
+        r#"daybook_sealed_reports{level="city",status="incomplete"} 1"#,
+        r#"daybook_sealed_reports{level="city",status="on_time"} 1"#,
+        r#"daybook_sealed_reports{level="province",status="incomplete"} 1"#,
+        "daybook_last_sealed_day_timestamp_seconds 1583020800",
+        r#"daybook_feed_items_total{office="cdc-Foshan",kind="report"} 11"#,
+    ] {
+        assert!(metrics.contains(&format!("{sample}\n")), "{sample} not in {metrics}");
+    }
+    let open = client.subscribe(pb::SubscribeRequest { office: "cdc-Zhuhai".into(), after: 0 }).await.unwrap();
+    let subscribers = r#"daybook_feed_subscribers{office="cdc-Zhuhai"}"#;
+    let count = |metrics: &str| metrics.lines().find(|l| l.starts_with(subscribers)).map(str::to_owned);
+    let metrics = tests::http_get(server.running.http_addr, "/metrics").await;
+    assert_eq!(count(&metrics), Some(format!("{subscribers} 1")), "one stream open");
+    drop(open);
+
     // Yesterday's evening reading arrives late, with a fever.
     let late = schools[0].temperature("19:00", "B", Slot::Evening, 38.3);
     server.post_all(vec![late]).await;

@@ -243,6 +243,7 @@ async fn build<L: EventLog, C: EventLog>(
             .with_today(today.clone())
             .with_horizon(config.horizon_days);
         if let Some(store) = store {
+            store.metrics().register(&mut registry);
             let service = start_feeds(config, store, model, kafka, &supervisor, &mut tasks)?;
             supervisor.serving(FEEDS, true).await;
             let service = service.with_audit(gate.audit_log()).with_horizon(today, config.horizon_days).into_server();

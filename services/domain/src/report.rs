@@ -98,7 +98,7 @@ pub struct DailyReport {
 }
 
 /// Where a unit's report for a day stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ReportStatus {
     /// Before the day's deadline: live figures, not yet a report.
     Open,

@@ -89,6 +89,8 @@ where
 async fn forward_some<L: EventLog>(store: &FeedStore, log: &L, office: &str) -> Result<bool, FeedError> {
     const MAX: usize = 2048;
     let from = store.forwarded(office)?;
+    let behind = store.last_cursor(office)?.saturating_sub(from);
+    store.metrics().forward_lag(office, behind);
     let items = store.items_after(office, from, MAX)?;
     let Some((last, _)) = items.last() else { return Ok(false) };
     let last = *last;
@@ -110,6 +112,7 @@ async fn forward_some<L: EventLog>(store: &FeedStore, log: &L, office: &str) -> 
         .collect();
     log.append(records).await?;
     store.set_forwarded(office, last)?;
+    store.metrics().forward_lag(office, behind.saturating_sub(last - from));
     Ok(full)
 }
 

@@ -166,8 +166,9 @@ impl pb::feeds_server::Feeds for FeedsService {
         let store = self.store.clone();
         let mut published = store.subscribe();
         let mut stopping = self.stopping.clone();
+        let subscribed = self.store.metrics().subscribed(&office);
         tokio::spawn(async move {
-            let _slot = slot;
+            let (_slot, _subscribed) = (slot, subscribed);
             let mut after = request.after;
             loop {
                 let items = match store.items_after(&office, after, 512) {

@@ -16,10 +16,12 @@ pub mod clock;
 pub mod files;
 pub mod forward;
 pub mod grpc;
+pub mod metrics;
 pub mod office;
 pub mod publisher;
 
 pub use clock::Clock;
+pub use metrics::FeedMetrics;
 pub use office::{Office, Offices};
 pub use publisher::{FeedStore, Publisher};
 

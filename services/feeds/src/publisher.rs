@@ -52,6 +52,7 @@ pub struct FeedStore {
     publications: Publications,
     /// Bumped after every pass that published something: subscribers wait on it.
     published: watch::Sender<u64>,
+    metrics: crate::FeedMetrics,
 }
 
 impl std::fmt::Debug for FeedStore {
@@ -79,7 +80,17 @@ fn forwarded_key(office: &str) -> Vec<u8> {
 impl FeedStore {
     pub fn open(db: &store::Store) -> Result<Self, FeedError> {
         let tree = db.open_tree("feeds")?;
-        Ok(Self { publications: Publications::new(tree.clone()), tree, published: watch::channel(0).0 })
+        Ok(Self {
+            publications: Publications::new(tree.clone()),
+            tree,
+            published: watch::channel(0).0,
+            metrics: crate::FeedMetrics::default(),
+        })
+    }
+
+    /// What the publisher, the subscriptions and the forwarding count.
+    pub fn metrics(&self) -> &crate::FeedMetrics {
+        &self.metrics
     }
 
     /// What was published: the read model judges sealed days against it.
@@ -162,6 +173,8 @@ impl FeedStore {
 struct Pass {
     items: Items,
     pending: Pending,
+    /// The reports it publishes, by level and status (a seal's, for the metrics).
+    statuses: BTreeMap<(domain::Level, domain::report::ReportStatus), i64>,
 }
 
 /// The feed items of a pass, in the batch that carries what it remembers.
@@ -169,6 +182,8 @@ struct Pass {
 struct Items {
     batch: store::Batch,
     count: usize,
+    /// Items by office and kind, counted once written.
+    by_office: BTreeMap<(String, &'static str), u64>,
 }
 
 pub struct Publisher {
@@ -318,11 +333,18 @@ impl Publisher {
                 }
             }
             for day in &to_seal {
-                tracing::info!(day = %day, "sealing the day's reports");
+                let started = Instant::now();
                 let mut pass = Pass::default();
                 self.publish_day(&mut pass, &roster, &offices, *day, None)?;
                 pass.pending.seal(*day);
+                let statuses = std::mem::take(&mut pass.statuses);
                 items += self.write(pass)?;
+                let seconds = started.elapsed().as_secs_f64();
+                self.store.metrics.sealed(*day, seconds, &statuses);
+                let reports: i64 = statuses.values().sum();
+                let missing = statuses.get(&(domain::Level::School, domain::report::ReportStatus::Missing));
+                tracing::info!(day = %day, reports, missing_schools = missing.copied().unwrap_or(0), seconds,
+                    "sealed the day's reports");
             }
         }
         let now_sealed = to_seal.last().copied().or(sealed);
@@ -335,9 +357,12 @@ impl Publisher {
     /// Writes what `pass` published and remembers in one batch, and wakes the subscribers.
     /// Returns how many feed items it wrote.
     fn write(&self, pass: Pass) -> Result<usize, FeedError> {
-        let Pass { items: Items { mut batch, count }, pending } = pass;
+        let Pass { items: Items { mut batch, count, by_office }, pending, .. } = pass;
         pending.write_into(&mut batch);
         self.store.tree.apply(batch)?;
+        for ((office, kind), n) in by_office {
+            self.store.metrics.published(&office, kind, n);
+        }
         if count > 0 {
             self.store.tree.flush()?;
             self.store.published.send_modify(|n| *n += 1);
@@ -383,6 +408,11 @@ impl Publisher {
             None => self.store.last_cursor(office)? + 1,
         };
         self.next_cursor.insert(office.to_owned(), cursor + 1);
+        let kind = match item {
+            pb::feed_item::Item::Report(_) => "report",
+            pb::feed_item::Item::Alert(_) => "alert",
+        };
+        *items.by_office.entry((office.to_owned(), kind)).or_default() += 1;
         let bytes = pb::FeedItem { cursor, office: office.to_owned(), item: Some(item) }.encode_to_vec();
         items.batch.insert(item_key(office, cursor), bytes);
         items.count += 1;
@@ -413,8 +443,9 @@ impl Publisher {
         schools: Option<&BTreeSet<String>>,
     ) -> Result<(), FeedError> {
         let model = self.model.clone();
-        let Pass { items, pending } = pass;
+        let Pass { items, pending, statuses } = pass;
         model.publish_day(roster, day, schools, pending, |report, city| {
+            *statuses.entry((report.unit.level, report.status)).or_default() += 1;
             let proto = wire::report_to_proto(report);
             for office in offices.iter().filter(|o| o.receives(&report.unit, city)) {
                 self.push(items, &office.id, pb::feed_item::Item::Report(proto.clone()))?;
