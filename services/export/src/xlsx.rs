@@ -90,10 +90,16 @@ fn write_form_sheet(sheet: &mut Worksheet, form: &Form, formats: &Formats) -> Re
     for (col, header) in table.headers.iter().enumerate() {
         sheet.write_string_with_format(2, col_num(col)?, format!("{}\n{}", header.zh, header.en), &heading)?;
         // Wrapped headings let a column be as narrow as its figures.
-        let width = if col == 0 { 24.0 } else { 11.0 };
+        let width = match col {
+            0 => 18.0,
+            1 => 34.0,
+            _ => 10.0,
+        };
         sheet.set_column_width(col_num(col)?, width)?;
     }
-    sheet.set_row_height(2, 45)?;
+    // Room for a heading wrapped on five lines, and a group's on two.
+    sheet.set_row_height(1, 30)?;
+    sheet.set_row_height(2, 72)?;
     let last_data = FORM_DATA_ROW + RowNum::try_from(table.rows.len()).map_err(|_| XlsxError::RowColumnLimitError)?;
     for (i, row) in table.rows.iter().enumerate() {
         let r = FORM_DATA_ROW + RowNum::try_from(i).map_err(|_| XlsxError::RowColumnLimitError)?;
