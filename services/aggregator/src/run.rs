@@ -138,7 +138,7 @@ pub async fn run<L: EventLog, C: EventLog>(
             Event::Polled(polled) => aggregator.polled(polled).await?,
             Event::Folded(outcome) => aggregator.folded(outcome),
             Event::Checkpointed => aggregator.checkpointed()?,
-            Event::CaughtUp => projections.set_catching_up(false),
+            Event::CaughtUp => aggregator.caught_up(),
             Event::Poisoned(record) => aggregator.poisoned(*record).await?,
             Event::Published { covers, published } => {
                 if !aggregator.published(covers, published, shutdown.as_mut()).await? {
@@ -175,6 +175,21 @@ struct Aggregator<'r, L: EventLog, C: EventLog> {
     ahead: Option<Result<Vec<Polled>, LogError>>,
     /// Events that follow from the one handled, before anything else is waited for.
     follow: VecDeque<Event>,
+    /// A catch-up under way (a rebuild, a restart after downtime); its progress is logged.
+    catch_up: Option<CatchUp>,
+}
+
+/// A backlog being folded (polls come back full): since when, the events folded by then,
+/// and when progress was last logged.
+struct CatchUp {
+    since: Instant,
+    folded_before: u64,
+    logged: Instant,
+}
+
+impl CatchUp {
+    /// How often a catch-up logs its progress.
+    const EVERY: Duration = Duration::from_secs(10);
 }
 
 impl<'r, L: EventLog, C: EventLog> Aggregator<'r, L, C> {
@@ -205,6 +220,7 @@ impl<'r, L: EventLog, C: EventLog> Aggregator<'r, L, C> {
             outbox: Outbox { due: changelog.is_some(), publishing: None },
             ahead: None,
             follow: VecDeque::new(),
+            catch_up: None,
         };
         aggregator.folder = Some(aggregator.new_folder()?);
         metrics.quarantined.set(projections.quarantined_count() as i64);
@@ -296,6 +312,7 @@ impl<'r, L: EventLog, C: EventLog> Aggregator<'r, L, C> {
         let full = records.len() == POLL_MAX;
         if full {
             self.projections.set_catching_up(true);
+            self.behind();
         }
         // An empty poll after folded ones stores them (the log ran dry right after a full
         // poll), and waits for a checkpoint under way.
@@ -422,6 +439,42 @@ impl<'r, L: EventLog, C: EventLog> Aggregator<'r, L, C> {
         Ok(true)
     }
 
+    /// Events folded by this process's aggregators so far.
+    fn folded_total(&self) -> u64 {
+        self.metrics.folded_total.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A full poll: a backlog is being folded; logged as it begins.
+    fn behind(&mut self) {
+        if self.catch_up.is_none() {
+            tracing::info!("catching up with the log");
+            let now = Instant::now();
+            self.catch_up = Some(CatchUp { since: now, folded_before: self.folded_total(), logged: now });
+        }
+    }
+
+    /// A short poll folded and stored: a catch-up under way has ended.
+    fn caught_up(&mut self) {
+        self.projections.set_catching_up(false);
+        if let Some(catch_up) = self.catch_up.take() {
+            let folded = self.folded_total().saturating_sub(catch_up.folded_before);
+            tracing::info!(folded, seconds = catch_up.since.elapsed().as_secs(), "caught up with the log");
+        }
+    }
+
+    /// Every ten seconds of a catch-up: how far behind it is (`rows`: this member's
+    /// partitions, position and end), how fast it folds, how long is left at that pace.
+    fn log_catch_up(&mut self, rows: &[(TopicPartition, u64, u64)]) {
+        let folded_total = self.folded_total();
+        let Some(catch_up) = self.catch_up.as_mut().filter(|c| c.logged.elapsed() >= CatchUp::EVERY) else { return };
+        let backlog: u64 = rows.iter().map(|(_, position, end)| end.saturating_sub(*position)).sum();
+        let folded = folded_total.saturating_sub(catch_up.folded_before);
+        let per_second = folded as f64 / catch_up.since.elapsed().as_secs_f64();
+        let seconds_left = (per_second > 0.0).then(|| (backlog as f64 / per_second).ceil() as u64);
+        tracing::info!(folded, backlog, per_second = per_second.round(), ?seconds_left, "catching up with the log");
+        catch_up.logged = Instant::now();
+    }
+
     /// Every fifth second: the lag, and the stalls of this member's partitions and of
     /// those no member here reads; either subscribes again.
     fn tick(&mut self) -> Result<(), AggregateError> {
@@ -436,6 +489,7 @@ impl<'r, L: EventLog, C: EventLog> Aggregator<'r, L, C> {
         if let Some(reading) = &reading {
             rows.retain(|(tp, _, _)| reading.contains(tp));
         }
+        self.log_catch_up(&rows);
         if reading != self.last_reading {
             // Partitions changed hands: their new owners get the whole time.
             self.unowned.restart();

@@ -2,35 +2,59 @@
 //! sequences when stderr is a file or the journal, one JSON object per line with
 //! `--log-format json`, and a user error as one line.
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Runs `daybook serve` on `data` with `args`, its stderr into `log`, until it has logged
+/// `wanted`; the process still runs, and what it wrote so far.
+// The child goes back to the caller, which stops and waits for it.
+#[allow(clippy::zombie_processes)]
+fn serve_until(data: &std::path::Path, log: &std::path::Path, args: &[&str], wanted: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_daybook"))
+        .args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("daybook serve starts");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let output = std::fs::read_to_string(log).unwrap_or_default();
+        if output.contains(wanted) {
+            return (child, output);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("never logged {wanted:?}: {output}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 /// Runs `daybook serve` on a fresh data directory with `args` until it logs that it is
 /// serving, and returns what it wrote to stderr.
 fn serve_output(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_daybook"))
-        .args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("daybook serve starts");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let output = loop {
-        let output = std::fs::read_to_string(&log).unwrap_or_default();
-        if output.contains("daybook serving") {
-            break output;
-        }
-        assert!(Instant::now() < deadline, "never said it was serving: {output}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (mut child, output) =
+        serve_until(&dir.path().join("data"), &dir.path().join("stderr.log"), args, "daybook serving");
     child.kill().unwrap();
     child.wait().unwrap();
     output
+}
+
+/// A log line's `name=value` field.
+fn field<'a>(output: &'a str, name: &str) -> &'a str {
+    let start = output.find(&format!("{name}=")).unwrap_or_else(|| panic!("no {name} in {output}")) + name.len() + 1;
+    output[start..].split_whitespace().next().unwrap()
+}
+
+/// Stops a server as its service manager would, and waits for it.
+fn stop(mut child: Child) {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap();
 }
 
 #[test]
@@ -71,4 +95,29 @@ fn a_user_error_is_one_line_even_with_backtraces_asked_for() {
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].starts_with("error: "), "{stderr}");
     assert!(!stderr.contains("backtrace"), "{stderr}");
+}
+
+#[test]
+fn a_rebuild_logs_its_progress_until_caught_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The simulator posts the whole day, its evening too: let it be ahead of the clock.
+    let args = ["--fold-threads", "1", "--clock-skew-minutes", "1440"];
+    let (server, output) = serve_until(&data, &dir.path().join("first.log"), &args, "daybook serving");
+    let target = format!("http://{}", field(&output, "grpc_addr"));
+    // About 110,000 events: several polls' worth of backlog to fold again.
+    let simulated = Command::new(env!("CARGO_BIN_EXE_daybook"))
+        .args(["simulate", "--target", &target, "--scale", "0.05"])
+        .output()
+        .unwrap();
+    assert!(simulated.status.success(), "{}", String::from_utf8_lossy(&simulated.stderr));
+    stop(server);
+
+    // The projections lost: the whole log is folded again.
+    std::fs::remove_dir_all(data.join("projections")).unwrap();
+    let (server, output) = serve_until(&data, &dir.path().join("rebuild.log"), &args, "caught up with the log");
+    stop(server);
+    assert!(output.lines().any(|l| l.contains("catching up with the log")), "the catch-up announced: {output}");
+    let ended = output.lines().find(|l| l.contains("caught up with the log")).unwrap();
+    assert!(field(ended, "folded").parse::<u64>().unwrap() > 32_768, "more than a poll folded: {ended}");
 }
