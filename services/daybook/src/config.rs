@@ -184,6 +184,59 @@ impl OfficeArgs {
 }
 
 impl ServeArgs {
+    /// `command` (serve, intake, aggregate or demo) with each setting's default in its help.
+    /// The defaults are not clap's: a flag given wins over the file, a default must not,
+    /// so they are resolved in [`Self::resolve`] and only shown here.
+    pub fn help_with_defaults(command: clap::Command) -> clap::Command {
+        let d = ServeConfig::default();
+        let (l, r) = (d.limits, d.rate_limits);
+        let defaults: [(&str, String); 26] = [
+            ("data_dir", d.data_dir.display().to_string()),
+            ("grpc_addr", d.grpc_addr.to_string()),
+            ("http_addr", d.http_addr.to_string()),
+            ("log", "embedded".to_owned()),
+            ("group", d.group),
+            ("partitions", d.partitions.to_string()),
+            ("fold_threads", "one per core".to_owned()),
+            ("fever_threshold", d.fever_threshold.to_string()),
+            ("horizon_days", d.horizon_days.to_string()),
+            ("clock_skew_minutes", d.clock_skew_minutes.to_string()),
+            ("observation_days", d.observation_days.to_string()),
+            ("utc_offset", d.utc_offset.to_string()),
+            ("close_time", d.close.deadline.format("%H:%M").to_string()),
+            ("close_lag_days", d.close.lag_days.to_string()),
+            ("coverage_threshold", d.close.coverage_threshold.to_string()),
+            ("city_offices", d.offices.city_offices.to_string()),
+            ("max_streams", l.max_streams.to_string()),
+            ("keepalive_secs", l.keepalive.as_secs().to_string()),
+            ("keepalive_timeout_secs", l.keepalive_timeout.as_secs().to_string()),
+            ("idle_timeout_secs", l.idle_timeout.as_secs().to_string()),
+            ("publish_feeds", d.publish_feeds.to_string()),
+            ("auth", "auto".to_owned()),
+            ("stall_after_secs", d.stall_after.as_secs().to_string()),
+            ("rate_limit_posts", r.posts_per_second.to_string()),
+            ("rate_limit_reads", r.reads_per_second.to_string()),
+            ("streams_per_token", r.streams_per_token.to_string()),
+        ];
+        defaults.into_iter().fold(command, |command, (id, value)| {
+            command.mut_arg(id, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                let long = arg.get_long_help().map(ToString::to_string);
+                let arg = arg.help(format!("{help} [default: {value}]"));
+                match long {
+                    Some(long) => arg.long_help(format!("{long} [default: {value}]")),
+                    None => arg,
+                }
+            })
+        })
+    }
+
+    /// `command` without the settings its role does not read in its help (still accepted,
+    /// so a shared environment or file does not break it).
+    pub fn help_for_role(command: clap::Command, unused: &[&str]) -> clap::Command {
+        unused.iter().fold(Self::help_with_defaults(command), |command, id| command.mut_arg(*id, |arg| arg.hide(true)))
+    }
+
     /// Reads a config file; unknown keys are an error, so typos do not pass silently.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::NaiveDate;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use daybook::{Roles, ServeArgs, report};
 
 // mimalloc rather than glibc's malloc: the fold allocates a small value per event and frees
@@ -205,10 +205,40 @@ fn yesterday(zone: chrono::FixedOffset) -> NaiveDate {
     today(zone).pred_opt().expect("a day before today")
 }
 
+/// Settings `daybook intake` reads not: the fold's, the close's, the feeds'.
+const NOT_READ_BY_INTAKE: [&str; 12] = [
+    "group",
+    "partitions",
+    "fold_threads",
+    "fever_threshold",
+    "observation_days",
+    "close_time",
+    "close_lag_days",
+    "coverage_threshold",
+    "city_offices",
+    "dhis2_mapping",
+    "publish_feeds",
+    "stall_after_secs",
+];
+
+/// Settings `daybook aggregate` reads not: the embedded log's, intake's.
+const NOT_READ_BY_AGGREGATE: [&str; 4] = ["partitions", "fold_threads", "clock_skew_minutes", "rate_limit_posts"];
+
+/// The command line, with each server command's help showing its settings' defaults and
+/// only the settings it reads.
+fn parse_args() -> Cli {
+    let command = Cli::command()
+        .mut_subcommand("serve", |c| ServeArgs::help_for_role(c, &["publish_feeds"]))
+        .mut_subcommand("intake", |c| ServeArgs::help_for_role(c, &NOT_READ_BY_INTAKE))
+        .mut_subcommand("aggregate", |c| ServeArgs::help_for_role(c, &NOT_READ_BY_AGGREGATE))
+        .mut_subcommand("demo", ServeArgs::help_with_defaults);
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     aggregator::keep_freed_memory_a_while();
-    match run(Cli::parse()).await {
+    match run(parse_args()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One line with its causes, as a user reads it: no backtrace, even with
