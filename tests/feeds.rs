@@ -299,8 +299,49 @@ async fn read_topic_until(
     want: impl Fn(&str, &pb::FeedItem) -> bool + Send + 'static,
 ) -> pb::FeedItem {
     use prost::Message as _;
+    let decoded = read_raw_topic_until(brokers, topic, move |key, value, _| {
+        want(key, &pb::FeedItem::decode(value).expect("a FeedItem"))
+    })
+    .await;
+    pb::FeedItem::decode(decoded.as_slice()).unwrap()
+}
+
+/// An office's feed on its topic as JSON values (`feed-topic-format = "json"`), read by a
+/// consumer that knows no protobuf.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offices_topic_can_carry_json_values() {
+    let backend = Backend::kafka();
+    let dir = tempfile::tempdir().unwrap();
+    let args = daybook::ServeArgs { feed_topic_format: Some("json".into()), ..backend.args(dir.path()) };
+    let mut server = tests::start_with(args, daybook::Roles::All).await;
+    let mut schools = schools();
+    server.post_all(roster_day(&mut schools)).await;
+    server.set_clock("2020-03-02 09:00").await;
+    let Backend::Kafka { broker, prefix } = &backend else { unreachable!() };
+    let topic = format!("{prefix}.feed.cdc-Foshan");
+    let value = read_raw_topic_until(&broker.addr, &topic, |key, _, format| {
+        key == format!("school:S1@{DAY}") && format == "json"
+    })
+    .await;
+    let item: serde_json::Value = serde_json::from_slice(&value).expect("a JSON value");
+    // S1 checked both its students by the deadline: sent on time, version 1.
+    let report = &item["report"];
+    assert_eq!((report["unit"].as_str(), report["date"].as_str()), (Some("school:S1"), Some(DAY)));
+    assert_eq!((report["version"].as_u64(), report["status"].as_str()), (Some(1), Some("REPORT_STATUS_ON_TIME")));
+    assert_eq!((report["population"].as_u64(), item["office"].as_str()), (Some(2), Some("cdc-Foshan")));
+    server.running.stop().await.unwrap();
+}
+
+/// Reads `topic` from the start with a plain rdkafka consumer until `want` (key, value,
+/// the `daybook-value-format` header) matches; the value.
+async fn read_raw_topic_until(
+    brokers: &str,
+    topic: &str,
+    want: impl Fn(&str, &[u8], &str) -> bool + Send + 'static,
+) -> Vec<u8> {
     use rdkafka::Message as _;
     use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers as _;
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("{topic}-plain-reader"))
@@ -317,9 +358,14 @@ async fn read_topic_until(
             let Some(polled) = consumer.poll(Duration::from_millis(500)) else { continue };
             let Ok(message) = polled else { continue };
             let key = message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
-            let item = pb::FeedItem::decode(message.payload().unwrap_or_default()).expect("a FeedItem");
-            if want(&key, &item) {
-                return item;
+            let format = message
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == "daybook-value-format").and_then(|h| h.value))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            let value = message.payload().unwrap_or_default();
+            if want(&key, value, &format) {
+                return value.to_vec();
             }
         }
     })

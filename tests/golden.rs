@@ -214,7 +214,7 @@ async fn observe(server: &mut tests::Server, unit: &str, date: &str) -> Result<B
         Ok(report) => report.into_inner(),
         Err(status) => return Err(format!("{:?}: {}", status.code(), status.message())),
     };
-    let json = daybook::report::to_json(&report);
+    let json = wire::json::report_to_json(&report);
     if std::env::var("GOLDEN_DEBUG").is_ok() {
         eprintln!("{unit} {date}: {json}");
     }

@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// interval plus its timeout, so that a live client is never cut.
     #[arg(long, env = "DAYBOOK_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
+    /// How feed items are written to the offices' Kafka topics: `protobuf` (the
+    /// `FeedItem` message) or `json` (for consumers without protobuf; deploy/KAFKA.md).
+    #[arg(long, env = "DAYBOOK_FEED_TOPIC_FORMAT")]
+    pub feed_topic_format: Option<String>,
     /// TOML file: how the DHIS2 export names the data set, data elements and units
     /// (deploy/DHIS2.md). Unset: by daybook's codes.
     #[arg(long, env = "DAYBOOK_DHIS2_MAPPING")]
@@ -190,7 +194,7 @@ impl ServeArgs {
     pub fn help_with_defaults(command: clap::Command) -> clap::Command {
         let d = ServeConfig::default();
         let (l, r) = (d.limits, d.rate_limits);
-        let defaults: [(&str, String); 26] = [
+        let defaults: [(&str, String); 27] = [
             ("data_dir", d.data_dir.display().to_string()),
             ("grpc_addr", d.grpc_addr.to_string()),
             ("http_addr", d.http_addr.to_string()),
@@ -212,6 +216,7 @@ impl ServeArgs {
             ("keepalive_timeout_secs", l.keepalive_timeout.as_secs().to_string()),
             ("idle_timeout_secs", l.idle_timeout.as_secs().to_string()),
             ("publish_feeds", d.publish_feeds.to_string()),
+            ("feed_topic_format", "protobuf".to_owned()),
             ("auth", "auto".to_owned()),
             ("stall_after_secs", d.stall_after.as_secs().to_string()),
             ("rate_limit_posts", r.posts_per_second.to_string()),
@@ -330,6 +335,10 @@ impl ServeArgs {
                 city_offices: self.city_offices.unwrap_or(d.offices.city_offices),
             },
             publish_feeds: self.publish_feeds.unwrap_or(d.publish_feeds),
+            feed_topic_format: match &self.feed_topic_format {
+                Some(text) => text.parse().map_err(|e| anyhow::anyhow!("feed-topic-format: {e}"))?,
+                None => d.feed_topic_format,
+            },
             dhis2: match &self.dhis2_mapping {
                 Some(path) => {
                     let text = std::fs::read_to_string(path)
@@ -498,6 +507,7 @@ pub struct ServeConfig {
     /// Whether a `daybook aggregate` runs the feeds (`serve` always does).
     pub publish_feeds: bool,
     pub dhis2: export::dhis2::Mapping,
+    pub feed_topic_format: feeds::forward::ValueFormat,
     pub clock: feeds::Clock,
     /// A failure to inject into one part: the supervision tests' seam.
     #[doc(hidden)]
@@ -537,6 +547,7 @@ impl Default for ServeConfig {
             offices: feeds::Offices::default(),
             publish_feeds: false,
             dhis2: export::dhis2::Mapping::default(),
+            feed_topic_format: feeds::forward::ValueFormat::Protobuf,
             clock: feeds::Clock::system(),
             fault: None,
             log_disk: eventlog::DiskFaults::default(),

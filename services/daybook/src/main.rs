@@ -206,8 +206,9 @@ fn yesterday(zone: chrono::FixedOffset) -> NaiveDate {
 }
 
 /// Settings `daybook intake` reads not: the fold's, the close's, the feeds'.
-const NOT_READ_BY_INTAKE: [&str; 12] = [
+const NOT_READ_BY_INTAKE: [&str; 13] = [
     "group",
+    "feed_topic_format",
     "partitions",
     "fold_threads",
     "fever_threshold",
@@ -304,7 +305,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let date = args.date.unwrap_or_else(|| today(zone)).format("%Y-%m-%d").to_string();
             let r = report::fetch(&mut client, &args.unit, &date).await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report::to_json(&r))?);
+                println!("{}", serde_json::to_string_pretty(&wire::json::report_to_json(&r))?);
             } else {
                 print!("{}", report::render(&r));
             }

@@ -429,7 +429,7 @@ fn start_feeds(
     let stop = on_shutdown(stop_rx);
     tasks.push(supervisor.spawn(Part::Publisher, async move { publisher.run(stop).await.context("feeds stopped") }));
     if let Some(kafka) = kafka {
-        let (forwarded, stop) = (store.clone(), on_shutdown(stop_rx));
+        let (forwarded, stop, format) = (store.clone(), on_shutdown(stop_rx), config.feed_topic_format);
         tasks.push(supervisor.spawn(Part::Forwarding, async move {
             let connect = move |offices: std::collections::BTreeSet<String>| {
                 let mut config = kafka.clone();
@@ -445,7 +445,7 @@ fn start_feeds(
                         .map_err(|e| eventlog::LogError::Unavailable(e.to_string()))?
                 }
             };
-            feeds::forward::run(forwarded, connect, stop).await.context("feed forwarding stopped")
+            feeds::forward::run(forwarded, connect, format, stop).await.context("feed forwarding stopped")
         }));
     }
     let service = FeedsService::new(store, model, config.offices.clone(), config.clock.clone(), config.utc_offset)

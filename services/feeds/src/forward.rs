@@ -41,9 +41,45 @@ pub fn record_key(item: &pb::FeedItem) -> String {
     }
 }
 
-/// Copies feeds to `connect(offices)`'s topics until `shutdown`. `connect` gives a log
+/// How feed items are written to the offices' topics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ValueFormat {
+    /// The protobuf `FeedItem`, as the feed holds it.
+    #[default]
+    Protobuf,
+    /// The item as JSON (`wire::json::feed_item_to_json`), for consumers without protobuf.
+    Json,
+}
+
+impl std::str::FromStr for ValueFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "protobuf" => Ok(Self::Protobuf),
+            "json" => Ok(Self::Json),
+            other => Err(format!("{other:?} is neither `protobuf` nor `json`")),
+        }
+    }
+}
+
+impl ValueFormat {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Protobuf => "protobuf",
+            Self::Json => "json",
+        }
+    }
+}
+
+/// Copies feeds to `connect(offices)`'s topics, values in `format`, until `shutdown`. `connect` gives a log
 /// carrying the topics of the offices named; it is called again when an office appears.
-pub async fn run<L, F, Fut>(store: FeedStore, connect: F, shutdown: impl Future<Output = ()>) -> Result<(), FeedError>
+pub async fn run<L, F, Fut>(
+    store: FeedStore,
+    connect: F,
+    format: ValueFormat,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), FeedError>
 where
     L: EventLog,
     F: Fn(BTreeSet<String>) -> Fut,
@@ -65,7 +101,7 @@ where
             // An office whose topic the connection does not carry yet (it appeared while
             // the broker could not create the topic) waits for the next connection.
             for office in offices.iter().filter(|o| carried.contains(*o)) {
-                match forward_some(&store, log, office).await {
+                match forward_some(&store, log, office, format).await {
                     Ok(full) => more |= full,
                     Err(FeedError::Log(LogError::Unavailable(reason))) => {
                         tracing::warn!(%reason, "kafka unavailable for feeds; retrying");
@@ -86,7 +122,12 @@ where
 }
 
 /// Forwards the next items of one office; returns whether more may be waiting.
-async fn forward_some<L: EventLog>(store: &FeedStore, log: &L, office: &str) -> Result<bool, FeedError> {
+async fn forward_some<L: EventLog>(
+    store: &FeedStore,
+    log: &L,
+    office: &str,
+    format: ValueFormat,
+) -> Result<bool, FeedError> {
     const MAX: usize = 2048;
     let from = store.forwarded(office)?;
     let behind = store.last_cursor(office)?.saturating_sub(from);
@@ -98,15 +139,23 @@ async fn forward_some<L: EventLog>(store: &FeedStore, log: &L, office: &str) -> 
     let records = items
         .into_iter()
         .map(|(cursor, bytes)| {
-            let key = match pb::FeedItem::decode(bytes.as_slice()) {
-                Ok(item) => record_key(&item),
-                Err(_) => format!("item:{cursor}"),
+            let item = pb::FeedItem::decode(bytes.as_slice()).ok();
+            let key = item.as_ref().map_or_else(|| format!("item:{cursor}"), record_key);
+            // An item that does not decode (never written so) goes as it is, and says so.
+            let (payload, written) = match (format, item) {
+                (ValueFormat::Json, Some(item)) => {
+                    (wire::json::feed_item_to_json(&item).to_string().into_bytes(), ValueFormat::Json)
+                }
+                _ => (bytes, ValueFormat::Protobuf),
             };
             Record {
                 topic: topic(office),
                 key,
-                headers: vec![("daybook-feed-cursor".to_owned(), cursor.to_string())],
-                payload: bytes,
+                headers: vec![
+                    ("daybook-feed-cursor".to_owned(), cursor.to_string()),
+                    ("daybook-value-format".to_owned(), written.as_str().to_owned()),
+                ],
+                payload,
             }
         })
         .collect();
@@ -181,7 +230,7 @@ mod tests {
             }
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let forwarding = tokio::spawn(run(store.clone(), connect, async {
+        let forwarding = tokio::spawn(run(store.clone(), connect, ValueFormat::Protobuf, async {
             let _ = stopped.await;
         }));
         let forwarded = |office: &str, cursor: u64| {

@@ -25,6 +25,7 @@ pub fn acked_at(headers: &[(String, String)]) -> Option<i64> {
 
 pub mod codec;
 mod event;
+pub mod json;
 mod report;
 
 pub use event::{FieldError, MAX_CODE_BYTES, MAX_ROOMMATES, event_from_proto, parse_date, quoted};
