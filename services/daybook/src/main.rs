@@ -314,8 +314,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => {
             let date = args.date.unwrap_or_else(|| today(zone)).format("%Y-%m-%d").to_string();
             let connection = daybook::client::connect(&args.target, cli.token.as_deref(), &args.tls).await?;
-            let file =
-                daybook::files::fetch(connection, &args.what, &args.unit, &args.level, &date, &args.format).await?;
+            // A province's export takes a while: a spinner on a terminal (indicatif draws
+            // nothing when stderr is a file).
+            let waiting = indicatif::ProgressBar::new_spinner()
+                .with_style(indicatif::ProgressStyle::with_template("{spinner} exporting {msg}: {elapsed}")?)
+                .with_message(format!("{} of {}", args.what, args.unit));
+            waiting.enable_steady_tick(Duration::from_millis(120));
+            let fetched =
+                daybook::files::fetch(connection, &args.what, &args.unit, &args.level, &date, &args.format).await;
+            waiting.finish_and_clear();
+            let file = fetched?;
             let path = args.out.unwrap_or_else(|| PathBuf::from(&file.file_name));
             std::fs::write(&path, &file.content).with_context(|| format!("writing {}", path.display()))?;
             println!("wrote {} ({} bytes)", path.display(), file.content.len());

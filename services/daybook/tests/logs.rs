@@ -2,37 +2,10 @@
 //! sequences when stderr is a file or the journal, one JSON object per line with
 //! `--log-format json`, and a user error as one line.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-/// Runs `daybook serve` on `data` with `args`, its stderr into `log`, until it has logged
-/// `wanted`; the process still runs, and what it wrote so far.
-// The child goes back to the caller, which stops and waits for it.
-#[allow(clippy::zombie_processes)]
-fn serve_until(data: &std::path::Path, log: &std::path::Path, args: &[&str], wanted: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_daybook"))
-        .args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("daybook serve starts");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let output = std::fs::read_to_string(log).unwrap_or_default();
-        if output.contains(wanted) {
-            return (child, output);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("never logged {wanted:?}: {output}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+mod common;
+use common::{field, serve_until, stop};
 
 /// Runs `daybook serve` on a fresh data directory with `args` until it logs that it is
 /// serving, and returns what it wrote to stderr.
@@ -43,18 +16,6 @@ fn serve_output(args: &[&str]) -> String {
     child.kill().unwrap();
     child.wait().unwrap();
     output
-}
-
-/// A log line's `name=value` field.
-fn field<'a>(output: &'a str, name: &str) -> &'a str {
-    let start = output.find(&format!("{name}=")).unwrap_or_else(|| panic!("no {name} in {output}")) + name.len() + 1;
-    output[start..].split_whitespace().next().unwrap()
-}
-
-/// Stops a server as its service manager would, and waits for it.
-fn stop(mut child: Child) {
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]
