@@ -701,3 +701,57 @@ fn folding_every_event_twice_equals_folding_it_once() {
         assert_eq!(got.2, want.2, "seed {seed}: alerts");
     }
 }
+
+/// Units' names (the second report kind): whatever the order, re-deliveries and restarts,
+/// each unit holds the names of its naming latest by event time (ties by the event id's
+/// hash), as `UnitNamed` defines it.
+#[test]
+fn unit_names_are_the_latest_naming_whatever_the_order_and_restarts() {
+    let rules = Rules::default();
+    let zone = FixedOffset::east_opt(8 * 3600).unwrap();
+    let units = ["school:S1", "class:S1/D1/G1/C1", "school:S2"];
+    for seed in 1..=100u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let events: Vec<pb::Event> = (0..12)
+            .map(|id| {
+                let unit = *rng.pick(&units);
+                // A few instants only, so that ties happen and the hash decides.
+                let minute = rng.below(3);
+                pb::Event {
+                    event_id: format!("n{id}"),
+                    source: "test".into(),
+                    school: unit.split(':').nth(1).unwrap().split('/').next().unwrap().into(),
+                    occurred_at: format!("2020-03-02T08:0{minute}:00+08:00"),
+                    payload: Some(pb::event::Payload::Unit(pb::UnitEvent {
+                        change: Some(pb::unit_event::Change::Named(pb::UnitNamed {
+                            unit: unit.into(),
+                            name_zh: format!("名{id}"),
+                            name_en: format!("Name {id}"),
+                        })),
+                    })),
+                }
+            })
+            .collect();
+        // By definition: per unit, the naming with the greatest (time, id hash).
+        let mut expected: BTreeMap<&str, (Stamp, String)> = BTreeMap::new();
+        for e in &events {
+            let Some(pb::event::Payload::Unit(pb::UnitEvent { change: Some(pb::unit_event::Change::Named(n)) })) =
+                &e.payload
+            else {
+                unreachable!()
+            };
+            let at = chrono::DateTime::parse_from_rfc3339(&e.occurred_at).unwrap().timestamp_millis();
+            let stamp = Stamp::new(at, &e.event_id);
+            let unit = units.iter().find(|u| **u == n.unit).unwrap();
+            if expected.get(unit).is_none_or(|(held, _)| stamp > *held) {
+                expected.insert(unit, (stamp, n.name_zh.clone()));
+            }
+        }
+        let log = shuffled_log(&mut rng, &events);
+        let (_dir, projections) = fold_in_batches(&mut rng, &log, rules, zone);
+        for unit in units {
+            let held = projections.named_unit(&unit.parse().unwrap()).unwrap().map(|n| n.names.zh);
+            assert_eq!(held, expected.get(unit).map(|(_, zh)| zh.clone()), "seed {seed}, {unit}");
+        }
+    }
+}
