@@ -238,7 +238,7 @@ async fn a_city_office_reads_its_own_schools_and_not_another_city_or_the_provinc
         assert_eq!(status.code(), Code::PermissionDenied, "{refused}");
         assert!(status.message().contains(&format!("may not read {refused}")), "{}", status.message());
     }
-    let under = |unit: &str| pb::DailyReportsRequest { under: unit.into(), date: DAY.into(), ..Default::default() };
+    let under = |unit: &str| pb::DailyReportsRequest { unit: unit.into(), date: DAY.into(), ..Default::default() };
     assert_eq!(code(office.list_daily_reports(under("province")).await), Code::PermissionDenied);
     let mut stream = office.list_daily_reports(under("city:Guangzhou")).await.unwrap().into_inner();
     let mut units = Vec::new();

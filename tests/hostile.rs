@@ -237,10 +237,20 @@ async fn each_error_carries_the_code_a_client_can_act_on() {
     assert_eq!(code(reports.get_daily_report(report("school:S1", "2020-3-2")).await), Code::InvalidArgument);
     let unknown = pb::KeyPersonsRequest { unit: "class:S1/D1/G1/C9".into(), ..Default::default() };
     assert_eq!(reports.list_key_persons(unknown).await.unwrap_err().code(), Code::NotFound);
-    let unknown = pb::ListUnitsRequest { parent: "school:S9".into(), ..Default::default() };
-    assert_eq!(reports.list_units(unknown).await.unwrap_err().code(), Code::NotFound);
-    let unknown = pb::DailyReportsRequest { under: "city:Atlantis".into(), date: DAY.into(), ..Default::default() };
-    assert_eq!(reports.list_daily_reports(unknown).await.unwrap_err().code(), Code::NotFound);
+    // Every request names its unit `unit`, and an unknown one is NOT_FOUND naming it.
+    let unknown = pb::ListUnitsRequest { unit: "school:S9".into(), ..Default::default() };
+    let refused = reports.list_units(unknown).await.unwrap_err();
+    assert_eq!((refused.code(), refused.message().starts_with("unit:")), (Code::NotFound, true), "{refused:?}");
+    let unknown = pb::DailyReportsRequest { unit: "city:Atlantis".into(), date: DAY.into(), ..Default::default() };
+    let refused = reports.list_daily_reports(unknown).await.unwrap_err();
+    assert_eq!((refused.code(), refused.message().starts_with("unit:")), (Code::NotFound, true), "{refused:?}");
+    // The former names are still read, and errors name them as the client wrote them.
+    #[allow(deprecated)]
+    let former = pb::ListUnitsRequest { parent: "school:S9".into(), ..Default::default() };
+    assert!(reports.list_units(former).await.unwrap_err().message().starts_with("parent:"));
+    #[allow(deprecated)]
+    let former = pb::DailyReportsRequest { under: "city:Atlantis".into(), date: DAY.into(), ..Default::default() };
+    assert!(reports.list_daily_reports(former).await.unwrap_err().message().starts_with("under:"));
 
     let mut feeds = pb::feeds_client::FeedsClient::new(channel);
     let nobody = pb::SubscribeRequest { office: "cdc-atlantis".into(), after: 0 };

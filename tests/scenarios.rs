@@ -94,7 +94,11 @@ async fn fever_in_a_dorm_shared_by_two_classes_counts_each_person_once_at_every_
 
     let schools = server
         .reports
-        .list_units(pb::ListUnitsRequest { level: pb::Level::School as i32, parent: "city:Guangzhou".into() })
+        .list_units(pb::ListUnitsRequest {
+            level: pb::Level::School as i32,
+            unit: "city:Guangzhou".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -102,7 +106,11 @@ async fn fever_in_a_dorm_shared_by_two_classes_counts_each_person_once_at_every_
     assert_eq!(schools.iter().map(|u| u.unit.as_str()).collect::<Vec<_>>(), ["school:S1"]);
     let dorms = server
         .reports
-        .list_units(pb::ListUnitsRequest { level: pb::Level::Dorm as i32, parent: "school:S1".into() })
+        .list_units(pb::ListUnitsRequest {
+            level: pb::Level::Dorm as i32,
+            unit: "school:S1".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -302,6 +310,17 @@ async fn queries_name_what_is_wrong_and_unknown_units_are_not_found(backend: Bac
         .await
         .unwrap_err();
     assert!(err.message().starts_with("date: "), "{}", err.message());
+    // No date is today (in the province), as for the observation list and the exports.
+    let today = || chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).date_naive();
+    let before = today().to_string();
+    let report = server
+        .reports
+        .get_daily_report(pb::DailyReportRequest { unit: "school:S1".into(), date: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!([before, today().to_string()].contains(&report.date), "{}", report.date);
+    assert_eq!(report.population, 1, "the teacher registered on {DAY} is still there");
     server.running.stop().await.unwrap();
 }
 
@@ -733,10 +752,11 @@ async fn every_units_report_in_one_call_equals_the_reports_one_by_one(backend: B
     server.post_all(events).await;
     let one_by_one = server.all_reports(DAY).await;
 
-    let list = |under: &str, level: pb::Level| pb::DailyReportsRequest {
-        under: under.into(),
+    let list = |unit: &str, level: pb::Level| pb::DailyReportsRequest {
+        unit: unit.into(),
         date: DAY.into(),
         level: level as i32,
+        ..Default::default()
     };
     let read = |mut reports: pb::reports_client::ReportsClient<_>, request| async move {
         let mut stream = reports.list_daily_reports(request).await.unwrap().into_inner();

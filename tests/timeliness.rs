@@ -178,7 +178,7 @@ async fn a_unit_has_no_report_before_it_existed_nor_for_a_day_to_come() {
     let future = refused(&mut server, "school:S1", "2099-01-01").await;
     assert_eq!(future.code(), Code::InvalidArgument);
     assert!(future.message().starts_with("date: 2099-01-01 is in the future"), "{}", future.message());
-    let listed = pb::DailyReportsRequest { under: "province".into(), date: "2099-01-01".into(), level: 0 };
+    let listed = pb::DailyReportsRequest { unit: "province".into(), date: "2099-01-01".into(), ..Default::default() };
     let listed = server.reports.list_daily_reports(listed).await.expect_err("refused");
     assert_eq!(listed.code(), Code::InvalidArgument);
     server.running.stop().await.unwrap();

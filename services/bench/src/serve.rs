@@ -735,7 +735,7 @@ async fn all_reports_streamed(reports: &mut ReportsClient<Channel>, load: &Load)
     let mut reads = Vec::new();
     for _ in 0..STREAMED_READS {
         let started = Instant::now();
-        let request = pb::DailyReportsRequest { under: String::new(), date: load.date.to_string(), level: 0 };
+        let request = pb::DailyReportsRequest { date: load.date.to_string(), ..Default::default() };
         let mut stream = reports.list_daily_reports(request).await?.into_inner();
         let mut count = 0;
         while stream.message().await?.is_some() {

@@ -395,7 +395,7 @@ async fn demo(args: ServeArgs, scale: f64) -> anyhow::Result<()> {
     println!("3. Every accepted event is folded. The province's daily report:\n");
     print!("{}", report::render(&report::fetch(&mut client, "province", &day).await?));
     let schools = client
-        .list_units(wire::pb::ListUnitsRequest { level: wire::pb::Level::School as i32, parent: String::new() })
+        .list_units(wire::pb::ListUnitsRequest { level: wire::pb::Level::School as i32, ..Default::default() })
         .await?
         .into_inner()
         .units;
@@ -409,7 +409,7 @@ async fn demo(args: ServeArgs, scale: f64) -> anyhow::Result<()> {
         wire::pb::Level::Dorm,
     ] {
         let n = client
-            .list_units(wire::pb::ListUnitsRequest { level: level as i32, parent: String::new() })
+            .list_units(wire::pb::ListUnitsRequest { level: level as i32, ..Default::default() })
             .await?
             .into_inner()
             .units

@@ -70,9 +70,14 @@ impl ReportsService {
         self
     }
 
-    /// A date as a request gives it, refused if it is after today: no report exists yet.
+    /// A date as a request gives it (empty: today), refused if it is after today: no
+    /// report exists yet.
     fn parse_date(&self, text: &str) -> Result<Day, Status> {
-        not_after_today(parse_date(text)?, (self.today)())
+        let today = (self.today)();
+        if text.is_empty() {
+            return Ok(today);
+        }
+        not_after_today(parse_date(text)?, today)
     }
 
     /// Answers key-person lists as of a day at most `days` before today.
@@ -157,6 +162,12 @@ pub fn may_see_persons(access: &Access) -> Result<(), Status> {
     }
 }
 
+/// The field a request names its unit by: `unit`, or when that is empty the field's
+/// former name, still read from older clients; with its name, for errors.
+fn renamed<'a>(current: (&'a str, &'a str), former: (&'a str, &'a str)) -> (&'a str, &'a str) {
+    if current.1.is_empty() && !former.1.is_empty() { former } else { current }
+}
+
 fn parse_unit(field: &str, text: &str) -> Result<UnitKey, Status> {
     text.parse().map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
 }
@@ -224,11 +235,13 @@ impl pb::reports_server::Reports for ReportsService {
     ) -> Result<Response<Self::ListDailyReportsStream>, Status> {
         let access = wire::access_of(&request)?;
         let request = request.into_inner();
-        let under = parse_unit("under", &request.under)?;
+        #[allow(deprecated)]
+        let (field, text) = renamed(("unit", &request.unit), ("under", &request.under));
+        let under = parse_unit(field, text)?;
         let day = self.parse_date(&request.date)?;
         let level = wire::level_from_proto(request.level);
-        self.readable(&access, "under", &under)?;
-        self.known("under", &under)?;
+        self.readable(&access, field, &under)?;
+        self.known(field, &under)?;
         let slot = access.open_stream().map_err(Status::resource_exhausted)?;
         let (tx, rx) = tokio::sync::mpsc::channel(REPORTS_AHEAD);
         let model = self.model.clone();
@@ -251,9 +264,11 @@ impl pb::reports_server::Reports for ReportsService {
         let access = wire::access_of(&request)?;
         let request = request.into_inner();
         let level = wire::level_from_proto(request.level);
-        let parent = if request.parent.is_empty() { None } else { Some(parse_unit("parent", &request.parent)?) };
+        #[allow(deprecated)]
+        let (field, text) = renamed(("unit", &request.unit), ("parent", &request.parent));
+        let parent = if text.is_empty() { None } else { Some(parse_unit(field, text)?) };
         if let Some(parent) = &parent {
-            self.known("parent", parent)?;
+            self.known(field, parent)?;
         }
         let units = self.model.projections().units(level, parent.as_ref()).map_err(store_failed)?;
         // Only the units the caller may read; a school's city is in its own record.
