@@ -253,6 +253,9 @@ pub struct Projections {
     pub(crate) tree: sled::Tree,
     /// Woken after every batch written (fold or changelog): the feeds wait on it.
     changed: std::sync::Arc<tokio::sync::Notify>,
+    /// Bumped after every batch written, like `changed`, for any number of watchers (the
+    /// console's live updates); `changed` wakes only the one publisher.
+    generation: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     /// How far behind the log each writer is: the feeds hold seals on it.
     progress: std::sync::Arc<Progress>,
     /// This handle's writer (see [`Self::for_writer`]).
@@ -288,7 +291,13 @@ impl std::fmt::Debug for Projections {
 
 impl Projections {
     pub fn new(tree: sled::Tree) -> Self {
-        Self { tree, changed: std::sync::Arc::default(), progress: std::sync::Arc::default(), writer: 0 }
+        Self {
+            tree,
+            changed: std::sync::Arc::default(),
+            generation: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+            progress: std::sync::Arc::default(),
+            writer: 0,
+        }
     }
 
     /// The same projections for writer `index` of several (aggregators folding shares of
@@ -422,6 +431,13 @@ impl Projections {
 
     pub(crate) fn written(&self) {
         self.changed.notify_one();
+        self.generation.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes after every batch written: what the console's live updates
+    /// wake on, as many as are open (the publisher waits on [`Self::changed`]).
+    pub fn watch_written(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// Whether a backlog is being folded into these projections (or applied to this

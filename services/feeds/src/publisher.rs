@@ -104,6 +104,16 @@ impl FeedStore {
         Ok(out)
     }
 
+    /// Up to `max` items of `office`'s feed before cursor `before`, newest first.
+    pub fn items_back(&self, office: &str, before: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, FeedError> {
+        let mut out = Vec::new();
+        for item in self.tree.range(item_key(office, 0)..item_key(office, before)).rev().take(max) {
+            let (k, v) = item?;
+            out.push((u64::from_be_bytes(k[k.len() - 8..].try_into().expect("cursor is 8 bytes")), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     /// The cursor of the office's last item; 0 when its feed is empty.
     pub fn last_cursor(&self, office: &str) -> Result<u64, FeedError> {
         let prefix = item_prefix(office);
