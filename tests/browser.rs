@@ -283,13 +283,22 @@ async fn watch_drill_down_and_switch() {
 
     // A fever over gRPC: the count and the alert appear without a reload.
     browser.script("window.notReloaded = true").await;
-    let fever = School::new("S1", "Guangzhou", TODAY).temperature("11:50", "S1-P3", Slot::Noon, 38.5);
+    // s1 and s3 stand on TODAY now, their event ids going on from the checks'.
+    let fever = s1.temperature("11:50", "S1-P3", Slot::Noon, 38.5);
     intake.publish(fever).await.unwrap();
     browser.until_text("[data-figure=fever] .value", "1").await;
     browser.until("return document.querySelector('#alerts li[data-kind=fever]') !== null", "the fever's alert").await;
     let alert = browser.text("#alerts li[data-kind=fever]").await;
     assert!(alert.contains("38.5") && alert.contains("S1-P3") && alert.contains("R2"), "{alert}");
     assert_eq!(browser.script("return window.notReloaded === true").await, true, "the page was reloaded");
+    // Two more: a suspected case in Foshan, a confirmed one in Guangzhou; newest first.
+    let suspected = s3.diagnosis("11:55", "S3-P5", pb::DiagnosisKind::DiagnosisSuspected);
+    intake.publish(suspected).await.unwrap();
+    let confirmed = s1.diagnosis("11:58", "S1-P1", pb::DiagnosisKind::DiagnosisConfirmed);
+    intake.publish(confirmed).await.unwrap();
+    let kinds = "[...document.querySelectorAll('#alerts li[data-kind]')].map(li => li.dataset.kind).join(' ')";
+    browser.until(&format!("return {kinds} === 'confirmed suspected fever'"), "three alerts, newest first").await;
+    browser.until_text("[data-figure=confirmed] .value", "1 / 1").await;
     browser.screenshot("province", None).await;
     browser.screenshot("alerts", Some("#alerts-panel")).await;
 
@@ -350,7 +359,7 @@ async fn watch_drill_down_and_switch() {
     let page = browser.script("return document.body.innerText").await;
     let page = page.as_str().unwrap();
     assert!(!page.contains("Guangzhou") && !page.contains("S1"), "{page}");
-    assert_eq!(browser.script("return document.querySelectorAll('#alerts li[data-kind]').length").await, 0);
+    browser.until(&format!("return {kinds} === 'suspected'"), "Foshan's alert only").await;
     assert_eq!(browser.script("return document.querySelector('#crumbs a[data-unit=\"province\"]')").await, Value::Null);
     browser.close().await;
     server.running.stop().await.unwrap();

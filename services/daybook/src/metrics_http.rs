@@ -29,9 +29,9 @@ use crate::tls::Idle;
 fn app(registry: Arc<Registry>, gate: Gate, console: Option<webconsole::Console>) -> Router {
     let metrics = metrics_app(registry, gate.clone());
     match console {
-        Some(console) => metrics
-            .merge(console.pages())
-            .merge(console.api().route_layer(axum::middleware::from_fn_with_state(gate, with_access))),
+        Some(console) => metrics.merge(console.pages()).merge(console.api().route_layer(
+            axum::middleware::from_fn_with_state(gate.for_traffic(crate::auth::Traffic::Reads), with_access),
+        )),
         None => metrics,
     }
 }
@@ -157,18 +157,23 @@ async fn authenticated(
     }
 }
 
-/// The console's API: the caller's `Access` in the request's extensions, as the gRPC gate
-/// leaves it; refused as the API refuses (JSON, 401) without a valid token.
+/// The console's API passes the gRPC reads' own gate (token, rate limit, open streams),
+/// which leaves the caller's `Access` in the request's extensions; a refusal is answered
+/// as the API answers errors (401, 429).
 async fn with_access(
-    axum::extract::State(gate): axum::extract::State<Gate>,
+    axum::extract::State(mut gate): axum::extract::State<crate::auth::GateFor>,
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    match gate.identify(&tonic::metadata::MetadataMap::from_headers(request.headers().clone()), None) {
-        Ok(access) => {
+    use tonic::service::Interceptor;
+    let metadata = tonic::metadata::MetadataMap::from_headers(request.headers().clone());
+    let passed = gate.call(tonic::Request::from_parts(metadata, Default::default(), ()));
+    match passed.map(|p| p.extensions().get::<domain::access::Access>().cloned()) {
+        Ok(Some(access)) => {
             request.extensions_mut().insert(access);
             next.run(request).await
         }
+        Ok(None) => webconsole::error(&tonic::Status::internal("the gate left no access")),
         Err(status) => webconsole::error(&status),
     }
 }
