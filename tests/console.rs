@@ -14,6 +14,14 @@ use wire::pb;
 
 const DAY: &str = "2020-03-02";
 
+tests::on_every_backend!(
+    reports_children_series_and_stragglers_read_as_the_definitions_say,
+    errors_and_scope_refusals_are_the_grpc_ones,
+    alerts_come_from_the_office_feed_newest_first_persons_only_with_the_right,
+    a_sealed_day_lists_missing_then_late_schools_and_its_revision,
+    live_tells_the_unit_on_screen_within_a_second_and_only_that_unit,
+);
+
 /// The tokens of the tests, issued offline on the data directory.
 struct Tokens {
     /// Reads the province, with persons.
@@ -52,9 +60,9 @@ struct Console {
 /// (Guangzhou): P4; S3 (Foshan): P5; all students registered at 07:00 on DAY. At 08:00
 /// the morning check: P1 38.2 °C (a fever), P2, P4 and P5 normal, P3 not checked. At
 /// 10:00 P2 goes into centralized observation.
-async fn console(dir: &Path) -> Console {
+async fn console(dir: &Path, backend: &Backend) -> Console {
     let tokens = issue(dir);
-    let args = ServeArgs { auth: Some("required".into()), ..Backend::Embedded.args(dir) };
+    let args = ServeArgs { auth: Some("required".into()), ..backend.args(dir) };
     let server = tests::start_with(args, daybook::Roles::All).await;
     let http = server.running.http_addr.to_string();
     let mut schools =
@@ -152,10 +160,9 @@ fn strings(list: &Value) -> Vec<String> {
     list.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
 }
 
-#[tokio::test]
-async fn reports_children_series_and_stragglers_read_as_the_definitions_say() {
+async fn reports_children_series_and_stragglers_read_as_the_definitions_say(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let c = console(dir.path()).await;
+    let c = console(dir.path(), &backend).await;
     let ops = &c.tokens.ops;
 
     let info = c.ok("/api/v1/info", ops).await;
@@ -225,10 +232,9 @@ async fn reports_children_series_and_stragglers_read_as_the_definitions_say() {
     c.server.running.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn errors_and_scope_refusals_are_the_grpc_ones() {
+async fn errors_and_scope_refusals_are_the_grpc_ones(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let c = console(dir.path()).await;
+    let c = console(dir.path(), &backend).await;
     let (ops, guangzhou, counts) =
         (Some(c.tokens.ops.as_str()), Some(c.tokens.guangzhou.as_str()), Some(c.tokens.counts.as_str()));
 
@@ -301,10 +307,9 @@ async fn alerts(c: &Console, token: &str, n: usize) -> Value {
     c.once("/api/v1/alerts", token, |got| got["alerts"].as_array().unwrap().len() >= n).await
 }
 
-#[tokio::test]
-async fn alerts_come_from_the_office_feed_newest_first_persons_only_with_the_right() {
+async fn alerts_come_from_the_office_feed_newest_first_persons_only_with_the_right(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = console(dir.path()).await;
+    let mut c = console(dir.path(), &backend).await;
     let got = alerts(&c, &c.tokens.ops, 1).await;
     assert_eq!(got["office"], "province");
     let fever = &got["alerts"][0];
@@ -344,10 +349,9 @@ async fn alerts_come_from_the_office_feed_newest_first_persons_only_with_the_rig
     c.server.running.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_sealed_day_lists_missing_then_late_schools_and_its_revision() {
+async fn a_sealed_day_lists_missing_then_late_schools_and_its_revision(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = console(dir.path()).await;
+    let mut c = console(dir.path(), &backend).await;
     let ops = c.tokens.ops.clone();
     // DAY's deadline is 09:00 the next morning.
     c.seal("2020-03-03 10:00").await;
@@ -374,10 +378,9 @@ async fn a_sealed_day_lists_missing_then_late_schools_and_its_revision() {
     c.server.running.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn live_tells_the_unit_on_screen_within_a_second_and_only_that_unit() {
+async fn live_tells_the_unit_on_screen_within_a_second_and_only_that_unit(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = console(dir.path()).await;
+    let mut c = console(dir.path(), &backend).await;
     let ops = c.tokens.ops.clone();
     let mut class =
         Events::open(&c.http, &format!("/api/v1/live?unit=class:S1/D1/2019/C2&date={DAY}"), Some(&ops)).await;
