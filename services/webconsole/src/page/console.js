@@ -527,7 +527,9 @@ function drawAlerts() {
   list.replaceChildren();
   if (!state.alerts.length) list.append(h("li", { class: "muted empty" }, T.no_alerts));
   for (const a of state.alerts) {
-    const unit = a.units[a.units.length - 1] || `school:${a.school}`;
+    // The person's own unit: the lowest one named (a placement left empty names none).
+    const named = a.units.filter((u) => !u.endsWith("/") && !u.endsWith(":"));
+    const unit = named[named.length - 1] || `school:${a.school}`;
     const what = a.kind === "fever" ? `${T.alert.fever} ${a.celsius.toFixed(1)} °C` : T.alert[a.kind] || a.kind;
     const when = a.occurred_at.replace("T", " ").slice(0, 16);
     list.append(h("li", { class: `${a.kind} ${a.fresh ? "fresh" : ""}`, "data-kind": a.kind, "data-cursor": a.cursor },
