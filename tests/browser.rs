@@ -346,6 +346,14 @@ async fn watch_drill_down_and_switch() {
     browser.until("return document.querySelector('#version').dataset.version === '1'", "version 1").await;
     browser.until_text("#status", "on time").await;
     browser.until_text("[data-figure=fever] .value", "0").await;
+    // A cough of yesterday, posted now: version 2 of the sealed day, shown as it comes,
+    // with what it changed.
+    let cough = s1.on(YESTERDAY).symptoms("10:00", "S1-P3", &[tests::Symptom::Cough]);
+    intake.publish(cough).await.unwrap();
+    browser.until("return document.querySelector('#revisions tr[data-version=\"2\"]') !== null", "version 2").await;
+    let revision = browser.text("#revisions tr[data-version='2']").await;
+    assert!(revision.contains("version 2") && revision.contains("symptoms.cough 0→1"), "{revision}");
+    browser.until_text("[data-figure=symptoms] .value", "1").await;
 
     // Foshan's office sees Foshan only: no Guangzhou, no province, not the fever.
     browser.click("#signout").await;

@@ -367,11 +367,27 @@ async fn a_sealed_day_lists_missing_then_late_schools_and_its_revision(backend: 
     // P3's morning check, acknowledged after the deadline: S1 reports late, version 2.
     let late = c.schools[0].temperature("08:30", "S1-P3", Slot::Morning, 36.5);
     c.post(vec![late]).await;
-    let s1 = c.once(&format!("/api/v1/report?unit=school:S1&date={DAY}"), &ops, |r| r["report"]["version"] == 2).await;
+    // The read model shows version 2 at once; the history once the publisher has sent it.
+    let path = format!("/api/v1/report?unit=school:S1&date={DAY}");
+    let published = |n: usize| move |r: &Value| r["revisions"].as_array().unwrap().len() == n;
+    let s1 = c.once(&path, &ops, published(1)).await;
     assert_eq!((s1["report"]["status"].as_str(), s1["report"]["revised"].as_bool()), (Some("Late"), Some(true)));
     let changes = s1["report"]["changes"].as_array().unwrap();
     let morning = changes.iter().find(|c| c["field"] == "checks.morning.done").expect("the morning check changed");
     assert_eq!((morning["before"].as_i64(), morning["after"].as_i64()), (Some(2), Some(3)));
+    // The day's history: version 2, late, with what it changed (version 1 is the seal).
+    let revisions = s1["revisions"].as_array().unwrap();
+    assert_eq!((revisions[0]["version"].as_u64(), revisions[0]["status"].as_str()), (Some(2), Some("Late")));
+    assert_eq!(revisions[0]["changes"], s1["report"]["changes"]);
+    // A third version: P3 coughs on DAY, reported after the seal too.
+    let cough = c.schools[0].symptoms("09:00", "S1-P3", &[Symptom::Cough]);
+    c.post(vec![cough]).await;
+    let s1 = c.once(&path, &ops, published(2)).await;
+    assert_eq!(s1["report"]["version"], 3);
+    let versions: Vec<_> = s1["revisions"].as_array().unwrap().iter().map(|v| v["version"].as_u64()).collect();
+    assert_eq!(versions, [Some(2), Some(3)]);
+    let changed = |v: &Value| v["changes"].as_array().unwrap().iter().any(|c| c["field"] == "symptoms.cough");
+    assert!(!changed(&s1["revisions"][0]) && changed(&s1["revisions"][1]), "{s1}");
     let revised = c.ok(&format!("/api/v1/stragglers?under=city:Guangzhou&date={DAY}"), &ops).await;
     assert_eq!(counts(&revised), (Some(true), Some(2), Some(2), Some(1)));
     assert_eq!((strings(&revised["missing"]), strings(&revised["late"])), (vec![], vec!["school:S1".to_owned()]));

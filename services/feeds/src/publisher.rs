@@ -26,7 +26,7 @@
 //!
 //! | key (feeds tree)            | value                                        |
 //! |-----------------------------|----------------------------------------------|
-//! | `S`, `v`                    | what was published ([`reports::publication`]) |
+//! | `S`, `v`, `V`               | what was published ([`reports::publication`]) |
 //! | `f` office NUL cursor (u64) | one feed item (protobuf `FeedItem`)          |
 //! | `q` school/event id         | the alert went out                           |
 //! | `K` office                  | next cursor to copy to Kafka                 |

@@ -111,6 +111,12 @@ impl ReadModel {
         &self.close
     }
 
+    /// The versions after the first of `unit`'s report for `day` and what each changed;
+    /// none while the day is open or without feeds.
+    pub fn revisions(&self, unit: &UnitKey, day: Day) -> Result<Vec<crate::Revision>, ReportError> {
+        self.publications.as_ref().map_or(Ok(Vec::new()), |p| p.revisions(day, unit))
+    }
+
     /// The last day sealed; `None` before the first seal or without feeds.
     pub fn sealed_through(&self) -> Result<Option<Day>, ReportError> {
         self.publications.as_ref().map_or(Ok(None), Publications::sealed_through)

@@ -128,6 +128,7 @@ fn report(console: &Console, access: &Access, query: &Query) -> Result<Value, St
     let mut body = keyed(&report);
     body["above"] = Value::Array(above);
     body["first_day"] = json_of(model.first_day(&report.unit)?)?;
+    body["revisions"] = json_of(model.revisions(&report.unit, report.date)?)?;
     body["sealed_through"] = json_of(model.sealed_through()?)?;
     Ok(body)
 }

@@ -14,6 +14,7 @@ const TEXT = {
     status: { Open: "当日未截止", OnTime: "按时报告", Late: "迟报", Missing: "缺报", Incomplete: "未报齐" },
     version: (v) => v === 0 ? "实时数据（未封存）" : `第 ${v} 版`, revised: "已修订", changes: "本版修改",
     field: "指标", before: "修改前", after: "修改后", sealed_through: "已封存至",
+    revisions: "封存后的修订（第1版为封存版）", version_col: "版本",
     zero_report: "零报告",
     population: "总人数", on_campus: "在校", fever: "发热", symptoms: "症状", suspected: "疑似（新增/现有）",
     confirmed: "确诊（新增/现有）", home_obs: "居家观察", central_obs: "集中观察", obs_started: "新开始观察",
@@ -52,6 +53,7 @@ const TEXT = {
     version: (v) => v === 0 ? "live figures (not sealed)" : `version ${v}`, revised: "revised",
     changes: "Changed in this version", field: "figure", before: "before", after: "after",
     sealed_through: "sealed through", zero_report: "zero report",
+    revisions: "Revisions after the seal (version 1)", version_col: "Version",
     population: "Population", on_campus: "On campus", fever: "Fever", symptoms: "Symptoms",
     suspected: "Suspected (new / current)", confirmed: "Confirmed (new / current)", home_obs: "Home observation",
     central_obs: "Centralized observation", obs_started: "Observation started", due: "Due for release",
@@ -318,7 +320,15 @@ function draw({ report, children, series, stragglers, persons }) {
   ]));
   const changes = $("#changes");
   changes.replaceChildren();
-  if (r.changes.length) {
+  if (report.revisions.length) {
+    // Every version after the seal, with what it changed against the one before.
+    changes.append(h("table", { id: "revisions" },
+      h("caption", {}, T.revisions),
+      h("tr", {}, h("th", {}, T.version_col), h("th", {}, T.status_col), h("th", {}, T.changes)),
+      report.revisions.map((v) => h("tr", { "data-version": v.version },
+        h("td", {}, T.version(v.version)), h("td", {}, T.status[v.status]),
+        h("td", { class: "changed" }, v.changes.map((c) => `${c.field} ${c.before}→${c.after}`).join("; "))))));
+  } else if (r.changes.length) {
     changes.append(h("table", { id: "change-table" },
       h("caption", {}, T.changes),
       h("tr", {}, h("th", {}, T.field), h("th", {}, T.before), h("th", {}, T.after)),
