@@ -55,7 +55,11 @@ struct Inner {
     audit: Arc<dyn AuditLog>,
     stopping: watch::Receiver<bool>,
     heartbeat: Duration,
+    /// The live streams' last look at each unit and day, shared ([`live`]).
+    looks: Looks,
 }
+
+type Looks = Arc<std::sync::Mutex<std::collections::HashMap<(domain::UnitKey, Day), (live::Generation, u64)>>>;
 
 impl std::fmt::Debug for Console {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,6 +80,7 @@ impl Console {
                 audit: Arc::new(NoAudit),
                 stopping: watch::channel(false).1,
                 heartbeat: Duration::from_secs(15),
+                looks: Looks::default(),
             }),
         }
     }

@@ -26,7 +26,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use domain::{Day, UnitKey};
 use reports::grpc::{known, may_read, parse_unit, report_day};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -37,6 +37,9 @@ use crate::{Console, Query, error};
 
 /// The least time between two looks at the unit: a busy fold writes many batches a second.
 pub const MIN_SPACING: Duration = Duration::from_millis(250);
+
+/// Looks kept for streams to share, at most.
+const MAX_LOOKS: usize = 1024;
 
 pub(crate) async fn live(State(console): State<Console>, request: Request) -> Response {
     let access = match access_of(&request) {
@@ -76,7 +79,7 @@ pub(crate) async fn live(State(console): State<Console>, request: Request) -> Re
         let mut published = inner.feeds.as_ref().map(|(store, _)| store.subscribe());
         let mut stopping = inner.stopping.clone();
         let about = serde_json::json!({ "unit": unit.to_string(), "date": day }).to_string();
-        let mut seen = fingerprint(&console, &unit, day).await;
+        let mut seen = fingerprint(&console, &unit, day, generation(&written, published.as_ref())).await;
         if tx.send(frame("hello", &about)).await.is_err() {
             return;
         }
@@ -109,7 +112,7 @@ pub(crate) async fn live(State(console): State<Console>, request: Request) -> Re
             looked = Instant::now();
             // Signals that came while waiting are covered by this look.
             written.mark_unchanged();
-            let now = fingerprint(&console, &unit, day).await;
+            let now = fingerprint(&console, &unit, day, generation(&written, published.as_ref())).await;
             if now != seen {
                 seen = now;
                 if tx.send(frame("changed", &about)).await.is_err() {
@@ -127,9 +130,25 @@ fn frame(event: &str, data: &str) -> Bytes {
     Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }
 
+/// The signals' counts a look was made at: the store's batches, the feeds' passes.
+pub(crate) type Generation = (u64, Option<u64>);
+
+fn generation(written: &watch::Receiver<u64>, published: Option<&watch::Receiver<u64>>) -> Generation {
+    (*written.borrow(), published.map(|p| *p.borrow()))
+}
+
 /// A hash of the unit's report and its children's on `day`: what the page shows of them.
-/// `None` when they cannot be read (the next look tries again).
-async fn fingerprint(console: &Console, unit: &UnitKey, day: Day) -> Option<u64> {
+/// `None` when they cannot be read (the next look tries again). Streams on the same unit
+/// and day share a look made at the same `generation`: a province's look reads every
+/// school, and many operators watch the province.
+async fn fingerprint(console: &Console, unit: &UnitKey, day: Day, generation: Generation) -> Option<u64> {
+    let key = (unit.clone(), day);
+    if let Some((at, hash)) = console.inner.looks.lock().expect("looks lock").get(&key)
+        && *at == generation
+    {
+        return Some(*hash);
+    }
+    let console_looks = console.inner.looks.clone();
     let (console, unit) = (console.clone(), unit.clone());
     let read = tokio::task::spawn_blocking(move || -> Result<u64, reports::ReportError> {
         let model = &console.inner.model;
@@ -139,7 +158,15 @@ async fn fingerprint(console: &Console, unit: &UnitKey, day: Day) -> Option<u64>
         Ok(hasher.finish())
     });
     match read.await {
-        Ok(Ok(hash)) => Some(hash),
+        Ok(Ok(hash)) => {
+            let mut looks = console_looks.lock().expect("looks lock");
+            // Bounded by the units and days on screen; cleared rather than evicted.
+            if looks.len() >= MAX_LOOKS {
+                looks.clear();
+            }
+            looks.insert(key, (generation, hash));
+            Some(hash)
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "console: live look failed");
             None
