@@ -228,7 +228,7 @@ async fn watch_drill_down_and_switch() {
     let foshan = store.issue(&scope("cdc-foshan", "city:Foshan")).unwrap();
     drop(store);
     let args = ServeArgs { auth: Some("required".into()), ..Backend::Embedded.args(dir.path()) };
-    let server = tests::start_with(args, daybook::Roles::All).await;
+    let server = tests::start_with(args.clone(), daybook::Roles::All).await;
     let channel = tonic::transport::Channel::from_shared(server.target.clone()).unwrap().connect().await.unwrap();
     let credentials = daybook::client::Credentials::new(Some(ops.as_str())).unwrap();
     let mut intake = pb::intake_client::IntakeClient::with_interceptor(channel, credentials);
@@ -301,6 +301,11 @@ async fn watch_drill_down_and_switch() {
     browser.until_text("[data-figure=confirmed] .value", "1 / 1").await;
     browser.screenshot("province", None).await;
     browser.screenshot("alerts", Some("#alerts-panel")).await;
+    // The trends over the last 7 days instead of 14: the province has a report every day.
+    browser
+        .script("const r = document.querySelector('#range'); r.value = '7'; r.dispatchEvent(new Event('change'))")
+        .await;
+    browser.until_text("[data-chart=fever] .sub", "2020-02-25 – 2020-03-02").await;
 
     // Down the five levels by the children tables, to the class of the person with fever.
     for unit in ["city:Guangzhou", "school:S1", "department:S1/D1", "grade:S1/D1/2019", "class:S1/D1/2019/C2"] {
@@ -369,6 +374,24 @@ async fn watch_drill_down_and_switch() {
     assert!(!page.contains("Guangzhou") && !page.contains("S1"), "{page}");
     browser.until(&format!("return {kinds} === 'suspected'"), "Foshan's alert only").await;
     assert_eq!(browser.script("return document.querySelector('#crumbs a[data-unit=\"province\"]')").await, Value::Null);
+
+    // The server goes down: the page says so, and comes back live by itself once it is up
+    // again on the same addresses, with what happened meanwhile.
+    let (grpc_addr, http_addr) = (server.running.grpc_addr, server.running.http_addr);
+    server.running.stop().await.unwrap();
+    browser
+        .until("return document.querySelector('#live').dataset.state === 'lost'", "the page to say it lost the server")
+        .await;
+    let args = ServeArgs { grpc_addr: Some(grpc_addr), http_addr: Some(http_addr), ..args };
+    let server = tests::start_with(args, daybook::Roles::All).await;
+    let channel = tonic::transport::Channel::from_shared(server.target.clone()).unwrap().connect().await.unwrap();
+    let credentials = daybook::client::Credentials::new(Some(ops.as_str())).unwrap();
+    let mut intake = pb::intake_client::IntakeClient::with_interceptor(channel, credentials);
+    let fever = s3.temperature("12:30", "S3-P5", Slot::Noon, 38.1);
+    intake.publish(fever).await.unwrap();
+    browser.until("return document.querySelector('#live').dataset.state === 'on'", "the page to be live again").await;
+    browser.until_text("[data-figure=fever] .value", "1").await;
+    browser.until(&format!("return {kinds} === 'fever suspected'"), "Foshan's fever").await;
     browser.close().await;
     server.running.stop().await.unwrap();
 }

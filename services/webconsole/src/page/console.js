@@ -8,7 +8,7 @@ const TEXT = {
     title: "daybook 值班台", day: "日期", signout: "退出", connecting: "连接中…", live: "● 实时",
     reconnecting: "连接中断，正在重连…", signin_title: "请输入访问令牌",
     signin_help: "令牌由管理员签发（daybook token issue），只保存在本标签页中。", signin: "登录",
-    coverage: "体温检测覆盖率（红线：90%）", children: "下级单位", trends: "近14天趋势",
+    coverage: "体温检测覆盖率（红线：90%）", children: "下级单位", trends: "趋势：最近", days: "天",
     observation_list: "医学观察名单", alerts: "即时报警", no_alerts: "暂无报警", no_children: "无下级单位",
     level: { province: "全省", city: "市", school: "学校", department: "系部", grade: "年级", class: "班级", dorm: "宿舍" },
     status: { Open: "当日未截止", OnTime: "按时报告", Late: "迟报", Missing: "缺报", Incomplete: "未报齐" },
@@ -44,7 +44,7 @@ const TEXT = {
     reconnecting: "connection lost, reconnecting…", signin_title: "Access token",
     signin_help: "Tokens are issued by an administrator (daybook token issue); kept in this tab only.",
     signin: "Sign in", coverage: "Temperature-check coverage (red line: 90 %)", children: "Units below",
-    trends: "Last 14 days", observation_list: "Persons under medical observation", alerts: "Alerts",
+    trends: "Trends: the last", days: "days", observation_list: "Persons under medical observation", alerts: "Alerts",
     no_alerts: "No alerts", no_children: "No units below",
     level: { province: "Province", city: "City", school: "School", department: "Department", grade: "Grade",
       class: "Class", dorm: "Dorm" },
@@ -275,7 +275,7 @@ async function render() {
     const wanted = [
       api("report", { unit, date }),
       api("children", { unit, date }),
-      api("series", { unit, to: date }),
+      api("series", { unit, to: date, from: daysBefore(date, Number($("#range").value) - 1) }),
       level === "province" || level === "city" ? api("stragglers", { under: unit, date }) : null,
       state.info.persons && !["province", "city"].includes(level) ? api("observation", { unit, date }) : null,
     ];
@@ -291,6 +291,12 @@ async function render() {
     $("#problem").textContent = t().error + e.message;
   }
 }
+
+function daysBefore(date, n) {
+  return new Date(Date.parse(date) - n * 86400000).toISOString().slice(0, 10);
+}
+
+$("#range").addEventListener("change", () => render());
 
 function draw({ report, children, series, stragglers, persons }) {
   const r = report.report;
