@@ -24,7 +24,7 @@ tests::on_every_backend!(
 
 /// The tokens of the tests, issued offline on the data directory.
 struct Tokens {
-    /// Reads the province, with persons.
+    /// Reads the province, with persons; admin.
     ops: String,
     /// Guangzhou's office, with persons.
     guangzhou: String,
@@ -38,7 +38,9 @@ fn issue(dir: &Path) -> Tokens {
     let store = daybook::auth::Tokens::open(dir).unwrap();
     let issue = |name: &str, read: &str, persons: bool| {
         let post = if persons && read == "province" { vec!["*".to_owned()] } else { vec![] };
-        let scope = pb::TokenScope { name: name.into(), post, read: vec![read.into()], persons, ..Default::default() };
+        let admin = name == "ops";
+        let scope =
+            pb::TokenScope { name: name.into(), post, read: vec![read.into()], persons, admin, ..Default::default() };
         store.issue(&scope).unwrap()
     };
     Tokens {
@@ -421,6 +423,17 @@ async fn live_tells_the_unit_on_screen_within_a_second_and_only_that_unit(backen
     let fever = c.schools[0].temperature("12:00", "S1-P3", Slot::Noon, 38.0);
     c.post(vec![fever]).await;
     class.wait_for("alerts", Duration::from_secs(5)).await.expect("alerts published");
+    // A revoked token's stream ends at the next thing it would say, with the reason.
+    let counts = c.tokens.counts.clone();
+    let mut revoked = Events::open(&c.http, &format!("/api/v1/live?unit=school:S1&date={DAY}"), Some(&counts)).await;
+    revoked.wait_for("hello", Duration::from_secs(5)).await.expect("hello");
+    let mut admin = pb::admin_client::AdminClient::new(c.authed());
+    admin.revoke_token(pb::RevokeTokenRequest { name: "counts-guangzhou".into() }).await.unwrap();
+    let fatigue = c.schools[0].symptoms("12:30", "S1-P1", &[Symptom::Fatigue]);
+    c.post(vec![fatigue]).await;
+    let why = revoked.wait_for("error", Duration::from_secs(5)).await.expect("the stream says why it ends");
+    assert!(why.contains("revoked"), "{why}");
+    assert_eq!(revoked.next(Duration::from_secs(5)).await, None, "and ends");
     // The stream ends when the server stops.
     let stopping = tokio::spawn(c.server.running.stop());
     assert_eq!(class.wait_for("never", Duration::from_secs(10)).await, None);

@@ -85,28 +85,32 @@ pub(crate) async fn live(State(console): State<Console>, request: Request) -> Re
         }
         let mut looked = Instant::now();
         loop {
-            let alerts = tokio::select! {
-                _ = stopping.changed() => return,
-                () = tx.closed() => return,
+            let wake = tokio::select! {
+                _ = stopping.changed() => Wake::Stop,
+                () = tx.closed() => Wake::Stop,
                 changed = written.changed() => match changed {
-                    Ok(()) => false,
-                    Err(_) => return,
+                    Ok(()) => Wake::Written,
+                    Err(_) => Wake::Stop,
                 },
-                Some(Ok(())) = async { Some(published.as_mut()?.changed().await) } => true,
-                () = tokio::time::sleep(inner.heartbeat) => {
-                    if tx.send(Bytes::from_static(b": ping\n\n")).await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
+                Some(Ok(())) = async { Some(published.as_mut()?.changed().await) } => Wake::Published,
+                () = tokio::time::sleep(inner.heartbeat) => Wake::Heartbeat,
             };
             if access.is_revoked() {
                 let revoked = serde_json::json!({ "code": "unauthenticated", "message": "the token was revoked" });
                 let _ = tx.send(frame("error", &revoked.to_string())).await;
                 return;
             }
-            if alerts && tx.send(frame("alerts", "{}")).await.is_err() {
+            let sent = match wake {
+                Wake::Stop => return,
+                Wake::Heartbeat => tx.send(Bytes::from_static(b": ping\n\n")).await,
+                Wake::Published => tx.send(frame("alerts", "{}")).await,
+                Wake::Written => Ok(()),
+            };
+            if sent.is_err() {
                 return;
+            }
+            if matches!(wake, Wake::Heartbeat) {
+                continue;
             }
             tokio::time::sleep_until(looked + MIN_SPACING).await;
             looked = Instant::now();
@@ -124,6 +128,18 @@ pub(crate) async fn live(State(console): State<Console>, request: Request) -> Re
     let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
     let headers = [(CONTENT_TYPE, "text/event-stream"), (CACHE_CONTROL, "no-store")];
     (headers, [("x-accel-buffering", "no")], body).into_response()
+}
+
+/// What a live stream wakes for.
+enum Wake {
+    /// The server stops, the reader went, or the store is gone.
+    Stop,
+    /// A batch was written to the projections: look again.
+    Written,
+    /// The feeds published (an alert, a seal, a revision): say so, and look again.
+    Published,
+    /// Nothing for a while: a comment keeps the connection from looking idle.
+    Heartbeat,
 }
 
 fn frame(event: &str, data: &str) -> Bytes {
