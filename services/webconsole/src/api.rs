@@ -19,8 +19,8 @@ pub const MAX_SERIES_DAYS: u64 = 366;
 /// Alerts one request returns at most, and by default.
 const MAX_ALERTS: usize = 1000;
 const DEFAULT_ALERTS: usize = 100;
-/// Feed items (reports and alerts) one request looks through at most.
-const MAX_SCAN: usize = 100_000;
+/// Alerts one request looks through at most (before the caller's scope narrows them).
+const MAX_SCAN: usize = 10_000;
 
 pub(crate) fn routes(console: Console) -> Router {
     Router::new()
@@ -273,13 +273,8 @@ fn alerts(console: &Console, access: &Access, query: &Query) -> Result<Value, St
         ),
         None => None,
     };
-    let items = match after {
-        Some(after) => store.items_after(&office.id, after, MAX_SCAN),
-        None => store.items_back(&office.id, u64::MAX, MAX_SCAN),
-    }
-    .map_err(Status::from)?;
+    let items = store.alerts(&office.id, after, MAX_SCAN).map_err(Status::from)?;
     let last = store.last_cursor(&office.id).map_err(Status::from)?;
-    let next = items.iter().map(|(cursor, _)| *cursor).max().max(after).unwrap_or(last);
     let under = under.map(|u| u.to_string());
     let mut found = Vec::new();
     for (cursor, bytes) in &items {
@@ -299,16 +294,21 @@ fn alerts(console: &Console, access: &Access, query: &Query) -> Result<Value, St
         }
         found.push(alert);
     }
-    found.sort_by_key(|a| std::cmp::Reverse(a.cursor));
-    // After a cursor the oldest come first in line (the newest wait for the next call).
-    if after.is_some() && found.len() > limit {
-        found.drain(..found.len() - limit);
-    }
-    found.truncate(limit);
-    let next = match (after, found.len() == limit) {
-        (Some(_), true) => found.first().map_or(next, |a| a.cursor),
-        _ => next,
+    let next = match after {
+        // The newest: what comes next follows the feed's end.
+        None => {
+            found.truncate(limit);
+            last
+        }
+        // After a cursor, oldest first: the next call goes on after the last one returned,
+        // or after the last one looked at.
+        Some(after) if found.len() > limit => {
+            found.truncate(limit);
+            found.last().map_or(after, |a| a.cursor)
+        }
+        Some(after) => items.last().map_or(after, |(cursor, _)| *cursor),
     };
+    found.sort_by_key(|a| std::cmp::Reverse(a.cursor));
     if access.persons && found.iter().any(|a| !a.person.is_empty()) {
         console.inner.audit.record(access, "console.alerts", &office.id, "alerts naming persons");
     }
