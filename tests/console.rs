@@ -63,8 +63,13 @@ struct Console {
 /// the morning check: P1 38.2 °C (a fever), P2, P4 and P5 normal, P3 not checked. At
 /// 10:00 P2 goes into centralized observation.
 async fn console(dir: &Path, backend: &Backend) -> Console {
+    console_with(dir, backend, |args| args).await
+}
+
+/// [`console`] with its settings adjusted.
+async fn console_with(dir: &Path, backend: &Backend, adjust: impl FnOnce(ServeArgs) -> ServeArgs) -> Console {
     let tokens = issue(dir);
-    let args = ServeArgs { auth: Some("required".into()), ..backend.args(dir) };
+    let args = adjust(ServeArgs { auth: Some("required".into()), ..backend.args(dir) });
     let server = tests::start_with(args, daybook::Roles::All).await;
     let http = server.running.http_addr.to_string();
     let mut schools =
@@ -438,4 +443,34 @@ async fn live_tells_the_unit_on_screen_within_a_second_and_only_that_unit(backen
     let stopping = tokio::spawn(c.server.running.stop());
     assert_eq!(class.wait_for("never", Duration::from_secs(10)).await, None);
     stopping.await.unwrap().unwrap();
+}
+
+/// The API counts against the token's limits as gRPC reads do: its rate, its open streams.
+#[tokio::test]
+async fn the_api_counts_against_the_tokens_rate_and_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let limited = |args| ServeArgs { streams_per_token: Some(1), rate_limit_reads: Some(5.0), ..args };
+    let c = console_with(dir.path(), &Backend::Embedded, limited).await;
+    let counts = c.tokens.counts.clone();
+    let live = format!("/api/v1/live?unit=school:S1&date={DAY}");
+    let mut first = Events::open(&c.http, &live, Some(&counts)).await;
+    first.wait_for("hello", Duration::from_secs(5)).await.expect("hello");
+    let (status, code, message) = c.refused(&live, Some(&counts)).await;
+    assert_eq!((status, code.as_str()), (429, "resource_exhausted"));
+    assert!(message.contains("holds 1 open streams"), "{message}");
+    // Five reads a second: the bucket holds five, two are taken already.
+    let mut refused = None;
+    for _ in 0..10 {
+        let reply = c.get("/api/v1/info", &counts).await;
+        if reply.status != 200 {
+            refused = Some(reply);
+            break;
+        }
+    }
+    let refused = refused.expect("the rate limit refuses within ten reads");
+    let (code, message) = refused.error();
+    assert_eq!((refused.status, code.as_str()), (429, "resource_exhausted"));
+    assert!(message.starts_with("rate limit: token counts-guangzhou may make 5 read calls per second"), "{message}");
+    drop(first);
+    c.server.running.stop().await.unwrap();
 }
