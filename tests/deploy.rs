@@ -101,6 +101,67 @@ fn the_compose_file_runs_a_cluster_that_keeps_its_log_and_starts_in_order() {
     }
 }
 
+/// Every `/run/secrets/NAME` in `text`.
+fn secrets_named(text: &str) -> BTreeSet<String> {
+    text.split("/run/secrets/")
+        .skip(1)
+        .map(|rest| rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect())
+        .collect()
+}
+
+#[test]
+fn the_compose_cluster_speaks_only_tls_with_the_certificates_the_script_makes() {
+    let compose = compose();
+    let secrets = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new(repo().join("deploy/make-secrets.sh")).arg(secrets.path()).output().unwrap();
+    assert!(made.status.success(), "make-secrets.sh: {}", String::from_utf8_lossy(&made.stderr));
+    // Every secret the compose file mounts is a file the script makes.
+    let declared: BTreeSet<String> =
+        compose["secrets"].as_mapping().unwrap().keys().map(|k| k.as_str().unwrap().to_owned()).collect();
+    for name in &declared {
+        let file = text(&compose, &["secrets", name, "file"]);
+        let made = secrets.path().join(file.strip_prefix("./secrets/").unwrap_or_else(|| panic!("{name}: {file}")));
+        assert!(made.is_file(), "secret {name}: make-secrets.sh makes no {}", made.display());
+    }
+    for (name, config) in compose["configs"].as_mapping().unwrap() {
+        let file = repo().join("deploy").join(text(config, &["file"]));
+        assert!(file.is_file(), "config {name:?}: {} is not shipped", file.display());
+    }
+    let health = read("deploy/kafka-health.properties");
+    for (name, service) in compose["services"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        // A service names only secrets it mounts (the brokers' health check's too).
+        let mounted: BTreeSet<String> =
+            service["secrets"].as_sequence().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect();
+        let mut used = secrets_named(&serde_yaml::to_string(&service["environment"]).unwrap());
+        if name.starts_with("kafka-") {
+            used.extend(secrets_named(&health));
+            let map = text(service, &["environment", "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]);
+            assert!(map.split(',').all(|l| l.ends_with(":SSL")), "{name}: a listener without TLS: {map}");
+            assert_eq!(text(service, &["environment", "KAFKA_SSL_CLIENT_AUTH"]), "required", "{name}");
+            // The apache/kafka image demands JKS stores for a listener named with SSL.
+            let advertised = text(service, &["environment", "KAFKA_ADVERTISED_LISTENERS"]);
+            assert!(!advertised.contains("SSL://"), "{name}: {advertised}");
+            // Its certificate names it as its peers reach it, and as its health check does.
+            let host = advertised.split("://").nth(1).unwrap().split(':').next().unwrap();
+            for host in [host, "localhost"] {
+                let verified = std::process::Command::new("openssl")
+                    .args(["verify", "-verify_hostname", host, "-CAfile"])
+                    .args([secrets.path().join("kafka-ca.pem"), secrets.path().join("kafka-broker-cert.pem")])
+                    .output()
+                    .expect("openssl runs");
+                assert!(verified.status.success(), "{name}: the broker certificate is not valid for {host}");
+            }
+        } else {
+            let log = text(service, &["environment", "DAYBOOK_LOG"]);
+            eventlog::KafkaConfig::from_url(log).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(log.contains("&security-protocol=ssl&"), "{name}: {log}");
+        }
+        assert!(used.is_subset(&mounted), "{name}: uses secrets {used:?}, mounts {mounted:?}");
+        assert!(mounted.is_subset(&declared), "{name}: mounts undeclared secrets {mounted:?}");
+    }
+}
+
 #[test]
 fn the_image_builds_the_binary_the_compose_file_runs() {
     let dockerfile = read("deploy/Dockerfile");

@@ -210,20 +210,17 @@ async fn a_late_event_after_the_close_is_version_2_on_every_channel(backend: Bac
     assert_eq!((live.version, live.fever), (2, 1), "the query says what the feed said");
 
     // The file: the same numbers and the version, read back with a real XLSX reader.
-    let file = client
-        .export(pb::ExportRequest {
-            kind: pb::ExportKind::DailyReports as i32,
-            format: pb::ExportFormat::Xlsx as i32,
-            unit: "city:Foshan".into(),
-            level: pb::Level::School as i32,
-            date: DAY.into(),
-        })
-        .await
-        .expect("exported")
-        .into_inner();
+    let foshan_schools = |format: pb::ExportFormat| pb::ExportRequest {
+        kind: pb::ExportKind::DailyReports as i32,
+        format: format as i32,
+        unit: "city:Foshan".into(),
+        level: pb::Level::School as i32,
+        date: DAY.into(),
+    };
+    let file = client.export(foshan_schools(pb::ExportFormat::Xlsx)).await.expect("exported").into_inner();
     assert!(file.file_name.ends_with(".xlsx"), "{}", file.file_name);
     let mut book: calamine::Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(file.content)).unwrap();
-    let sheet = book.worksheet_range_at(0).unwrap().unwrap();
+    let sheet = book.worksheet_range("日报告 Daily reports").expect("the data table beside the form");
     let rows: Vec<_> = sheet.rows().collect();
     let header: Vec<String> = rows[0].iter().map(|c| c.to_string()).collect();
     let column = |en: &str| {
@@ -234,6 +231,32 @@ async fn a_late_event_after_the_close_is_version_2_on_every_channel(backend: Bac
     assert_eq!(s1_row[column("Population")].as_f64(), Some(f64::from(live.population)));
     assert_eq!(s1_row[column("Version (0 = not sealed)")].as_f64(), Some(2.0));
     assert_eq!(rows.len(), 3, "a header and the two schools of Foshan");
+
+    // The same day for DHIS2: S1's fever in a data value set of Foshan's two schools,
+    // complete (both sealed) as of the export's day.
+    let file =
+        client.export(foshan_schools(pb::ExportFormat::Dhis2Json)).await.expect("exported for DHIS2").into_inner();
+    assert_eq!((file.content_type.as_str(), file.file_name.ends_with(".dhis2.json")), ("application/json", true));
+    let set: serde_json::Value = serde_json::from_slice(&file.content).unwrap();
+    assert_eq!((set["dataSet"].as_str(), set["period"].as_str()), (Some("DAYBOOK_DAILY"), Some("20200301")));
+    assert_eq!(set["completeDate"].as_str(), Some("2020-03-02"));
+    let value = |element: &str, unit: &str| {
+        let values = set["dataValues"].as_array().unwrap();
+        let found = values.iter().find(|v| v["dataElement"] == element && v["orgUnit"] == unit);
+        found.map(|v| v["value"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(value("DAYBOOK_FEVER", "S1"), Some("1".to_owned()));
+    assert_eq!(value("DAYBOOK_POPULATION", "S1"), Some(live.population.to_string()));
+    assert!(value("DAYBOOK_FEVER", "S2").is_some() && value("DAYBOOK_FEVER", "S3").is_none(), "Foshan's schools");
+    let refused = client
+        .export(pb::ExportRequest {
+            kind: pb::ExportKind::ObservationList as i32,
+            format: pb::ExportFormat::Dhis2Json as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(refused.message().starts_with("format:"), "{}", refused.message());
 
     // Kafka: the office's topic, read with a plain client, holds version 2 under S1's key.
     if let Backend::Kafka { broker, prefix } = &backend {

@@ -92,7 +92,7 @@ fn record_kind(prefix: u8) -> &'static str {
 /// Applies changelog records to a view, refusing copies older than the one held, and
 /// stores the changelog positions with them in one batch.
 pub fn apply(view: &Projections, records: &[Polled]) -> Result<(), AggregateError> {
-    let mut batch = sled::Batch::default();
+    let mut batch = ::store::Batch::default();
     let mut held: HashMap<Vec<u8>, Reach> = HashMap::new();
     let mut taken: HashMap<Vec<u8>, Change> = HashMap::new();
     let mut positions = BTreeMap::new();
@@ -128,7 +128,7 @@ pub fn apply(view: &Projections, records: &[Polled]) -> Result<(), AggregateErro
     for (tp, next) in positions {
         batch.insert(store::position_key(&tp), &next.to_be_bytes());
     }
-    eventlog::apply_sled_batch(&view.tree, batch)?;
+    view.tree.apply(batch)?;
     view.written();
     Ok(())
 }

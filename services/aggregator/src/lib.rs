@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use chrono::FixedOffset;
 use domain::Rules;
-use eventlog::{EventLog, LogConsumer, LogError, Polled};
+use eventlog::{EventLog, LogConsumer, LogError};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -24,17 +24,19 @@ use prometheus_client::registry::Registry;
 pub mod changelog;
 pub mod fold;
 pub mod quarantine;
+mod run;
 pub mod stall;
 pub mod store;
 mod timeline_codec;
 
 pub use fold::{BatchOutcome, Folder};
+pub use run::run;
 pub use store::Projections;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AggregateError {
     #[error("projection storage failed: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(#[from] ::store::Error),
     #[error("projection record {key:?} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
     #[error(transparent)]
@@ -204,11 +206,6 @@ impl AggregatorMetrics {
     }
 }
 
-/// A member judges the partitions other members fold by the offsets the group commits,
-/// over this many stall times: a commit follows a checkpoint and its changelog
-/// publication, and an owner folding a backlog checkpoints up to a minute apart.
-const OTHERS_STALL_FACTOR: u32 = 3;
-
 /// Whose partitions a [`watch_stalls`] call watches, for its log line.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Stalled {
@@ -248,407 +245,6 @@ fn watch_stalls(
         metrics.set_stalled(rows, &stalled);
     }
     !fresh.is_empty()
-}
-
-/// What the aggregator's loop reacts to, one at a time.
-enum Event {
-    /// Stop: a publication under way is finished, and what was folded is stored.
-    Shutdown,
-    /// The log answered a poll.
-    Polled(Result<Vec<Polled>, LogError>),
-    /// A poll was folded.
-    Folded(BatchOutcome),
-    /// What was folded was stored, or handed to the writer: the log may be committed (a
-    /// commit claims only what has settled, `Folder::checkpointed`), or over Kafka the
-    /// outbox published first.
-    Checkpointed,
-    /// A poll short of [`POLL_MAX`] was folded and stored: no backlog is left.
-    CaughtUp,
-    /// Folding this record panicked: it goes to the quarantine, and folding starts again
-    /// from the store, past it.
-    Poisoned(Box<quarantine::Quarantined>),
-    /// The outbox went to the changelog, or failed to; what it covers may be committed.
-    Published { covers: Vec<(eventlog::TopicPartition, u64)>, published: Result<usize, AggregateError> },
-    /// A second passed since the last tick, as a poll was folded: the fold rate; every
-    /// fifth, the lag and stalls.
-    Tick,
-}
-
-/// The outbox's way to the changelog (Kafka mode; without a changelog nothing is ever due).
-struct Outbox {
-    /// It holds what a checkpoint stored (or what a crash left): to publish next, once
-    /// no publication is under way.
-    due: bool,
-    /// Going out while the next batches fold (a changelog append is a broker round trip).
-    publishing: Option<Publication>,
-}
-
-impl Outbox {
-    /// Whether the changelog has yet to take the publication under way.
-    fn behind(&self) -> bool {
-        self.publishing.as_ref().is_some_and(|p| !p.task.is_finished())
-    }
-
-    /// The publication under way, once it has ended.
-    fn ended(&mut self) -> Option<Publication> {
-        self.publishing.take_if(|p| p.task.is_finished())
-    }
-}
-
-/// How a folded poll is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Store {
-    /// Not yet: behind, and a checkpoint is not worth its cost yet.
-    Later,
-    /// By a writer thread, while the next polls fold.
-    InBackground,
-    /// Now, returning once it is stored.
-    Now,
-}
-
-impl Store {
-    /// `behind`: polls come back full, or over Kafka the changelog still takes the last
-    /// publication (what is stored now could not go out before it ends anyway); then a
-    /// checkpoint waits until it is worth it and fewer, coalesced changes go out. Only
-    /// without a changelog is it written in the background: over Kafka the outbox may go
-    /// out only once stored. Full caches are stored at once: only a checkpoint stored
-    /// with nothing folded since may drop them.
-    fn of(behind: bool, worth_it: bool, caches_full: bool, changelog: bool) -> Self {
-        match (!behind || worth_it || caches_full, behind && !changelog && !caches_full) {
-            (false, _) => Self::Later,
-            (true, true) => Self::InBackground,
-            (true, false) => Self::Now,
-        }
-    }
-}
-
-/// Every second, and every fifth second.
-struct Ticks {
-    second: Instant,
-    /// The first lag is measured a second in (the feeds' hold needs it), then every 5 s.
-    lag_round: u8,
-}
-
-impl Ticks {
-    fn new() -> Self {
-        Self { second: Instant::now(), lag_round: 4 }
-    }
-
-    fn due(&self) -> bool {
-        self.second.elapsed() >= Duration::from_secs(1)
-    }
-
-    /// Whether the lag is due (reading the log's ends costs the broker a request per
-    /// partition: every 5 s).
-    fn tick(&mut self) -> bool {
-        self.second = Instant::now();
-        self.lag_round = (self.lag_round + 1) % 5;
-        self.lag_round == 0
-    }
-}
-
-/// Consumes `log` as group `group` and folds everything into `projections` until
-/// `shutdown` completes. With a `changelog`, every change is also published there (after
-/// it is stored, before the log position is committed to the group).
-pub async fn run<L: EventLog, C: EventLog>(
-    log: L,
-    changelog: Option<C>,
-    group: &str,
-    projections: Projections,
-    config: FoldConfig,
-    metrics: AggregatorMetrics,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), AggregateError> {
-    let new_folder = || {
-        let folder = Folder::new(projections.clone(), config.rules, config.zone)?;
-        Ok::<_, AggregateError>(if changelog.is_some() { folder.with_changelog() } else { folder })
-    };
-    let mut folder = new_folder()?;
-    metrics.quarantined.set(projections.quarantined_count() as i64);
-    let mut consumer = log.subscribe(group, stored_positions(&projections))?;
-    let mut stalls = stall::StallWatch::new(config.stall_after);
-    // The partitions other members of the group fold, judged by the group's commits.
-    let mut unowned = stall::StallWatch::new(config.stall_after * OTHERS_STALL_FACTOR);
-    let mut last_reading: Option<Vec<eventlog::TopicPartition>> = None;
-    let fold_thread = FoldThread::start()?;
-    tokio::pin!(shutdown);
-    let mut ticks = Ticks::new();
-    let mut last_checkpoint = Instant::now();
-    // Whatever a crash left in the outbox goes out first.
-    let mut outbox = Outbox { due: changelog.is_some(), publishing: None };
-    // Behind, the next poll is read while the last one folds (reading the log is work of
-    // its own, on another core).
-    let mut ahead: Option<Result<Vec<Polled>, LogError>> = None;
-    // Events that follow from the one handled, before anything else is waited for.
-    let mut follow = std::collections::VecDeque::new();
-    loop {
-        let event = match follow.pop_front() {
-            Some(event) => event,
-            None => {
-                if let Some(done) = outbox.ended() {
-                    let published = done.task.await.expect("changelog task panicked");
-                    Event::Published { covers: done.covers, published }
-                } else {
-                    if outbox.due
-                        && outbox.publishing.is_none()
-                        && let Some(changelog) = &changelog
-                    {
-                        let (projections, changelog) = (projections.clone(), changelog.clone());
-                        outbox.publishing = Some(Publication {
-                            covers: checkpointed(&folder),
-                            task: tokio::spawn(
-                                async move { changelog::publish_outbox(&projections, &changelog).await },
-                            ),
-                        });
-                        outbox.due = false;
-                    }
-                    tokio::select! {
-                        biased;
-                        () = &mut shutdown => Event::Shutdown,
-                        polled = async {
-                            match ahead.take() {
-                                Some(polled) => polled,
-                                None => consumer.poll(POLL_MAX, Duration::from_millis(200)).await,
-                            }
-                        } => Event::Polled(polled),
-                    }
-                }
-            }
-        };
-        match event {
-            Event::Shutdown => {
-                // A publication under way is finished, so a graceful stop commits it.
-                if let Some(done) = outbox.publishing
-                    && done.task.await.expect("changelog task panicked").is_ok()
-                {
-                    consumer.commit(&done.covers)?;
-                }
-                // What was folded and not stored is stored (a crash would fold it again).
-                if folder.pending() > 0 || folder.checkpoint_under_way() {
-                    tokio::task::spawn_blocking(move || folder.checkpoint()).await.expect("fold task panicked")?;
-                }
-                return Ok(());
-            }
-            Event::Polled(Err(LogError::Unavailable(reason))) => {
-                tracing::warn!(%reason, "log unavailable; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Event::Polled(Err(e)) => return Err(e.into()),
-            Event::Polled(Ok(records)) => {
-                // A full poll: the aggregator is behind, folding a backlog. Caught up again
-                // only once this poll is folded and stored: the feeds must not seal without it.
-                let full = records.len() == POLL_MAX;
-                if full {
-                    projections.set_catching_up(true);
-                }
-                // An empty poll after folded ones stores them (the log ran dry right after a
-                // full poll), and waits for a checkpoint under way.
-                if !records.is_empty() || folder.pending() > 0 || folder.checkpoint_under_way() {
-                    let behind = full || outbox.behind();
-                    let has_changelog = changelog.is_some();
-                    // Folding is CPU and sled work: keep it off the async workers.
-                    let folded_total = metrics.folded_total.clone();
-                    let folding = fold_thread.run(move || {
-                        let outcome = folder.fold_records(&records).and_then(|outcome| {
-                            // Counted before the checkpoint makes the fold visible, so the
-                            // status never reports fewer events than the reports already show.
-                            folded_total.fetch_add(outcome.folded, std::sync::atomic::Ordering::Relaxed);
-                            let worth_it = checkpoint_worth_it(&folder, last_checkpoint.elapsed());
-                            let store = Store::of(behind, worth_it, folder.caches_full(), has_changelog);
-                            match store {
-                                Store::Later => folder.settle_if_stored()?,
-                                Store::InBackground => folder.start_checkpoint()?,
-                                Store::Now => folder.checkpoint()?,
-                            }
-                            Ok((outcome, store != Store::Later))
-                        });
-                        (folder, outcome)
-                    });
-                    // Only without a changelog (the embedded log): a Kafka poll that does not
-                    // wait returns what the client has buffered, often a short batch, which
-                    // would look caught up and force the checkpoints and publications that
-                    // behind avoids.
-                    if full && !has_changelog {
-                        ahead = Some(consumer.poll(POLL_MAX, Duration::ZERO).await);
-                    }
-                    let (returned, outcome) = folding.await?;
-                    folder = returned;
-                    match outcome {
-                        Err(AggregateError::Poisoned(record)) => {
-                            follow.push_back(Event::Poisoned(record));
-                            continue;
-                        }
-                        outcome => {
-                            let (outcome, stored) = outcome?;
-                            follow.push_back(Event::Folded(outcome));
-                            if stored {
-                                follow.push_back(Event::Checkpointed);
-                            }
-                        }
-                    }
-                }
-                if !full {
-                    follow.push_back(Event::CaughtUp);
-                }
-                if ticks.due() {
-                    follow.push_back(Event::Tick);
-                }
-            }
-            Event::Folded(outcome) => {
-                if outcome.unreadable > 0 {
-                    metrics.quarantined.inc_by(outcome.unreadable as i64);
-                }
-                metrics.folded.inc_by(outcome.folded);
-                for (school, n) in folder.take_unrostered() {
-                    metrics.unrostered.get_or_create(&vec![("school".to_owned(), school)]).inc_by(n);
-                }
-                metrics.duplicates.inc_by(outcome.duplicates);
-                metrics.replayed.inc_by(outcome.replayed);
-                metrics.unreadable.inc_by(outcome.unreadable);
-            }
-            Event::Checkpointed => {
-                last_checkpoint = Instant::now();
-                if changelog.is_some() {
-                    outbox.due = true;
-                } else {
-                    commit(&mut consumer, &folder)?;
-                }
-            }
-            Event::CaughtUp => projections.set_catching_up(false),
-            Event::Poisoned(record) => {
-                tracing::error!(at = %record.at(), offset = record.offset, reason = %record.reason,
-                    "quarantining a record whose fold failed; folding again from the stored state");
-                // The checkpoint under way was started before the record: let it land.
-                let abandoned = folder;
-                tokio::task::spawn_blocking(move || abandoned.wait_for_writer()).await.expect("fold task panicked")?;
-                projections.quarantine(&record)?;
-                folder = new_folder()?;
-                metrics.quarantined.set(projections.quarantined_count() as i64);
-                drop(consumer);
-                ahead = None;
-                consumer = log.subscribe(group, stored_positions(&projections))?;
-            }
-            Event::Published { covers, published } => match published {
-                Ok(_) => consumer.commit(&covers)?,
-                Err(AggregateError::Log(LogError::Unavailable(reason))) => {
-                    tracing::warn!(%reason, "changelog unavailable; retrying");
-                    outbox.due = true;
-                    tokio::select! {
-                        () = &mut shutdown => return Ok(()),
-                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    }
-                }
-                Err(e) => return Err(e),
-            },
-            Event::Tick => {
-                if ticks.tick() {
-                    let mut rows = update_lag(&log, &folder, &metrics, &projections);
-                    let reading = consumer.reading();
-                    let others = reading.as_ref().and_then(|reading| others_rows(&log, group, &rows, reading));
-                    // Only the partitions this member reads can stall here; the others are
-                    // another member's to fold, watched through the group's commits below.
-                    if let Some(reading) = &reading {
-                        rows.retain(|(tp, _, _)| reading.contains(tp));
-                    }
-                    if reading != last_reading {
-                        // Partitions changed hands: their new owners get the whole time.
-                        unowned.restart();
-                        last_reading = reading;
-                    }
-                    let own_stalled = watch_stalls(&mut stalls, &rows, &projections, Some(&metrics), Stalled::Own);
-                    let others_stalled = others.is_some_and(|others| {
-                        watch_stalls(&mut unowned, &others, &projections, Some(&metrics), Stalled::InTheGroup)
-                    });
-                    if own_stalled {
-                        stalls.cured();
-                    }
-                    if others_stalled {
-                        unowned.cured();
-                    }
-                    if own_stalled || others_stalled {
-                        drop(consumer);
-                        ahead = None;
-                        consumer = log.subscribe(group, stored_positions(&projections))?;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The thread an aggregator folds on: its own, at a lower priority than the rest of the
-/// process (by [`FOLD_NICE`]; the checkpoint writers it starts inherit it). When intake
-/// and folding both want the cores, intake, which clients wait on, goes first and the
-/// fold catches up after; alone (a rebuild, or aggregators apart from intake), the fold
-/// has them all. Measured on the province day (2 cores, two aggregators): 4-stream intake
-/// at 97k events/s with the fold at the same priority, 92k at nice 5, 178k at nice 10; the
-/// day was folded 23–26 s after its first event either way.
-struct FoldThread {
-    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
-}
-
-/// How much nicer the fold threads are than the process: CFS gives a thread at nice 10
-/// about a tenth of the share of one at 0, so a fold under a sustained stream of intake
-/// still moves.
-const FOLD_NICE: i32 = 10;
-
-impl FoldThread {
-    fn start() -> Result<Self, AggregateError> {
-        let (jobs, received) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
-        std::thread::Builder::new()
-            .name("fold".into())
-            .spawn(move || {
-                lower_priority();
-                // Ends when the aggregator drops its end.
-                for job in received {
-                    job();
-                }
-            })
-            .map_err(AggregateError::NoFoldThread)?;
-        Ok(Self { jobs })
-    }
-
-    /// Hands `job` to the fold thread at once, and gives its result without blocking a
-    /// worker. Not an `async fn`, whose body would wait for the first poll: the aggregator
-    /// reads the next poll of the log before it awaits the fold, and the two are meant to
-    /// overlap. A job that panicked is an error: the aggregator stops, and with it the
-    /// server, rather than leave its share of the schools unfolded while the others go on.
-    fn run<T: Send + 'static>(
-        &self,
-        job: impl FnOnce() -> T + Send + 'static,
-    ) -> impl Future<Output = Result<T, AggregateError>> {
-        let (answer, result) = tokio::sync::oneshot::channel();
-        let job = Box::new(move || {
-            let _ = answer.send(job());
-        });
-        // A panic ended the thread, dropping `answer` (or `received`, for a later job).
-        let sent = self.jobs.send(job).map_err(|_| AggregateError::FoldPanicked);
-        async move {
-            sent?;
-            result.await.map_err(|_| AggregateError::FoldPanicked)
-        }
-    }
-}
-
-/// Lowers the calling thread's priority by [`FOLD_NICE`] (at most to 19); on Linux a
-/// thread's nice value is its own. Best effort: at the process's priority, folding only
-/// yields less to intake.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: nice takes a plain integer and touches no memory of ours.
-    #[allow(unsafe_code)]
-    let lowered = unsafe { libc::nice(FOLD_NICE) } != -1;
-    #[cfg(not(target_os = "linux"))]
-    let lowered = false;
-    if !lowered {
-        tracing::debug!("fold thread left at the default priority");
-    }
-}
-
-/// The outbox on its way to the changelog, and the log positions it makes safe to commit.
-struct Publication {
-    covers: Vec<(eventlog::TopicPartition, u64)>,
-    task: tokio::task::JoinHandle<Result<usize, AggregateError>>,
 }
 
 /// Applies the changelog to `view` until `shutdown` completes: every instance reads every
@@ -709,64 +305,12 @@ pub async fn run_view<C: EventLog>(
     }
 }
 
-/// Tells the log how far the stored state reaches.
-fn commit(consumer: &mut impl LogConsumer, folder: &Folder) -> Result<(), AggregateError> {
-    Ok(consumer.commit(&checkpointed(folder))?)
-}
-
-/// The positions the last checkpoint stored: as far as the log may be committed.
-fn checkpointed(folder: &Folder) -> Vec<(eventlog::TopicPartition, u64)> {
-    folder.checkpointed().iter().map(|(tp, n)| (tp.clone(), *n)).collect()
-}
-
 /// Where to read a partition: where the stored state ends. The stored state is the truth:
 /// a partition it has nothing of starts at 0, never at the group's committed offset
 /// (which may run ahead of what survived a crash).
 fn stored_positions(projections: &Projections) -> eventlog::PositionLookup {
     let stored = projections.clone();
     Arc::new(move |tp| Some(stored.positions().ok().and_then(|p| p.get(tp).copied()).unwrap_or(0)))
-}
-
-/// Measures the lag of every partition; `(partition, position, end)` of each, none when
-/// the log's ends cannot be read now.
-fn update_lag<L: EventLog>(
-    log: &L,
-    folder: &Folder,
-    metrics: &AggregatorMetrics,
-    projections: &Projections,
-) -> Vec<(eventlog::TopicPartition, u64, u64)> {
-    let Ok(ends) = log.end_offsets() else { return Vec::new() };
-    let mut backlog = 0u64;
-    let mut rows = Vec::with_capacity(ends.len());
-    for (tp, end) in ends {
-        let labels = vec![("topic".to_owned(), tp.topic.clone()), ("partition".to_owned(), tp.partition.to_string())];
-        let position = folder.position(&tp).unwrap_or(0);
-        let lag = end.saturating_sub(position);
-        metrics.position.get_or_create(&labels).set(position as i64);
-        metrics.lag.get_or_create(&labels).set(lag as i64);
-        backlog += lag;
-        rows.push((tp, position, end));
-    }
-    projections.set_backlog(backlog);
-    rows
-}
-
-/// `(partition, committed, end)` of each partition of `rows` that this member does not
-/// read: the group's committed offset stands for its owner's position. `None` when the
-/// log has no groups or the offsets cannot be read now (a busy broker must not restart
-/// the clocks).
-fn others_rows<L: EventLog>(
-    log: &L,
-    group: &str,
-    rows: &[(eventlog::TopicPartition, u64, u64)],
-    reading: &[eventlog::TopicPartition],
-) -> Option<Vec<(eventlog::TopicPartition, u64, u64)>> {
-    if rows.is_empty() {
-        return None; // the ends could not be read
-    }
-    let committed = log.group_positions(group).ok()??;
-    let others = rows.iter().filter(|(tp, _, _)| !reading.contains(tp));
-    Some(others.map(|(tp, _, end)| (tp.clone(), committed.get(tp).copied().unwrap_or(0), *end)).collect())
 }
 
 /// The view's lag behind the changelog, for the feeds' hold (see [`Projections::backlog`]);
@@ -782,6 +326,8 @@ fn update_view_backlog<C: EventLog>(changelog: &C, view: &Projections) -> Vec<(e
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::{FOLD_NICE, FoldThread, Store, update_lag};
+    use eventlog::Polled;
 
     /// The nice value of the calling thread, from /proc (field 19 of its stat line).
     fn own_nice() -> i32 {
@@ -863,7 +409,7 @@ mod tests {
             })
             .collect();
         log.append(records).await.unwrap();
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = ::store::Store::temporary().unwrap();
         let projections = Projections::new(db.open_tree("projections").unwrap());
         let writer = projections.for_writer(3);
         let config = FoldConfig::default();
@@ -974,7 +520,7 @@ mod tests {
         let log = eventlog::EmbeddedLog::open(&dir.path().join("log"), 1).unwrap();
         log.append(unreadable(3, |_| "S1".into())).await.unwrap();
         let stops = FirstConsumerStops { log, subscriptions: Arc::default() };
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = ::store::Store::temporary().unwrap();
         let projections = Projections::new(db.open_tree("projections").unwrap());
         let metrics = AggregatorMetrics::default();
         let (stop, running) = spawn_run(stops.clone(), &projections, &metrics);
@@ -1067,7 +613,7 @@ mod tests {
         assert!(records.iter().any(|r| eventlog::partition_for(&r.key, 2) == 1), "some records are in partition 1");
         log.append(records).await.unwrap();
         let group = OwnerlessPartitions { log, subscriptions: Arc::default() };
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = ::store::Store::temporary().unwrap();
         let projections = Projections::new(db.open_tree("projections").unwrap());
         let (stop, running) = spawn_run(group.clone(), &projections, &AggregatorMetrics::default());
         let (mut seen_stalled, deadline) = (false, Instant::now() + Duration::from_secs(60));

@@ -1,7 +1,7 @@
-//! The projection store: one sled tree, keys by prefix. What an aggregator writes for one
-//! school at a checkpoint (timelines, unit days, units, alerts) goes in one atomic
-//! `apply_batch`, and the log positions after all schools, so a crash leaves each school's
-//! part whole or not begun, and positions no further than what is stored.
+//! The projection store: one tree of the `store` crate (sled), keys by prefix. What an
+//! aggregator writes for one school at a checkpoint (timelines, unit days, units, alerts)
+//! goes in one atomic batch, and the log positions after all schools, so a crash leaves
+//! each school's part whole or not begun, and positions no further than what is stored.
 //!
 //! | prefix | key                              | value                      |
 //! |--------|----------------------------------|----------------------------|
@@ -237,20 +237,20 @@ pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T,
 }
 
 /// Opens the projection tree in `dir`.
-pub fn open(dir: &Path) -> Result<sled::Tree, AggregateError> {
+pub fn open(dir: &Path) -> Result<::store::Tree, AggregateError> {
     Ok(open_db(dir)?.open_tree("projections")?)
 }
 
 /// Opens the sled database in `dir`, for a process that keeps several trees there.
-pub fn open_db(dir: &Path) -> Result<sled::Db, AggregateError> {
-    Ok(eventlog::open_sled(dir)?)
+pub fn open_db(dir: &Path) -> Result<::store::Store, AggregateError> {
+    Ok(::store::Store::open(dir)?)
 }
 
 /// Read side of the projections: what report queries use. Sees every batch the
 /// aggregator has applied.
 #[derive(Clone)]
 pub struct Projections {
-    pub(crate) tree: sled::Tree,
+    pub(crate) tree: ::store::Tree,
     /// Woken after every batch written (fold or changelog): the feeds wait on it.
     changed: std::sync::Arc<tokio::sync::Notify>,
     /// Bumped after every batch written, like `changed`, for any number of watchers (the
@@ -290,7 +290,7 @@ impl std::fmt::Debug for Projections {
 }
 
 impl Projections {
-    pub fn new(tree: sled::Tree) -> Self {
+    pub fn new(tree: ::store::Tree) -> Self {
         Self {
             tree,
             changed: std::sync::Arc::default(),
@@ -661,7 +661,7 @@ mod tests {
 
     #[test]
     fn units_under_a_school_are_its_own_at_every_level_not_a_like_named_schools() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = ::store::Store::temporary().unwrap();
         let projections = Projections::new(db.open_tree("p").unwrap());
         let registry = [
             ("province", None, ""),
@@ -700,7 +700,7 @@ mod tests {
 
     #[test]
     fn projections_catch_up_while_any_writer_does() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = ::store::Store::temporary().unwrap();
         let projections = Projections::new(db.open_tree("p").unwrap());
         let (first, second) = (projections.for_writer(0), projections.for_writer(1));
         first.set_catching_up(true);
@@ -715,7 +715,7 @@ mod tests {
 
     #[test]
     fn the_backlog_is_the_sum_of_the_writers_behind() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = ::store::Store::temporary().unwrap();
         let projections = Projections::new(db.open_tree("p").unwrap());
         let (first, second) = (projections.for_writer(0), projections.for_writer(1));
         assert_eq!(projections.backlog(), Some(0), "no one behind");

@@ -816,7 +816,7 @@ fn live_bytes(dir: &Path) -> anyhow::Result<u64> {
 
 /// [`live_bytes`], tree by tree (`projections`, `feeds`, ...).
 fn live_bytes_by_tree(dir: &Path) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
-    let db = eventlog::open_sled(dir)?;
+    let db = store::Store::open(dir)?;
     let mut by_tree = std::collections::BTreeMap::new();
     for name in db.tree_names() {
         let mut bytes = 0;

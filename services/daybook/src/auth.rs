@@ -104,9 +104,9 @@ struct AuditRecord {
 /// The tokens and the audit log of one data directory.
 #[derive(Clone)]
 pub struct Tokens {
-    db: sled::Db,
-    tokens: sled::Tree,
-    audit: sled::Tree,
+    db: store::Store,
+    tokens: store::Tree,
+    audit: store::Tree,
     /// Hash of a live token's secret → its access, shared by every call it makes.
     live: Arc<RwLock<HashMap<String, Access>>>,
 }
@@ -122,7 +122,7 @@ fn hash(secret: &str) -> String {
 impl Tokens {
     /// Opens the `auth` store of the data directory `dir`.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
-        let db = eventlog::open_sled(&dir.join("auth")).with_context(|| {
+        let db = store::Store::open(&dir.join("auth")).with_context(|| {
             format!("opening the token store in {} (a running server holds it: use --target)", dir.display())
         })?;
         let tokens = Self { tokens: db.open_tree("tokens")?, audit: db.open_tree("audit")?, db, live: Arc::default() };
@@ -187,7 +187,7 @@ impl Tokens {
             .tokens
             .compare_and_swap(name.as_bytes(), None::<&[u8]>, Some(value))
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        if stored.is_err() {
+        if !stored {
             return Err(Status::already_exists(format!("name: a token named {name} exists (revoked or not)")));
         }
         self.tokens.flush().map_err(|e| Status::unavailable(e.to_string()))?;

@@ -9,10 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::FixedOffset;
 use domain::close::CloseRules;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The settings as given; every field optional so that sources can be layered.
-#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[derive(Debug, Clone, Default, clap::Args, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServeArgs {
     /// Directory for the embedded log, the intake index and the projections.
@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// interval plus its timeout, so that a live client is never cut.
     #[arg(long, env = "DAYBOOK_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
+    /// TOML file: how the DHIS2 export names the data set, data elements and units
+    /// (deploy/DHIS2.md). Unset: by daybook's codes.
+    #[arg(long, env = "DAYBOOK_DHIS2_MAPPING")]
+    pub dhis2_mapping: Option<PathBuf>,
     /// Run the feeds (day close, office feeds, alerts) in this `daybook aggregate`; one
     /// instance per deployment. `daybook serve` always runs them.
     #[arg(long, env = "DAYBOOK_PUBLISH_FEEDS")]
@@ -143,7 +147,7 @@ pub struct ServeArgs {
 }
 
 /// One office of the config file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OfficeArgs {
     pub id: String,
@@ -186,44 +190,20 @@ impl ServeArgs {
         toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
     }
 
-    /// `self` where set, else `fallback`.
-    pub fn or(self, fallback: ServeArgs) -> ServeArgs {
-        ServeArgs {
-            data_dir: self.data_dir.or(fallback.data_dir),
-            grpc_addr: self.grpc_addr.or(fallback.grpc_addr),
-            http_addr: self.http_addr.or(fallback.http_addr),
-            log: self.log.or(fallback.log),
-            group: self.group.or(fallback.group),
-            partitions: self.partitions.or(fallback.partitions),
-            fold_threads: self.fold_threads.or(fallback.fold_threads),
-            fever_threshold: self.fever_threshold.or(fallback.fever_threshold),
-            observation_days: self.observation_days.or(fallback.observation_days),
-            horizon_days: self.horizon_days.or(fallback.horizon_days),
-            clock_skew_minutes: self.clock_skew_minutes.or(fallback.clock_skew_minutes),
-            utc_offset: self.utc_offset.or(fallback.utc_offset),
-            close_time: self.close_time.or(fallback.close_time),
-            close_lag_days: self.close_lag_days.or(fallback.close_lag_days),
-            coverage_threshold: self.coverage_threshold.or(fallback.coverage_threshold),
-            city_offices: self.city_offices.or(fallback.city_offices),
-            publish_feeds: self.publish_feeds.or(fallback.publish_feeds),
-            tls_cert: self.tls_cert.or(fallback.tls_cert),
-            tls_key: self.tls_key.or(fallback.tls_key),
-            tls_client_ca: self.tls_client_ca.or(fallback.tls_client_ca),
-            max_streams: self.max_streams.or(fallback.max_streams),
-            keepalive_secs: self.keepalive_secs.or(fallback.keepalive_secs),
-            keepalive_timeout_secs: self.keepalive_timeout_secs.or(fallback.keepalive_timeout_secs),
-            idle_timeout_secs: self.idle_timeout_secs.or(fallback.idle_timeout_secs),
-            office: self.office.or(fallback.office),
-            city: self.city.or(fallback.city),
-            auth: self.auth.or(fallback.auth),
-            stall_after_secs: self.stall_after_secs.or(fallback.stall_after_secs),
-            rate_limit_posts: self.rate_limit_posts.or(fallback.rate_limit_posts),
-            rate_limit_reads: self.rate_limit_reads.or(fallback.rate_limit_reads),
-            streams_per_token: self.streams_per_token.or(fallback.streams_per_token),
+    /// `self` where set, else `fallback`: the two layered as TOML tables, a key set in
+    /// `self` winning, so that a new setting needs no line here. The tests' seams, which
+    /// neither a flag nor the file can set, are carried over by hand.
+    pub fn or(self, fallback: ServeArgs) -> anyhow::Result<ServeArgs> {
+        let table = |args: &ServeArgs| toml::Table::try_from(args).context("settings as TOML");
+        let mut layered = table(&fallback)?;
+        layered.extend(table(&self)?);
+        let merged: ServeArgs = layered.try_into().context("settings layered")?;
+        Ok(ServeArgs {
             clock: self.clock.or(fallback.clock),
             fault: self.fault.or(fallback.fault),
             log_disk: self.log_disk.or(fallback.log_disk),
-        }
+            ..merged
+        })
     }
 
     pub fn resolve(self) -> anyhow::Result<ServeConfig> {
@@ -297,6 +277,15 @@ impl ServeArgs {
                 city_offices: self.city_offices.unwrap_or(d.offices.city_offices),
             },
             publish_feeds: self.publish_feeds.unwrap_or(d.publish_feeds),
+            dhis2: match &self.dhis2_mapping {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("dhis2-mapping: reading {}", path.display()))?;
+                    export::dhis2::Mapping::from_toml(&text)
+                        .with_context(|| format!("dhis2-mapping: {}", path.display()))?
+                }
+                None => d.dhis2,
+            },
             clock: self.clock.unwrap_or(d.clock),
             fault: self.fault,
             log_disk: self.log_disk.unwrap_or_default(),
@@ -455,6 +444,7 @@ pub struct ServeConfig {
     pub offices: feeds::Offices,
     /// Whether a `daybook aggregate` runs the feeds (`serve` always does).
     pub publish_feeds: bool,
+    pub dhis2: export::dhis2::Mapping,
     pub clock: feeds::Clock,
     /// A failure to inject into one part: the supervision tests' seam.
     #[doc(hidden)]
@@ -493,6 +483,7 @@ impl Default for ServeConfig {
             cities: domain::city::Cities::default(),
             offices: feeds::Offices::default(),
             publish_feeds: false,
+            dhis2: export::dhis2::Mapping::default(),
             clock: feeds::Clock::system(),
             fault: None,
             log_disk: eventlog::DiskFaults::default(),
@@ -572,12 +563,34 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_file_and_the_file_over_defaults() {
-        let file: ServeArgs = toml::from_str("partitions = 4\nfever-threshold = 37.5").unwrap();
-        let flags = ServeArgs { partitions: Some(8), ..ServeArgs::default() };
-        let config = flags.or(file).resolve().unwrap();
+        let file: ServeArgs = toml::from_str(
+            "partitions = 4\nfever-threshold = 37.5\n[[office]]\nid = \"cdc-x\"\ncities = [\"Guangzhou\"]",
+        )
+        .unwrap();
+        let (clock, _) = feeds::Clock::manual(chrono::DateTime::UNIX_EPOCH);
+        let flags = ServeArgs { partitions: Some(8), clock: Some(clock), ..ServeArgs::default() };
+        let layered = flags.or(file).unwrap();
+        assert!(layered.clock.is_some(), "a test's clock survives the layering");
+        let config = layered.resolve().unwrap();
         assert_eq!(config.partitions, 8);
         assert_eq!(config.fever_threshold, 37.5);
         assert_eq!(config.http_addr, ServeConfig::default().http_addr);
+        assert!(config.offices.listed.iter().any(|o| o.id == "cdc-x"), "the file's tables are kept");
+    }
+
+    #[test]
+    fn a_dhis2_mapping_is_read_at_start_and_a_bad_one_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dhis2.toml");
+        let resolve = |mapping: &str| {
+            std::fs::write(&file, mapping).unwrap();
+            ServeArgs { dhis2_mapping: Some(file.clone()), ..ServeArgs::default() }.resolve()
+        };
+        let config = resolve("data-set = \"pBOMPrpg1QX\"").unwrap();
+        assert_eq!(config.dhis2.data_set, "pBOMPrpg1QX");
+        let err = resolve("[data-elements]\nFEVER = { data-element = \"x\" }").unwrap_err();
+        assert!(format!("{err:#}").starts_with("dhis2-mapping:"), "{err:#}");
+        assert!(format!("{err:#}").contains("\"FEVER\" is not a daybook code"), "{err:#}");
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub async fn fetch(
     let format = match format {
         "csv" => pb::ExportFormat::Csv,
         "xlsx" => pb::ExportFormat::Xlsx,
-        other => anyhow::bail!("format: {other:?} is neither `csv` nor `xlsx`"),
+        "dhis2" => pb::ExportFormat::Dhis2Json,
+        other => anyhow::bail!("format: {other:?} is not `csv`, `xlsx` or `dhis2`"),
     };
     let level: domain::Level = level.parse().map_err(|e| anyhow::anyhow!("level: {e}"))?;
     let mut client = FeedsClient::new(connection);

@@ -184,7 +184,7 @@ struct ExportArgs {
     /// list as it stood at that day's end (within the server's horizon).
     #[arg(long)]
     date: Option<NaiveDate>,
-    /// csv or xlsx.
+    /// csv, xlsx, or dhis2 (the daily reports as a DHIS2 data value set, deploy/DHIS2.md).
     #[arg(long, default_value = "xlsx")]
     format: String,
     /// Where to write; a file named after what it holds in the current directory by default.
@@ -241,11 +241,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     // Client commands count today in the province's zone, as the server counts days.
     let env_zone = ServeArgs { utc_offset: std::env::var("DAYBOOK_UTC_OFFSET").ok(), ..ServeArgs::default() };
-    let zone = env_zone.or(file.clone()).province_zone()?;
+    let zone = env_zone.or(file.clone())?.province_zone()?;
     match cli.command {
-        Command::Serve(args) => serve(args.or(file), Roles::All).await,
-        Command::Intake(args) => serve(args.or(file), Roles::Intake).await,
-        Command::Aggregate(args) => serve(args.or(file), Roles::Aggregate).await,
+        Command::Serve(args) => serve(args.or(file)?, Roles::All).await,
+        Command::Intake(args) => serve(args.or(file)?, Roles::Intake).await,
+        Command::Aggregate(args) => serve(args.or(file)?, Roles::Aggregate).await,
         Command::Token(command) => token(command, cli.token.as_deref()).await,
         Command::Audit { at, since } => {
             let entries = match &at.data_dir {
@@ -290,7 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("wrote {} ({} bytes)", path.display(), file.content.len());
             Ok(())
         }
-        Command::Demo { serve, scale } => demo(serve.or(file), scale).await,
+        Command::Demo { serve, scale } => demo(serve.or(file)?, scale).await,
     }
 }
 

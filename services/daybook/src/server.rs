@@ -474,7 +474,8 @@ fn start_feeds(
         }));
     }
     let service = FeedsService::new(store, model, config.offices.clone(), config.clock.clone(), config.utc_offset)
-        .with_stopping(stop_rx.clone());
+        .with_stopping(stop_rx.clone())
+        .with_dhis2(config.dhis2.clone());
     Ok(service)
 }
 

@@ -8,7 +8,7 @@
 //! [`PositionLookup`], because aggregators store their position together with the state
 //! it produced and must resume exactly there.
 //!
-//! Two implementations: [`EmbeddedLog`] (sled, one process) and [`KafkaLog`] (a Kafka
+//! Two implementations: [`EmbeddedLog`] (one file, one process) and [`KafkaLog`] (a Kafka
 //! cluster through librdkafka, chosen with a `kafka://` URL, see [`KafkaConfig::from_url`]).
 
 use std::collections::BTreeMap;
@@ -28,7 +28,7 @@ pub use kafka::{DEFAULT_TOPICS, KafkaConfig, KafkaConsumer, KafkaLog};
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error("log storage failed: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(#[from] store::Error),
     #[error("log record is corrupt at {at}: {reason}")]
     Corrupt { at: TopicPartition, reason: String },
     #[error("log file is corrupt at byte {pos}: {reason}")]
@@ -125,69 +125,6 @@ pub trait LogConsumer: Send + 'static {
         None
     }
 }
-
-/// Opens a sled database, waiting a little for a lock held by a handle just dropped in
-/// this process: sled lets go of its file lock only when its background flusher exits, a
-/// moment after the last handle is dropped (an in-process restart would fail otherwise).
-/// Another process holding the lock still fails, after about two seconds.
-pub fn open_sled(dir: &std::path::Path) -> sled::Result<sled::Db> {
-    retry_while_locked(
-        || sled::open(dir),
-        |e| matches!(e, sled::Error::Io(e) if e.to_string().contains("could not acquire lock")),
-    )
-}
-
-/// Applies `batch` to `tree` atomically, as `sled::Tree::apply_batch` does, then has the
-/// node versions it replaced handed to be freed before returning.
-///
-/// sled 0.34 frees a replaced node through crossbeam's epochs: the garbage waits in a
-/// thread-local bag, then in a global queue, and a thread frees some of that queue only
-/// every 128th time it pins, while sled pins once per batch. A checkpoint writer applies
-/// a few hundred batches: at the province, the garbage of a one-day rebuild's checkpoint
-/// (800,000 entries) outlived it, and the process grew 2.5 GB into fresh memory the kernel
-/// zeroed, twice the checkpoint's own CPU (services/bench/PROFILE.md, fifteenth session).
-pub fn apply_sled_batch(tree: &sled::Tree, batch: sled::Batch) -> sled::Result<()> {
-    tree.apply_batch(batch)?;
-    free_sled_garbage();
-    Ok(())
-}
-
-/// Flushes this thread's garbage to the global queue and collects from it until a marker
-/// deferred after everything else has run: the queue is taken in order, so all this
-/// thread deferred before the marker has been taken to be freed too. Through sled's own
-/// `pin`, so that this is sled's collector whatever crossbeam the rest of the build has.
-///
-/// Each round moves the epoch on if no thread holds it back, and frees up to 8 bags of 64
-/// deferred frees: a school's batch of a province checkpoint took 8 to 63 rounds, done at
-/// once. A thread pinned meanwhile holds the epoch back (sled's flusher while it writes,
-/// another writer all through its batch), so later rounds wait a little in between, and
-/// after [`FREEING_WAIT`] what is left goes with a later round: the next batch's, or
-/// another writer's.
-fn free_sled_garbage() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let taken = std::sync::Arc::new(AtomicBool::new(false));
-    let marker = taken.clone();
-    let guard = sled::pin();
-    guard.defer(move || marker.store(true, Ordering::Release));
-    guard.flush();
-    drop(guard);
-    let deadline = std::time::Instant::now() + FREEING_WAIT;
-    for round in 0.. {
-        if taken.load(Ordering::Acquire) || std::time::Instant::now() >= deadline {
-            return;
-        }
-        if round >= FREEING_ROUNDS_AT_ONCE {
-            std::thread::sleep(Duration::from_micros(100));
-        }
-        sled::pin().flush();
-    }
-}
-
-/// Rounds of collecting done back to back, before they wait in between.
-const FREEING_ROUNDS_AT_ONCE: u32 = 64;
-/// How long a batch's writer goes on collecting its garbage, at most: with 1 ms, the
-/// province day's rebuild (`fold_days`) grew 1.2 GB, with 10 ms 0.8 GB.
-const FREEING_WAIT: Duration = Duration::from_millis(10);
 
 /// Calls `attempt` again while its error is a lock held elsewhere (`locked`), for about
 /// two seconds: long enough for a handle of this process just dropped to let go.

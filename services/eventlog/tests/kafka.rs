@@ -430,10 +430,21 @@ async fn appends_fail_in_time_while_the_broker_is_down_and_work_again_when_it_re
     }
 }
 
+/// Appends `payload` and reads it back in a group of its own, at the offset appended.
+async fn reads_back_what_it_appends(log: &KafkaLog, payload: &str) {
+    let appended = log.append(vec![record("health", "S001", payload)]).await.unwrap();
+    let mut consumer = log.subscribe(&unique("group"), Arc::new(|_| None)).unwrap();
+    let mut polled = Vec::new();
+    poll_until(&mut consumer, Duration::from_secs(60), |b, _| {
+        polled.extend(b);
+        !polled.is_empty()
+    })
+    .await;
+    assert_eq!((polled[0].offset, text(&polled[0])), (appended[0].offset, payload.to_owned()));
+}
+
 /// The SASL/SCRAM settings of the URL reach a real broker that requires them: the log
 /// appends and reads back with the right password; with a wrong one it cannot connect.
-/// (tansu 0.6.0 has no working TLS listener, so TLS is tested only as far as librdkafka:
-/// see deploy/KAFKA.md.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_over_sasl_scram_works_with_the_password_and_not_without() {
     init_tracing();
@@ -451,16 +462,57 @@ async fn a_log_over_sasl_scram_works_with_the_password_and_not_without() {
         )
     };
     let log = KafkaLog::connect(KafkaConfig::from_url(&url("s3cret-pw")).unwrap()).unwrap();
-    let appended = log.append(vec![record("health", "S001", "over scram")]).await.unwrap();
-    let mut consumer = log.subscribe(&unique("group"), Arc::new(|_| None)).unwrap();
-    let mut polled = Vec::new();
-    poll_until(&mut consumer, Duration::from_secs(60), |b, _| {
-        polled.extend(b);
-        !polled.is_empty()
-    })
-    .await;
-    assert_eq!((polled[0].offset, text(&polled[0])), (appended[0].offset, "over scram".to_owned()));
+    reads_back_what_it_appends(&log, "over scram").await;
 
     let refused = KafkaLog::connect(KafkaConfig::from_url(&url("wrong")).unwrap());
     assert!(refused.is_err(), "a wrong password connected");
+}
+
+/// The certificates `deploy/make-secrets.sh` makes for the compose cluster, in `dir`.
+fn deploy_secrets(dir: &std::path::Path) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/make-secrets.sh");
+    let made = std::process::Command::new(script).arg(dir).output().expect("make-secrets.sh runs");
+    assert!(made.status.success(), "make-secrets.sh: {}", String::from_utf8_lossy(&made.stderr));
+}
+
+/// The TLS settings of the URL, with the certificates deploy/make-secrets.sh makes for the
+/// compose cluster, meet a real handshake (tansu behind a TLS front, as it cannot serve
+/// TLS itself: deploy/KAFKA.md) and a real broker behind it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_over_tls_works_with_the_deploy_certificates_and_not_without_its_own() {
+    init_tracing();
+    let secrets = tempfile::tempdir().unwrap();
+    deploy_secrets(secrets.path());
+    let file = |name: &str| secrets.path().join(name).display().to_string();
+    // The broker's side as compose.yaml gives it: one PEM file, key and chain.
+    let (_tansu, front) = Tansu::start_behind_tls(
+        &secrets.path().join("kafka-broker.pem"),
+        &secrets.path().join("kafka-broker.pem"),
+        &secrets.path().join("kafka-ca.pem"),
+    );
+    let url = |client: &str| {
+        format!(
+            "kafka://{}?prefix={}.&partitions=1&request_timeout_ms=3000&security-protocol=ssl&ssl-ca={}{client}",
+            front.addr,
+            unique("tls"),
+            file("kafka-ca.pem")
+        )
+    };
+    let with_certificate =
+        format!("&ssl-cert={}&ssl-key={}", file("kafka-client-cert.pem"), file("kafka-client-key.pem"));
+    let log = KafkaLog::connect(KafkaConfig::from_url(&url(&with_certificate)).unwrap()).unwrap();
+    reads_back_what_it_appends(&log, "over tls").await;
+
+    // The brokers require a client certificate: without one, nothing connects.
+    assert!(KafkaLog::connect(KafkaConfig::from_url(&url("")).unwrap()).is_err(), "connected without a certificate");
+    // A client trusting another CA refuses the broker.
+    let other = tempfile::tempdir().unwrap();
+    deploy_secrets(other.path());
+    let foreign_ca = format!(
+        "kafka://{}?prefix={}.&partitions=1&request_timeout_ms=3000&security-protocol=ssl&ssl-ca={}{with_certificate}",
+        front.addr,
+        unique("tls"),
+        other.path().join("kafka-ca.pem").display()
+    );
+    assert!(KafkaLog::connect(KafkaConfig::from_url(&foreign_ca).unwrap()).is_err(), "trusted a broker of another CA");
 }

@@ -12,12 +12,15 @@
 //! go; [`Format::extension`] and [`Format::content_type`] name them.
 
 mod csv;
+pub mod dhis2;
+mod form;
 mod tables;
 mod xlsx;
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use form::{Form, report_form};
 pub use tables::{ObservationRow, ReportRow, observation_table, report_table};
 
 use domain::Day;
@@ -27,21 +30,27 @@ use domain::Day;
 pub enum Format {
     Csv,
     Xlsx,
+    /// A DHIS2 data value set of the daily reports ([`dhis2`]); not a table format.
+    Dhis2,
 }
 
 impl Format {
-    pub const ALL: [Format; 2] = [Self::Csv, Self::Xlsx];
+    pub const ALL: [Format; 3] = [Self::Csv, Self::Xlsx, Self::Dhis2];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Csv => "csv",
             Self::Xlsx => "xlsx",
+            Self::Dhis2 => "dhis2",
         }
     }
 
     /// The file name extension, without the dot.
     pub fn extension(self) -> &'static str {
-        self.as_str()
+        match self {
+            Self::Dhis2 => "dhis2.json",
+            other => other.as_str(),
+        }
     }
 
     /// The media type, for an HTTP `Content-Type` or a gRPC response field. CSV says its
@@ -50,6 +59,7 @@ impl Format {
         match self {
             Self::Csv => "text/csv; charset=utf-8",
             Self::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            Self::Dhis2 => "application/json",
         }
     }
 }
@@ -63,7 +73,7 @@ impl fmt::Display for Format {
 impl FromStr for Format {
     type Err = ExportError;
 
-    /// `csv` or `xlsx`, in any case, with or without a leading dot.
+    /// `csv`, `xlsx` or `dhis2`, in any case, with or without a leading dot.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let name = s.trim().trim_start_matches('.');
         Format::ALL
@@ -75,7 +85,7 @@ impl FromStr for Format {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("unknown export format {0:?}, expected csv or xlsx")]
+    #[error("unknown export format {0:?}, expected csv, xlsx or dhis2")]
     UnknownFormat(String),
     /// A row whose cell count differs from the header's: a bug in the caller's table.
     #[error("row {row} has {got} cells, the header has {expected}")]
@@ -84,6 +94,12 @@ pub enum ExportError {
     /// longer than a cell holds.
     #[error("cannot write the xlsx file")]
     Xlsx(#[from] rust_xlsxwriter::XlsxError),
+    /// A format that lays out no table (DHIS2: [`dhis2::data_value_set`]).
+    #[error("{0} is not a table format")]
+    NotATable(Format),
+    /// A DHIS2 mapping file that does not parse or names a code daybook does not have.
+    #[error("dhis2 mapping: {0}")]
+    Mapping(String),
 }
 
 /// One column's heading in both languages; the header cell reads "中文 / English".
@@ -180,13 +196,22 @@ impl Table {
     }
 }
 
-/// The table as the bytes of a file in `format`.
+/// The table as the bytes of a file in `format`, one of the table formats (CSV, XLSX).
 pub fn write(table: &Table, format: Format) -> Result<Vec<u8>, ExportError> {
     table.check()?;
     match format {
         Format::Csv => Ok(csv::write(table)),
         Format::Xlsx => xlsx::write(table),
+        Format::Dhis2 => Err(ExportError::NotATable(format)),
     }
+}
+
+/// The daily reports as a workbook: the report form to print (`title` heads it), then
+/// the whole report table.
+pub fn report_workbook(rows: &[ReportRow], title: &str) -> Result<Vec<u8>, ExportError> {
+    let table = report_table(rows);
+    table.check()?;
+    xlsx::write_form(&report_form(rows, title), &table)
 }
 
 #[cfg(test)]
@@ -199,9 +224,9 @@ mod tests {
         assert_eq!("XLSX".parse::<Format>().unwrap(), Format::Xlsx);
         assert_eq!(".xlsx".parse::<Format>().unwrap(), Format::Xlsx);
         let err = "xls".parse::<Format>().unwrap_err();
-        assert_eq!(err.to_string(), "unknown export format \"xls\", expected csv or xlsx");
+        assert_eq!(err.to_string(), "unknown export format \"xls\", expected csv, xlsx or dhis2");
         for f in Format::ALL {
-            assert_eq!(f.extension().parse::<Format>().unwrap(), f);
+            assert_eq!(f.as_str().parse::<Format>().unwrap(), f);
         }
         assert!(Format::Xlsx.content_type().contains("spreadsheetml"));
     }
@@ -213,7 +238,7 @@ mod tests {
             headers: vec![Header::new("甲", "A"), Header::new("乙", "B")],
             rows: vec![vec![Cell::Int(1), Cell::Int(2)], vec![Cell::Int(3)]],
         };
-        for format in Format::ALL {
+        for format in [Format::Csv, Format::Xlsx] {
             match write(&table, format) {
                 Err(ExportError::RowWidth { row: 1, expected: 2, got: 1 }) => {}
                 other => panic!("{format}: {other:?}"),

@@ -161,7 +161,7 @@ mod tests {
     #[tokio::test]
     async fn a_new_office_whose_topic_cannot_be_created_yet_does_not_stop_the_feeds() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = store::Store::temporary().unwrap();
         let store = FeedStore::open(&db).unwrap();
         let log = EmbeddedLog::open(dir.path(), 1).unwrap();
         store.put_item("province", 1, &alert(1)).unwrap();

@@ -32,6 +32,8 @@ pub struct FeedsService {
     /// Today and the horizon the observation list's day must lie within, as for
     /// `Reports.ListKeyPersons`; unchecked if not set.
     list_days: Option<(Today, u32)>,
+    /// How the DHIS2 export names daybook's figures and units.
+    dhis2: Arc<export::dhis2::Mapping>,
 }
 
 impl FeedsService {
@@ -46,7 +48,19 @@ impl FeedsService {
             stopping,
             audit: Arc::new(NoAudit),
             list_days: None,
+            dhis2: Arc::default(),
         }
+    }
+
+    /// Today in the province, by the feeds' clock.
+    fn today(&self) -> domain::Day {
+        self.clock.now().with_timezone(&self.zone).date_naive()
+    }
+
+    /// Names the DHIS2 export's data set, data elements and units as `mapping` says.
+    pub fn with_dhis2(mut self, mapping: export::dhis2::Mapping) -> Self {
+        self.dhis2 = Arc::new(mapping);
+        self
     }
 
     /// Refuses an observation list of a day in the future or more than `horizon_days`
@@ -110,7 +124,7 @@ impl From<FeedError> for Status {
         match e {
             FeedError::Projections(e) => store_failed(e),
             FeedError::Reports(e) => e.into(),
-            FeedError::Storage(sled::Error::Io(_)) | FeedError::Log(_) => {
+            FeedError::Storage(store::Error::Io(_)) | FeedError::Log(_) => {
                 tracing::error!(error = %e, "feeds query failed");
                 Status::unavailable(e.to_string())
             }
@@ -218,7 +232,12 @@ impl pb::feeds_server::Feeds for FeedsService {
         let format = match pb::ExportFormat::try_from(request.format) {
             Ok(pb::ExportFormat::Csv) => Format::Csv,
             Ok(pb::ExportFormat::Xlsx) => Format::Xlsx,
-            _ => return Err(Status::invalid_argument("format: choose EXPORT_FORMAT_CSV or EXPORT_FORMAT_XLSX")),
+            Ok(pb::ExportFormat::Dhis2Json) => Format::Dhis2,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "format: choose EXPORT_FORMAT_CSV, EXPORT_FORMAT_XLSX or EXPORT_FORMAT_DHIS2_JSON",
+                ));
+            }
         };
         let under: UnitKey = if request.unit.is_empty() {
             UnitKey::province()
@@ -230,27 +249,43 @@ impl pb::feeds_server::Feeds for FeedsService {
             return Err(Status::not_found(format!("unit: {under} has no one registered in it")));
         }
         let day = if request.date.is_empty() {
-            self.clock.now().with_timezone(&self.zone).date_naive()
+            self.today()
         } else {
             wire::parse_date("date", &request.date).map_err(|e| Status::invalid_argument(e.to_string()))?
         };
         let (model, within) = (self.model.clone(), under.clone());
-        let (table, what) = match pb::ExportKind::try_from(request.kind) {
+        let (content, what) = match pb::ExportKind::try_from(request.kind) {
             Ok(pb::ExportKind::DailyReports) => {
                 let level = wire::level_from_proto(request.level).unwrap_or(Level::School);
                 let rows = tokio::task::spawn_blocking(move || files::report_rows(&model, level, &within, day))
                     .await
                     .map_err(internal)??;
-                (export::report_table(&rows), format!("daily-reports-{}", level.as_str()))
+                let content = match format {
+                    // Complete (sealed reports only) as of the export's day.
+                    Format::Dhis2 => export::dhis2::data_value_set(&rows, day, Some(self.today()), &self.dhis2),
+                    // The form to print, then the whole table.
+                    Format::Xlsx => {
+                        let title = format!("日报表 Daily report form — {under}, {} — {day}", level.as_str());
+                        export::report_workbook(&rows, &title)
+                    }
+                    Format::Csv => export::write(&export::report_table(&rows), Format::Csv),
+                };
+                (content.map_err(internal)?, format!("daily-reports-{}", level.as_str()))
             }
             Ok(pb::ExportKind::ObservationList) => {
+                if format == Format::Dhis2 {
+                    return Err(Status::invalid_argument(
+                        "format: EXPORT_FORMAT_DHIS2_JSON carries daily reports, not the observation list",
+                    ));
+                }
                 may_see_persons(&access)?;
                 if let Some((today, horizon_days)) = &self.list_days {
                     within_horizon(day, today(), *horizon_days)?;
                 }
                 let rows = files::observation_rows(self.model.projections(), &under, day)?;
                 self.audit.record(&access, "Feeds.Export", &under.to_string(), "observation list");
-                (export::observation_table(&rows), "observation-list".to_owned())
+                let content = export::write(&export::observation_table(&rows), format).map_err(internal)?;
+                (content, "observation-list".to_owned())
             }
             _ => {
                 return Err(Status::invalid_argument(
@@ -258,7 +293,6 @@ impl pb::feeds_server::Feeds for FeedsService {
                 ));
             }
         };
-        let content = export::write(&table, format).map_err(internal)?;
         Ok(Response::new(pb::ExportFile {
             file_name: files::file_name(&what, &under, day, format),
             content_type: format.content_type().to_owned(),

@@ -30,7 +30,7 @@ pub enum FeedError {
     #[error(transparent)]
     Reports(#[from] reports::ReportError),
     #[error("feed storage failed: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(#[from] store::Error),
     #[error("feed record {key:?} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
     #[error(transparent)]

@@ -49,7 +49,7 @@ use crate::{Clock, FeedError, Office, Offices};
 /// The feeds' own tree: what was published, and the feeds themselves.
 #[derive(Clone)]
 pub struct FeedStore {
-    tree: sled::Tree,
+    tree: store::Tree,
     /// What was published, in the same tree: written in the batches of the feed items.
     publications: Publications,
     /// Bumped after every pass that published something: subscribers wait on it.
@@ -89,7 +89,7 @@ fn forwarded_key(office: &str) -> Vec<u8> {
 }
 
 impl FeedStore {
-    pub fn open(db: &sled::Db) -> Result<Self, FeedError> {
+    pub fn open(db: &store::Store) -> Result<Self, FeedError> {
         let tree = db.open_tree("feeds")?;
         let store = Self { publications: Publications::new(tree.clone()), tree, published: watch::channel(0).0 };
         store.index_alerts()?;
@@ -102,7 +102,7 @@ impl FeedStore {
         if self.tree.contains_key(ALERTS_INDEXED)? {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = store::Batch::default();
         for item in self.tree.scan_prefix(b"f\0") {
             let (_, bytes) = item?;
             if let Ok(pb::FeedItem { cursor, office, item: Some(pb::feed_item::Item::Alert(_)) }) =
@@ -112,7 +112,7 @@ impl FeedStore {
             }
         }
         batch.insert(ALERTS_INDEXED, &[]);
-        eventlog::apply_sled_batch(&self.tree, batch)?;
+        self.tree.apply(batch)?;
         Ok(())
     }
 
@@ -226,7 +226,7 @@ struct Pass {
 /// The feed items of a pass, in the batch that carries what it remembers.
 #[derive(Default)]
 struct Items {
-    batch: sled::Batch,
+    batch: store::Batch,
     count: usize,
 }
 
@@ -396,7 +396,7 @@ impl Publisher {
     fn write(&self, pass: Pass) -> Result<usize, FeedError> {
         let Pass { items: Items { mut batch, count }, pending } = pass;
         pending.write_into(&mut batch);
-        eventlog::apply_sled_batch(&self.store.tree, batch)?;
+        self.store.tree.apply(batch)?;
         if count > 0 {
             self.store.tree.flush()?;
             self.store.published.send_modify(|n| *n += 1);
@@ -497,8 +497,8 @@ mod tests {
 
     /// A registration on 2020-03-01 folded into new projections, and a publisher whose
     /// clock stands past that day's deadline.
-    fn folded_day() -> (Projections, Publisher, sled::Db) {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+    fn folded_day() -> (Projections, Publisher, store::Store) {
+        let db = store::Store::temporary().unwrap();
         let projections = Projections::new(db.open_tree("projections").unwrap());
         let config = FoldConfig::default();
         let mut folder = Folder::new(projections.clone(), config.rules, config.zone).unwrap();
@@ -591,7 +591,7 @@ mod tests {
 
     #[test]
     fn alerts_of_a_feed_written_before_the_index_are_indexed_once_at_open() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = store::Store::temporary().unwrap();
         let tree = db.open_tree("feeds").unwrap();
         let item = |cursor, item| pb::FeedItem { cursor, office: "province".into(), item: Some(item) }.encode_to_vec();
         let alert =

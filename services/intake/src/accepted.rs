@@ -24,7 +24,7 @@ const KEY_ENTRY: &[u8] = b"key";
 const DAY_PREFIX: u8 = b'd';
 
 pub struct AcceptedIds {
-    tree: sled::Tree,
+    tree: store::Tree,
     key: (u64, u64),
     days: Mutex<BTreeMap<NaiveDate, HashSet<u128>>>,
     next_entry: AtomicU64,
@@ -56,7 +56,7 @@ fn parse_entry_key(key: &[u8]) -> Option<(NaiveDate, u64)> {
 
 impl AcceptedIds {
     /// Loads the index kept in `tree`, dropping the days before `keep_from`.
-    pub fn open(tree: sled::Tree, keep_from: NaiveDate) -> Result<Self, sled::Error> {
+    pub fn open(tree: store::Tree, keep_from: NaiveDate) -> Result<Self, store::Error> {
         let key = match tree.get(KEY_ENTRY)? {
             Some(bytes) if bytes.len() == 16 => {
                 let (a, b) = bytes.split_at(8);
@@ -101,7 +101,7 @@ impl AcceptedIds {
 
     /// Records ids the log now holds, with the day each event happened, as one entry per
     /// day (a request's events are almost all of one day).
-    pub fn insert(&self, ids: &[(IdHash, NaiveDate)]) -> Result<(), sled::Error> {
+    pub fn insert(&self, ids: &[(IdHash, NaiveDate)]) -> Result<(), store::Error> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -123,7 +123,7 @@ impl AcceptedIds {
 
     /// Drops the days before `day`, from memory and from sled; called on every request,
     /// so it returns at once when there is nothing that old.
-    pub fn forget_before(&self, day: NaiveDate) -> Result<(), sled::Error> {
+    pub fn forget_before(&self, day: NaiveDate) -> Result<(), store::Error> {
         {
             let mut days = self.days.lock().expect("not poisoned");
             if days.first_key_value().is_none_or(|(first, _)| *first >= day) {
@@ -156,8 +156,8 @@ mod tests {
         NaiveDate::from_ymd_opt(2020, 3, d).unwrap()
     }
 
-    fn tree(dir: &std::path::Path) -> sled::Tree {
-        eventlog::open_sled(dir).unwrap().open_tree("accepted").unwrap()
+    fn tree(dir: &std::path::Path) -> store::Tree {
+        store::Store::open(dir).unwrap().open_tree("accepted").unwrap()
     }
 
     #[test]

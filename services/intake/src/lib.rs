@@ -46,7 +46,7 @@ pub enum IntakeError {
     #[error(transparent)]
     Log(#[from] LogError),
     #[error("deduplication index failed: {0}")]
-    Index(#[from] sled::Error),
+    Index(#[from] store::Error),
 }
 
 impl From<IntakeError> for Status {
@@ -105,7 +105,7 @@ pub struct IntakeService<L> {
     clock_skew: chrono::TimeDelta,
     cities: Cities,
     /// school → the city of its first accepted registration.
-    school_cities: sled::Tree,
+    school_cities: store::Tree,
     /// What an event's acknowledgement time is read off (the header
     /// [`wire::ACKED_AT_HEADER`]): the clock that seals the days, so that both agree.
     ack_clock: AckClock,
@@ -125,7 +125,7 @@ impl<L: EventLog> IntakeService<L> {
         horizon_days: u32,
         cities: Cities,
     ) -> Result<Self, IntakeError> {
-        let db = eventlog::open_sled(index_dir)?;
+        let db = store::Store::open(index_dir)?;
         // The index of earlier versions, one sled key per event; ids in it are answered
         // by the aggregator's own deduplication from now on.
         db.drop_tree("accepted_event_ids")?;

@@ -103,7 +103,7 @@ impl ReportsService {
 impl From<ReportError> for Status {
     fn from(e: ReportError) -> Self {
         tracing::error!(error = %e, "report query failed");
-        use sled::Error::{Corruption, Io};
+        use store::Error::{Corruption, Io};
         match &e {
             ReportError::Projections(AggregateError::Storage(Io(_)) | AggregateError::Log(_))
             | ReportError::Storage(Io(_)) => Status::unavailable(e.to_string()),

@@ -26,7 +26,7 @@ pub enum ReportError {
     #[error(transparent)]
     Projections(#[from] aggregator::AggregateError),
     #[error("publication storage failed: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(#[from] store::Error),
     #[error("publication record {key:?} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
 }

@@ -531,8 +531,8 @@ mod tests {
 
     /// A teacher registered on 1 March at each of Foshan's S1 and S2; only S1's is
     /// checked that morning.
-    fn folded() -> (sled::Db, ReadModel) {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+    fn folded() -> (store::Store, ReadModel) {
+        let db = store::Store::temporary().unwrap();
         let projections = Projections::new(db.open_tree("projections").unwrap());
         let config = FoldConfig::default();
         let mut folder = Folder::new(projections.clone(), config.rules, config.zone).unwrap();
@@ -581,7 +581,7 @@ mod tests {
     }
 
     /// Seals `day` as the publisher does; returns how many reports went out.
-    fn seal(db: &sled::Db, model: &ReadModel, day: Day) -> usize {
+    fn seal(db: &store::Store, model: &ReadModel, day: Day) -> usize {
         let mut pending = Pending::default();
         let mut sent = 0;
         model
@@ -591,9 +591,9 @@ mod tests {
             })
             .unwrap();
         pending.seal(day);
-        let mut batch = sled::Batch::default();
+        let mut batch = store::Batch::default();
         pending.write_into(&mut batch);
-        db.open_tree("feeds").unwrap().apply_batch(batch).unwrap();
+        db.open_tree("feeds").unwrap().apply(batch).unwrap();
         sent
     }
 

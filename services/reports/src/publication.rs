@@ -50,7 +50,7 @@ fn published_key(day: Day, unit: &UnitKey) -> Vec<u8> {
 /// The publication records of the feeds' tree (which holds the feeds themselves too).
 #[derive(Clone)]
 pub struct Publications {
-    tree: sled::Tree,
+    tree: store::Tree,
 }
 
 impl std::fmt::Debug for Publications {
@@ -60,7 +60,7 @@ impl std::fmt::Debug for Publications {
 }
 
 impl Publications {
-    pub fn new(tree: sled::Tree) -> Self {
+    pub fn new(tree: store::Tree) -> Self {
         Self { tree }
     }
 
@@ -123,7 +123,7 @@ impl Pending {
     }
 
     /// Puts what the pass remembers into `batch` (of the feeds' tree).
-    pub fn write_into(&self, batch: &mut sled::Batch) {
+    pub fn write_into(&self, batch: &mut store::Batch) {
         for ((day, unit), remembered) in &self.remembered {
             batch.insert(published_key(*day, unit), postcard::to_stdvec(remembered).expect("serializes"));
             let version = remembered.published.version;

@@ -1,22 +1,21 @@
-//! Storing what the folder folded. A checkpoint encodes everything changed since the last
-//! one into one atomic sled batch per school (each unit record also into the outbox when a
-//! changelog carries them to the other instances), then a batch of the positions reached;
-//! a writer thread stores them while folding goes on.
+//! Storing what the folder folded. A checkpoint has each report kind stage everything
+//! changed since the last one into one atomic sled batch per unit whose partition it came
+//! from (the school; each unit record also into the outbox when a changelog carries them
+//! to the other instances), then a batch of the positions reached; a writer thread stores
+//! them while folding goes on.
 //!
-//! A crash between the batches leaves some schools stored and the positions before them:
-//! folding again from there skips the records of a stored school (their ids are in its
-//! timelines, and its units' days were stored with them) and folds the others' once.
-//! Schools share no entry: cities and the province are summed when read, and their
-//! registry entries go with the school that registered them (alike whoever writes them).
-//! Small batches matter: sled 0.34 keeps every page a batch replaces until the batch ends.
+//! A crash between the batches leaves some units stored and the positions before them:
+//! folding again from there skips the records of a stored unit (each kind keeps the ids it
+//! folded with the state they changed) and folds the others' once. Units share no entry:
+//! cities and the province are summed when read, and their registry entries go with the
+//! school that registered them (alike whoever writes them). One batch per unit rather than
+//! one for all: the store wants its batches small (the `store` crate's doc says why).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
-use domain::alert::Alert;
-use domain::{Rules, UnitKey};
 use eventlog::TopicPartition;
 
-use super::cache::Caches;
+use super::projection::{Projection, Staged};
 use crate::AggregateError;
 use crate::changelog::Change;
 use crate::quarantine::Quarantined;
@@ -26,17 +25,11 @@ use crate::store::{self, Projections};
 /// way, and the positions the last one stored.
 pub(super) struct Checkpoints {
     store: Projections,
-    rules: Rules,
     /// Whether to leave what changed in the outbox for the changelog (Kafka mode, where
     /// every instance's view is built from all instances' changes).
     outbox: bool,
-    /// The store held legacy `k` key-person entries when this folder started: a person
-    /// written removes theirs (their history, `h`, replaces it).
-    legacy_key_persons: bool,
-    /// The log partition of each school folded, for the reach of its records.
-    school_partition: HashMap<String, u32>,
-    /// Scratch for encoding timelines (sled copies the bytes).
-    encode_buf: Vec<u8>,
+    /// The log partition of each unit folded, for the reach of its records.
+    unit_partition: HashMap<String, u32>,
     /// A checkpoint that a writer thread is storing.
     in_flight: Option<InFlight>,
     /// Next offset to fold per partition as written by the last checkpoint settled: what a
@@ -47,14 +40,13 @@ pub(super) struct Checkpoints {
 /// A checkpoint on its way into sled, and the positions it stores.
 struct InFlight {
     positions: BTreeMap<TopicPartition, u64>,
-    writer: std::thread::JoinHandle<sled::Result<()>>,
+    writer: std::thread::JoinHandle<::store::Result<()>>,
 }
 
-/// What a checkpoint stores besides the caches' changes.
+/// What a checkpoint stores besides the report kinds' changes.
 pub(super) struct Folded<'a> {
     /// Next offset to fold per partition, as folded in memory.
     pub(super) positions: &'a BTreeMap<TopicPartition, u64>,
-    pub(super) alerts: &'a mut Vec<Alert>,
     /// Unreadable records met since the last checkpoint.
     pub(super) quarantined: &'a mut Vec<Quarantined>,
     /// Quarantine keys of records folded again.
@@ -62,21 +54,14 @@ pub(super) struct Folded<'a> {
 }
 
 impl Checkpoints {
-    pub(super) fn new(
-        store: &Projections,
-        rules: Rules,
-        stored: BTreeMap<TopicPartition, u64>,
-    ) -> Result<Self, AggregateError> {
-        Ok(Self {
+    pub(super) fn new(store: &Projections, stored: BTreeMap<TopicPartition, u64>) -> Self {
+        Self {
             store: store.clone(),
-            rules,
             outbox: false,
-            legacy_key_persons: store.has_legacy_key_persons()?,
-            school_partition: HashMap::new(),
-            encode_buf: Vec::new(),
+            unit_partition: HashMap::new(),
             in_flight: None,
             checkpointed: stored,
-        })
+        }
     }
 
     pub(super) fn with_outbox(mut self) -> Self {
@@ -84,10 +69,10 @@ impl Checkpoints {
         self
     }
 
-    /// Notes that `school`'s records come from `partition`: the reach of its unit records.
-    pub(super) fn note_partition(&mut self, school: &str, partition: u32) {
-        if self.school_partition.get(school) != Some(&partition) {
-            self.school_partition.insert(school.to_owned(), partition);
+    /// Notes that `unit`'s records come from `partition`: the reach of its unit records.
+    pub(super) fn note_partition(&mut self, unit: &str, partition: u32) {
+        if self.unit_partition.get(unit) != Some(&partition) {
+            self.unit_partition.insert(unit.to_owned(), partition);
         }
     }
 
@@ -104,13 +89,18 @@ impl Checkpoints {
         self.in_flight.as_ref().is_some_and(|flight| flight.writer.is_finished())
     }
 
-    /// Encodes everything changed since the last checkpoint and hands it to a writer
-    /// thread: the schools' batches, then the positions with the quarantine. From here the
+    /// Stages everything changed since the last checkpoint and hands it to a writer
+    /// thread: the units' batches, then the positions with the quarantine. From here the
     /// changes have left memory: a failure loses them for this folder.
-    pub(super) fn start(&mut self, caches: &mut Caches, folded: Folded<'_>) -> Result<(), AggregateError> {
-        let mut batches = SchoolBatches::default();
-        self.encode(caches, folded.alerts, folded.positions, &mut batches)?;
-        let mut positions = sled::Batch::default();
+    pub(super) fn start(
+        &mut self,
+        kinds: &mut [Box<dyn Projection>],
+        folded: Folded<'_>,
+    ) -> Result<(), AggregateError> {
+        let mut staged = Staged::default();
+        self.stage(kinds, folded.positions, &mut staged)?;
+        let batches = staged.batches;
+        let mut positions = ::store::Batch::default();
         // The quarantine moves with the positions: a record is in it once folding has
         // passed it for good.
         for record in folded.quarantined.drain(..) {
@@ -128,10 +118,10 @@ impl Checkpoints {
         let writer = std::thread::Builder::new()
             .name("checkpoint".into())
             .spawn(move || {
-                for batch in batches.0.into_values() {
-                    eventlog::apply_sled_batch(&tree, batch)?;
+                for batch in batches.into_values() {
+                    tree.apply(batch)?;
                 }
-                eventlog::apply_sled_batch(&tree, positions)
+                tree.apply(positions)
             })
             .map_err(|e| AggregateError::CheckpointFailed(format!("no thread to write it: {e}")))?;
         self.in_flight = Some(InFlight { positions: folded.positions.clone(), writer });
@@ -151,75 +141,27 @@ impl Checkpoints {
         Ok(true)
     }
 
-    /// Puts everything changed since the last checkpoint into `batches`, by school.
-    pub(super) fn encode(
+    /// Has every kind stage what changed since the last checkpoint into `staged`, by unit;
+    /// then its unit records (and, over Kafka, their outbox copies) and marks.
+    pub(super) fn stage(
         &mut self,
-        caches: &mut Caches,
-        alerts: &mut Vec<Alert>,
+        kinds: &mut [Box<dyn Projection>],
         positions: &BTreeMap<TopicPartition, u64>,
-        batches: &mut SchoolBatches,
+        staged: &mut Staged,
     ) -> Result<(), AggregateError> {
-        // Unit records (and alerts), which the outbox copies: (school, key, value).
-        let mut changed = Vec::new();
-        let (rules, store, encode_buf) = (&self.rules, &self.store, &mut self.encode_buf);
-        let legacy_key_persons = self.legacy_key_persons;
-        caches.persons.take_changed(|slot| {
-            let key = slot.key.as_str();
-            let (school, person) = key.split_once('/').expect("keys are school/person");
-            crate::timeline_codec::encode(&slot.timeline, encode_buf);
-            let batch = batches.of(school);
-            batch.insert(store::timeline_key(key), encode_buf.as_slice());
-            if std::mem::take(&mut slot.from_legacy_key) {
-                batch.remove(store::person_key_joined(key));
-            }
-            // The key-person lists as of any day: the person's entry from each day on.
-            let now = slot.timeline.key_person_history(school, person, rules);
-            let before = match slot.key_person.take() {
-                Some(known) => known,
-                None => store.key_person_history(school, person)?,
-            };
-            if before != now {
-                // An empty value removes the person from the lists.
-                let value = if now.is_empty() { Vec::new() } else { store::encode(&now) };
-                changed.push((school.to_owned(), store::key_person_history_key(school, person), value));
-            }
-            let legacy = store::key_person_key(school, person);
-            if legacy_key_persons && store.tree.contains_key(&legacy)? {
-                changed.push((school.to_owned(), legacy, Vec::new()));
-            }
-            slot.key_person = Some(now);
-            Ok::<_, AggregateError>(())
-        })?;
-        caches.pairings.take_changed(|key, paired| {
-            let (school, person) = key.split_once('/').expect("keys are school/person");
-            batches.of(school).insert(store::roommates_key(school, person), store::encode(paired));
-        });
-        let school_of = |unit: &UnitKey| unit.path.split('/').next().unwrap_or_default().to_owned();
-        let mut marks = BTreeSet::new();
-        caches.units.take_changed(|unit, day, tally| {
-            marks.insert((day, school_of(unit)));
-            changed.push((school_of(unit), store::unit_day_key(unit, day), store::encode(tally)));
-        });
-        for alert in alerts.drain(..) {
-            changed.push((
-                alert.school.clone(),
-                store::alert_key(&alert.school, &alert.event_id),
-                store::encode(&alert),
-            ));
+        for kind in kinds {
+            kind.stage(staged)?;
         }
         if !self.outbox {
             // These projections are the read side: tell the feeds which days changed.
             // Over Kafka the view marks them as it applies the changelog.
-            for (day, school) in marks {
-                batches.of(&school).insert(store::mark_key(day, &school), &store::mark_value());
+            for (day, unit) in std::mem::take(&mut staged.marks) {
+                staged.batch(&unit).insert(store::mark_key(day, &unit), &store::mark_value());
             }
         }
-        for (school, unit, info) in caches.units.take_registered() {
-            changed.push((school, store::unit_key(&unit), store::encode(&info)));
-        }
-        for (school, key, value) in changed {
-            let change = self.outbox.then(|| self.change_of(&school, positions, value.clone()));
-            let batch = batches.of(&school);
+        for (unit, key, value) in std::mem::take(&mut staged.records) {
+            let change = self.outbox.then(|| self.change_of(&unit, positions, value.clone()));
+            let batch = staged.batch(&unit);
             if let Some(change) = change {
                 batch.insert(store::outbox_key(&key), store::encode(&change));
             }
@@ -234,8 +176,8 @@ impl Checkpoints {
 
     /// A unit record as the changelog carries it: tagged with how far its school's
     /// partition was folded, so that views can tell an older copy from a newer one.
-    fn change_of(&self, school: &str, positions: &BTreeMap<TopicPartition, u64>, value: Vec<u8>) -> Change {
-        let partition = self.school_partition.get(school).copied().unwrap_or(0);
+    fn change_of(&self, unit: &str, positions: &BTreeMap<TopicPartition, u64>, value: Vec<u8>) -> Change {
+        let partition = self.unit_partition.get(unit).copied().unwrap_or(0);
         let reach = positions
             .iter()
             .filter(|(tp, _)| tp.partition == partition)
@@ -255,18 +197,5 @@ impl Drop for Checkpoints {
         {
             tracing::error!("a checkpoint under way failed as the folder stopped; the store holds the one before");
         }
-    }
-}
-
-/// A checkpoint's entries, one sled batch per school.
-#[derive(Default)]
-pub(super) struct SchoolBatches(pub(super) BTreeMap<String, sled::Batch>);
-
-impl SchoolBatches {
-    fn of(&mut self, school: &str) -> &mut sled::Batch {
-        if !self.0.contains_key(school) {
-            self.0.insert(school.to_owned(), sled::Batch::default());
-        }
-        self.0.get_mut(school).expect("inserted above")
     }
 }

@@ -1,36 +1,35 @@
 //! Folding a batch of log records into the projections, in stages:
 //!
 //! - here, [`Folder`]: each record decoded (and validated again: nothing a client sent
-//!   may stop the fold), skipped if below the position, quarantined or folded before,
-//!   its fact folded into the person's timeline and their units' tallies
-//!   ([`domain::delta`]), its alert raised and its roommates told ([`domain::roommates`]);
-//! - `cache`: what the folder keeps in memory between checkpoints, and its bounds;
-//! - `checkpoint`: what changed, stored in one atomic sled batch per school (and the
-//!   outbox), then the log positions reached.
+//!   may stop the fold), skipped if below the position or in the quarantine, and handed
+//!   to the report kind that folds it;
+//! - `projection`: the seam a report kind plugs in by ([`projection::Projection`]);
+//! - `school`: the schools' daily report, the first kind: persons' timelines and their
+//!   units' tallies, alerts, roommates; `cache`: what it keeps in memory between
+//!   checkpoints, and its bounds;
+//! - `checkpoint`: what changed, stored in one atomic sled batch per unit (the school),
+//!   then the log positions reached.
 
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::FixedOffset;
-use domain::alert::{Alert, AlertKind};
-use domain::delta::UnitDelta;
-use domain::person::Stamp;
-use domain::roommates;
-use domain::timeline::{DayChange, Timeline};
-use domain::{Day, Envelope, Fact, Level, Payload, Rules, Tally, UnitKey};
+use domain::Rules;
 use eventlog::{Polled, TopicPartition};
 use prost::Message;
 
 use crate::AggregateError;
 use crate::quarantine::{self, Quarantined};
-use crate::store::{self, Projections};
+use crate::store::Projections;
 
 mod cache;
 mod checkpoint;
+mod projection;
+mod school;
 
-use cache::Caches;
+use checkpoint::{Checkpoints, Folded as CheckpointInput};
 #[cfg(test)]
-use checkpoint::SchoolBatches;
-use checkpoint::{Checkpoints, Folded};
+use projection::Staged;
+use projection::{CacheBounds, Folded, Projection};
 
 /// What one batch did, for metrics and logs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -56,26 +55,15 @@ enum Folding {
 }
 
 pub struct Folder {
-    projections: Projections,
-    rules: Rules,
-    zone: FixedOffset,
-    /// Timelines, unit tallies and roommate pairings in memory.
-    caches: Caches,
+    /// The report kinds, each folding the events it takes.
+    kinds: Vec<Box<dyn Projection>>,
     /// Next offset to fold, per partition, as folded in memory.
     positions: BTreeMap<TopicPartition, u64>,
     /// Records taken from the log since the last checkpoint started (folded or not: their
     /// positions are not stored yet either).
     pending: u64,
-    /// The store holds `e` keys (folded event ids) written before the ids moved into the
-    /// timelines: they are still asked, so an upgraded store skips what it folded.
-    legacy_seen: bool,
-    /// Encodes and stores what was folded; the positions stored.
+    /// Stores what was folded; the positions stored.
     checkpoints: Checkpoints,
-    /// Alerts raised by the current batch.
-    alerts: Vec<Alert>,
-    /// Events folded for persons not registered at their school, by school, since
-    /// [`Folder::take_unrostered`] was last called: for the operators' metrics.
-    unrostered: BTreeMap<String, u64>,
     /// Why a checkpoint or a fold failed, if one did: its changes had left memory (or
     /// half changed it), so nothing more may be folded or stored by this folder.
     failed: Option<String>,
@@ -90,23 +78,16 @@ pub struct Folder {
 impl Folder {
     pub fn new(projections: Projections, rules: Rules, zone: FixedOffset) -> Result<Self, AggregateError> {
         let positions = projections.positions()?;
-        let legacy_seen = projections.tree.scan_prefix(b"e\0").next().transpose()?.is_some();
-        let legacy_layout = projections.has_legacy_timelines()?;
-        let checkpoints = Checkpoints::new(&projections, rules, positions.clone())?;
-        let caches = Caches::new(&projections, legacy_layout);
+        // Every report kind; a new one is added here.
+        let kinds: Vec<Box<dyn Projection>> = vec![Box::new(school::SchoolFold::new(&projections, rules, zone)?)];
+        let checkpoints = Checkpoints::new(&projections, positions.clone());
         let projections_quarantine =
             projections.quarantined()?.into_iter().map(|q| (q.at(), q.offset)).collect::<HashSet<_>>();
         Ok(Self {
-            projections,
-            rules,
-            zone,
-            caches,
+            kinds,
             positions,
             pending: 0,
-            legacy_seen,
             checkpoints,
-            alerts: Vec::new(),
-            unrostered: BTreeMap::new(),
             failed: None,
             in_quarantine: projections_quarantine,
             new_quarantined: Vec::new(),
@@ -114,16 +95,23 @@ impl Folder {
         })
     }
 
-    /// Events folded for persons not registered at their school, by school, since the
-    /// last call.
+    /// Events folded for persons (or other subjects) not registered at their unit, by
+    /// unit, since the last call.
     pub fn take_unrostered(&mut self) -> BTreeMap<String, u64> {
-        std::mem::take(&mut self.unrostered)
+        let mut all = BTreeMap::new();
+        for kind in &mut self.kinds {
+            for (unit, n) in kind.take_unrostered() {
+                *all.entry(unit).or_default() += n;
+            }
+        }
+        all
     }
 
     /// Smaller caches than the defaults (tests make them tiny, so that they are dropped
     /// and reloaded all the time).
     pub fn with_cache_bounds(mut self, persons: usize, person_days: usize, units: usize) -> Self {
-        self.caches.set_bounds(persons, person_days, units);
+        let bounds = CacheBounds { subjects: persons, subject_days: person_days, units };
+        self.kinds.iter_mut().for_each(|kind| kind.set_cache_bounds(bounds));
         self
     }
 
@@ -152,13 +140,13 @@ impl Folder {
     /// Entries the next checkpoint would write, counting timelines and unit days (nearly
     /// all of them; key persons, alerts and the outbox are left out): its cost.
     pub fn dirty_entries(&self) -> usize {
-        self.caches.persons.changed() + self.caches.units.changed_days()
+        self.kinds.iter().map(|kind| kind.dirty_entries()).sum()
     }
 
     /// Whether the caches outgrew their bounds: only a checkpoint may drop them, since
     /// they hold what is not stored yet.
     pub fn caches_full(&self) -> bool {
-        self.caches.full()
+        self.kinds.iter().any(|kind| kind.caches_full())
     }
 
     /// Folds `records` and stores the result with the new positions (a checkpoint).
@@ -290,27 +278,17 @@ impl Folder {
         if envelope.event_id.starts_with(tests::DEFECT) {
             panic!("a defect met folding {}", envelope.event_id);
         }
-        let Payload::Person { person_id, fact } = &envelope.payload else {
-            // Inspections are validated and kept in the log; their projection is
-            // future work, so there is nothing to fold twice either.
+        // An event no kind folds (inspections, for now) is kept in the log only.
+        let Some(kind) = self.kinds.iter_mut().find(|kind| kind.folds(&envelope.payload)) else {
             return Ok(Folding::Folded);
         };
-        let school = envelope.school.as_str();
-        let stamp = Stamp::new(envelope.occurred_at.timestamp_millis(), &envelope.event_id);
-        // A (school, event id) folded before is skipped: folding twice is not a no-op
-        // (a re-folded isolation shares signs again, a gate pass re-alerts). The ids
-        // live in the event's own person's timeline, which folding loads anyway.
-        // A normal reading is the exception: folded again it changes nothing, and
-        // keeping its id would make up most of a timeline after weeks.
-        if self.legacy_seen && self.projections.tree.contains_key(store::seen_key(school, &envelope.event_id))? {
-            return Ok(Folding::Duplicate);
+        match kind.fold(&envelope, acked)? {
+            Folded::Duplicate => Ok(Folding::Duplicate),
+            Folded::New => {
+                self.checkpoints.note_partition(&envelope.school, at.partition);
+                Ok(Folding::Folded)
+            }
         }
-        if !self.rules.refolds_as_no_op(fact) && !self.timeline(school, person_id)?.first_fold(stamp) {
-            return Ok(Folding::Duplicate);
-        }
-        self.checkpoints.note_partition(school, at.partition);
-        self.fold(&envelope, person_id, fact, stamp, acked)?;
-        Ok(Folding::Folded)
     }
 
     /// Stores everything folded since the last checkpoint with the positions it reaches,
@@ -337,13 +315,12 @@ impl Folder {
         if self.pending == 0 {
             return Ok(());
         }
-        let folded = Folded {
+        let folded = CheckpointInput {
             positions: &self.positions,
-            alerts: &mut self.alerts,
             quarantined: &mut self.new_quarantined,
             released: &mut self.released,
         };
-        let started = self.checkpoints.start(&mut self.caches, folded);
+        let started = self.checkpoints.start(&mut self.kinds, folded);
         self.unless_failed(started)?;
         self.pending = 0;
         Ok(())
@@ -394,152 +371,23 @@ impl Folder {
             return Ok(());
         }
         // Everything is in sled now: the caches past their bounds may go.
-        self.caches.drop_full();
+        self.kinds.iter_mut().for_each(|kind| kind.drop_full());
         Ok(())
     }
 
-    fn fold(
-        &mut self,
-        envelope: &Envelope,
-        person_id: &str,
-        fact: &Fact,
-        stamp: Stamp,
-        acked: Option<i64>,
-    ) -> Result<(), AggregateError> {
-        let school = envelope.school.as_str();
-        let day = envelope.occurred_at.with_timezone(&self.zone).date_naive();
-        self.fold_fact(school, person_id, day, fact, stamp, acked)?;
-        // As folded, for the metrics (the reports judge on the day's end, in any order).
-        if self.timeline(school, person_id)?.days.get(&day).is_some_and(|e| e.state.registration.value.is_none()) {
-            *self.unrostered.entry(school.to_owned()).or_default() += 1;
-        }
-        self.raise_alert(envelope, person_id, day, fact)?;
-        self.share_with_roommates(school, person_id, day, fact, stamp)
-    }
-
-    /// An event the offices must hear of at once becomes an alert record, published to
-    /// them by the feeds without waiting for the day's close.
-    fn raise_alert(&mut self, envelope: &Envelope, person: &str, day: Day, fact: &Fact) -> Result<(), AggregateError> {
-        let rules = self.rules;
-        let school = envelope.school.as_str();
-        // The day's entry exists: the fact was just folded into it.
-        let Some(entry) = self.timeline(school, person)?.days.get(&day) else { return Ok(()) };
-        let Some(kind) = AlertKind::of(fact, &entry.state, &rules) else { return Ok(()) };
-        let city = entry.city().unwrap_or_default().to_owned();
-        let units = UnitKey::for_person(&city, school, &entry.state.placement.value);
-        self.alerts.push(Alert {
-            event_id: envelope.event_id.clone(),
-            kind,
-            school: school.to_owned(),
-            city,
-            person: person.to_owned(),
-            occurred_at: envelope.occurred_at,
-            units,
-        });
-        Ok(())
-    }
-
-    /// Folds one fact into one person's timeline and the units they count in.
-    fn fold_fact(
-        &mut self,
-        school: &str,
-        person: &str,
-        day: Day,
-        fact: &Fact,
-        stamp: Stamp,
-        acked: Option<i64>,
-    ) -> Result<(), AggregateError> {
-        let changes = self.caches.persons.apply(school, person, day, fact, stamp, acked, &self.rules)?;
-        for change in changes {
-            self.apply_change(&change)?;
-        }
-        Ok(())
-    }
-
-    /// The person's timeline, loaded if not in memory.
-    fn timeline(&mut self, school: &str, person: &str) -> Result<&mut Timeline, AggregateError> {
-        self.caches.persons.timeline(school, person)
-    }
-
-    /// Does what the roommate rule ([`domain::roommates`]) asks of `person`'s fact: their
-    /// signs folded into each roommate's timeline, or a pairing stored and each side's
-    /// signs folded into the other's.
-    fn share_with_roommates(
-        &mut self,
-        school: &str,
-        person: &str,
-        day: Day,
-        fact: &Fact,
-        stamp: Stamp,
-    ) -> Result<(), AggregateError> {
-        match roommates::sharing(person, day, fact, &self.rules) {
-            None => {}
-            Some(roommates::Sharing::Signs { onset }) => {
-                let paired = self.caches.pairings.of(school, person)?.clone();
-                let recipients = roommates::recipients(person, &paired, self.timeline(school, person)?);
-                for roommate in recipients {
-                    self.fold_fact(school, &roommate, day, &roommates::signs(onset), stamp, None)?;
-                }
-            }
-            Some(roommates::Sharing::Pairing { roommates: named }) => {
-                let mine = roommates::own_abnormal_days(self.timeline(school, person)?);
-                for roommate in named {
-                    self.caches.pairings.pair(school, roommate, person)?;
-                    self.caches.pairings.pair(school, person, roommate)?;
-                    let theirs = roommates::own_abnormal_days(self.timeline(school, roommate)?);
-                    for onset in mine.iter().copied() {
-                        self.fold_fact(school, roommate, onset, &roommates::signs(onset), stamp, None)?;
-                    }
-                    for onset in theirs {
-                        self.fold_fact(school, person, onset, &roommates::signs(onset), stamp, None)?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Moves one person's contribution on one day (and its state part on the days after
-    /// it, up to the person's next entry) from the old units to the new ones.
-    fn apply_change(&mut self, change: &DayChange) -> Result<(), AggregateError> {
-        for UnitDelta { units, delta, counts_there } in change.unit_deltas() {
-            self.add_to_units(units, change, &delta, counts_there)?;
-        }
-        Ok(())
-    }
-
-    /// Adds `delta` to each of a person's `units` (province down); `register`:
-    /// they count there now, so a unit new to the store is registered with their city.
-    fn add_to_units(
-        &mut self,
-        units: &[UnitKey],
-        change: &DayChange,
-        delta: &Tally,
-        register: bool,
-    ) -> Result<(), AggregateError> {
-        // A person's units are the province, their city, their school, then below it; a
-        // person not on the roster counts in their school alone, which registers nothing
-        // (its city is not known).
-        let path = |at: usize| units.get(at).map_or("", |u| u.path.as_str());
-        let registered = units.first().is_some_and(|u| u.level == Level::Province);
-        let registry = (register && registered).then(|| (path(1), path(2)));
-        for unit in units {
-            self.caches.units.add(unit, change, delta, registry)?;
-        }
-        Ok(())
-    }
-
-    /// The schools' batches a checkpoint would write now (tests stop halfway through them).
+    /// The units' batches a checkpoint would write now (tests stop halfway through them).
     #[cfg(test)]
-    fn write_into(&mut self, batches: &mut SchoolBatches) -> Result<(), AggregateError> {
-        self.checkpoints.encode(&mut self.caches, &mut self.alerts, &self.positions, batches)
+    fn write_into(&mut self, staged: &mut Staged) -> Result<(), AggregateError> {
+        self.checkpoints.stage(&mut self.kinds, &self.positions, staged)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::UnitInfo;
+    use crate::store::{self, UnitInfo};
+    use domain::person::Stamp;
+    use domain::{Day, Level, UnitKey};
     use eventlog::Record;
     use wire::pb;
 
@@ -684,9 +532,9 @@ mod tests {
         // The writer stores S1's batch, then the process dies: S2 and the positions are lost.
         let (_dir, projections, mut crashed) = folder();
         crashed.fold_records(&records).unwrap();
-        let mut batches = SchoolBatches::default();
-        crashed.write_into(&mut batches).unwrap();
-        projections.tree.apply_batch(batches.0.remove("S1").expect("a batch of S1's entries")).unwrap();
+        let mut staged = Staged::default();
+        crashed.write_into(&mut staged).unwrap();
+        projections.tree.apply(staged.batches.remove("S1").expect("a batch of S1's entries")).unwrap();
         drop(crashed);
 
         let config = crate::FoldConfig::default();

@@ -35,8 +35,9 @@ pub(super) fn sled_log_in(dir: &Path) -> bool {
 
 /// Rewrites the sled log in `dir` into the log file, after checking its partition count.
 pub(super) fn from_sled(dir: &Path, partitions: u32) -> Result<(), LogError> {
-    let db = crate::open_sled(dir)?;
-    let stored = db.get("meta/partitions")?.map(|v| u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 4])));
+    let db = store::Store::open(dir)?;
+    let stored =
+        db.default_tree().get("meta/partitions")?.map(|v| u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 4])));
     if let Some(n) = stored.filter(|n| *n != partitions) {
         return Err(LogError::Config(format!("log at {} has {n} partitions, not {partitions}", dir.display())));
     }
@@ -110,7 +111,7 @@ fn remove_sled_files(dir: &Path) -> Result<(), LogError> {
 }
 
 /// The first format's records, one per entry, as runs of consecutive offsets.
-fn rewrite_records(tree: &sled::Tree, tp: &TopicPartition, out: &mut impl Write) -> Result<(), LogError> {
+fn rewrite_records(tree: &store::Tree, tp: &TopicPartition, out: &mut impl Write) -> Result<(), LogError> {
     let mut frame = Vec::new();
     let mut flush = |first: u64, builder: segment::Builder| -> Result<(), LogError> {
         frame.clear();

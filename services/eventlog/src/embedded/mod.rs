@@ -871,8 +871,8 @@ mod tests {
         let mut written = Vec::new();
         {
             // One entry per record, keyed by offset, as the log used to be written.
-            let db = sled::open(dir.path()).unwrap();
-            db.insert("meta/partitions", &2u32.to_be_bytes()).unwrap();
+            let db = store::Store::open(dir.path()).unwrap();
+            db.default_tree().insert("meta/partitions", &2u32.to_be_bytes()).unwrap();
             let mut next: HashMap<TopicPartition, u64> = HashMap::new();
             for record in &records {
                 let tp = TopicPartition { topic: record.topic.clone(), partition: partition_for(&record.key, 2) };
@@ -910,8 +910,8 @@ mod tests {
         {
             // Runs of up to 7 records per entry, keyed by the offset of their first, as the
             // log was kept in sled until the thirteenth session.
-            let db = sled::open(dir.path()).unwrap();
-            db.insert("meta/partitions", &3u32.to_be_bytes()).unwrap();
+            let db = store::Store::open(dir.path()).unwrap();
+            db.default_tree().insert("meta/partitions", &3u32.to_be_bytes()).unwrap();
             let mut runs: HashMap<TopicPartition, (u64, segment::Builder)> = HashMap::new();
             let mut next: HashMap<TopicPartition, u64> = HashMap::new();
             let store = |tp: &TopicPartition, first: u64, run: segment::Builder| {
@@ -944,8 +944,8 @@ mod tests {
     async fn a_sled_log_is_not_rewritten_with_another_partition_count() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
-            db.insert("meta/partitions", &4u32.to_be_bytes()).unwrap();
+            let db = store::Store::open(dir.path()).unwrap();
+            db.default_tree().insert("meta/partitions", &4u32.to_be_bytes()).unwrap();
             db.flush().unwrap();
         }
         let err = EmbeddedLog::open(dir.path(), 8).unwrap_err();
@@ -1096,8 +1096,8 @@ mod tests {
             .collect();
         {
             // A rewrite of the first format into segments cut short: all of `log/`, part of `seg/`.
-            let db = sled::open(dir.path()).unwrap();
-            db.insert("meta/partitions", &1u32.to_be_bytes()).unwrap();
+            let db = store::Store::open(dir.path()).unwrap();
+            db.default_tree().insert("meta/partitions", &1u32.to_be_bytes()).unwrap();
             let legacy = db.open_tree("log/health/0").unwrap();
             for (i, r) in records.iter().enumerate() {
                 legacy.insert((i as u64).to_be_bytes(), postcard::to_stdvec(r).unwrap()).unwrap();
@@ -1116,8 +1116,8 @@ mod tests {
         drop(EmbeddedLog::open(dir.path(), 1).unwrap());
         {
             // An earlier version, run on this directory after the rewrite, kept a log in sled.
-            let db = sled::open(dir.path()).unwrap();
-            db.insert("meta/partitions", &1u32.to_be_bytes()).unwrap();
+            let db = store::Store::open(dir.path()).unwrap();
+            db.default_tree().insert("meta/partitions", &1u32.to_be_bytes()).unwrap();
             db.flush().unwrap();
         }
         let err = EmbeddedLog::open(dir.path(), 1).unwrap_err();
