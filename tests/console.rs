@@ -474,3 +474,32 @@ async fn the_api_counts_against_the_tokens_rate_and_streams() {
     drop(first);
     c.server.running.stop().await.unwrap();
 }
+
+/// A stream whose unit does not change while the store keeps writing (another city's
+/// events) still writes its heartbeat, so the idle guard (3 s here) never cuts it.
+#[tokio::test]
+async fn a_quiet_stream_outlives_the_idle_timeout_while_other_units_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = |args| ServeArgs {
+        keepalive_secs: Some(1),
+        keepalive_timeout_secs: Some(1),
+        idle_timeout_secs: Some(3),
+        ..args
+    };
+    let mut c = console_with(dir.path(), &Backend::Embedded, short).await;
+    let ops = c.tokens.ops.clone();
+    let mut foshan = Events::open(&c.http, &format!("/api/v1/live?unit=city:Foshan&date={DAY}"), Some(&ops)).await;
+    foshan.wait_for("hello", Duration::from_secs(5)).await.expect("hello");
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut minute = 0;
+    while Instant::now() < until {
+        minute += 1;
+        let reading = c.schools[1].temperature(&format!("13:{minute:02}"), "S2-P4", Slot::Noon, 36.5);
+        c.post(vec![reading]).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let cough = c.schools[2].symptoms("14:00", "S3-P5", &[Symptom::Cough]);
+    c.post(vec![cough]).await;
+    foshan.wait_for("changed", Duration::from_secs(5)).await.expect("the stream is still open");
+    c.server.running.stop().await.unwrap();
+}

@@ -84,6 +84,9 @@ pub(crate) async fn live(State(console): State<Console>, request: Request) -> Re
             return;
         }
         let mut looked = Instant::now();
+        // The last time anything went out: a heartbeat is due `heartbeat` after it, however
+        // often the stream wakes for batches that change nothing on screen.
+        let mut sent_at = Instant::now();
         loop {
             let wake = tokio::select! {
                 _ = stopping.changed() => Wake::Stop,
@@ -93,7 +96,7 @@ pub(crate) async fn live(State(console): State<Console>, request: Request) -> Re
                     Err(_) => Wake::Stop,
                 },
                 Some(Ok(())) = async { Some(published.as_mut()?.changed().await) } => Wake::Published,
-                () = tokio::time::sleep(inner.heartbeat) => Wake::Heartbeat,
+                () = tokio::time::sleep_until(sent_at + inner.heartbeat) => Wake::Heartbeat,
             };
             if access.is_revoked() {
                 let revoked = serde_json::json!({ "code": "unauthenticated", "message": "the token was revoked" });
@@ -102,12 +105,14 @@ pub(crate) async fn live(State(console): State<Console>, request: Request) -> Re
             }
             let sent = match wake {
                 Wake::Stop => return,
-                Wake::Heartbeat => tx.send(Bytes::from_static(b": ping\n\n")).await,
-                Wake::Published => tx.send(frame("alerts", "{}")).await,
-                Wake::Written => Ok(()),
+                Wake::Heartbeat => tx.send(Bytes::from_static(b": ping\n\n")).await.map(|()| true),
+                Wake::Published => tx.send(frame("alerts", "{}")).await.map(|()| true),
+                Wake::Written => Ok(false),
             };
-            if sent.is_err() {
-                return;
+            match sent {
+                Ok(true) => sent_at = Instant::now(),
+                Ok(false) => {}
+                Err(_) => return,
             }
             if matches!(wake, Wake::Heartbeat) {
                 continue;
@@ -122,6 +127,7 @@ pub(crate) async fn live(State(console): State<Console>, request: Request) -> Re
                 if tx.send(frame("changed", &about)).await.is_err() {
                     return;
                 }
+                sent_at = Instant::now();
             }
         }
     });
