@@ -142,6 +142,18 @@ async fn main() -> anyhow::Result<()> {
         ("a class", class_unit.clone()),
     ];
     let mut rows = Vec::new();
+    // The page's first paint of the province, as it loads: who the token is, the view's
+    // calls at once, then the newest alerts.
+    let mut first_paint = Vec::with_capacity(args.rounds);
+    for _ in 0..args.rounds {
+        let started = Instant::now();
+        view(&http, &["/api/v1/info".to_owned()]).await?;
+        view(&http, &calls("province", &day)).await?;
+        view(&http, &["/api/v1/alerts?limit=50".to_owned()]).await?;
+        first_paint.push(started.elapsed());
+    }
+    first_paint.sort();
+    rows.push(("first paint of the province: info, the view's calls, the newest alerts (ms)".to_owned(), first_paint));
     for (name, unit) in &views {
         let paths = calls(unit, &day);
         let mut times = Vec::with_capacity(args.rounds);
