@@ -1,6 +1,8 @@
 //! Shared by the end-to-end tests: start the real server in-process on port 0 with a
 //! data directory, talk to it with real gRPC clients, and build events tersely.
 
+pub mod http;
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -267,6 +267,9 @@ pub struct Projections {
     pub(crate) tree: ::store::Tree,
     /// Woken after every batch written (fold or changelog): the feeds wait on it.
     changed: std::sync::Arc<tokio::sync::Notify>,
+    /// Bumped after every batch written, like `changed`, for any number of watchers (the
+    /// console's live updates); `changed` wakes only the one publisher.
+    generation: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     /// How far behind the log each writer is: the feeds hold seals on it.
     progress: std::sync::Arc<Progress>,
     /// This handle's writer (see [`Self::for_writer`]).
@@ -302,7 +305,13 @@ impl std::fmt::Debug for Projections {
 
 impl Projections {
     pub fn new(tree: ::store::Tree) -> Self {
-        Self { tree, changed: std::sync::Arc::default(), progress: std::sync::Arc::default(), writer: 0 }
+        Self {
+            tree,
+            changed: std::sync::Arc::default(),
+            generation: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+            progress: std::sync::Arc::default(),
+            writer: 0,
+        }
     }
 
     /// The same projections for writer `index` of several (aggregators folding shares of
@@ -360,14 +369,48 @@ impl Projections {
         }
     }
 
-    /// Units at `level` (all levels if `None`) lying under `parent` (everything if `None`).
+    /// Units at `level` (all levels if `None`) lying under `parent` (everything if `None`),
+    /// in key order. A `n` key is the level's name, then the path: one level's units lie
+    /// together, and so, at each level, do those of one school or unit within it; so a
+    /// level, or the units under a school or below, are read without the rest (a
+    /// province holds some 150,000 units, a class none below it).
     pub fn units(
         &self,
         level: Option<Level>,
         parent: Option<&UnitKey>,
     ) -> Result<Vec<(UnitKey, UnitInfo)>, AggregateError> {
+        let mut levels: Vec<Level> = Level::ALL.into_iter().filter(|l| level.is_none_or(|w| w == *l)).collect();
+        levels.sort_by_key(|l| l.as_str());
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix(b"n\0") {
+        for at in levels {
+            let mut prefix = b"n\0".to_vec();
+            prefix.extend_from_slice(at.as_str().as_bytes());
+            match parent {
+                Some(p) if p.level >= Level::School => {
+                    if at <= p.level {
+                        continue;
+                    }
+                    prefix.push(b':');
+                    prefix.extend_from_slice(p.path.as_bytes());
+                    prefix.push(b'/');
+                }
+                _ if at != Level::Province => prefix.push(b':'),
+                _ => {}
+            }
+            self.units_at(&prefix, level, parent, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// The units of `n` keys starting with `prefix`, filtered as [`Self::units`] says.
+    fn units_at(
+        &self,
+        prefix: &[u8],
+        level: Option<Level>,
+        parent: Option<&UnitKey>,
+        out: &mut Vec<(UnitKey, UnitInfo)>,
+    ) -> Result<(), AggregateError> {
+        for item in self.tree.scan_prefix(prefix) {
             let (k, v) = item?;
             let text = std::str::from_utf8(&k[2..]).map_err(|e| AggregateError::Corrupt {
                 key: String::from_utf8_lossy(&k).into(),
@@ -391,7 +434,7 @@ impl Projections {
                 out.push((unit, info));
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Days whose unit records changed, per school, since the feeds last looked.
@@ -442,6 +485,13 @@ impl Projections {
 
     pub(crate) fn written(&self) {
         self.changed.notify_one();
+        self.generation.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes after every batch written: what the console's live updates
+    /// wake on, as many as are open (the publisher waits on [`Self::changed`]).
+    pub fn watch_written(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// Whether a backlog is being folded into these projections (or applied to this
@@ -628,6 +678,45 @@ impl Projections {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn units_under_a_school_are_its_own_at_every_level_not_a_like_named_schools() {
+        let db = ::store::Store::temporary().unwrap();
+        let projections = Projections::new(db.open_tree("p").unwrap());
+        let registry = [
+            ("province", None, ""),
+            ("city:Foshan", Some("province"), "Foshan"),
+            ("school:S1", Some("city:Foshan"), "Foshan"),
+            ("school:S10", Some("city:Foshan"), "Foshan"),
+            ("department:S1/D1", Some("school:S1"), "Foshan"),
+            ("department:S10/D1", Some("school:S10"), "Foshan"),
+            ("grade:S1/D1/2019", Some("department:S1/D1"), "Foshan"),
+            ("class:S1/D1/2019/C1", Some("grade:S1/D1/2019"), "Foshan"),
+            ("dorm:S1/R1", Some("school:S1"), "Foshan"),
+            ("dorm:S10/R1", Some("school:S10"), "Foshan"),
+        ];
+        for (unit, parent, city) in registry {
+            let unit: UnitKey = unit.parse().unwrap();
+            let info = UnitInfo { parent: parent.map(|p| p.parse().unwrap()), city: city.into() };
+            projections.tree.insert(unit_key(&unit), encode(&info)).unwrap();
+        }
+        let listed = |level: Option<Level>, parent: Option<&str>| -> Vec<String> {
+            let parent: Option<UnitKey> = parent.map(|p| p.parse().unwrap());
+            projections.units(level, parent.as_ref()).unwrap().into_iter().map(|(u, _)| u.to_string()).collect()
+        };
+        assert_eq!(
+            listed(None, Some("school:S1")),
+            ["class:S1/D1/2019/C1", "department:S1/D1", "dorm:S1/R1", "grade:S1/D1/2019"],
+            "key order, as a scan of every unit gives"
+        );
+        assert_eq!(listed(None, Some("department:S1/D1")), ["class:S1/D1/2019/C1", "grade:S1/D1/2019"]);
+        assert_eq!(listed(Some(Level::Dorm), Some("school:S10")), ["dorm:S10/R1"]);
+        assert_eq!(listed(None, Some("class:S1/D1/2019/C1")), Vec::<String>::new());
+        assert_eq!(listed(Some(Level::School), Some("city:Foshan")), ["school:S1", "school:S10"]);
+        assert_eq!(listed(Some(Level::Province), None), ["province"]);
+        assert_eq!(listed(None, None).len(), registry.len());
+        assert_eq!(listed(None, Some("province")).len(), registry.len() - 1);
+    }
 
     #[test]
     fn projections_catch_up_while_any_writer_does() {

@@ -21,7 +21,7 @@ pub struct ServeArgs {
     /// Address of the gRPC server (intake and reports); port 0 picks a free port.
     #[arg(long, env = "DAYBOOK_GRPC_ADDR")]
     pub grpc_addr: Option<SocketAddr>,
-    /// Address of the HTTP server for Prometheus metrics at /metrics.
+    /// Address of the HTTP server: Prometheus metrics at /metrics, the operators' console at /.
     #[arg(long, env = "DAYBOOK_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
     /// The event log: `embedded` (a durable log under --data-dir, one process) or

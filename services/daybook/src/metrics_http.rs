@@ -1,4 +1,5 @@
-//! Prometheus metrics over HTTP/1.1 at `/metrics`, over TLS when the server has it.
+//! The HTTP port: Prometheus metrics at `/metrics` and the operators' console (`/`,
+//! `/api/v1/…`, the `webconsole` crate), over HTTP/1.1, over TLS when the server has it.
 //!
 //! Its own accept loop rather than `axum::serve`: each connection is guarded by
 //! [`Idle`] (a silent client is let go) and its TLS handshake runs on the connection's
@@ -22,8 +23,20 @@ use tokio_rustls::rustls::ServerConfig;
 use crate::auth::Gate;
 use crate::tls::Idle;
 
-/// `/metrics`; when `gate` checks access, to a valid bearer token only.
-fn app(registry: Arc<Registry>, gate: Gate) -> Router {
+/// `/metrics`, and the console where this process reads reports; when `gate` checks
+/// access, to a valid bearer token only (the console's page itself is public: it asks
+/// for a token).
+fn app(registry: Arc<Registry>, gate: Gate, console: Option<webconsole::Console>) -> Router {
+    let metrics = metrics_app(registry, gate.clone());
+    match console {
+        Some(console) => metrics.merge(console.pages()).merge(console.api().route_layer(
+            axum::middleware::from_fn_with_state(gate.for_traffic(crate::auth::Traffic::Reads), with_access),
+        )),
+        None => metrics,
+    }
+}
+
+fn metrics_app(registry: Arc<Registry>, gate: Gate) -> Router {
     Router::new()
         .route(
             "/metrics",
@@ -86,11 +99,12 @@ pub async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
     gate: Gate,
+    console: Option<webconsole::Console>,
     tls: Option<Arc<ServerConfig>>,
     idle_timeout: Duration,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let service = TowerToHyperService::new(app(registry, gate));
+    let service = TowerToHyperService::new(app(registry, gate, console));
     let tls = tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -140,6 +154,27 @@ async fn authenticated(
     match gate.identify(&tonic::metadata::MetadataMap::from_headers(request.headers().clone()), None) {
         Ok(_) => next.run(request).await,
         Err(status) => (axum::http::StatusCode::UNAUTHORIZED, status.message().to_owned()).into_response(),
+    }
+}
+
+/// The console's API passes the gRPC reads' own gate (token, rate limit, open streams),
+/// which leaves the caller's `Access` in the request's extensions; a refusal is answered
+/// as the API answers errors (401, 429).
+async fn with_access(
+    axum::extract::State(mut gate): axum::extract::State<crate::auth::GateFor>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tonic::service::Interceptor;
+    let metadata = tonic::metadata::MetadataMap::from_headers(request.headers().clone());
+    let passed = gate.call(tonic::Request::from_parts(metadata, Default::default(), ()));
+    match passed.map(|p| p.extensions().get::<domain::access::Access>().cloned()) {
+        Ok(Some(access)) => {
+            request.extensions_mut().insert(access);
+            next.run(request).await
+        }
+        Ok(None) => webconsole::error(&tonic::Status::internal("the gate left no access")),
+        Err(status) => webconsole::error(&status),
     }
 }
 

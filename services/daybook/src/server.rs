@@ -182,6 +182,7 @@ async fn build<L: EventLog, C: EventLog>(
     };
 
     let mut feeds_service = None;
+    let mut console = None;
     let metrics = AggregatorMetrics::default();
     let events_folded = metrics.folded_total.clone();
     let reports = if roles.aggregate() {
@@ -242,6 +243,7 @@ async fn build<L: EventLog, C: EventLog>(
             .with_audit(gate.audit_log())
             .with_today(today.clone())
             .with_horizon(config.horizon_days);
+        console = Some(start_console(config, &model, today.clone(), store.as_ref(), &gate, &stop_rx));
         if let Some(store) = store {
             store.metrics().register(&mut registry);
             let service = start_feeds(config, store, model, kafka, &supervisor, &mut tasks)?;
@@ -335,6 +337,7 @@ async fn build<L: EventLog, C: EventLog>(
             http,
             Arc::new(registry),
             gate.clone(),
+            console,
             tls.map(|t| t.http),
             limits.idle_timeout,
             stop,
@@ -406,6 +409,31 @@ async fn follow_log(log: EmbeddedLog, supervisor: Supervisor, stop: impl Future<
 
 /// How often a failing log is tried again.
 const LOG_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The operators' console on the HTTP port: the reports of `model`, the alerts of the
+/// feeds in `store` (where this instance publishes them), days refused after `today` as
+/// gRPC refuses them, the page's default day by the clock that seals the days.
+fn start_console(
+    config: &ServeConfig,
+    model: &ReadModel,
+    today: reports::grpc::Today,
+    store: Option<&FeedStore>,
+    gate: &Gate,
+    stop_rx: &watch::Receiver<bool>,
+) -> webconsole::Console {
+    let (clock, zone) = (config.clock.clone(), config.utc_offset);
+    let console = webconsole::Console::new(model.clone(), today)
+        .with_province_day(Arc::new(move || clock.now().with_timezone(&zone).date_naive()))
+        .with_horizon(config.horizon_days)
+        .with_audit(gate.audit_log())
+        .with_stopping(stop_rx.clone())
+        // A live stream writes at least this often, so the idle guard never cuts it.
+        .with_heartbeat(config.limits.idle_timeout / 3);
+    match store {
+        Some(store) => console.with_feeds(store.clone(), config.offices.clone()),
+        None => console,
+    }
+}
 
 /// Starts the feeds on `store`, publishing what `model` judges: the publisher (day close,
 /// revisions, alerts) and, over Kafka, the copy of each office's feed to its topic.

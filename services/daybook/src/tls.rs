@@ -202,16 +202,18 @@ impl ClientArgs {
     }
 }
 
-/// A connection closed when its peer sends nothing for `timeout`: a read then fails
-/// with `TimedOut`, which ends the connection. A silent client, one that never sends
-/// the HTTP/2 preface or a TLS hello, is let go. Live HTTP/2 connections always read
-/// within the keepalive interval (the server's pings are answered), so the timeout must
-/// be longer than that interval.
+/// A connection closed when nothing moves on it for `timeout`, neither from its peer nor
+/// to it: a read then fails with `TimedOut`, which ends the connection. A silent client,
+/// one that never sends the HTTP/2 preface or a TLS hello, is let go. Live HTTP/2
+/// connections always read within the keepalive interval (the server's pings are
+/// answered), so the timeout must be longer than that interval. An HTTP/1.1 stream the
+/// server writes to (the console's live updates, with a heartbeat shorter than the
+/// timeout) is live too, though its client sends nothing after the request.
 #[derive(Debug)]
 pub struct Idle<IO> {
     io: IO,
     timeout: Duration,
-    last_read: Instant,
+    last_active: Instant,
     // Moved on only when it fires, not at every read: no timer work on a busy stream.
     deadline: Pin<Box<Sleep>>,
 }
@@ -229,7 +231,14 @@ pub fn incoming(
 impl<IO> Idle<IO> {
     pub fn new(io: IO, timeout: Duration) -> Self {
         let now = Instant::now();
-        Self { io, timeout, last_read: now, deadline: Box::pin(tokio::time::sleep_until(now + timeout)) }
+        Self { io, timeout, last_active: now, deadline: Box::pin(tokio::time::sleep_until(now + timeout)) }
+    }
+
+    /// Bytes that went out keep the connection alive, as bytes that came in do.
+    fn wrote(&mut self, written: &Poll<io::Result<usize>>) {
+        if matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
+            self.last_active = Instant::now();
+        }
     }
 }
 
@@ -240,7 +249,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Idle<IO> {
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    this.last_read = Instant::now();
+                    this.last_active = Instant::now();
                 }
                 Poll::Ready(Ok(()))
             }
@@ -249,7 +258,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Idle<IO> {
                 if this.deadline.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                let due = this.last_read + this.timeout;
+                let due = this.last_active + this.timeout;
                 if due <= Instant::now() {
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "connection idle")));
                 }
@@ -261,7 +270,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Idle<IO> {
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Idle<IO> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.wrote(&written);
+        written
     }
 
     fn poll_write_vectored(
@@ -269,7 +280,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Idle<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.wrote(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -60,6 +60,28 @@ pub struct Alert {
     pub units: Vec<UnitKey>,
 }
 
+/// An alert as the offices' feeds carry it, read back by an edge that shows it (the
+/// console): the kind by name (`fever`, `suspected`, `confirmed`, `kept_out_gate_in`,
+/// `release_refused`), a refused release's reason in words, the units as keys. Person
+/// and event are empty for a reader without the right to person-level data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FedAlert {
+    /// Where it stands in the office's feed.
+    pub cursor: u64,
+    pub kind: String,
+    pub event_id: String,
+    pub school: String,
+    pub city: String,
+    pub person: String,
+    /// RFC 3339, as the event said.
+    pub occurred_at: String,
+    /// Fever readings only.
+    pub celsius: Option<f64>,
+    pub reason: String,
+    /// The units the person counts in, province down to dorm (`school:S1`, …).
+    pub units: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

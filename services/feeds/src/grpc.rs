@@ -95,7 +95,7 @@ impl FeedsService {
 
 /// Whether `access` reads everything `office` receives: every city it lists, or the
 /// province for an office of all cities (or one no longer configured).
-fn may_read_office(access: &Access, office: Option<&Office>) -> bool {
+pub fn may_read_office(access: &Access, office: Option<&Office>) -> bool {
     match office {
         Some(office) if !office.cities.iter().any(|c| c == "*") => office.cities.iter().all(|c| access.reads_city(c)),
         _ => access.reads_province(),

@@ -26,10 +26,12 @@
 //!
 //! | key (feeds tree)            | value                                        |
 //! |-----------------------------|----------------------------------------------|
-//! | `S`, `v`                    | what was published ([`reports::publication`]) |
+//! | `S`, `v`, `V`               | what was published ([`reports::publication`]) |
 //! | `f` office NUL cursor (u64) | one feed item (protobuf `FeedItem`)          |
 //! | `q` school/event id         | the alert went out                           |
 //! | `K` office                  | next cursor to copy to Kafka                 |
+//! | `A` office NUL cursor (u64) | empty: the item at that cursor is an alert (the console's index) |
+//! | `Ai`                        | empty: the `A` index covers the feeds written before it existed |
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -73,6 +75,16 @@ fn alerted_key(alert: &Alert) -> Vec<u8> {
     format!("q\0{}/{}", alert.school, alert.event_id).into_bytes()
 }
 
+fn alert_prefix(office: &str) -> Vec<u8> {
+    format!("A\0{office}\0").into_bytes()
+}
+
+fn alert_key(office: &str, cursor: u64) -> Vec<u8> {
+    [alert_prefix(office), cursor.to_be_bytes().to_vec()].concat()
+}
+
+const ALERTS_INDEXED: &[u8] = b"Ai";
+
 fn forwarded_key(office: &str) -> Vec<u8> {
     format!("K\0{office}").into_bytes()
 }
@@ -80,12 +92,56 @@ fn forwarded_key(office: &str) -> Vec<u8> {
 impl FeedStore {
     pub fn open(db: &store::Store) -> Result<Self, FeedError> {
         let tree = db.open_tree("feeds")?;
-        Ok(Self {
+        let store = Self {
             publications: Publications::new(tree.clone()),
             tree,
             published: watch::channel(0).0,
             metrics: crate::FeedMetrics::default(),
-        })
+        };
+        store.index_alerts()?;
+        Ok(store)
+    }
+
+    /// Indexes the alerts of feeds written before the index existed, once: a feed holds
+    /// every report of every day too, far more items than alerts.
+    fn index_alerts(&self) -> Result<(), FeedError> {
+        if self.tree.contains_key(ALERTS_INDEXED)? {
+            return Ok(());
+        }
+        let mut batch = store::Batch::default();
+        for item in self.tree.scan_prefix(b"f\0") {
+            let (_, bytes) = item?;
+            if let Ok(pb::FeedItem { cursor, office, item: Some(pb::feed_item::Item::Alert(_)) }) =
+                pb::FeedItem::decode(bytes.as_ref())
+            {
+                batch.insert(alert_key(&office, cursor), &[]);
+            }
+        }
+        batch.insert(ALERTS_INDEXED, &[]);
+        self.tree.apply(batch)?;
+        Ok(())
+    }
+
+    /// Up to `max` alerts of `office`'s feed, as protobuf items: those after cursor
+    /// `after`, oldest first; without it the newest, newest first.
+    pub fn alerts(&self, office: &str, after: Option<u64>, max: usize) -> Result<Vec<(u64, Vec<u8>)>, FeedError> {
+        let cursors: Vec<u64> = match after {
+            Some(after) => self.tree.range(alert_key(office, after.saturating_add(1))..alert_key(office, u64::MAX)),
+            None => self.tree.range(alert_prefix(office)..alert_key(office, u64::MAX)),
+        }
+        .map(|item| item.map(|(k, _)| u64::from_be_bytes(k[k.len() - 8..].try_into().expect("cursor is 8 bytes"))))
+        .collect::<Result<_, _>>()?;
+        let chosen: Vec<u64> = match after {
+            Some(_) => cursors.into_iter().take(max).collect(),
+            None => cursors.into_iter().rev().take(max).collect(),
+        };
+        let mut out = Vec::with_capacity(chosen.len());
+        for cursor in chosen {
+            if let Some(bytes) = self.tree.get(item_key(office, cursor))? {
+                out.push((cursor, bytes.to_vec()));
+            }
+        }
+        Ok(out)
     }
 
     /// What the publisher, the subscriptions and the forwarding count.
@@ -163,6 +219,9 @@ impl FeedStore {
     #[cfg(test)]
     pub(crate) fn put_item(&self, office: &str, cursor: u64, item: &pb::FeedItem) -> Result<(), FeedError> {
         self.tree.insert(item_key(office, cursor), item.encode_to_vec())?;
+        if matches!(item.item, Some(pb::feed_item::Item::Alert(_))) {
+            self.tree.insert(alert_key(office, cursor), &[])?;
+        }
         self.published.send_modify(|n| *n += 1);
         Ok(())
     }
@@ -412,6 +471,9 @@ impl Publisher {
             pb::feed_item::Item::Report(_) => "report",
             pb::feed_item::Item::Alert(_) => "alert",
         };
+        if kind == "alert" {
+            items.batch.insert(alert_key(office, cursor), &[]);
+        }
         *items.by_office.entry((office.to_owned(), kind)).or_default() += 1;
         let bytes = pb::FeedItem { cursor, office: office.to_owned(), item: Some(item) }.encode_to_vec();
         items.batch.insert(item_key(office, cursor), bytes);
@@ -556,5 +618,29 @@ mod tests {
         projections.set_backlog(1_200);
         assert!(publisher.pass().unwrap() > 0, "the backlog grew: the seal goes ahead");
         assert_eq!(publisher.store.sealed_through().unwrap(), Day::from_ymd_opt(2020, 3, 1));
+    }
+
+    #[test]
+    fn alerts_of_a_feed_written_before_the_index_are_indexed_once_at_open() {
+        let db = store::Store::temporary().unwrap();
+        let tree = db.open_tree("feeds").unwrap();
+        let item = |cursor, item| pb::FeedItem { cursor, office: "province".into(), item: Some(item) }.encode_to_vec();
+        let alert =
+            |school: &str| pb::feed_item::Item::Alert(pb::Alert { school: school.into(), ..Default::default() });
+        tree.insert(item_key("province", 1), item(1, alert("S1"))).unwrap();
+        tree.insert(item_key("province", 2), item(2, pb::feed_item::Item::Report(pb::DailyReport::default()))).unwrap();
+        tree.insert(item_key("province", 3), item(3, alert("S2"))).unwrap();
+        let store = FeedStore::open(&db).unwrap();
+        let cursors = |found: Vec<(u64, Vec<u8>)>| found.into_iter().map(|(c, _)| c).collect::<Vec<_>>();
+        assert_eq!(cursors(store.alerts("province", None, 10).unwrap()), [3, 1], "the newest first, reports left out");
+        assert_eq!(cursors(store.alerts("province", None, 1).unwrap()), [3]);
+        assert_eq!(cursors(store.alerts("province", Some(1), 10).unwrap()), [3], "after a cursor, oldest first");
+        assert_eq!(cursors(store.alerts("cdc-Foshan", None, 10).unwrap()), Vec::<u64>::new());
+        // Written since: indexed as it is written, and the old ones are not indexed twice.
+        let pushed = pb::FeedItem { cursor: 4, office: "province".into(), item: Some(alert("S3")) };
+        store.put_item("province", 4, &pushed).unwrap();
+        drop(store);
+        let store = FeedStore::open(&db).unwrap();
+        assert_eq!(cursors(store.alerts("province", Some(0), 10).unwrap()), [1, 3, 4]);
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use aggregator::{AggregateError, Projections};
 use domain::access::{Access, AuditLog, NoAudit};
-use domain::{Day, UnitKey};
+use domain::{DailyReport, Day, UnitKey};
 use eventlog::{EventLog, TopicPartition};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -73,11 +73,7 @@ impl ReportsService {
     /// A date as a request gives it (empty: today), refused if it is after today: no
     /// report exists yet.
     fn parse_date(&self, text: &str) -> Result<Day, Status> {
-        let today = (self.today)();
-        if text.is_empty() {
-            return Ok(today);
-        }
-        not_after_today(parse_date(text)?, today)
+        report_day("date", text, (self.today)())
     }
 
     /// Answers key-person lists as of a day at most `days` before today.
@@ -126,19 +122,43 @@ pub fn store_failed(e: AggregateError) -> Status {
 }
 
 impl ReportsService {
-    /// `NOT_FOUND` for a unit nobody is registered in (the province always exists).
     fn known(&self, field: &str, unit: &UnitKey) -> Result<(), Status> {
-        if unit.level == domain::Level::Province || self.model.projections().unit(unit).map_err(store_failed)?.is_some()
-        {
-            Ok(())
-        } else {
-            Err(Status::not_found(format!("{field}: {unit} has no one registered in it")))
-        }
+        known(self.model.projections(), field, unit)
     }
 
     /// `PERMISSION_DENIED` for a unit outside the caller's read scope.
     fn readable(&self, access: &Access, field: &str, unit: &UnitKey) -> Result<(), Status> {
         may_read(self.model.projections(), access, field, unit)
+    }
+}
+
+/// `NOT_FOUND` for a unit nobody is registered in (the province always exists).
+pub fn known(projections: &Projections, field: &str, unit: &UnitKey) -> Result<(), Status> {
+    if unit.level == domain::Level::Province || projections.unit(unit).map_err(store_failed)?.is_some() {
+        Ok(())
+    } else {
+        Err(Status::not_found(format!("{field}: {unit} has no one registered in it")))
+    }
+}
+
+/// `unit`'s report for `day` as GetDailyReport answers it (the console's JSON too): the
+/// caller's scope checked, `NOT_FOUND` for a unit no one counted in by then.
+pub fn daily_report(
+    model: &ReadModel,
+    access: &Access,
+    unit: &str,
+    date: &str,
+    today: Day,
+) -> Result<DailyReport, Status> {
+    let unit = parse_unit("unit", unit)?;
+    let day = report_day("date", date, today)?;
+    may_read(model.projections(), access, "unit", &unit)?;
+    match model.report(&unit, day)? {
+        Some(report) => Ok(report),
+        None => Err(Status::not_found(match model.first_day(&unit)? {
+            Some(first) => format!("unit: {unit} did not exist on {day}: no one counted in it before {first}"),
+            None => format!("unit: {unit} has no one registered in it"),
+        })),
     }
 }
 
@@ -168,8 +188,19 @@ fn renamed<'a>(current: (&'a str, &'a str), former: (&'a str, &'a str)) -> (&'a 
     if current.1.is_empty() && !former.1.is_empty() { former } else { current }
 }
 
-fn parse_unit(field: &str, text: &str) -> Result<UnitKey, Status> {
+/// A unit key as a request gives it; `INVALID_ARGUMENT` naming `field` if it is not one.
+pub fn parse_unit(field: &str, text: &str) -> Result<UnitKey, Status> {
     text.parse().map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
+}
+
+/// A report's day as a request gives it in `field`: `YYYY-MM-DD`, not after `today`;
+/// empty, today.
+pub fn report_day(field: &str, text: &str, today: Day) -> Result<Day, Status> {
+    if text.is_empty() {
+        return Ok(today);
+    }
+    let day = wire::parse_date(field, text).map_err(|e| Status::invalid_argument(e.to_string()))?;
+    not_after_today(field, day, today)
 }
 
 fn parse_date(text: &str) -> Result<Day, Status> {
@@ -185,16 +216,16 @@ pub fn list_day(date: &str, today: Day, horizon_days: u32) -> Result<Day, Status
 }
 
 /// `day`, unless after `today`: nothing is known of it yet.
-fn not_after_today(day: Day, today: Day) -> Result<Day, Status> {
+fn not_after_today(field: &str, day: Day, today: Day) -> Result<Day, Status> {
     match day > today {
-        true => Err(Status::invalid_argument(format!("date: {day} is in the future (today is {today})"))),
+        true => Err(Status::invalid_argument(format!("{field}: {day} is in the future (today is {today})"))),
         false => Ok(day),
     }
 }
 
 /// `day`, unless in the future or more than `horizon_days` before `today`.
 pub fn within_horizon(day: Day, today: Day, horizon_days: u32) -> Result<Day, Status> {
-    not_after_today(day, today)?;
+    not_after_today("date", day, today)?;
     let oldest = today.checked_sub_days(chrono::Days::new(horizon_days.into())).unwrap_or(Day::MIN);
     if day < oldest {
         return Err(Status::invalid_argument(format!(
@@ -215,16 +246,8 @@ impl pb::reports_server::Reports for ReportsService {
     ) -> Result<Response<pb::DailyReport>, Status> {
         let access = wire::access_of(&request)?;
         let request = request.into_inner();
-        let unit = parse_unit("unit", &request.unit)?;
-        let day = self.parse_date(&request.date)?;
-        self.readable(&access, "unit", &unit)?;
-        match self.model.report(&unit, day)? {
-            Some(report) => Ok(Response::new(wire::report_to_proto(&report))),
-            None => Err(Status::not_found(match self.model.first_day(&unit)? {
-                Some(first) => format!("unit: {unit} did not exist on {day}: no one counted in it before {first}"),
-                None => format!("unit: {unit} has no one registered in it"),
-            })),
-        }
+        let report = daily_report(&self.model, &access, &request.unit, &request.date, (self.today)())?;
+        Ok(Response::new(wire::report_to_proto(&report)))
     }
 
     type ListDailyReportsStream = ReceiverStream<Result<pb::DailyReport, Status>>;

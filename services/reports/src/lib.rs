@@ -19,7 +19,7 @@ pub mod model;
 pub mod publication;
 
 pub use model::{ReadModel, Roster};
-pub use publication::{Pending, Publications, Remembered};
+pub use publication::{Pending, Publications, Remembered, Revision};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {

@@ -131,6 +131,12 @@ impl ReadModel {
         &self.close
     }
 
+    /// The versions after the first of `unit`'s report for `day` and what each changed;
+    /// none while the day is open or without feeds.
+    pub fn revisions(&self, unit: &UnitKey, day: Day) -> Result<Vec<crate::Revision>, ReportError> {
+        self.publications.as_ref().map_or(Ok(Vec::new()), |p| p.revisions(day, unit))
+    }
+
     /// The last day sealed; `None` before the first seal or without feeds.
     pub fn sealed_through(&self) -> Result<Option<Day>, ReportError> {
         self.publications.as_ref().map_or(Ok(None), Publications::sealed_through)
@@ -170,7 +176,8 @@ impl ReadModel {
         level: Option<Level>,
         each: impl FnMut(DailyReport) -> bool,
     ) -> Result<Option<()>, ReportError> {
-        self.walk(under, day, |unit, _| level.is_none_or(|l| l == unit.level), each)
+        let levels = level.map(|l| vec![l]);
+        self.walk(under, day, levels.as_deref(), |unit, _| level.is_none_or(|l| l == unit.level), each)
     }
 
     /// The reports on `day` of the units directly below `unit` (the province's cities, a
@@ -178,9 +185,18 @@ impl ReadModel {
     /// was ever placed in `unit`.
     pub fn children(&self, unit: &UnitKey, day: Day) -> Result<Option<Vec<DailyReport>>, ReportError> {
         let mut out = Vec::new();
+        let below: &[Level] = match unit.level {
+            Level::Province => &[Level::City],
+            Level::City => &[Level::School],
+            Level::School => &[Level::Department, Level::Dorm],
+            Level::Department => &[Level::Grade],
+            Level::Grade => &[Level::Class],
+            Level::Class | Level::Dorm => &[],
+        };
         let found = self.walk(
             unit,
             day,
+            Some(below),
             |_, info| info.parent.as_ref() == Some(unit),
             |report| {
                 out.push(report);
@@ -327,11 +343,13 @@ impl ReadModel {
     }
 
     /// Walks the reports of `under` and the units below it that `wanted` picks (see
-    /// [`Self::reports`]).
+    /// [`Self::reports`]), listing only the units of `levels` below it (all if `None`) and
+    /// the schools that summaries need.
     fn walk(
         &self,
         under: &UnitKey,
         day: Day,
+        levels: Option<&[Level]>,
         wanted: impl Fn(&UnitKey, &UnitInfo) -> bool,
         mut each: impl FnMut(DailyReport) -> bool,
     ) -> Result<Option<()>, ReportError> {
@@ -342,7 +360,25 @@ impl ReadModel {
                 None => return Ok(None),
             },
         };
-        units.extend(self.projections.units(None, Some(under))?);
+        match levels {
+            None => units.extend(self.projections.units(None, Some(under))?),
+            Some(levels) => {
+                let mut listed = levels.to_vec();
+                // A city's or the province's report is summed from its schools.
+                if (under.level <= Level::City || levels.iter().any(|l| *l <= Level::City))
+                    && !listed.contains(&Level::School)
+                {
+                    listed.push(Level::School);
+                }
+                let mut below = Vec::new();
+                for level in listed {
+                    below.extend(self.projections.units(Some(level), Some(under))?);
+                }
+                // In key order, as a listing of every level gives them.
+                below.sort_by(|(a, _), (b, _)| (a.level.as_str(), &a.path).cmp(&(b.level.as_str(), &b.path)));
+                units.extend(below);
+            }
+        }
         let none = Pending::default();
         let judging = self.judging(day, self.sealed_through()?, &none);
         let summaries: Vec<&UnitKey> =

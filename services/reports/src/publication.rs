@@ -7,11 +7,12 @@
 //! |--------------------|------------------------------------------------|
 //! | `S`                | last sealed day, YYYY-MM-DD                    |
 //! | `v` day NUL unit   | [`Remembered`]: what was last published of it  |
+//! | `V` day NUL unit NUL version (u32, big-endian) | [`Revision`]: a version after the first, what it changed (the console's history of a day) |
 
 use std::collections::HashMap;
 
 use domain::close::Published;
-use domain::report::{FieldChange, ReportingRate};
+use domain::report::{FieldChange, ReportStatus, ReportingRate};
 use domain::{Day, UnitKey};
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +27,21 @@ pub struct Remembered {
     pub changes: Vec<FieldChange>,
 }
 
+/// A version after the first of a report: its status and what it changed against the
+/// version before. Version 1 (the seal) is not kept here: it changed nothing, and every
+/// sealed report has one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revision {
+    pub version: u32,
+    pub status: ReportStatus,
+    pub changes: Vec<FieldChange>,
+}
+
 const SEALED_KEY: &[u8] = b"S";
+
+fn revisions_prefix(day: Day, unit: &UnitKey) -> Vec<u8> {
+    format!("V\0{}\0{unit}\0", day.format("%Y-%m-%d")).into_bytes()
+}
 
 fn published_key(day: Day, unit: &UnitKey) -> Vec<u8> {
     format!("v\0{}\0{unit}", day.format("%Y-%m-%d")).into_bytes()
@@ -69,6 +84,22 @@ impl Publications {
     }
 }
 
+impl Publications {
+    /// The versions after the first of `unit`'s report for `day`, oldest first (none
+    /// for revisions published before this history was kept).
+    pub fn revisions(&self, day: Day, unit: &UnitKey) -> Result<Vec<Revision>, ReportError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(revisions_prefix(day, unit)) {
+            let (key, bytes) = item?;
+            out.push(postcard::from_bytes(&bytes).map_err(|e| ReportError::Corrupt {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                reason: e.to_string(),
+            })?);
+        }
+        Ok(out)
+    }
+}
+
 /// What a pass of the publisher has decided and not written yet: read before the stored
 /// records, then written into the pass's batch with its feed items.
 #[derive(Debug, Default)]
@@ -95,6 +126,13 @@ impl Pending {
     pub fn write_into(&self, batch: &mut store::Batch) {
         for ((day, unit), remembered) in &self.remembered {
             batch.insert(published_key(*day, unit), postcard::to_stdvec(remembered).expect("serializes"));
+            let version = remembered.published.version;
+            if version > 1 {
+                let revision =
+                    Revision { version, status: remembered.published.status, changes: remembered.changes.clone() };
+                let key = [revisions_prefix(*day, unit), version.to_be_bytes().to_vec()].concat();
+                batch.insert(key, postcard::to_stdvec(&revision).expect("serializes"));
+            }
         }
         if let Some(day) = self.sealed {
             batch.insert(SEALED_KEY, day.format("%Y-%m-%d").to_string().as_bytes());

@@ -30,7 +30,7 @@ mod report;
 
 pub use event::{FieldError, MAX_CODE_BYTES, MAX_ROOMMATES, event_from_proto, parse_date, quoted};
 pub use report::{
-    alert_to_proto, key_person_to_proto, level_from_proto, level_to_proto, report_to_proto, status_to_proto,
+    alert_to_proto, fed_alert, key_person_to_proto, level_from_proto, level_to_proto, report_to_proto, status_to_proto,
 };
 
 /// The caller's access, as the server's gate left it in the request; a call that passed no

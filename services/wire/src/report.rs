@@ -1,6 +1,6 @@
 //! Domain reports to protobuf.
 
-use domain::alert::{Alert, AlertKind};
+use domain::alert::{Alert, AlertKind, FedAlert};
 use domain::event::{HistoryKind, IsolationKind, Role, Slot, Symptom};
 use domain::person::KeyPerson;
 use domain::report::ReportStatus;
@@ -219,4 +219,30 @@ pub fn alert_to_proto(a: &Alert) -> pb::Alert {
         units: a.units.iter().map(ToString::to_string).collect(),
         reason,
     }
+}
+
+/// The alert of a feed item (`None` for a report), as an edge shows it.
+pub fn fed_alert(cursor: u64, item: &[u8]) -> Result<Option<FedAlert>, prost::DecodeError> {
+    use prost::Message;
+    let Some(pb::feed_item::Item::Alert(a)) = pb::FeedItem::decode(item)?.item else { return Ok(None) };
+    let kind = match pb::AlertKind::try_from(a.kind).unwrap_or(pb::AlertKind::Unspecified) {
+        pb::AlertKind::Fever => "fever",
+        pb::AlertKind::Suspected => "suspected",
+        pb::AlertKind::Confirmed => "confirmed",
+        pb::AlertKind::KeptOutGateIn => "kept_out_gate_in",
+        pb::AlertKind::ReleaseRefused => "release_refused",
+        pb::AlertKind::Unspecified => "unspecified",
+    };
+    Ok(Some(FedAlert {
+        cursor,
+        kind: kind.to_owned(),
+        celsius: (a.kind == pb::AlertKind::Fever as i32).then_some(a.celsius),
+        event_id: a.event_id,
+        school: a.school,
+        city: a.city,
+        person: a.person_id,
+        occurred_at: a.occurred_at,
+        reason: a.reason,
+        units: a.units,
+    }))
 }
