@@ -243,6 +243,7 @@ async fn watch_drill_down_and_switch() {
         s1.register("07:00", &student("S1-P2", "C1", "R1")),
         s1.register("07:00", &student("S1-P3", "C2", "R2")),
         s3.register("07:00", &student("S3-P5", "C1", "R1")),
+        s1.name("07:00", "school:S1", "广州市第一技工学校", "Guangzhou No. 1 Technical School"),
     ];
     for day in [YESTERDAY, TODAY] {
         s1.on(day);
@@ -321,6 +322,10 @@ async fn watch_drill_down_and_switch() {
             .await;
     }
     browser.until_text("#unit-title", &format!("班级 C2 · {TODAY}")).await;
+    // Units by their names where they have one: the school as it named itself, the city as
+    // configured.
+    assert_eq!(browser.text("#crumbs a[data-unit='school:S1']").await, "广州市第一技工学校");
+    assert_eq!(browser.text("#crumbs a[data-unit='city:Guangzhou']").await, "广州市");
     browser.until_text("[data-figure=population] .value", "1").await;
     browser.until_text("[data-figure=fever] .value", "1").await;
     browser.screenshot("class", None).await;
@@ -365,7 +370,7 @@ async fn watch_drill_down_and_switch() {
     browser.type_into("#token", &foshan).await;
     browser.click("#signin").await;
     browser.open(&format!("http://{http}/")).await;
-    browser.until_text("#unit-title", &format!("City Foshan · {TODAY}")).await;
+    browser.until_text("#unit-title", &format!("Foshan · {TODAY}")).await;
     browser
         .until("return document.querySelector('#children a[data-unit=\"school:S3\"]') !== null", "Foshan's school")
         .await;

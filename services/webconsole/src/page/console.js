@@ -137,7 +137,18 @@ async function api(path, params) {
 // ---- units ----
 
 function levelOf(key) { return key === "province" ? "province" : key.slice(0, key.indexOf(":")); }
+// Units' display names as their reports give them (a school names itself and its units;
+// cities are named by the configuration): unit key → {zh, en}.
+const unitNames = {};
+function rememberNames(unit, report) {
+  if (report && report.names && (report.names.zh || report.names.en)) unitNames[unit] = report.names;
+}
 function nameOf(key) {
+  const named = unitNames[key];
+  if (named) {
+    const [own, other] = state.lang === "zh" ? [named.zh, named.en] : [named.en, named.zh];
+    return own || other;
+  }
   const level = levelOf(key);
   if (level === "province") return t().level.province;
   const path = key.slice(key.indexOf(":") + 1);
@@ -301,6 +312,8 @@ $("#range").addEventListener("change", () => render());
 function draw({ report, children, series, stragglers, persons }) {
   const r = report.report;
   const T = t();
+  rememberNames(report.unit, r);
+  for (const child of (children && children.children) || []) rememberNames(child.unit, child.report);
   // Breadcrumb.
   const crumbs = $("#crumbs");
   crumbs.replaceChildren();
