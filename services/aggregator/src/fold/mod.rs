@@ -555,6 +555,27 @@ mod tests {
     }
 
     #[test]
+    fn an_alert_folded_before_its_persons_registration_goes_where_the_registration_places_them() {
+        let (_dir, projections, mut folder) = folder();
+        // The fever (health topic) is folded before the registration (roster topic).
+        folder.fold_batch(&[at(0, &fever("e1", "P1")), at(1, &registered("r1", "P1"))]).unwrap();
+        let alerts = projections.alerts().unwrap();
+        let alert = &alerts.iter().find(|(a, _)| a.event_id == "e1").expect("the fever's alert").0;
+        assert_eq!(alert.city, "Wuhan", "its city office hears of it");
+        let units: Vec<String> = alert.units.iter().map(ToString::to_string).collect();
+        assert!(units.contains(&"class:S1/D1/G1/C1".to_owned()), "{units:?}");
+        // Someone never registered: the school's city, and the school alone.
+        folder.fold_batch(&[at(2, &fever("e2", "P9"))]).unwrap();
+        let alerts = projections.alerts().unwrap();
+        let alert = &alerts.iter().find(|(a, _)| a.event_id == "e2").expect("the fever's alert").0;
+        let units: Vec<String> = alert.units.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            (alert.city.as_str(), units),
+            ("Wuhan", vec!["province".into(), "city:Wuhan".into(), "school:S1".into()])
+        );
+    }
+
+    #[test]
     fn persons_with_long_ids_alike_up_to_their_last_byte_are_folded_apart() {
         let (_dir, projections, mut folder) = folder();
         let (p1, p2) = ("P".repeat(40) + "1", "P".repeat(40) + "2");

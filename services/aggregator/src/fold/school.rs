@@ -83,8 +83,7 @@ impl SchoolFold {
         // The day's entry exists: the fact was just folded into it.
         let Some(entry) = self.timeline(school, person)?.days.get(&day) else { return Ok(()) };
         let Some(kind) = AlertKind::of(fact, &entry.state, &rules) else { return Ok(()) };
-        let city = entry.city().unwrap_or_default().to_owned();
-        let units = UnitKey::for_person(&city, school, &entry.state.placement.value);
+        let (city, units) = self.alert_place(school, person, day)?;
         self.alerts.push(Alert {
             event_id: envelope.event_id.clone(),
             kind,
@@ -94,6 +93,45 @@ impl SchoolFold {
             occurred_at: envelope.occurred_at,
             units,
         });
+        Ok(())
+    }
+
+    /// Where an alert about `person` on `day` goes: their city and units as of that day;
+    /// not registered (yet: events of one person travel on several topics), the school's
+    /// city as registered and the school alone, never a unit with an empty code.
+    fn alert_place(&mut self, school: &str, person: &str, day: Day) -> Result<(String, Vec<UnitKey>), AggregateError> {
+        let timeline = self.timeline(school, person)?;
+        let entry = timeline.days.range(..=day).next_back().map(|(_, e)| e);
+        let registered = entry.and_then(|e| Some((e.city()?.to_owned(), e.state.placement.value.clone())));
+        Ok(match registered {
+            Some((city, placement)) if !placement.department.is_empty() => {
+                let units = UnitKey::for_person(&city, school, &placement);
+                (city, units)
+            }
+            _ => {
+                let city = self.projections.city_of(school).unwrap_or_default();
+                let mut units = vec![UnitKey::province(), UnitKey::school(school)];
+                if !city.is_empty() {
+                    units.insert(1, UnitKey::city(&city));
+                }
+                (city, units)
+            }
+        })
+    }
+
+    /// Alerts raised before their person's registration was folded (it came later in the
+    /// same checkpoint, on another topic) go where the registration places them.
+    fn place_unplaced_alerts(&mut self) -> Result<(), AggregateError> {
+        for at in 0..self.alerts.len() {
+            if !self.alerts[at].city.is_empty() {
+                continue;
+            }
+            let alert = &self.alerts[at];
+            let (school, person) = (alert.school.clone(), alert.person.clone());
+            let day = alert.occurred_at.with_timezone(&self.zone).date_naive();
+            let (city, units) = self.alert_place(&school, &person, day)?;
+            (self.alerts[at].city, self.alerts[at].units) = (city, units);
+        }
         Ok(())
     }
 
@@ -215,6 +253,7 @@ impl Projection for SchoolFold {
     }
 
     fn stage(&mut self, staged: &mut Staged) -> Result<(), AggregateError> {
+        self.place_unplaced_alerts()?;
         let (rules, store, encode_buf) = (&self.rules, &self.projections, &mut self.encode_buf);
         let legacy_key_persons = self.legacy_key_persons;
         self.caches.persons.take_changed(|slot| {
