@@ -246,8 +246,10 @@ async fn main() -> std::process::ExitCode {
             // RUST_BACKTRACE set (a defect's panic still prints one).
             let mut message = format!("{e:#}");
             // What a plain-text client gets from a TLS port (the connection closed on it, seen
-            // as a protocol error or, under load, a cancelled call), said so it can be acted on.
-            if ["h2 protocol error", "operation was canceled"].iter().any(|seen| message.contains(seen)) {
+            // as a protocol error, a transport error or, under load, a cancelled call), said
+            // so it can be acted on.
+            let closed_on_us = ["h2 protocol error", "transport error", "operation was canceled"];
+            if closed_on_us.iter().any(|seen| message.contains(seen)) {
                 message.push_str(" (if the server has TLS, it answers TLS only: use an https:// target)");
             }
             eprintln!("error: {message}");
