@@ -1,6 +1,7 @@
 //! The deployment files as shipped (`deploy/`), checked against what the binary reads and
 //! what the tools that run them require: no Docker engine or systemd as PID 1 here, so
-//! the files' structure, their settings and systemd's own offline security score.
+//! the files' structure, their settings, and systemd's own offline checks of the units
+//! (`systemd-analyze verify` and `security`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -205,6 +206,18 @@ fn the_systemd_units_are_hardened_and_name_only_settings_that_exist() {
             .and_then(|rest| rest.split(": ").nth(1)?.split_whitespace().next()?.parse().ok())
             .unwrap_or_else(|| panic!("no score for {}: {report}", unit.display()));
         assert!(score <= 2.0, "{}: exposure {score}:\n{report}", unit.display());
+        // systemd's own parse of every directive: a typo or a bad value is a warning on
+        // stderr. The unit's binary must exist for it, so a copy points at a stand-in.
+        let stand_in = tempfile::tempdir().unwrap();
+        let binary = stand_in.path().join("daybook");
+        std::fs::write(&binary, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let copy = stand_in.path().join(unit.file_name().unwrap());
+        std::fs::write(&copy, text.replace("/usr/local/bin/daybook", binary.to_str().unwrap())).unwrap();
+        let verified =
+            std::process::Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(&copy).output().unwrap();
+        let said = String::from_utf8_lossy(&verified.stderr);
+        assert!(verified.status.success() && said.trim().is_empty(), "{}: {said}", unit.display());
     }
 }
 
