@@ -192,7 +192,8 @@ async fn a_service_not_run_here_says_what_runs_it() {
     assert_eq!(refused.code(), tonic::Code::Unimplemented);
     assert_eq!(
         refused.message(),
-        "daybook.v1.Reports is not served by this instance (intake only); `daybook aggregate` (or `daybook serve`) serves it"
+        "daybook.v1.Reports is not served by this instance (it runs intake); an instance with the reports \
+         service (`daybook aggregate`, or `daybook serve`) serves it"
     );
 
     let mut aggregate = start_roles(aggregate_dir.path(), &backend, Roles::Aggregate).await;
@@ -206,6 +207,43 @@ async fn a_service_not_run_here_says_what_runs_it() {
     assert_eq!(refused.code(), tonic::Code::Unimplemented);
     assert!(refused.message().contains("with publish-feeds"), "{refused:?}");
     for server in [intake, aggregate] {
+        server.running.stop().await.unwrap();
+    }
+}
+
+/// Services chosen apart: a worker that only folds, and an instance that only answers
+/// queries from the changelog's view; together they give the reports one instance does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fold_only_worker_and_a_query_only_instance_split_an_aggregators_work() {
+    let backend = Backend::kafka();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut intake = start_roles(dirs[0].path(), &backend, Roles::Intake).await;
+    let with_services = |dir: &std::path::Path, services: &str| daybook::ServeArgs {
+        services: Some(services.into()),
+        ..backend.args(dir)
+    };
+    let worker = tests::start_with(with_services(dirs[1].path(), "aggregator"), Roles::Aggregate).await;
+    let mut query = tests::start_with(with_services(dirs[2].path(), "reports,console"), Roles::Aggregate).await;
+
+    let mut school = School::new("S1", "Guangzhou", DAY);
+    intake.post_all(vec![school.register("07:00", &teacher("T1")), school.register("07:00", &teacher("T2"))]).await;
+    // The query instance folds nothing itself, and answers from the worker's changelog.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let request = pb::DailyReportRequest { unit: "school:S1".into(), date: DAY.into() };
+        match query.reports.get_daily_report(request).await {
+            Ok(report) if report.get_ref().population == 2 => break,
+            answer => assert!(std::time::Instant::now() < deadline, "the query instance never saw S1: {answer:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(query.events_folded().await, 0, "a query-only instance folds nothing");
+    let mut worker = worker;
+    let request = pb::DailyReportRequest { unit: "school:S1".into(), date: DAY.into() };
+    let refused = worker.reports.get_daily_report(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unimplemented);
+    assert!(refused.message().contains("(it runs aggregator)"), "{refused:?}");
+    for server in [intake, worker, query] {
         server.running.stop().await.unwrap();
     }
 }

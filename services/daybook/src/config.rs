@@ -94,6 +94,12 @@ pub struct ServeArgs {
     /// interval plus its timeout, so that a live client is never cut.
     #[arg(long, env = "DAYBOOK_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
+    /// The services this instance runs, by name: intake, aggregator, reports, feeds,
+    /// console (e.g. `reports,console` for a query-only instance over Kafka). Unset: the
+    /// command's own (serve: all; intake: intake; aggregate: aggregator, reports, console,
+    /// and feeds with publish-feeds).
+    #[arg(long, env = "DAYBOOK_SERVICES")]
+    pub services: Option<String>,
     /// How feed items are written to the offices' Kafka topics: `protobuf` (the
     /// `FeedItem` message) or `json` (for consumers without protobuf; deploy/KAFKA.md).
     #[arg(long, env = "DAYBOOK_FEED_TOPIC_FORMAT")]
@@ -335,6 +341,10 @@ impl ServeArgs {
                 city_offices: self.city_offices.unwrap_or(d.offices.city_offices),
             },
             publish_feeds: self.publish_feeds.unwrap_or(d.publish_feeds),
+            services: match &self.services {
+                Some(text) => Some(text.parse().map_err(|e| anyhow::anyhow!("services: {e}"))?),
+                None => None,
+            },
             feed_topic_format: match &self.feed_topic_format {
                 Some(text) => text.parse().map_err(|e| anyhow::anyhow!("feed-topic-format: {e}"))?,
                 None => d.feed_topic_format,
@@ -508,6 +518,8 @@ pub struct ServeConfig {
     pub publish_feeds: bool,
     pub dhis2: export::dhis2::Mapping,
     pub feed_topic_format: feeds::forward::ValueFormat,
+    /// The services to run; `None`: the command's preset ([`crate::Roles`]).
+    pub services: Option<crate::Services>,
     pub clock: feeds::Clock,
     /// A failure to inject into one part: the supervision tests' seam.
     #[doc(hidden)]
@@ -548,6 +560,7 @@ impl Default for ServeConfig {
             publish_feeds: false,
             dhis2: export::dhis2::Mapping::default(),
             feed_topic_format: feeds::forward::ValueFormat::Protobuf,
+            services: None,
             clock: feeds::Clock::system(),
             fault: None,
             log_disk: eventlog::DiskFaults::default(),

@@ -12,8 +12,10 @@ pub mod metrics_http;
 pub mod process_metrics;
 pub mod report;
 pub mod server;
+pub mod services;
 pub mod tls;
 mod unserved;
 
 pub use config::{ServeArgs, ServeConfig};
-pub use server::{Failure, Fault, Part, Roles, Running, start, start_roles};
+pub use server::{Failure, Fault, Listeners, Part, Running, start, start_on, start_roles};
+pub use services::{Roles, Service, Services};

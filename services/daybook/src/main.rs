@@ -337,10 +337,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs, roles: Roles) -> anyhow::Result<()> {
     let config = args.resolve()?;
-    let running = daybook::start_roles(&config, roles).await?;
+    let services = config.services.unwrap_or_else(|| roles.services(config.publish_feeds));
+    let running = daybook::start_on(&config, services, daybook::Listeners::bind(&config).await?).await?;
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     println!(
-        "daybook {roles:?} serving gRPC on {} and metrics on {scheme}://{}/metrics; Ctrl-C stops",
+        "daybook ({services}) serving gRPC on {} and metrics on {scheme}://{}/metrics; Ctrl-C stops",
         running.grpc_addr, running.http_addr
     );
     running.run_until(shutdown_signal()).await

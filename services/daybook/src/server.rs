@@ -38,6 +38,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::config::{LogChoice, ServeConfig};
+use crate::services::{Roles, Service as DaybookService, Services};
 use crate::tls::ServerTls;
 
 /// A running server; [`Running::stop`] shuts it down and releases the data directory.
@@ -59,34 +60,42 @@ fn on_shutdown(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 
     }
 }
 
-/// Which parts a process runs: `serve` runs both; over Kafka they can run apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Roles {
-    /// Intake and aggregator (`daybook serve`).
-    All,
-    /// gRPC intake to the log (`daybook intake`).
-    Intake,
-    /// Log to projections, and the report queries (`daybook aggregate`).
-    Aggregate,
-}
-
-impl Roles {
-    fn intake(self) -> bool {
-        self != Roles::Aggregate
-    }
-
-    fn aggregate(self) -> bool {
-        self != Roles::Intake
-    }
-}
-
 /// Starts `daybook serve`: every part, in this process.
 pub async fn start(config: &ServeConfig) -> anyhow::Result<Running> {
     start_roles(config, Roles::All).await
 }
 
-/// Opens the data directory and the log, binds both addresses and starts `roles`.
+/// Starts `roles`' services, or those the `services` setting names, on the configured
+/// addresses.
 pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<Running> {
+    let services = config.services.unwrap_or_else(|| roles.services(config.publish_feeds));
+    start_on(config, services, Listeners::bind(config).await?).await
+}
+
+/// The server's two ports, bound by the caller (a test's port 0, a socket handed over by
+/// a service manager) or from the configuration.
+#[derive(Debug)]
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &ServeConfig) -> anyhow::Result<Self> {
+        let grpc = TcpListener::bind(config.grpc_addr)
+            .await
+            .with_context(|| format!("binding gRPC address {}", config.grpc_addr))?;
+        let http = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("binding HTTP address {}", config.http_addr))?;
+        Ok(Self { grpc, http })
+    }
+}
+
+/// Opens the data directory and the log and starts `services` on `listeners`; runs until
+/// [`Running::stop`] (or [`Running::run_until`] a shutdown signal).
+pub async fn start_on(config: &ServeConfig, services: Services, listeners: Listeners) -> anyhow::Result<Running> {
+    let services = services.check(matches!(config.log, LogChoice::Embedded))?;
     let dir = &config.data_dir;
     // Read before anything is opened: a bad certificate or key stops the start here,
     // naming the setting, with the data directory untouched.
@@ -94,10 +103,6 @@ pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<R
     std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
     match &config.log {
         LogChoice::Embedded => {
-            anyhow::ensure!(
-                roles == Roles::All,
-                "log: the embedded log serves one process; run `daybook serve`, or use a kafka:// log"
-            );
             let log = EmbeddedLog::open_with(&dir.join("log"), config.partitions, config.log_disk.clone())
                 .context("opening the embedded log")?;
             let status = {
@@ -110,7 +115,8 @@ pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<R
             let shares = config.aggregators();
             let fold_logs = (0..shares).map(|index| log.share(index, shares)).collect();
             let watched = Some(log.clone());
-            build(config, tls, roles, log, fold_logs, None::<EmbeddedLog>, None, status, watched).await
+            let parts = Backend { log, fold_logs, changelog: None::<EmbeddedLog>, kafka: None, embedded: watched };
+            build(config, tls, services, listeners, parts, status).await
         }
         LogChoice::Kafka(kafka) => {
             let (events, changelog) = crate::kafka::connect((**kafka).clone(), &config.group).await?;
@@ -122,25 +128,32 @@ pub async fn start_roles(config: &ServeConfig, roles: Roles) -> anyhow::Result<R
             // the group splits the partitions between processes.
             let fold_logs = vec![events.clone()];
             let kafka = Some((**kafka).clone());
-            build(config, tls, roles, events, fold_logs, Some(changelog), kafka, status, None).await
+            let parts = Backend { log: events, fold_logs, changelog: Some(changelog), kafka, embedded: None };
+            build(config, tls, services, listeners, parts, status).await
         }
     }
 }
 
-// The pieces each backend gives differ (a changelog and a Kafka config over Kafka, the
-// embedded log's health to follow on it): one argument each reads plainer than a struct.
-#[expect(clippy::too_many_arguments)]
-async fn build<L: EventLog, C: EventLog>(
-    config: &ServeConfig,
-    tls: Option<ServerTls>,
-    roles: Roles,
+/// What the log gives the server: the log intake appends to, the logs the aggregators
+/// fold (a share each on the embedded log), over Kafka the changelog and the brokers'
+/// settings (for the feeds' topics), on the embedded log the log to follow for a full disk.
+struct Backend<L, C> {
     log: L,
     fold_logs: Vec<L>,
     changelog: Option<C>,
     kafka: Option<eventlog::KafkaConfig>,
-    status: impl FnOnce(Projections) -> reports::grpc::StatusSource,
     embedded: Option<EmbeddedLog>,
+}
+
+async fn build<L: EventLog, C: EventLog>(
+    config: &ServeConfig,
+    tls: Option<ServerTls>,
+    services: Services,
+    listeners: Listeners,
+    backend: Backend<L, C>,
+    status: impl FnOnce(Projections) -> reports::grpc::StatusSource,
 ) -> anyhow::Result<Running> {
+    let Backend { log, fold_logs, changelog, kafka, embedded } = backend;
     let dir = &config.data_dir;
     let mut registry = Registry::default();
     crate::process_metrics::register(&mut registry);
@@ -155,7 +168,7 @@ async fn build<L: EventLog, C: EventLog>(
         tracing::warn!("access is not checked (auth off, loopback only): anyone on this machine may post and read");
     }
 
-    let intake = if roles.intake() {
+    let intake = if services.contains(DaybookService::Intake) {
         let metrics = IntakeMetrics::default();
         metrics.register(&mut registry);
         let service =
@@ -185,7 +198,9 @@ async fn build<L: EventLog, C: EventLog>(
     let mut console = None;
     let metrics = AggregatorMetrics::default();
     let events_folded = metrics.folded_total.clone();
-    let reports = if roles.aggregate() {
+    let (folding, reporting) =
+        (services.contains(DaybookService::Aggregator), services.contains(DaybookService::Reports));
+    let reports = if folding || reporting {
         metrics.register(&mut registry);
         let db = aggregator::store::open_db(&dir.join("projections")).context("opening the projections")?;
         let folded = Projections::new(db.open_tree("projections")?);
@@ -201,7 +216,7 @@ async fn build<L: EventLog, C: EventLog>(
         // Over Kafka every instance reads the whole changelog into its view; on the
         // embedded log the aggregators' one store is complete already.
         let readable = match &changelog {
-            Some(changelog) => {
+            Some(changelog) if reporting => {
                 let view = Projections::new(db.open_tree("view")?);
                 let (changelog, target, stop) = (changelog.clone(), view.clone(), on_shutdown(&stop_rx));
                 let stall_after = config.stall_after;
@@ -213,7 +228,7 @@ async fn build<L: EventLog, C: EventLog>(
                 tasks.push(supervisor.spawn(Part::View, follow_stalls(stores, watching, stop)));
                 view
             }
-            None => folded.clone(),
+            _ => folded.clone(),
         };
         // Once per process, before any aggregator reads: a release that fixed a defect
         // folds what an earlier one could not. Over Kafka the record's partition may have
@@ -232,7 +247,7 @@ async fn build<L: EventLog, C: EventLog>(
             Arc::new(move || chrono::Utc::now().with_timezone(&zone).date_naive())
         };
         // With the feeds, sealed days read as published; without, every day reads open.
-        let publishing = roles == Roles::All || config.publish_feeds;
+        let publishing = services.contains(DaybookService::Feeds);
         let store = publishing.then(|| FeedStore::open(&db).context("opening the feed store")).transpose()?;
         let mut model = ReadModel::new(readable.clone(), config.close).with_cities(&config.cities);
         if let Some(store) = &store {
@@ -243,7 +258,9 @@ async fn build<L: EventLog, C: EventLog>(
             .with_audit(gate.audit_log())
             .with_today(today.clone())
             .with_horizon(config.horizon_days);
-        console = Some(start_console(config, &model, today.clone(), store.as_ref(), &gate, &stop_rx));
+        if services.contains(DaybookService::Console) {
+            console = Some(start_console(config, &model, today.clone(), store.as_ref(), &gate, &stop_rx));
+        }
         if let Some(store) = store {
             store.metrics().register(&mut registry);
             let service = start_feeds(config, store, model, kafka, &supervisor, &mut tasks)?;
@@ -251,7 +268,7 @@ async fn build<L: EventLog, C: EventLog>(
             let service = service.with_audit(gate.audit_log()).with_horizon(today, config.horizon_days).into_server();
             feeds_service = Some(InterceptedService::new(service, gate.for_traffic(Traffic::Reads)));
         }
-        for (index, events) in (0..).zip(fold_logs) {
+        for (index, events) in (0..).zip(fold_logs).filter(|_| folding) {
             let (changelog, group, stop) = (changelog.clone(), config.group.clone(), on_shutdown(&stop_rx));
             let (folded, metrics) = (folded.for_writer(index), metrics.clone());
             tasks.push(supervisor.spawn(Part::Aggregator, async move {
@@ -260,15 +277,18 @@ async fn build<L: EventLog, C: EventLog>(
                     .context("aggregator stopped")
             }));
         }
-        supervisor.serving(REPORTS, true).await;
-        Some(InterceptedService::new(reports.into_server(), gate.for_traffic(Traffic::Reads)))
+        match reporting {
+            true => {
+                supervisor.serving(REPORTS, true).await;
+                Some(InterceptedService::new(reports.into_server(), gate.for_traffic(Traffic::Reads)))
+            }
+            false => None,
+        }
     } else {
         None
     };
 
-    let grpc = TcpListener::bind(config.grpc_addr)
-        .await
-        .with_context(|| format!("binding gRPC address {}", config.grpc_addr))?;
+    let Listeners { grpc, http } = listeners;
     let grpc_addr = grpc.local_addr()?;
     // v1 and v1alpha: Python's grpcio-reflection, Postman and older grpcurl speak only the
     // latter. The health service is listed beside daybook's own.
@@ -281,22 +301,21 @@ async fn build<L: EventLog, C: EventLog>(
     let reflection = reflection().build_v1().context("building gRPC reflection")?;
     // A service not run here answers so, naming what runs it, not with tonic's empty
     // UNIMPLEMENTED.
-    let runs = match roles {
-        Roles::All => "serve: intake and reports",
-        Roles::Intake => "intake only",
-        Roles::Aggregate if feeds_service.is_some() => "aggregate: reports and feeds",
-        Roles::Aggregate => "aggregate: reports; feeds only with publish-feeds",
-    };
+    let runs = format!("it runs {services}");
+    let runs = runs.as_str();
     let unserved_intake = intake.is_none().then(|| {
         Unserved::<wire::pb::intake_server::IntakeServer<()>>::new(runs, "`daybook intake` (or `daybook serve`)")
     });
     let unserved_reports = reports.is_none().then(|| {
-        Unserved::<wire::pb::reports_server::ReportsServer<()>>::new(runs, "`daybook aggregate` (or `daybook serve`)")
+        Unserved::<wire::pb::reports_server::ReportsServer<()>>::new(
+            runs,
+            "an instance with the reports service (`daybook aggregate`, or `daybook serve`)",
+        )
     });
     let unserved_feeds = feeds_service.is_none().then(|| {
         Unserved::<wire::pb::feeds_server::FeedsServer<()>>::new(
             runs,
-            "`daybook aggregate` with publish-feeds (DAYBOOK_PUBLISH_FEEDS=true), or `daybook serve`,",
+            "an instance with the feeds service (`daybook aggregate` with publish-feeds, or services = \"...,feeds\"), or `daybook serve`,",
         )
     });
     let limits = config.limits;
@@ -326,9 +345,6 @@ async fn build<L: EventLog, C: EventLog>(
         router.serve_with_incoming_shutdown(incoming, stop).await.context("gRPC server stopped")
     }));
 
-    let http = TcpListener::bind(config.http_addr)
-        .await
-        .with_context(|| format!("binding HTTP address {}", config.http_addr))?;
     let http_addr = http.local_addr()?;
     let stop = on_shutdown(&stop_rx);
     tasks.push(supervisor.spawn(
@@ -349,7 +365,7 @@ async fn build<L: EventLog, C: EventLog>(
         Some(files) if files.client_ca.is_some() => "mutual",
         Some(_) => "on",
     };
-    tracing::info!(%grpc_addr, %http_addr, tls, data_dir = %dir.display(), ?roles, "daybook serving");
+    tracing::info!(%grpc_addr, %http_addr, tls, data_dir = %dir.display(), services = %services, "daybook serving");
     Ok(Running { grpc_addr, http_addr, events_folded, supervisor, tasks })
 }
 
