@@ -418,8 +418,10 @@ struct Rebuilt {
 /// over Kafka, committed and in the view).
 async fn rebuild(config: &daybook::ServeConfig, roles: Roles, poll: Duration) -> anyhow::Result<Rebuilt> {
     let started = (Instant::now(), process_cpu());
-    let server = Server::start(config, roles).await?;
-    let watch = FoldWatch::start(server.running.events_folded.clone());
+    let probe = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let config = daybook::ServeConfig { fold_probe: Some(probe.clone()), ..config.clone() };
+    let server = Server::start(&config, roles).await?;
+    let watch = FoldWatch::start(probe);
     let mut reports = ReportsClient::new(server.channel.clone());
     let folding = follow_folding(&mut reports, poll).await?;
     let seen = watch.finish().await;

@@ -361,6 +361,7 @@ impl ServeArgs {
             clock: self.clock.unwrap_or(d.clock),
             fault: self.fault,
             log_disk: self.log_disk.unwrap_or_default(),
+            fold_probe: None,
         };
         anyhow::ensure!(
             (0.0..=1.0).contains(&config.close.coverage_threshold),
@@ -527,6 +528,10 @@ pub struct ServeConfig {
     /// The embedded log's disk, made full by the full-disk tests.
     #[doc(hidden)]
     pub log_disk: eventlog::DiskFaults,
+    /// Counts the events this process's aggregators fold, for the bench, which reads it
+    /// every millisecond to time a fold (GetStatus reports the same count).
+    #[doc(hidden)]
+    pub fold_probe: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for ServeConfig {
@@ -564,6 +569,7 @@ impl Default for ServeConfig {
             clock: feeds::Clock::system(),
             fault: None,
             log_disk: eventlog::DiskFaults::default(),
+            fold_probe: None,
         }
     }
 }
