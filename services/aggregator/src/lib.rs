@@ -30,7 +30,7 @@ pub mod store;
 mod timeline_codec;
 
 pub use fold::{BatchOutcome, Folder};
-pub use run::run;
+pub use run::{Aggregating, run};
 pub use store::Projections;
 
 #[derive(Debug, thiserror::Error)]
@@ -450,15 +450,15 @@ mod tests {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let running = tokio::spawn(run(
+        let setup = Aggregating {
             log,
-            None::<eventlog::EmbeddedLog>,
-            "g",
-            projections.clone(),
-            config,
-            metrics.clone(),
-            shutdown,
-        ));
+            changelog: None::<eventlog::EmbeddedLog>,
+            group: "g".to_owned(),
+            projections: projections.clone(),
+            fold: config,
+            metrics: metrics.clone(),
+        };
+        let running = tokio::spawn(run(setup, shutdown));
         (stop, running)
     }
 

@@ -118,19 +118,27 @@ impl Ticks {
     }
 }
 
-/// Consumes `log` as group `group` and folds everything into `projections` until
-/// `shutdown` completes. With a `changelog`, every change is also published there (after
-/// it is stored, before the log position is committed to the group).
+/// What an aggregator folds, into what, and how.
+pub struct Aggregating<L, C> {
+    /// The event log, read as a member of `group`.
+    pub log: L,
+    /// Over Kafka, the group's changelog: every change is also published there (after it
+    /// is stored, before the log position is committed to the group).
+    pub changelog: Option<C>,
+    pub group: String,
+    pub projections: Projections,
+    pub fold: FoldConfig,
+    pub metrics: AggregatorMetrics,
+}
+
+/// Consumes the log and folds everything into the projections until `shutdown`
+/// completes.
 pub async fn run<L: EventLog, C: EventLog>(
-    log: L,
-    changelog: Option<C>,
-    group: &str,
-    projections: Projections,
-    config: FoldConfig,
-    metrics: AggregatorMetrics,
+    setup: Aggregating<L, C>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AggregateError> {
-    let mut aggregator = Aggregator::start(&log, changelog.as_ref(), group, &projections, &config, &metrics)?;
+    let Aggregating { log, changelog, group, projections, fold, metrics } = setup;
+    let mut aggregator = Aggregator::start(&log, changelog.as_ref(), &group, &projections, &fold, &metrics)?;
     tokio::pin!(shutdown);
     loop {
         match aggregator.next_event(shutdown.as_mut()).await {

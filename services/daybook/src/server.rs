@@ -271,9 +271,9 @@ async fn build<L: EventLog, C: EventLog>(
             let (changelog, group, stop) = (changelog.clone(), config.group.clone(), on_shutdown(&stop_rx));
             let (folded, metrics) = (folded.for_writer(index), metrics.clone());
             tasks.push(supervisor.spawn(Part::Aggregator, async move {
-                aggregator::run(events, changelog, &group, folded, fold, metrics, stop)
-                    .await
-                    .context("aggregator stopped")
+                let setup =
+                    aggregator::Aggregating { log: events, changelog, group, projections: folded, fold, metrics };
+                aggregator::run(setup, stop).await.context("aggregator stopped")
             }));
         }
         match reporting {
