@@ -461,14 +461,13 @@ fn start_feeds(
     tasks: &mut Vec<JoinHandle<anyhow::Result<()>>>,
 ) -> anyhow::Result<FeedsService> {
     let stop_rx = &supervisor.shutdown.subscribe();
-    let publisher = Publisher::new(
-        model.clone(),
-        store.clone(),
-        config.offices.clone(),
-        config.utc_offset,
-        config.clock.clone(),
-        config.horizon_days,
-    );
+    let setup = feeds::Publishing {
+        offices: config.offices.clone(),
+        zone: config.utc_offset,
+        clock: config.clock.clone(),
+        catch_up_days: config.horizon_days,
+    };
+    let publisher = Publisher::new(model.clone(), store.clone(), setup);
     let stop = on_shutdown(stop_rx);
     tasks.push(supervisor.spawn(Part::Publisher, async move { publisher.run(stop).await.context("feeds stopped") }));
     if let Some(kafka) = kafka {

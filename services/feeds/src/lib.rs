@@ -23,7 +23,7 @@ pub mod publisher;
 pub use clock::Clock;
 pub use metrics::FeedMetrics;
 pub use office::{Office, Offices};
-pub use publisher::{FeedStore, Publisher};
+pub use publisher::{FeedStore, Publisher, Publishing};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {

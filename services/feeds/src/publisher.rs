@@ -245,6 +245,17 @@ struct Items {
     by_office: BTreeMap<(String, &'static str), u64>,
 }
 
+/// Who the publisher feeds and by what clock it seals.
+#[derive(Debug, Clone)]
+pub struct Publishing {
+    pub offices: Offices,
+    /// The province's zone: a day ends at its deadline in it.
+    pub zone: FixedOffset,
+    pub clock: Clock,
+    /// Days before the last sealed one that a first start seals: no older event gets in.
+    pub catch_up_days: u32,
+}
+
 pub struct Publisher {
     model: ReadModel,
     store: FeedStore,
@@ -277,14 +288,8 @@ pub const MAX_CATCH_UP: Duration = Duration::from_secs(20 * 60);
 
 impl Publisher {
     /// Publishes what `model` judges (it reads its publications from `store`).
-    pub fn new(
-        model: ReadModel,
-        store: FeedStore,
-        offices: Offices,
-        zone: FixedOffset,
-        clock: Clock,
-        catch_up_days: u32,
-    ) -> Self {
+    pub fn new(model: ReadModel, store: FeedStore, setup: Publishing) -> Self {
+        let Publishing { offices, zone, clock, catch_up_days } = setup;
         Self {
             model,
             store,
@@ -558,7 +563,8 @@ mod tests {
         let store = FeedStore::open(&db).unwrap();
         let model =
             ReadModel::new(projections.clone(), CloseRules::default()).with_publications(store.publications().clone());
-        let publisher = Publisher::new(model, store, Offices::default(), config.zone, clock, 7);
+        let setup = Publishing { offices: Offices::default(), zone: config.zone, clock, catch_up_days: 7 };
+        let publisher = Publisher::new(model, store, setup);
         (projections, publisher, db)
     }
 
