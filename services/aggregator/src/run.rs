@@ -137,8 +137,7 @@ pub async fn run<L: EventLog, C: EventLog>(
     setup: Aggregating<L, C>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AggregateError> {
-    let Aggregating { log, changelog, group, projections, fold, metrics } = setup;
-    let mut aggregator = Aggregator::start(&log, changelog.as_ref(), &group, &projections, &fold, &metrics)?;
+    let mut aggregator = Aggregator::start(&setup)?;
     tokio::pin!(shutdown);
     loop {
         match aggregator.next_event(shutdown.as_mut()).await {
@@ -201,14 +200,9 @@ impl CatchUp {
 }
 
 impl<'r, L: EventLog, C: EventLog> Aggregator<'r, L, C> {
-    fn start(
-        log: &'r L,
-        changelog: Option<&'r C>,
-        group: &'r str,
-        projections: &'r Projections,
-        config: &'r FoldConfig,
-        metrics: &'r AggregatorMetrics,
-    ) -> Result<Self, AggregateError> {
+    fn start(setup: &'r Aggregating<L, C>) -> Result<Self, AggregateError> {
+        let Aggregating { log, changelog, group, projections, fold: config, metrics } = setup;
+        let changelog = changelog.as_ref();
         let mut aggregator = Self {
             log,
             changelog,
