@@ -100,8 +100,17 @@ impl UnitKey {
 
     /// The units a person placed in `placement` at `school` of `city` counts in, from the
     /// province down. Levels the placement leaves empty are skipped.
+    /// A city or a department not known (a person not registered) is left out, never a key
+    /// with an empty code.
     pub fn for_person(city: &str, school: &str, placement: &Placement) -> Vec<UnitKey> {
-        let mut units = vec![Self::province(), Self::city(city), Self::school(school)];
+        let mut units = vec![Self::province()];
+        if !city.is_empty() {
+            units.push(Self::city(city));
+        }
+        units.push(Self::school(school));
+        if placement.department.is_empty() {
+            return units;
+        }
         let department = format!("{school}/{}", placement.department);
         if !placement.grade.is_empty() {
             let grade = format!("{department}/{}", placement.grade);

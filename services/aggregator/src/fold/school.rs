@@ -102,21 +102,13 @@ impl SchoolFold {
     fn alert_place(&mut self, school: &str, person: &str, day: Day) -> Result<(String, Vec<UnitKey>), AggregateError> {
         let timeline = self.timeline(school, person)?;
         let entry = timeline.days.range(..=day).next_back().map(|(_, e)| e);
-        let registered = entry.and_then(|e| Some((e.city()?.to_owned(), e.state.placement.value.clone())));
-        Ok(match registered {
-            Some((city, placement)) if !placement.department.is_empty() => {
-                let units = UnitKey::for_person(&city, school, &placement);
-                (city, units)
-            }
-            _ => {
-                let city = self.projections.city_of(school).unwrap_or_default();
-                let mut units = vec![UnitKey::province(), UnitKey::school(school)];
-                if !city.is_empty() {
-                    units.insert(1, UnitKey::city(&city));
-                }
-                (city, units)
-            }
-        })
+        let (city, placement) = match entry.and_then(|e| Some((e.city()?.to_owned(), e.state.placement.value.clone())))
+        {
+            Some(registered) => registered,
+            None => (self.projections.city_of(school).unwrap_or_default(), Default::default()),
+        };
+        let units = UnitKey::for_person(&city, school, &placement);
+        Ok((city, units))
     }
 
     /// Alerts raised before their person's registration was folded (it came later in the
