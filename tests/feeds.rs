@@ -178,6 +178,7 @@ async fn a_city_office_receives_only_its_own_city_and_alerts_come_at_once(backen
                 assert!(r.unit == "city:Foshan" || ["S1", "S2"].contains(&school), "Foshan's office got {}", r.unit);
             }
             Some(pb::feed_item::Item::Alert(a)) => assert_eq!(a.city, "Foshan", "Foshan's office got {a:?}"),
+            Some(pb::feed_item::Item::InspectionReport(r)) => panic!("Foshan has no hall; its office got {r:?}"),
             None => panic!("empty item"),
         }
     }

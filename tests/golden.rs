@@ -120,6 +120,7 @@ fn parse_event(n: usize, line: &str) -> pb::Event {
         other => panic!("event {n}: unknown verb {other:?}: {line}"),
     };
     pb::Event {
+        site: String::new(),
         event_id: format!("golden-{n}"),
         source: "golden".into(),
         school: school.to_string(),

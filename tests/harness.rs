@@ -223,6 +223,7 @@ impl School {
     fn event(&mut self, time: &str, payload: pb::event::Payload) -> pb::Event {
         self.next_id += 1;
         pb::Event {
+            site: String::new(),
             event_id: format!("{}-{}-{}", self.code, self.date, self.next_id),
             source: "test".into(),
             school: self.code.clone(),

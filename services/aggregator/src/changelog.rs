@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use domain::Day;
 use eventlog::{EventLog, Polled, Record};
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +86,7 @@ fn record_kind(prefix: u8) -> &'static str {
         b'u' => "unit-day",
         b'n' => "unit",
         b'a' => "alert",
+        b'H' => "hall",
         _ => "key-person",
     }
 }
@@ -118,6 +120,11 @@ pub fn apply(view: &Projections, records: &[Polled]) -> Result<(), AggregateErro
             let school = unit.path.split('/').next().unwrap_or_default().to_owned();
             batch.insert(store::mark_key(day, &school), &store::mark_value());
         }
+        if let Some(hall) = store::parse_hall_log_key(&key)
+            && let Some(day) = first_new_day(view, hall, &key, &change.value)?
+        {
+            batch.insert(store::mark_key(day, hall), &store::mark_value());
+        }
         batch.insert(store::version_key(&key), store::encode(&change.reach));
         if change.value.is_empty() {
             batch.remove(key);
@@ -131,6 +138,17 @@ pub fn apply(view: &Projections, records: &[Polled]) -> Result<(), AggregateErro
     view.tree.apply(batch)?;
     view.written();
     Ok(())
+}
+
+/// The earliest day of an event in the hall's new log that the view's copy lacks: its
+/// reports changed from that day on.
+fn first_new_day(view: &Projections, hall: &str, key: &[u8], value: &[u8]) -> Result<Option<Day>, AggregateError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let new: domain::inspection::HallLog = store::decode(key, value)?;
+    let held = view.hall_log(hall)?.unwrap_or_default();
+    Ok(new.first_day_unlike(&held))
 }
 
 #[cfg(test)]

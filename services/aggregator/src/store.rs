@@ -10,6 +10,7 @@
 //! | `u`    | unit key, NUL, YYYY-MM-DD        | the unit's [`Tally`] (sparse when most counts are zero) |
 //! | `n`    | unit key                         | [`UnitInfo`]               |
 //! | `N`    | unit key                         | the unit's display names as last named ([`NamedUnit`]) |
+//! | `H`    | hall                             | the hall's events ([`HallLog`]): its roster, inspections and rectifications |
 //! | `e`    | school/event id                  | legacy, read only: the event is folded (stores from before the ids moved into `p`) |
 //! | `o`    | topic/partition                  | next offset to fold (u64)  |
 //! | `h`    | school/person                    | the person's [`KeyPersonHistory`]: their entry in the key-person lists from each day it changed, while ever one |
@@ -17,14 +18,15 @@
 //! | `r`    | school/person                    | persons an isolation paired them with, either side's |
 //! | `a`    | school/event id                  | an [`Alert`] not yet taken by the feeds |
 //! | `c`    | YYYY-MM-DD, NUL, school          | the school's units changed on that day: the feeds look again |
-//! | `x`    | a `u`, `n`, `N`, `h`, `k` or `a` key | outbox: (version, value) not yet in the changelog |
-//! | `w`    | a `u`, `n` or `N` key            | view only: version of the value held |
+//! | `x`    | a `u`, `n`, `N`, `H`, `h`, `k` or `a` key | outbox: (version, value) not yet in the changelog |
+//! | `w`    | a `u`, `n`, `N` or `H` key       | view only: version of the value held |
 //! | `q`    | topic/partition/offset (padded)  | a [`crate::quarantine::Quarantined`] record, kept out of the fold |
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use domain::alert::Alert;
+use domain::inspection::HallLog;
 use domain::timeline::{KeyPersonHistory, Timeline};
 use domain::{Day, Level, Tally, UnitKey};
 use eventlog::TopicPartition;
@@ -203,6 +205,15 @@ pub(crate) fn unit_names_key(unit: &UnitKey) -> Vec<u8> {
     key
 }
 
+pub(crate) fn hall_log_key(hall: &str) -> Vec<u8> {
+    key_of(b'H', &[hall.as_bytes()])
+}
+
+/// The hall of an `H` key.
+pub(crate) fn parse_hall_log_key(key: &[u8]) -> Option<&str> {
+    key.strip_prefix(b"H\0").and_then(|hall| std::str::from_utf8(hall).ok())
+}
+
 /// Legacy: stores written before the folded ids moved into the timelines have these.
 pub(crate) fn seen_key(school: &str, event_id: &str) -> Vec<u8> {
     format!("e\0{school}/{event_id}").into_bytes()
@@ -330,6 +341,23 @@ impl Projections {
     pub fn named_unit(&self, unit: &UnitKey) -> Result<Option<NamedUnit>, AggregateError> {
         let key = unit_names_key(unit);
         self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
+    }
+
+    /// A hall's events, if any were folded.
+    pub fn hall_log(&self, hall: &str) -> Result<Option<HallLog>, AggregateError> {
+        let key = hall_log_key(hall);
+        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
+    }
+
+    /// Every hall's events, by hall code.
+    pub fn hall_logs(&self) -> Result<Vec<(String, HallLog)>, AggregateError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(b"H\0") {
+            let (key, value) = item?;
+            let hall = parse_hall_log_key(&key).unwrap_or_default().to_owned();
+            out.push((hall, decode(&key, &value)?));
+        }
+        Ok(out)
     }
 
     /// The city of `school`, if anyone is registered in it.

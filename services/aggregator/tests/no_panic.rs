@@ -148,6 +148,7 @@ fn event() -> impl Strategy<Value = pb::Event> {
     let payload = prop_oneof![3 => roster(), 4 => health(), 4 => movement(), 1 => inspection()];
     let event_id = prop_oneof![9 => (0..200u32).prop_map(|n| format!("e{n}")), 1 => text()];
     (event_id, school(), occurred_at(), payload).prop_map(|(event_id, school, occurred_at, payload)| pb::Event {
+        site: String::new(),
         event_id,
         source: "fuzz".into(),
         school,

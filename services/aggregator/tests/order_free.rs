@@ -533,6 +533,7 @@ fn random_event(rng: &mut Rng, id: usize) -> pb::Event {
     };
     let d = day(rng.below(DAYS as usize) as u32);
     pb::Event {
+        site: String::new(),
         event_id: format!("e{id}"),
         source: "prop".into(),
         school: school.into(),
@@ -718,6 +719,7 @@ fn unit_names_are_the_latest_naming_whatever_the_order_and_restarts() {
                 // A few instants only, so that ties happen and the hash decides.
                 let minute = rng.below(3);
                 pb::Event {
+                    site: String::new(),
                     event_id: format!("n{id}"),
                     source: "test".into(),
                     school: unit.split(':').nth(1).unwrap().split('/').next().unwrap().into(),

@@ -654,6 +654,7 @@ async fn freshness(
 ) -> anyhow::Result<Vec<Duration>> {
     let (school, city) = &load.probe_school;
     let event = |id: String, time: &str, payload| pb::Event {
+        site: String::new(),
         event_id: id,
         source: "bench".into(),
         school: school.clone(),

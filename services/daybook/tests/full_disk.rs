@@ -61,6 +61,7 @@ fn registration(n: u32) -> pb::Event {
         on_campus: true,
     };
     pb::Event {
+        site: String::new(),
         event_id: format!("register-{n}"),
         source: "test".into(),
         school: "S001".into(),

@@ -57,6 +57,7 @@ async fn rest(mut stream: tonic::Streaming<HealthCheckResponse>) -> Vec<ServingS
 pub fn fever(id: &str) -> pb::Event {
     let now = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
     pb::Event {
+        site: String::new(),
         event_id: id.into(),
         source: "test".into(),
         school: "S001".into(),

@@ -303,8 +303,54 @@ pub struct ChecklistResult {
     pub deadline: Option<NaiveDate>,
 }
 
+/// About a service hall (the envelope's unit): an inspection, a rectification, or the
+/// hall's roster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Inspection {
-    Inspected { inspection_id: String, city: String, items: Vec<ChecklistResult> },
-    Rectified { inspection_id: String, item: ChecklistItem },
+    Inspected {
+        inspection_id: String,
+        city: String,
+        items: Vec<ChecklistResult>,
+    },
+    Rectified {
+        inspection_id: String,
+        item: ChecklistItem,
+    },
+    /// Registered, or its details changed: the latest registration by event time holds.
+    HallRegistered(Hall),
+    /// Closed from the event's day, until a later registration.
+    HallClosed,
+}
+
+/// What a hall's registration says of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hall {
+    pub names: crate::unit::UnitNames,
+    pub city: String,
+    pub kind: HallKind,
+}
+
+/// The kinds of halls that serve the public, as the seed lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HallKind {
+    /// The department's service hall.
+    ServiceHall,
+    SocialInsuranceBureau,
+    TalentBureau,
+    ExaminationBureau,
+    /// The work-injury rehabilitation hospital.
+    RehabilitationHospital,
+    /// A city's human-resources and social-security hall.
+    CityHall,
+}
+
+impl HallKind {
+    pub const ALL: [HallKind; 6] = [
+        Self::ServiceHall,
+        Self::SocialInsuranceBureau,
+        Self::TalentBureau,
+        Self::ExaminationBureau,
+        Self::RehabilitationHospital,
+        Self::CityHall,
+    ];
 }

@@ -13,6 +13,8 @@
 //! - [`close`]: the day's close: seal, sent or missing, versions of a report.
 //! - [`access`]: what a caller may post and read.
 //! - [`alert`]: the immediate reports an event raises.
+//! - [`inspection`]: a service hall's history, and its inspection report, findings and
+//!   alerts of a day.
 //! - [`city`]: the province's cities, the reference list events name cities from.
 //!
 //! The central invariant: a unit's report for a day is the sum, over the persons placed in
@@ -25,6 +27,7 @@ pub mod city;
 pub mod close;
 pub mod delta;
 pub mod event;
+pub mod inspection;
 pub mod person;
 pub mod report;
 pub mod roommates;

@@ -32,11 +32,13 @@ pub fn topic(office: &str) -> String {
     out
 }
 
-/// The record key of a feed item: the report's unit and date, or the alert's event.
+/// The record key of a feed item: the report's unit and date (an inspection report's
+/// prefixed `inspection:`), or the alert's event.
 pub fn record_key(item: &pb::FeedItem) -> String {
     match &item.item {
         Some(pb::feed_item::Item::Report(r)) => format!("{}@{}", r.unit, r.date),
         Some(pb::feed_item::Item::Alert(a)) => format!("alert:{}/{}", a.school, a.event_id),
+        Some(pb::feed_item::Item::InspectionReport(r)) => format!("inspection:{}@{}", r.unit, r.date),
         None => format!("item:{}", item.cursor),
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use domain::inspection::InspectionUnit;
 use domain::{Level, UnitKey};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,18 @@ impl Office {
         match unit.level {
             Level::Province => self.all_cities(),
             Level::City => self.oversees(&unit.path),
+            _ => self.oversees(city),
+        }
+    }
+}
+
+impl Office {
+    /// Whether the office receives the inspection report of `unit`, which lies in `city`:
+    /// the province's with every city, a city's and its halls' with that city. Levels
+    /// name the schools' network and do not apply.
+    pub fn receives_inspections(&self, unit: &InspectionUnit, city: &str) -> bool {
+        match unit {
+            InspectionUnit::Province => self.all_cities(),
             _ => self.oversees(city),
         }
     }

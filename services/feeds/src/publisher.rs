@@ -39,7 +39,9 @@ use std::time::{Duration, Instant};
 use chrono::{FixedOffset, TimeDelta};
 use domain::Day;
 use domain::alert::Alert;
+use domain::inspection::InspectionAlert;
 use prost::Message;
+use reports::inspection::Halls;
 use reports::{Pending, Publications, ReadModel, Roster};
 use tokio::sync::watch;
 use wire::pb;
@@ -386,20 +388,26 @@ impl Publisher {
         // crash in between repeats the days not written; the rest publish nothing new.
         if !to_seal.is_empty() || !revise.is_empty() {
             let roster = self.model.roster()?;
-            let offices = self.offices.resolve(roster.cities());
+            let halls = self.model.halls()?;
+            let mut cities = roster.cities().clone();
+            cities.extend(halls.cities());
+            let offices = self.offices.resolve(&cities);
             if let (Some(sealed), Some(first)) = (sealed, revise.values().min()) {
                 for day in first.iter_days().take_while(|d| *d <= sealed) {
                     let schools: BTreeSet<String> =
                         revise.iter().filter(|(_, from)| **from <= day).map(|(s, _)| s.clone()).collect();
                     let mut pass = Pass::default();
-                    self.publish_day(&mut pass, &roster, &offices, day, Some(&schools))?;
+                    self.publish_day(&mut pass, (&roster, &halls), &offices, day, Some(&schools))?;
                     items += self.write(pass)?;
                 }
             }
             for day in &to_seal {
                 let started = Instant::now();
                 let mut pass = Pass::default();
-                self.publish_day(&mut pass, &roster, &offices, *day, None)?;
+                self.publish_day(&mut pass, (&roster, &halls), &offices, *day, None)?;
+                for alert in self.model.inspection_alerts(&halls, *day) {
+                    self.publish_inspection_alert(&mut pass, &offices, &alert)?;
+                }
                 pass.pending.seal(*day);
                 let statuses = std::mem::take(&mut pass.statuses);
                 items += self.write(pass)?;
@@ -475,6 +483,7 @@ impl Publisher {
         let kind = match item {
             pb::feed_item::Item::Report(_) => "report",
             pb::feed_item::Item::Alert(_) => "alert",
+            pb::feed_item::Item::InspectionReport(_) => "inspection_report",
         };
         if kind == "alert" {
             items.batch.insert(alert_key(office, cursor), &[]);
@@ -499,23 +508,50 @@ impl Publisher {
         Ok(())
     }
 
-    /// Publishes `day` for `schools` (all if `None`) and the summaries above them: each
-    /// report that makes a new version goes to the offices receiving its unit.
+    /// An inspection alert of a sealed day, once, to the offices overseeing its hall.
+    fn publish_inspection_alert(
+        &mut self,
+        pass: &mut Pass,
+        offices: &[Office],
+        alert: &InspectionAlert,
+    ) -> Result<(), FeedError> {
+        let key = format!("q\0inspection/{}", alert.key()).into_bytes();
+        if self.store.tree.contains_key(&key)? {
+            return Ok(());
+        }
+        let proto = wire::inspection_alert_to_proto(alert);
+        for office in offices.iter().filter(|o| o.oversees(&alert.city)) {
+            self.push(&mut pass.items, &office.id, pb::feed_item::Item::Alert(proto.clone()))?;
+        }
+        pass.items.batch.insert(key, &[]);
+        Ok(())
+    }
+
+    /// Publishes `day` for `sites` (all if `None`: schools and halls) and the summaries
+    /// above them, of every report kind: each report that makes a new version goes to the
+    /// offices receiving its unit.
     fn publish_day(
         &mut self,
         pass: &mut Pass,
-        roster: &Roster,
+        (roster, halls): (&Roster, &Halls),
         offices: &[Office],
         day: Day,
-        schools: Option<&BTreeSet<String>>,
+        sites: Option<&BTreeSet<String>>,
     ) -> Result<(), FeedError> {
         let model = self.model.clone();
         let Pass { items, pending, statuses } = pass;
-        model.publish_day(roster, day, schools, pending, |report, city| {
+        model.publish_day(roster, day, sites, pending, |report, city| {
             *statuses.entry((report.unit.level, report.status)).or_default() += 1;
             let proto = wire::report_to_proto(report);
             for office in offices.iter().filter(|o| o.receives(&report.unit, city)) {
                 self.push(items, &office.id, pb::feed_item::Item::Report(proto.clone()))?;
+            }
+            Ok::<_, FeedError>(())
+        })?;
+        model.publish_inspection_day(halls, day, sites, pending, |report| {
+            let proto = wire::inspection_report_to_proto(report);
+            for office in offices.iter().filter(|o| o.receives_inspections(&report.unit, &report.city)) {
+                self.push(items, &office.id, pb::feed_item::Item::InspectionReport(proto.clone()))?;
             }
             Ok(())
         })
@@ -539,6 +575,7 @@ mod tests {
         let config = FoldConfig::default();
         let mut folder = Folder::new(projections.clone(), config.rules, config.zone).unwrap();
         let event = pb::Event {
+            site: String::new(),
             event_id: "r1".into(),
             source: "test".into(),
             school: "S1".into(),

@@ -169,6 +169,7 @@ impl<L: EventLog> IntakeService<L> {
         let (field, city) = match &envelope.payload {
             Payload::Person { fact: Fact::Registered { city, .. }, .. } => ("roster.registered.city", city),
             Payload::Inspection(Inspection::Inspected { city, .. }) => ("inspection.inspected.city", city),
+            Payload::Inspection(Inspection::HallRegistered(hall)) => ("inspection.hall_registered.city", &hall.city),
             _ => return Ok(()),
         };
         let bad = |reason: String| wire::FieldError { field: field.to_owned(), reason };
@@ -459,6 +460,7 @@ mod tests {
         let now = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
         let reading = pb::TemperatureTaken { slot: pb::Slot::Noon as i32, celsius: 38.5 };
         pb::Event {
+            site: String::new(),
             event_id: id.into(),
             source: "test".into(),
             school: school.into(),

@@ -12,6 +12,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use wire::pb;
 
+use domain::inspection::InspectionUnit;
+
+use crate::inspection::FindingFilter;
 use crate::{ReadModel, ReportError};
 
 /// One partition the reports depend on: how far the log goes and how far it is folded.
@@ -235,6 +238,92 @@ pub fn within_horizon(day: Day, today: Day, horizon_days: u32) -> Result<Day, St
     Ok(day)
 }
 
+/// An inspection report's unit as a request gives it; `INVALID_ARGUMENT` naming `field`
+/// if it is not one.
+pub fn parse_inspection_unit(field: &str, text: &str) -> Result<InspectionUnit, Status> {
+    InspectionUnit::parse(text).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "{field}: {} is not an inspection unit (province, city:<city>, hall:<hall>)",
+            wire::quoted(text)
+        ))
+    })
+}
+
+/// `NOT_FOUND` for a city not the province's or a hall with no events;
+/// `PERMISSION_DENIED` for a unit outside the caller's read scope (a city's token reads
+/// its city's halls; a school's none).
+pub fn may_read_inspections(
+    model: &ReadModel,
+    access: &Access,
+    field: &str,
+    unit: &InspectionUnit,
+) -> Result<(), Status> {
+    let city = match unit {
+        InspectionUnit::Province => None,
+        InspectionUnit::City(city) => Some(city.clone()),
+        InspectionUnit::Hall(hall) => {
+            let log = model.projections().hall_log(hall).map_err(store_failed)?;
+            let Some(log) = log else {
+                return Err(Status::not_found(format!("{field}: {unit} has no events")));
+            };
+            let city = log.latest_registration().map(|h| h.city.clone());
+            city.or_else(|| log.standing(Day::MAX).map(|s| s.city.to_owned()))
+        }
+    };
+    if !model.inspection_unit_known(unit)? {
+        return Err(Status::not_found(format!("{field}: {unit} is not a city of the province")));
+    }
+    let readable = match &city {
+        None => access.reads_province(),
+        Some(city) => access.reads_city(city),
+    };
+    if readable {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(format!("{field}: token {} may not read {unit}", access.name)))
+    }
+}
+
+/// `unit`'s inspection report for `day` as GetInspectionReport answers it (the console's
+/// JSON too).
+pub fn inspection_report(
+    model: &ReadModel,
+    access: &Access,
+    unit: &str,
+    date: &str,
+    today: Day,
+) -> Result<domain::inspection::InspectionReport, Status> {
+    let unit = parse_inspection_unit("unit", unit)?;
+    let day = report_day("date", date, today)?;
+    may_read_inspections(model, access, "unit", &unit)?;
+    model.inspection_report(&unit, day)?.ok_or_else(|| Status::not_found(format!("unit: {unit} is not known")))
+}
+
+/// The findings under `unit` as `ListFindings` answers them (the console's JSON too).
+pub fn findings(
+    model: &ReadModel,
+    access: &Access,
+    unit: &str,
+    date: &str,
+    filter: FindingFilter,
+    today: Day,
+) -> Result<Vec<crate::inspection::HallFinding>, Status> {
+    let unit = parse_inspection_unit("unit", unit)?;
+    let day = report_day("date", date, today)?;
+    may_read_inspections(model, access, "unit", &unit)?;
+    model.findings(&unit, day, filter)?.ok_or_else(|| Status::not_found(format!("unit: {unit} is not known")))
+}
+
+/// A findings filter as protobuf gives it.
+pub fn finding_filter(raw: i32) -> Result<FindingFilter, Status> {
+    match pb::FindingFilter::try_from(raw) {
+        Ok(pb::FindingFilter::All) => Ok(FindingFilter::All),
+        Ok(pb::FindingFilter::Open) => Ok(FindingFilter::Open),
+        Ok(pb::FindingFilter::Overdue) => Ok(FindingFilter::Overdue),
+        Err(_) => Err(Status::invalid_argument(format!("filter: {raw} is not a known value"))),
+    }
+}
+
 /// Reports streamed ahead of a slow reader, at most.
 const REPORTS_AHEAD: usize = 256;
 
@@ -330,6 +419,48 @@ impl pb::reports_server::Reports for ReportsService {
         let persons = self.model.projections().key_persons(&unit, day).map_err(store_failed)?;
         self.audit.record(&access, "Reports.ListKeyPersons", &unit.to_string(), "key persons and their observation");
         Ok(Response::new(pb::KeyPersonsResponse { persons: persons.iter().map(wire::key_person_to_proto).collect() }))
+    }
+
+    async fn get_inspection_report(
+        &self,
+        request: Request<pb::InspectionReportRequest>,
+    ) -> Result<Response<pb::InspectionReport>, Status> {
+        let access = wire::access_of(&request)?;
+        let request = request.into_inner();
+        let report = inspection_report(&self.model, &access, &request.unit, &request.date, (self.today)())?;
+        Ok(Response::new(wire::inspection_report_to_proto(&report)))
+    }
+
+    type ListInspectionReportsStream = ReceiverStream<Result<pb::InspectionReport, Status>>;
+
+    async fn list_inspection_reports(
+        &self,
+        request: Request<pb::InspectionReportRequest>,
+    ) -> Result<Response<Self::ListInspectionReportsStream>, Status> {
+        let access = wire::access_of(&request)?;
+        let request = request.into_inner();
+        let unit = parse_inspection_unit("unit", &request.unit)?;
+        let day = self.parse_date(&request.date)?;
+        may_read_inspections(&self.model, &access, "unit", &unit)?;
+        let reports = self.model.inspection_reports(&unit, day)?.unwrap_or_default();
+        let (tx, rx) = tokio::sync::mpsc::channel(reports.len().max(1));
+        for report in &reports {
+            let _ = tx.try_send(Ok(wire::inspection_report_to_proto(report)));
+        }
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn list_findings(
+        &self,
+        request: Request<pb::ListFindingsRequest>,
+    ) -> Result<Response<pb::ListFindingsResponse>, Status> {
+        let access = wire::access_of(&request)?;
+        let request = request.into_inner();
+        let filter = finding_filter(request.filter)?;
+        let found = findings(&self.model, &access, &request.unit, &request.date, filter, (self.today)())?;
+        Ok(Response::new(pb::ListFindingsResponse {
+            findings: found.iter().map(|f| wire::finding_to_proto(&f.hall, &f.city, &f.finding)).collect(),
+        }))
     }
 
     async fn get_status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {

@@ -9,12 +9,15 @@
 //!   agree on every figure and status.
 //! - [`publication`]: what was published of each report (the publisher's memory, kept in
 //!   the feeds' tree), which live reports of a sealed day are judged against.
+//! - [`inspection`]: the service-window inspections' reports (a second report kind, read
+//!   off the halls' logs), findings and sealed-day alerts, through the same `ReadModel`.
 //! - [`grpc`]: the `Reports` service: daily reports, unit listings, key persons, status.
 //!
 //! Below it the aggregator folds the log into the projections; above it the feeds publish
 //! what it judges. Protobuf conversion stays in `wire`.
 
 pub mod grpc;
+pub mod inspection;
 pub mod model;
 pub mod publication;
 

@@ -29,6 +29,8 @@ pub struct ReadModel {
     publications: Option<Publications>,
     /// Cities' names, as configured (schools and below are named by events).
     city_names: std::sync::Arc<BTreeMap<String, UnitNames>>,
+    /// Days, ending with a report's, within which a hall must have been inspected.
+    inspection_window: u32,
 }
 
 impl std::fmt::Debug for ReadModel {
@@ -97,7 +99,31 @@ impl Roster {
 impl ReadModel {
     /// Reports off `projections`, every day open until [`Self::with_publications`].
     pub fn new(projections: Projections, close: CloseRules) -> Self {
-        Self { projections, close, publications: None, city_names: Default::default() }
+        Self {
+            projections,
+            close,
+            publications: None,
+            city_names: Default::default(),
+            inspection_window: crate::inspection::DEFAULT_WINDOW_DAYS,
+        }
+    }
+
+    /// Sets the inspection window (days, at least 1).
+    pub fn with_inspection_window(mut self, days: u32) -> Self {
+        self.inspection_window = days.max(1);
+        self
+    }
+
+    pub fn inspection_window(&self) -> u32 {
+        self.inspection_window
+    }
+
+    pub(crate) fn city_names(&self) -> &BTreeMap<String, UnitNames> {
+        &self.city_names
+    }
+
+    pub(crate) fn publications(&self) -> Option<&Publications> {
+        self.publications.as_ref()
     }
 
     /// Names the cities' reports: Chinese from the configured list, English the city's key.
@@ -582,6 +608,7 @@ mod tests {
             .zip(events)
             .map(|(offset, (topic, id, school, at, payload))| {
                 let event = pb::Event {
+                    site: String::new(),
                     event_id: id.into(),
                     source: "test".into(),
                     school: school.into(),

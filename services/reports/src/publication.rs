@@ -7,11 +7,13 @@
 //! |--------------------|------------------------------------------------|
 //! | `S`                | last sealed day, YYYY-MM-DD                    |
 //! | `v` day NUL unit   | [`Remembered`]: what was last published of it  |
+//! | `I` day NUL unit   | an inspection report's version and figures as published |
 //! | `V` day NUL unit NUL version (u32, big-endian) | [`Revision`]: a version after the first, what it changed (the console's history of a day) |
 
 use std::collections::HashMap;
 
 use domain::close::Published;
+use domain::inspection::{InspectionTally, InspectionUnit};
 use domain::report::{FieldChange, ReportStatus, ReportingRate};
 use domain::{Day, UnitKey};
 use serde::{Deserialize, Serialize};
@@ -45,6 +47,10 @@ fn revisions_prefix(day: Day, unit: &UnitKey) -> Vec<u8> {
 
 fn published_key(day: Day, unit: &UnitKey) -> Vec<u8> {
     format!("v\0{}\0{unit}", day.format("%Y-%m-%d")).into_bytes()
+}
+
+fn inspection_key(day: Day, unit: &InspectionUnit) -> Vec<u8> {
+    format!("I\0{}\0{unit}", day.format("%Y-%m-%d")).into_bytes()
 }
 
 /// The publication records of the feeds' tree (which holds the feeds themselves too).
@@ -85,6 +91,20 @@ impl Publications {
 }
 
 impl Publications {
+    /// The version last published of `unit`'s inspection report for `day`, and its figures.
+    pub fn inspection_remembered(
+        &self,
+        day: Day,
+        unit: &InspectionUnit,
+    ) -> Result<Option<(u32, InspectionTally)>, ReportError> {
+        let key = inspection_key(day, unit);
+        let Some(bytes) = self.tree.get(&key)? else { return Ok(None) };
+        postcard::from_bytes(&bytes).map(Some).map_err(|e| ReportError::Corrupt {
+            key: String::from_utf8_lossy(&key).into_owned(),
+            reason: e.to_string(),
+        })
+    }
+
     /// The versions after the first of `unit`'s report for `day`, oldest first (none
     /// for revisions published before this history was kept).
     pub fn revisions(&self, day: Day, unit: &UnitKey) -> Result<Vec<Revision>, ReportError> {
@@ -105,10 +125,20 @@ impl Publications {
 #[derive(Debug, Default)]
 pub struct Pending {
     remembered: HashMap<(Day, UnitKey), Remembered>,
+    /// Inspection reports: the version published and its figures.
+    inspections: HashMap<(Day, InspectionUnit), (u32, InspectionTally)>,
     sealed: Option<Day>,
 }
 
 impl Pending {
+    pub(crate) fn inspection(&self, day: Day, unit: &InspectionUnit) -> Option<&(u32, InspectionTally)> {
+        self.inspections.get(&(day, unit.clone()))
+    }
+
+    pub(crate) fn insert_inspection(&mut self, day: Day, unit: InspectionUnit, version: u32, tally: InspectionTally) {
+        self.inspections.insert((day, unit), (version, tally));
+    }
+
     pub(crate) fn get(&self, day: Day, unit: &UnitKey) -> Option<&Remembered> {
         self.remembered.get(&(day, unit.clone()))
     }
@@ -133,6 +163,9 @@ impl Pending {
                 let key = [revisions_prefix(*day, unit), version.to_be_bytes().to_vec()].concat();
                 batch.insert(key, postcard::to_stdvec(&revision).expect("serializes"));
             }
+        }
+        for ((day, unit), published) in &self.inspections {
+            batch.insert(inspection_key(*day, unit), postcard::to_stdvec(published).expect("serializes"));
         }
         if let Some(day) = self.sealed {
             batch.insert(SEALED_KEY, day.format("%Y-%m-%d").to_string().as_bytes());

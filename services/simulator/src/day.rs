@@ -86,6 +86,7 @@ fn school_named(school: &School, index: usize, date: NaiveDate, seed: u64) -> pb
         name_en: format!("{} Technical School No. {number}", school.city),
     };
     pb::Event {
+        site: String::new(),
         event_id: format!("sim-{seed}-name-{}", school.code),
         source: SOURCE.to_owned(),
         school: school.code.clone(),
@@ -109,6 +110,7 @@ impl Events<'_> {
     /// depend on the date either.
     fn registered(&self) -> pb::Event {
         pb::Event {
+            site: String::new(),
             event_id: format!("sim-{}-reg-{}-{}", self.seed, self.school.code, self.id),
             source: SOURCE.to_owned(),
             school: self.school.code.clone(),
@@ -227,6 +229,7 @@ impl Events<'_> {
 
     fn event(&self, what: &str, seconds: u32, payload: Payload) -> pb::Event {
         pb::Event {
+            site: String::new(),
             event_id: format!("sim-{}-{}-{}-{}-{what}", self.seed, self.date, self.school.code, self.id),
             source: SOURCE.to_owned(),
             school: self.school.code.clone(),

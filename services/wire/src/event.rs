@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, NaiveDate};
 use domain::event::{
-    ChecklistItem, ChecklistResult, Diagnosis, Direction, HistoryKind, Inspection, IsolationKind, Placement, Role,
-    Slot, Symptom,
+    ChecklistItem, ChecklistResult, Diagnosis, Direction, Hall, HallKind, HistoryKind, Inspection, IsolationKind,
+    Placement, Role, Slot, Symptom,
 };
 use domain::{Envelope, Fact, Payload};
 
@@ -119,7 +119,7 @@ fn enum_value<E: TryFrom<i32>>(field: &str, raw: i32) -> Result<E, FieldError> {
 pub fn event_from_proto(event: pb::Event) -> Result<Envelope, FieldError> {
     let event_id = code("event_id", event.event_id)?;
     let source = text("source", event.source, MAX_TEXT_BYTES, true)?;
-    let school = code("school", event.school)?;
+    let school = envelope_site(event.site, event.school)?;
     let occurred_at = DateTime::parse_from_rfc3339(&event.occurred_at).map_err(|_| {
         bad(
             "occurred_at",
@@ -139,6 +139,18 @@ pub fn event_from_proto(event: pb::Event) -> Result<Envelope, FieldError> {
         Some(pb::event::Payload::Unit(u)) => Payload::Unit(unit_fact(u, &school)?),
     };
     Ok(Envelope { event_id, source, school, occurred_at, payload })
+}
+
+/// The event's site: `site`, or `school` (its former name) when `site` is empty.
+fn envelope_site(site: String, school: String) -> Result<String, FieldError> {
+    if site.is_empty() {
+        return code("school", school);
+    }
+    let site = code("site", site)?;
+    if !school.is_empty() && school != site {
+        return Err(bad("school", format!("{} differs from site {}; set one of them", quoted(&school), quoted(&site))));
+    }
+    Ok(site)
 }
 
 /// A fact about a unit of `school`: the school itself or one below it, each segment of its
@@ -378,7 +390,7 @@ fn checklist_item(field: &str, raw: i32) -> Result<ChecklistItem, FieldError> {
 fn inspection(i: pb::InspectionEvent, on: NaiveDate) -> Result<Inspection, FieldError> {
     use pb::inspection_event::Kind;
     match i.kind {
-        None => Err(bad("inspection.kind", "missing; set one of inspected, rectified")),
+        None => Err(bad("inspection.kind", "missing; set one of inspected, rectified, hall_registered, hall_closed")),
         Some(Kind::Inspected(ins)) => {
             let inspection_id = code("inspection.inspected.inspection_id", ins.inspection_id)?;
             let city = code("inspection.inspected.city", ins.city)?;
@@ -418,6 +430,45 @@ fn inspection(i: pb::InspectionEvent, on: NaiveDate) -> Result<Inspection, Field
             inspection_id: code("inspection.rectified.inspection_id", r.inspection_id)?,
             item: checklist_item("inspection.rectified.item", r.item)?,
         }),
+        Some(Kind::HallRegistered(h)) => {
+            let names = domain::unit::UnitNames {
+                zh: text("inspection.hall_registered.name_zh", h.name_zh, MAX_TEXT_BYTES, false)?,
+                en: text("inspection.hall_registered.name_en", h.name_en, MAX_TEXT_BYTES, false)?,
+            };
+            if names.zh.trim().is_empty() && names.en.trim().is_empty() {
+                return Err(bad("inspection.hall_registered.name_zh", "and name_en are both empty: give at least one"));
+            }
+            let city = code("inspection.hall_registered.city", h.city)?;
+            let kind = hall_kind("inspection.hall_registered.kind", h.kind)?;
+            Ok(Inspection::HallRegistered(Hall { names, city, kind }))
+        }
+        Some(Kind::HallClosed(pb::HallClosed {})) => Ok(Inspection::HallClosed),
+    }
+}
+
+fn hall_kind(field: &str, raw: i32) -> Result<HallKind, FieldError> {
+    use pb::HallKind as P;
+    Ok(match enum_value::<P>(field, raw)? {
+        P::Unspecified => unreachable!("refused by enum_value"),
+        P::ServiceHall => HallKind::ServiceHall,
+        P::SocialInsuranceBureau => HallKind::SocialInsuranceBureau,
+        P::TalentBureau => HallKind::TalentBureau,
+        P::ExaminationBureau => HallKind::ExaminationBureau,
+        P::RehabilitationHospital => HallKind::RehabilitationHospital,
+        P::CityHall => HallKind::CityHall,
+    })
+}
+
+/// A hall's kind as protobuf.
+pub fn hall_kind_to_proto(kind: HallKind) -> pb::HallKind {
+    use pb::HallKind as P;
+    match kind {
+        HallKind::ServiceHall => P::ServiceHall,
+        HallKind::SocialInsuranceBureau => P::SocialInsuranceBureau,
+        HallKind::TalentBureau => P::TalentBureau,
+        HallKind::ExaminationBureau => P::ExaminationBureau,
+        HallKind::RehabilitationHospital => P::RehabilitationHospital,
+        HallKind::CityHall => P::CityHall,
     }
 }
 
@@ -427,6 +478,7 @@ mod tests {
 
     fn temperature(celsius: f64) -> pb::Event {
         pb::Event {
+            site: String::new(),
             event_id: "e1".into(),
             source: "test".into(),
             school: "S1".into(),
@@ -558,6 +610,7 @@ mod bounds {
 
     fn movement(kind: pb::movement_event::Kind) -> pb::Event {
         pb::Event {
+            site: String::new(),
             event_id: "e1".into(),
             source: "test".into(),
             school: "S1".into(),

@@ -95,6 +95,11 @@ pub fn alert_to_json(a: &pb::Alert) -> serde_json::Value {
         "celsius": a.celsius,
         "units": a.units,
         "reason": a.reason,
+        "date": a.date,
+        "inspection_id": a.inspection_id,
+        "item": pb::ChecklistItem::try_from(a.item).map(|k| k.as_str_name()).unwrap_or_default(),
+        "deadline": a.deadline,
+        "last_inspected": a.last_inspected,
     })
 }
 
@@ -104,6 +109,9 @@ pub fn feed_item_to_json(item: &pb::FeedItem) -> serde_json::Value {
     match &item.item {
         Some(pb::feed_item::Item::Report(report)) => json["report"] = report_to_json(report),
         Some(pb::feed_item::Item::Alert(alert)) => json["alert"] = alert_to_json(alert),
+        Some(pb::feed_item::Item::InspectionReport(report)) => {
+            json["inspection_report"] = crate::inspection_report_to_json(report)
+        }
         None => {}
     }
     json

@@ -25,10 +25,15 @@ pub fn acked_at(headers: &[(String, String)]) -> Option<i64> {
 
 pub mod codec;
 mod event;
+mod inspection;
 pub mod json;
 mod report;
 
-pub use event::{FieldError, MAX_CODE_BYTES, MAX_ROOMMATES, event_from_proto, parse_date, quoted};
+pub use event::{FieldError, MAX_CODE_BYTES, MAX_ROOMMATES, event_from_proto, hall_kind_to_proto, parse_date, quoted};
+pub use inspection::{
+    checklist_item_to_proto, finding_to_proto, inspection_alert_to_proto, inspection_report_to_json,
+    inspection_report_to_proto,
+};
 pub use report::{
     alert_to_proto, fed_alert, key_person_to_proto, level_from_proto, level_to_proto, report_to_proto, status_to_proto,
 };

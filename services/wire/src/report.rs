@@ -218,6 +218,7 @@ pub fn alert_to_proto(a: &Alert) -> pb::Alert {
         celsius,
         units: a.units.iter().map(ToString::to_string).collect(),
         reason,
+        ..Default::default()
     }
 }
 
@@ -231,6 +232,8 @@ pub fn fed_alert(cursor: u64, item: &[u8]) -> Result<Option<FedAlert>, prost::De
         pb::AlertKind::Confirmed => "confirmed",
         pb::AlertKind::KeptOutGateIn => "kept_out_gate_in",
         pb::AlertKind::ReleaseRefused => "release_refused",
+        pb::AlertKind::FindingOverdue => "finding_overdue",
+        pb::AlertKind::HallNotInspected => "hall_not_inspected",
         pb::AlertKind::Unspecified => "unspecified",
     };
     Ok(Some(FedAlert {

@@ -24,6 +24,7 @@ use crate::store::Projections;
 
 mod cache;
 mod checkpoint;
+mod inspection;
 mod names;
 mod projection;
 mod school;
@@ -84,6 +85,7 @@ impl Folder {
         let kinds: Vec<Box<dyn Projection>> = vec![
             Box::new(school::SchoolFold::new(&projections, rules, zone)?),
             Box::new(names::NamesFold::new(&projections)),
+            Box::new(inspection::InspectionFold::new(&projections, zone)),
         ];
         let checkpoints = Checkpoints::new(&projections, positions.clone());
         let projections_quarantine =
@@ -403,6 +405,7 @@ mod tests {
     /// A morning temperature reading of `person` in S1.
     fn reading(event_id: &str, person: &str, celsius: f64) -> pb::Event {
         pb::Event {
+            site: String::new(),
             event_id: event_id.into(),
             source: "test".into(),
             school: "S1".into(),

@@ -17,11 +17,15 @@ pub(crate) struct NamesFold {
     projections: Projections,
     /// Named since the last checkpoint, with the school whose batch stores it.
     changed: HashMap<UnitKey, (String, NamedUnit)>,
+    /// The stamps held, kept across checkpoints: a checkpoint is stored in the background
+    /// while the fold goes on, so the store may not hold the last one yet.
+    held: HashMap<UnitKey, Stamp>,
+    max_units: usize,
 }
 
 impl NamesFold {
     pub(crate) fn new(projections: &Projections) -> Self {
-        Self { projections: projections.clone(), changed: HashMap::new() }
+        Self { projections: projections.clone(), changed: HashMap::new(), held: HashMap::new(), max_units: 1_000_000 }
     }
 }
 
@@ -35,8 +39,8 @@ impl Projection for NamesFold {
             unreachable!("the folder hands this fold only what `folds` takes")
         };
         let stamp = Stamp::new(envelope.occurred_at.timestamp_millis(), &envelope.event_id);
-        let held = match self.changed.get(unit) {
-            Some((_, named)) => Some(named.stamp),
+        let held = match self.held.get(unit) {
+            Some(stamp) => Some(*stamp),
             None => self.projections.named_unit(unit)?.map(|named| named.stamp),
         };
         match held {
@@ -46,6 +50,7 @@ impl Projection for NamesFold {
             Some(held) if held > stamp => Ok(Folded::New),
             _ => {
                 let named = NamedUnit { names: names.clone(), stamp };
+                self.held.insert(unit.clone(), stamp);
                 self.changed.insert(unit.clone(), (envelope.school.clone(), named));
                 Ok(Folded::New)
             }
@@ -63,14 +68,19 @@ impl Projection for NamesFold {
         self.changed.len()
     }
 
-    /// It holds only what the next checkpoint stores.
     fn caches_full(&self) -> bool {
-        false
+        self.held.len() > self.max_units
     }
 
-    fn drop_full(&mut self) {}
+    fn drop_full(&mut self) {
+        if self.caches_full() {
+            self.held.clear();
+        }
+    }
 
-    fn set_cache_bounds(&mut self, _bounds: CacheBounds) {}
+    fn set_cache_bounds(&mut self, bounds: CacheBounds) {
+        self.max_units = bounds.units;
+    }
 
     fn take_unrostered(&mut self) -> BTreeMap<String, u64> {
         BTreeMap::new()

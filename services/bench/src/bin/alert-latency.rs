@@ -26,6 +26,7 @@ struct Args {
 
 fn event(n: usize, date: &str, payload: pb::event::Payload) -> pb::Event {
     pb::Event {
+        site: String::new(),
         event_id: format!("alert-bench-{n}"),
         source: "alert-latency".into(),
         school: "S1".into(),

@@ -193,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
         let symptom = pb::SymptomsReported { symptoms: vec![pb::Symptom::Cough as i32] };
         let now = chrono::Utc::now().with_timezone(&zone);
         let event = pb::Event {
+            site: String::new(),
             event_id: format!("console-bench-{n}"),
             source: "console-latency".into(),
             school: school.code.clone(),
