@@ -227,7 +227,7 @@ impl HallLog {
     }
 
     /// The alerts a seal of `day` raises about this hall: each finding overdue then, and
-    /// the hall if registered and not inspected within the window. The offices' feeds
+    /// the hall if not inspected within the window while registered the whole of it. The offices' feeds
     /// take each alert once (its [`InspectionAlert::key`]).
     pub fn alerts(&self, hall: &str, day: Day, window_days: u32) -> Vec<InspectionAlert> {
         let Some((city, tally)) = self.tally(hall, day, window_days) else { return Vec::new() };
@@ -242,7 +242,9 @@ impl HallLog {
                 kind: InspectionAlertKind::FindingOverdue(finding),
             })
             .collect();
-        if !tally.halls_not_inspected_in_window.is_empty() {
+        // A hall registered for less than the window has not gone a whole window yet.
+        let window_start = day - TimeDelta::days(i64::from(window_days.max(1)) - 1);
+        if !tally.halls_not_inspected_in_window.is_empty() && self.registration(window_start).is_some() {
             out.push(InspectionAlert {
                 hall: hall.to_owned(),
                 city,
@@ -562,6 +564,10 @@ mod tests {
         let mut log = Log::new();
         log.add("r", 1, 9, registered("Shenzhen")).add("i", 1, 10, inspected("I1", &[(MASKS, 3)]));
         assert!(log.0.alerts("H1", day(3), 7).is_empty());
+        let mut new = Log::new();
+        new.add("r", 5, 9, registered("Shenzhen"));
+        assert!(new.0.alerts("H1", day(10), 7).is_empty(), "registered six days: not a whole window yet");
+        assert_eq!(new.0.alerts("H1", day(11), 7)[0].key(), "H1/lapsed/never");
         let keys: Vec<String> = log.0.alerts("H1", day(8), 7).iter().map(InspectionAlert::key).collect();
         assert_eq!(keys, ["H1/overdue/I1/2", "H1/lapsed/2020-03-01"]);
     }
