@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// day's report).
     #[arg(long, env = "DAYBOOK_HORIZON_DAYS")]
     pub horizon_days: Option<u32>,
+    /// Days, ending with a report's, within which a service hall must have been inspected;
+    /// a hall not inspected within them is listed and raises an alert.
+    #[arg(long, env = "DAYBOOK_INSPECTION_WINDOW_DAYS")]
+    pub inspection_window_days: Option<u32>,
     /// Minutes an event may be dated ahead of the server's clock; further ahead it is
     /// refused.
     #[arg(long, env = "DAYBOOK_CLOCK_SKEW_MINUTES")]
@@ -200,7 +204,7 @@ impl ServeArgs {
     pub fn help_with_defaults(command: clap::Command) -> clap::Command {
         let d = ServeConfig::default();
         let (l, r) = (d.limits, d.rate_limits);
-        let defaults: [(&str, String); 27] = [
+        let defaults: [(&str, String); 28] = [
             ("data_dir", d.data_dir.display().to_string()),
             ("grpc_addr", d.grpc_addr.to_string()),
             ("http_addr", d.http_addr.to_string()),
@@ -210,6 +214,7 @@ impl ServeArgs {
             ("fold_threads", "one per core".to_owned()),
             ("fever_threshold", d.fever_threshold.to_string()),
             ("horizon_days", d.horizon_days.to_string()),
+            ("inspection_window_days", d.inspection_window_days.to_string()),
             ("clock_skew_minutes", d.clock_skew_minutes.to_string()),
             ("observation_days", d.observation_days.to_string()),
             ("utc_offset", d.utc_offset.to_string()),
@@ -308,6 +313,10 @@ impl ServeArgs {
             fever_threshold: self.fever_threshold.unwrap_or(d.fever_threshold),
             observation_days: self.observation_days.unwrap_or(d.observation_days),
             horizon_days: self.horizon_days.unwrap_or(d.horizon_days),
+            inspection_window_days: match self.inspection_window_days.unwrap_or(d.inspection_window_days) {
+                0 => anyhow::bail!("inspection-window-days: must be at least 1"),
+                days => days,
+            },
             clock_skew_minutes: self.clock_skew_minutes.unwrap_or(d.clock_skew_minutes),
             utc_offset,
             close: CloseRules {
@@ -506,6 +515,7 @@ pub struct ServeConfig {
     pub fever_threshold: f64,
     pub observation_days: u32,
     pub horizon_days: u32,
+    pub inspection_window_days: u32,
     /// Minutes an event may be dated ahead of the server's clock.
     pub clock_skew_minutes: u32,
     pub utc_offset: FixedOffset,
@@ -550,6 +560,7 @@ impl Default for ServeConfig {
             fever_threshold: 37.3,
             observation_days: 14,
             horizon_days: 7,
+            inspection_window_days: reports::inspection::DEFAULT_WINDOW_DAYS,
             clock_skew_minutes: intake::DEFAULT_CLOCK_SKEW_MINUTES,
             utc_offset: FixedOffset::east_opt(8 * 3600).expect("valid offset"),
             close: CloseRules::default(),

@@ -248,7 +248,9 @@ async fn build<L: EventLog, C: EventLog>(
         // With the feeds, sealed days read as published; without, every day reads open.
         let publishing = services.contains(DaybookService::Feeds);
         let store = publishing.then(|| FeedStore::open(&db).context("opening the feed store")).transpose()?;
-        let mut model = ReadModel::new(readable.clone(), config.close).with_cities(&config.cities);
+        let mut model = ReadModel::new(readable.clone(), config.close)
+            .with_cities(&config.cities)
+            .with_inspection_window(config.inspection_window_days);
         if let Some(store) = &store {
             model = model.with_publications(store.publications().clone());
         }
