@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use calamine::{DataType, Reader};
-use tests::{Backend, School, Server, Slot, on_every_backend, start, student};
+use tests::{Backend, School, Server, Slot, alert_of, on_every_backend, read_feed, read_until, start, student};
 use tonic::transport::Channel;
 use wire::pb;
 use wire::pb::feeds_client::FeedsClient;
@@ -40,54 +40,9 @@ async fn feeds(server: &Server) -> FeedsClient<Channel> {
     FeedsClient::connect(server.target.clone()).await.expect("feeds client connects")
 }
 
-/// Items of `office` after `after`, until the feed has been quiet for `quiet`.
-async fn read_feed(client: &mut FeedsClient<Channel>, office: &str, after: u64, quiet: Duration) -> Vec<pb::FeedItem> {
-    let request = pb::SubscribeRequest { office: office.into(), after };
-    let mut stream = client.subscribe(request).await.expect("subscribed").into_inner();
-    let mut out = Vec::new();
-    while let Ok(item) = tokio::time::timeout(quiet, stream.message()).await {
-        match item.expect("feed item") {
-            Some(item) => out.push(item),
-            None => break,
-        }
-    }
-    out
-}
-
-/// Reads until an item matching `want` arrives (or 60 s pass).
-async fn read_until(
-    client: &mut FeedsClient<Channel>,
-    office: &str,
-    after: u64,
-    want: impl Fn(&pb::FeedItem) -> bool,
-) -> Vec<pb::FeedItem> {
-    let request = pb::SubscribeRequest { office: office.into(), after };
-    let mut stream = client.subscribe(request).await.expect("subscribed").into_inner();
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let item = tokio::time::timeout(left, stream.message()).await;
-        let item = item.unwrap_or_else(|_| panic!("{office}: no matching item in 60 s; got {out:#?}"));
-        let item = item.expect("feed item").expect("stream open");
-        let done = want(&item);
-        out.push(item);
-        if done {
-            return out;
-        }
-    }
-}
-
 fn report_of(item: &pb::FeedItem) -> Option<&pb::DailyReport> {
     match &item.item {
         Some(pb::feed_item::Item::Report(r)) => Some(r),
-        _ => None,
-    }
-}
-
-fn alert_of(item: &pb::FeedItem) -> Option<&pb::Alert> {
-    match &item.item {
-        Some(pb::feed_item::Item::Alert(a)) => Some(a),
         _ => None,
     }
 }

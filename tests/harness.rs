@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use daybook::{Roles, Running, ServeArgs};
 use tonic::transport::Channel;
 use wire::pb;
+use wire::pb::feeds_client::FeedsClient;
 use wire::pb::intake_client::IntakeClient;
 use wire::pb::reports_client::ReportsClient;
 
@@ -455,4 +456,55 @@ macro_rules! on_every_backend {
             async fn $name() { super::$name($crate::Backend::kafka()).await; })*
         }
     };
+}
+
+/// Items of `office` after `after`, until the feed has been quiet for `quiet`.
+pub async fn read_feed(
+    client: &mut FeedsClient<Channel>,
+    office: &str,
+    after: u64,
+    quiet: Duration,
+) -> Vec<pb::FeedItem> {
+    let request = pb::SubscribeRequest { office: office.into(), after };
+    let mut stream = client.subscribe(request).await.expect("subscribed").into_inner();
+    let mut out = Vec::new();
+    while let Ok(item) = tokio::time::timeout(quiet, stream.message()).await {
+        match item.expect("feed item") {
+            Some(item) => out.push(item),
+            None => break,
+        }
+    }
+    out
+}
+
+/// Reads until an item matching `want` arrives (or 60 s pass).
+pub async fn read_until(
+    client: &mut FeedsClient<Channel>,
+    office: &str,
+    after: u64,
+    want: impl Fn(&pb::FeedItem) -> bool,
+) -> Vec<pb::FeedItem> {
+    let request = pb::SubscribeRequest { office: office.into(), after };
+    let mut stream = client.subscribe(request).await.expect("subscribed").into_inner();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let item = tokio::time::timeout(left, stream.message()).await;
+        let item = item.unwrap_or_else(|_| panic!("{office}: no matching item in 60 s; got {out:#?}"));
+        let item = item.expect("feed item").expect("stream open");
+        let done = want(&item);
+        out.push(item);
+        if done {
+            return out;
+        }
+    }
+}
+
+/// The alert a feed item carries, if it is one.
+pub fn alert_of(item: &pb::FeedItem) -> Option<&pb::Alert> {
+    match &item.item {
+        Some(pb::feed_item::Item::Alert(a)) => Some(a),
+        _ => None,
+    }
 }
