@@ -4,6 +4,7 @@
 //! figures are worked out from the rules (`services/domain/RULES.md`, the inspection rows)
 //! and the proto's field comments; the window is 2 days here.
 
+use calamine::Reader;
 use tests::{Backend, Server, alert_of, on_every_backend, read_feed, read_until};
 use tonic::Code;
 use wire::pb;
@@ -220,5 +221,45 @@ async fn inspection_reports_are_read_sealed_revised_and_alerted(backend: Backend
     assert_eq!(figures(&h2_day2), [1, 1, 1, 0, 0, 0, 0, 1, 1]);
     assert_eq!((h2_day2.compliance_rate, h2_day2.version), (1.0, 2));
     assert!(revised.iter().filter_map(alert_of).next().is_none(), "no alert is sent twice");
+    the_files_hold_the_same_figures(&server).await;
     server.running.stop().await.unwrap();
+}
+
+/// The exports, through the same call as `daybook export --what inspections|findings`: the
+/// reports of Foshan and its halls as CSV, its findings as XLSX read back with a real
+/// reader, headers in both languages.
+async fn the_files_hold_the_same_figures(server: &Server) {
+    let fetch = |what: &'static str, date: &'static str, format: &'static str| async move {
+        let connection = daybook::client::connect(&server.target, None, &Default::default()).await.unwrap();
+        daybook::files::fetch(connection, what, "city:Foshan", "school", date, format).await.unwrap()
+    };
+    let file = fetch("inspections", "2020-03-02", "csv").await;
+    assert_eq!(file.file_name, "daybook-inspection-reports-city_Foshan-2020-03-02.csv");
+    let text = String::from_utf8(file.content).unwrap();
+    let mut lines = text.trim_start_matches('\u{feff}').lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = |en: &str| {
+        header.iter().position(|h| h.ends_with(&format!("/ {en}"))).unwrap_or_else(|| panic!("{en}: {header:?}"))
+    };
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let units: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(units, ["city:Foshan", "hall:H1", "hall:H2"]);
+    assert!(header[column("Compliance rate")].starts_with("达标率"), "{header:?}");
+    let foshan = &rows[0];
+    assert_eq!(foshan[column("Version (0 = not sealed)")], "2");
+    assert_eq!(foshan[column("Halls inspected that day")], "1", "H2's late inspection");
+    assert_eq!(foshan[column("Findings open")], "1", "H1's item 2");
+    assert_eq!(foshan[column("Halls compliant")], "1", "H2 passed everything");
+
+    let file = fetch("findings", "2020-03-03", "xlsx").await;
+    let mut book: calamine::Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(file.content)).unwrap();
+    let sheet = book.worksheet_range("整改问题 Findings").expect("the findings sheet");
+    let rows: Vec<Vec<String>> = sheet.rows().map(|r| r.iter().map(|c| c.to_string()).collect()).collect();
+    assert_eq!(rows.len(), 3, "a header and H1's two findings: {rows:?}");
+    assert_eq!(rows[0][7], "状态 / Status");
+    assert_eq!((rows[1][0].as_str(), rows[1][7].as_str()), ("H1", "逾期未整改 / overdue"));
+    // XLSX keeps a date as its serial day number, counted from 1899-12-30.
+    let excel_epoch = chrono::NaiveDate::from_ymd_opt(1899, 12, 30).unwrap();
+    let rectified = excel_epoch + chrono::TimeDelta::days(rows[2][8].parse().expect("a date cell"));
+    assert_eq!((rows[2][7].as_str(), rectified.to_string().as_str()), ("已整改 / rectified", "2020-03-01"));
 }

@@ -4,7 +4,8 @@
 use wire::pb;
 use wire::pb::feeds_client::FeedsClient;
 
-/// Asks the server over `connection` for a file; `what` is `reports` or `observation`.
+/// Asks the server over `connection` for a file; `what` is `reports`, `observation`,
+/// `inspections` or `findings`.
 pub async fn fetch(
     connection: crate::client::Connection,
     what: &str,
@@ -16,7 +17,9 @@ pub async fn fetch(
     let kind = match what {
         "reports" => pb::ExportKind::DailyReports,
         "observation" => pb::ExportKind::ObservationList,
-        other => anyhow::bail!("what: {other:?} is neither `reports` nor `observation`"),
+        "inspections" => pb::ExportKind::InspectionReports,
+        "findings" => pb::ExportKind::Findings,
+        other => anyhow::bail!("what: {other:?} is not `reports`, `observation`, `inspections` or `findings`"),
     };
     let format = match format {
         "csv" => pb::ExportFormat::Csv,

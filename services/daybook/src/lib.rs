@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod files;
 pub mod grpc_metrics;
+pub mod inspections;
 pub mod kafka;
 pub mod metrics_http;
 pub mod process_metrics;

@@ -45,6 +45,9 @@ enum Command {
     Simulate(SimulateArgs),
     /// Print the daily report of a unit.
     Report(ReportArgs),
+    /// Print the service-window inspection report of the province, a city or a hall, with
+    /// its findings.
+    Inspections(InspectionsArgs),
     /// Write the daily report table of a level, or the observation list, to a CSV or XLSX
     /// file (Chinese and English headers).
     Export(ExportArgs),
@@ -165,12 +168,34 @@ struct ReportArgs {
 }
 
 #[derive(clap::Args)]
+struct InspectionsArgs {
+    /// The daybook gRPC address.
+    #[arg(long, env = "DAYBOOK_TARGET", default_value = "http://127.0.0.1:50051")]
+    target: String,
+    /// The unit: province, city:NAME or hall:CODE.
+    #[arg(long, default_value = "province")]
+    unit: String,
+    /// The day, YYYY-MM-DD; today by default.
+    #[arg(long)]
+    date: Option<NaiveDate>,
+    /// Which findings to list: open (overdue ones included), overdue, or all.
+    #[arg(long, default_value = "open")]
+    findings: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    tls: daybook::tls::ClientArgs,
+}
+
+#[derive(clap::Args)]
 struct ExportArgs {
     /// The daybook gRPC address.
     #[arg(long, env = "DAYBOOK_TARGET", default_value = "http://127.0.0.1:50051")]
     target: String,
-    /// `reports` (the daily report table of --level) or `observation` (persons under home or
-    /// centralized observation).
+    /// `reports` (the daily report table of --level), `observation` (persons under home or
+    /// centralized observation), `inspections` (the inspection reports of --unit and the
+    /// units under it) or `findings` (the inspection findings under --unit).
     #[arg(long, default_value = "reports")]
     what: String,
     /// Units under this one (province, city:NAME, school:S001, …).
@@ -310,6 +335,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&wire::json::report_to_json(&r))?);
             } else {
                 print!("{}", report::render(&r));
+            }
+            Ok(())
+        }
+        Command::Inspections(args) => {
+            let mut client = report::connect(&args.target, cli.token.as_deref(), &args.tls).await?;
+            let date = args.date.unwrap_or_else(|| today(zone)).format("%Y-%m-%d").to_string();
+            let filter = daybook::inspections::parse_filter(&args.findings)?;
+            let (r, findings) = daybook::inspections::fetch(&mut client, &args.unit, &date, filter).await?;
+            if args.json {
+                let mut json = wire::inspection_report_to_json(&r);
+                json["findings"] = findings.iter().map(wire::json::finding_to_json).collect();
+                println!("{}", serde_json::to_string_pretty(&json)?);
+            } else {
+                print!("{}", daybook::inspections::render(&r, &findings));
             }
             Ok(())
         }

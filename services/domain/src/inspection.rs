@@ -302,6 +302,14 @@ pub struct Finding {
     pub by_reinspection: bool,
 }
 
+/// A finding with its hall and the city the hall counts in, as listings give it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HallFinding {
+    pub hall: String,
+    pub city: String,
+    pub finding: Finding,
+}
+
 /// An inspection report's figures: a hall's, or the sum of halls' (a city's, the
 /// province's).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,6 +4,8 @@
 //! - [`report_table`] and [`observation_table`] lay domain data out as a [`Table`]: fixed
 //!   columns, each headed "中文 / English" with the terms of the domain (发热 / Fever,
 //!   零报告 / Zero report …), one row per report or per person.
+//! - [`inspection_table`] and [`findings_table`] do the same for the service-window
+//!   inspections: one row per unit's report of a day, one per finding.
 //! - [`write`] turns a table into the bytes of a file: CSV (UTF-8 with a byte-order mark,
 //!   so Excel reads the Chinese right; RFC 4180 quoting) or XLSX (counts as numeric
 //!   cells, dates as dates, a bold frozen header row).
@@ -14,6 +16,7 @@
 mod csv;
 pub mod dhis2;
 mod form;
+mod inspections;
 mod tables;
 mod xlsx;
 
@@ -21,6 +24,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use form::{Form, report_form};
+pub use inspections::{findings_table, inspection_table, item_header};
 pub use tables::{ObservationRow, ReportRow, observation_table, report_table};
 
 use domain::Day;

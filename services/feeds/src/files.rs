@@ -64,7 +64,7 @@ pub fn observation_rows(
 }
 
 /// A file name that says what the file holds.
-pub fn file_name(what: &str, under: &UnitKey, day: Day, format: Format) -> String {
+pub fn file_name(what: &str, under: &impl std::fmt::Display, day: Day, format: Format) -> String {
     let unit: String =
         under.to_string().chars().map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' }).collect();
     format!("daybook-{what}-{unit}-{}.{}", day.format("%Y-%m-%d"), format.extension())

@@ -10,7 +10,11 @@ use domain::{Level, UnitKey};
 use export::Format;
 use prost::Message;
 use reports::ReadModel;
-use reports::grpc::{Today, may_read, may_see_persons, store_failed, within_horizon};
+use reports::grpc::{
+    Today, may_read, may_read_inspections, may_see_persons, parse_inspection_unit, report_day, store_failed,
+    within_horizon,
+};
+use reports::inspection::FindingFilter;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -137,6 +141,38 @@ impl From<FeedError> for Status {
     }
 }
 
+impl FeedsService {
+    /// The inspection reports of a day under a unit (province, cities, halls), or the
+    /// findings under it as they stood then, as a table file.
+    fn export_inspections(
+        &self,
+        access: &Access,
+        kind: pb::ExportKind,
+        format: Format,
+        request: &pb::ExportRequest,
+    ) -> Result<pb::ExportFile, Status> {
+        if format == Format::Dhis2 {
+            return Err(Status::invalid_argument("format: EXPORT_FORMAT_DHIS2_JSON carries daily reports only"));
+        }
+        let under = parse_inspection_unit("unit", &request.unit)?;
+        let day = report_day("date", &request.date, self.today())?;
+        may_read_inspections(&self.model, access, "unit", &under)?;
+        let (table, what) = if kind == pb::ExportKind::InspectionReports {
+            let reports = self.model.inspection_reports(&under, day)?.unwrap_or_default();
+            (export::inspection_table(&reports), "inspection-reports")
+        } else {
+            let findings = self.model.findings(&under, day, FindingFilter::All)?.unwrap_or_default();
+            (export::findings_table(&findings), "findings")
+        };
+        let content = export::write(&table, format).map_err(internal)?;
+        Ok(pb::ExportFile {
+            file_name: files::file_name(what, &under, day, format),
+            content_type: format.content_type().to_owned(),
+            content,
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl pb::feeds_server::Feeds for FeedsService {
     type SubscribeStream = ReceiverStream<Result<pb::FeedItem, Status>>;
@@ -240,6 +276,11 @@ impl pb::feeds_server::Feeds for FeedsService {
                 ));
             }
         };
+        if let Ok(kind @ (pb::ExportKind::InspectionReports | pb::ExportKind::Findings)) =
+            pb::ExportKind::try_from(request.kind)
+        {
+            return self.export_inspections(&access, kind, format, &request).map(Response::new);
+        }
         let under: UnitKey = if request.unit.is_empty() {
             UnitKey::province()
         } else {
@@ -290,7 +331,8 @@ impl pb::feeds_server::Feeds for FeedsService {
             }
             _ => {
                 return Err(Status::invalid_argument(
-                    "kind: choose EXPORT_KIND_DAILY_REPORTS or EXPORT_KIND_OBSERVATION_LIST",
+                    "kind: choose EXPORT_KIND_DAILY_REPORTS, EXPORT_KIND_OBSERVATION_LIST, \
+                     EXPORT_KIND_INSPECTION_REPORTS or EXPORT_KIND_FINDINGS",
                 ));
             }
         };

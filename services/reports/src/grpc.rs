@@ -307,7 +307,7 @@ pub fn findings(
     date: &str,
     filter: FindingFilter,
     today: Day,
-) -> Result<Vec<crate::inspection::HallFinding>, Status> {
+) -> Result<Vec<domain::inspection::HallFinding>, Status> {
     let unit = parse_inspection_unit("unit", unit)?;
     let day = report_day("date", date, today)?;
     may_read_inspections(model, access, "unit", &unit)?;

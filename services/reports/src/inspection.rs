@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use domain::Day;
 use domain::inspection::{
-    Finding, FindingStatus, HallLog, InspectionAlert, InspectionReport, InspectionTally, InspectionUnit,
+    FindingStatus, HallFinding, HallLog, InspectionAlert, InspectionReport, InspectionTally, InspectionUnit,
 };
 use domain::unit::UnitNames;
 
@@ -25,14 +25,6 @@ pub enum FindingFilter {
     /// Open at the end of the day, overdue ones included.
     Open,
     Overdue,
-}
-
-/// A finding with its hall and the city the hall counts in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HallFinding {
-    pub hall: String,
-    pub city: String,
-    pub finding: Finding,
 }
 
 /// Every hall's log, read once for a question about a day.

@@ -116,3 +116,19 @@ pub fn feed_item_to_json(item: &pb::FeedItem) -> serde_json::Value {
     }
     json
 }
+
+/// An inspection finding as JSON.
+pub fn finding_to_json(f: &pb::Finding) -> serde_json::Value {
+    serde_json::json!({
+        "hall": f.hall,
+        "city": f.city,
+        "inspection_id": f.inspection_id,
+        "item": pb::ChecklistItem::try_from(f.item).map(|k| k.as_str_name()).unwrap_or_default(),
+        "finding": f.finding,
+        "opened": f.opened,
+        "deadline": f.deadline,
+        "status": pb::FindingStatus::try_from(f.status).map(|s| s.as_str_name()).unwrap_or_default(),
+        "rectified": f.rectified,
+        "rectified_by_reinspection": f.rectified_by_reinspection,
+    })
+}
