@@ -273,6 +273,62 @@ async fn a_city_office_reads_its_own_schools_and_not_another_city_or_the_provinc
 }
 
 #[tokio::test]
+async fn a_city_office_reads_its_own_halls_and_not_another_citys() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = checked(dir.path(), |a| a).await;
+    let (mut gz, mut fs) = (tests::hall("HG1"), tests::hall("HF1"));
+    let at = format!("{DAY} 08:00");
+    let events = vec![
+        gz.register(&at, "Guangzhou", pb::HallKind::CityHall),
+        gz.inspect(&format!("{DAY} 10:00"), "IG1", "Guangzhou", &[(3, "2020-03-09")]),
+        fs.register(&at, "Foshan", pb::HallKind::CityHall),
+        fs.inspect(&format!("{DAY} 10:00"), "IF1", "Foshan", &[(4, "2020-03-09")]),
+    ];
+    let mut intake = c.intake(&c.tokens.ops);
+    let results = intake.publish_batch(pb::PublishBatchRequest { events }).await.unwrap().into_inner().results;
+    assert!(results.iter().all(|r| r.outcome == pb::Outcome::Accepted as i32), "{results:?}");
+    c.caught_up().await;
+    // Counts only are enough: findings name halls, not persons.
+    let mut office = c.reports(Some(&c.tokens.counts));
+    let on = |unit: &str| pb::InspectionReportRequest { unit: unit.into(), date: DAY.into() };
+    let findings = |unit: &str| pb::ListFindingsRequest { unit: unit.into(), date: DAY.into(), ..Default::default() };
+    for allowed in ["city:Guangzhou", "hall:HG1"] {
+        assert_eq!(code(office.get_inspection_report(on(allowed)).await), Code::Ok, "{allowed}");
+        let listed = office.list_findings(findings(allowed)).await.unwrap().into_inner().findings;
+        assert_eq!(listed.iter().map(|f| f.hall.as_str()).collect::<Vec<_>>(), ["HG1"], "{allowed}");
+    }
+    for refused in ["province", "city:Foshan", "hall:HF1"] {
+        let status = office.get_inspection_report(on(refused)).await.unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{refused}");
+        assert!(status.message().contains(&format!("may not read {refused}")), "{}", status.message());
+        assert_eq!(code(office.list_findings(findings(refused)).await), Code::PermissionDenied, "{refused}");
+        assert_eq!(code(office.list_inspection_reports(on(refused)).await), Code::PermissionDenied, "{refused}");
+    }
+    let export = |unit: &str| pb::ExportRequest {
+        unit: unit.into(),
+        date: DAY.into(),
+        format: pb::ExportFormat::Csv as i32,
+        kind: pb::ExportKind::Findings as i32,
+        ..Default::default()
+    };
+    let mut feeds = c.feeds(&c.tokens.counts);
+    assert_eq!(code(feeds.export(export("city:Guangzhou")).await), Code::Ok);
+    assert_eq!(code(feeds.export(export("hall:HF1")).await), Code::PermissionDenied);
+    // A school's source reads no halls.
+    let mut source = c.reports(Some(&c.tokens.s1));
+    assert_eq!(code(source.get_inspection_report(on("hall:HG1")).await), Code::PermissionDenied);
+    // The console's API answers and refuses alike.
+    let addr = c.server.running.http_addr;
+    let own =
+        raw_get(addr, &format!("/api/v1/inspections?unit=city:Guangzhou&date={DAY}"), Some(&c.tokens.counts)).await;
+    assert!(own.starts_with("HTTP/1.1 200") && own.contains("\"hall:HG1\"") && !own.contains("HF1"), "{own}");
+    let other =
+        raw_get(addr, &format!("/api/v1/inspections?unit=city:Foshan&date={DAY}"), Some(&c.tokens.counts)).await;
+    assert!(other.starts_with("HTTP/1.1 403"), "{other}");
+    c.server.running.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn person_level_data_needs_its_own_right_and_each_read_is_audited() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = checked(dir.path(), |a| a).await;

@@ -245,6 +245,14 @@ async fn watch_drill_down_and_switch() {
         s3.register("07:00", &student("S3-P5", "C1", "R1")),
         s1.name("07:00", "school:S1", "广州市第一技工学校", "Guangzhou No. 1 Technical School"),
     ];
+    // A hall in Foshan, inspected yesterday: masks not required, to be rectified by the
+    // 10th (open, not overdue: no alert); a second hall never inspected.
+    let (mut h1, mut h2) = (tests::hall("H1"), tests::hall("H2"));
+    events.extend([
+        h1.register(&format!("{YESTERDAY} 08:00"), "Foshan", pb::HallKind::CityHall),
+        h2.register(&format!("{YESTERDAY} 08:00"), "Foshan", pb::HallKind::TalentBureau),
+        h1.inspect(&format!("{YESTERDAY} 10:00"), "I1", "Foshan", &[(2, "2020-03-10")]),
+    ]);
     for day in [YESTERDAY, TODAY] {
         s1.on(day);
         s3.on(day);
@@ -300,7 +308,15 @@ async fn watch_drill_down_and_switch() {
     let kinds = "[...document.querySelectorAll('#alerts li[data-kind]')].map(li => li.dataset.kind).join(' ')";
     browser.until(&format!("return {kinds} === 'confirmed suspected fever'"), "three alerts, newest first").await;
     browser.until_text("[data-figure=confirmed] .value", "1 / 1").await;
+    // The halls: Foshan's row, the open finding.
+    browser.until_text("[data-figure=findings_open] .value", "1").await;
+    browser.until_text("[data-figure=halls] .value", "2").await;
+    let foshan_halls = browser.text("#inspection-children tr[data-row='city:Foshan']").await;
+    assert!(foshan_halls.contains("佛山市") && foshan_halls.contains("0%"), "{foshan_halls}");
+    let finding = browser.text("#findings tr[data-finding='H1/I1/MasksRequired']").await;
+    assert!(finding.contains("佩戴口罩") && finding.contains("2020-03-10") && finding.contains("未整改"), "{finding}");
     browser.screenshot("province", None).await;
+    browser.screenshot("inspections", Some("#inspections-box")).await;
     browser.screenshot("alerts", Some("#alerts-panel")).await;
     // The trends over the last 7 days instead of 14: the province has a report every day.
     browser
@@ -373,6 +389,10 @@ async fn watch_drill_down_and_switch() {
     browser.until_text("#unit-title", &format!("Foshan · {TODAY}")).await;
     browser
         .until("return document.querySelector('#children a[data-unit=\"school:S3\"]') !== null", "Foshan's school")
+        .await;
+    // Its halls, one row each.
+    browser
+        .until("return document.querySelector('#inspection-children tr[data-row=\"hall:H2\"]') !== null", "H2")
         .await;
     let page = browser.script("return document.body.innerText").await;
     let page = page.as_str().unwrap();

@@ -508,3 +508,60 @@ pub fn alert_of(item: &pb::FeedItem) -> Option<&pb::Alert> {
         _ => None,
     }
 }
+
+/// A hall's events, posted with the hall as the envelope's `site`.
+pub struct Hall {
+    pub code: &'static str,
+    next: u32,
+}
+
+impl Hall {
+    fn event(&mut self, at: &str, kind: pb::inspection_event::Kind) -> pb::Event {
+        self.next += 1;
+        pb::Event {
+            event_id: format!("{}-{}", self.code, self.next),
+            source: "inspectors".into(),
+            site: self.code.into(),
+            school: String::new(),
+            occurred_at: format!("{at}:00+08:00").replace(' ', "T"),
+            payload: Some(pb::event::Payload::Inspection(pb::InspectionEvent { kind: Some(kind) })),
+        }
+    }
+
+    pub fn register(&mut self, at: &str, city: &str, kind: pb::HallKind) -> pb::Event {
+        let registered = pb::HallRegistered {
+            name_zh: format!("{}大厅", self.code),
+            name_en: format!("Hall {}", self.code),
+            city: city.into(),
+            kind: kind as i32,
+        };
+        self.event(at, pb::inspection_event::Kind::HallRegistered(registered))
+    }
+
+    /// An inspection passing every item but `failed` (item number 1..=9, deadline).
+    pub fn inspect(&mut self, at: &str, id: &str, city: &str, failed: &[(i32, &str)]) -> pb::Event {
+        let items = (1..=9)
+            .map(|item| match failed.iter().find(|(f, _)| *f == item) {
+                Some((_, deadline)) => pb::ChecklistResult {
+                    item,
+                    passed: false,
+                    finding: format!("item {item} not in place"),
+                    deadline: (*deadline).into(),
+                },
+                None => pb::ChecklistResult { item, passed: true, ..Default::default() },
+            })
+            .collect();
+        let inspected = pb::Inspected { inspection_id: id.into(), city: city.into(), items };
+        self.event(at, pb::inspection_event::Kind::Inspected(inspected))
+    }
+
+    pub fn rectify(&mut self, at: &str, id: &str, item: i32) -> pb::Event {
+        let rectified = pb::Rectified { inspection_id: id.into(), item };
+        self.event(at, pb::inspection_event::Kind::Rectified(rectified))
+    }
+}
+
+/// A hall whose events are numbered from 1.
+pub fn hall(code: &'static str) -> Hall {
+    Hall { code, next: 0 }
+}

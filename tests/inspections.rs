@@ -5,7 +5,7 @@
 //! and the proto's field comments; the window is 2 days here.
 
 use calamine::Reader;
-use tests::{Backend, Server, alert_of, on_every_backend, read_feed, read_until};
+use tests::{Backend, Server, alert_of, hall, on_every_backend, read_feed, read_until};
 use tonic::Code;
 use wire::pb;
 use wire::pb::feeds_client::FeedsClient;
@@ -14,62 +14,6 @@ on_every_backend!(inspection_reports_are_read_sealed_revised_and_alerted);
 
 /// How long a feed stays quiet before a test takes it as read to its end.
 const QUIET: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// A hall's events, posted with the hall as the envelope's `site`.
-struct Hall {
-    code: &'static str,
-    next: u32,
-}
-
-impl Hall {
-    fn event(&mut self, at: &str, kind: pb::inspection_event::Kind) -> pb::Event {
-        self.next += 1;
-        pb::Event {
-            event_id: format!("{}-{}", self.code, self.next),
-            source: "inspectors".into(),
-            site: self.code.into(),
-            school: String::new(),
-            occurred_at: format!("{at}:00+08:00").replace(' ', "T"),
-            payload: Some(pb::event::Payload::Inspection(pb::InspectionEvent { kind: Some(kind) })),
-        }
-    }
-
-    fn register(&mut self, at: &str, city: &str, kind: pb::HallKind) -> pb::Event {
-        let registered = pb::HallRegistered {
-            name_zh: format!("{}大厅", self.code),
-            name_en: format!("Hall {}", self.code),
-            city: city.into(),
-            kind: kind as i32,
-        };
-        self.event(at, pb::inspection_event::Kind::HallRegistered(registered))
-    }
-
-    /// An inspection passing every item but `failed` (item number 1..=9, deadline).
-    fn inspect(&mut self, at: &str, id: &str, city: &str, failed: &[(i32, &str)]) -> pb::Event {
-        let items = (1..=9)
-            .map(|item| match failed.iter().find(|(f, _)| *f == item) {
-                Some((_, deadline)) => pb::ChecklistResult {
-                    item,
-                    passed: false,
-                    finding: format!("item {item} not in place"),
-                    deadline: (*deadline).into(),
-                },
-                None => pb::ChecklistResult { item, passed: true, ..Default::default() },
-            })
-            .collect();
-        let inspected = pb::Inspected { inspection_id: id.into(), city: city.into(), items };
-        self.event(at, pb::inspection_event::Kind::Inspected(inspected))
-    }
-
-    fn rectify(&mut self, at: &str, id: &str, item: i32) -> pb::Event {
-        let rectified = pb::Rectified { inspection_id: id.into(), item };
-        self.event(at, pb::inspection_event::Kind::Rectified(rectified))
-    }
-}
-
-fn hall(code: &'static str) -> Hall {
-    Hall { code, next: 0 }
-}
 
 async fn report(server: &mut Server, unit: &str, date: &str) -> pb::InspectionReport {
     server.caught_up().await;

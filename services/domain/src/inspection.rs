@@ -303,7 +303,7 @@ pub struct Finding {
 }
 
 /// A finding with its hall and the city the hall counts in, as listings give it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HallFinding {
     pub hall: String,
     pub city: String,

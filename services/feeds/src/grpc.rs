@@ -11,8 +11,7 @@ use export::Format;
 use prost::Message;
 use reports::ReadModel;
 use reports::grpc::{
-    Today, may_read, may_read_inspections, may_see_persons, parse_inspection_unit, report_day, store_failed,
-    within_horizon,
+    Today, may_read, may_read_inspections, may_see_persons, parse_inspection_unit, store_failed, within_horizon,
 };
 use reports::inspection::FindingFilter;
 use tokio::sync::{mpsc, watch};
@@ -142,6 +141,14 @@ impl From<FeedError> for Status {
 }
 
 impl FeedsService {
+    /// An export's day as the request gives it; today if empty.
+    fn export_day(&self, date: &str) -> Result<domain::Day, Status> {
+        if date.is_empty() {
+            return Ok(self.today());
+        }
+        wire::parse_date("date", date).map_err(|e| Status::invalid_argument(e.to_string()))
+    }
+
     /// The inspection reports of a day under a unit (province, cities, halls), or the
     /// findings under it as they stood then, as a table file.
     fn export_inspections(
@@ -155,7 +162,7 @@ impl FeedsService {
             return Err(Status::invalid_argument("format: EXPORT_FORMAT_DHIS2_JSON carries daily reports only"));
         }
         let under = parse_inspection_unit("unit", &request.unit)?;
-        let day = report_day("date", &request.date, self.today())?;
+        let day = self.export_day(&request.date)?;
         may_read_inspections(&self.model, access, "unit", &under)?;
         let (table, what) = if kind == pb::ExportKind::InspectionReports {
             let reports = self.model.inspection_reports(&under, day)?.unwrap_or_default();
@@ -290,11 +297,7 @@ impl pb::feeds_server::Feeds for FeedsService {
         if under.level != Level::Province && self.model.projections().unit(&under).map_err(store_failed)?.is_none() {
             return Err(Status::not_found(format!("unit: {under} has no one registered in it")));
         }
-        let day = if request.date.is_empty() {
-            self.today()
-        } else {
-            wire::parse_date("date", &request.date).map_err(|e| Status::invalid_argument(e.to_string()))?
-        };
+        let day = self.export_day(&request.date)?;
         let (model, within) = (self.model.clone(), under.clone());
         let (content, what) = match pb::ExportKind::try_from(request.kind) {
             Ok(pb::ExportKind::DailyReports) => {

@@ -7,8 +7,13 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, get};
 use domain::access::Access;
+use domain::inspection::{InspectionReport, InspectionUnit};
 use domain::{DailyReport, Day, Level, UnitKey};
-use reports::grpc::{daily_report, known, list_day, may_read, may_see_persons, parse_unit, report_day, store_failed};
+use reports::grpc::{
+    daily_report, known, list_day, may_read, may_read_inspections, may_see_persons, parse_inspection_unit, parse_unit,
+    report_day, store_failed,
+};
+use reports::inspection::FindingFilter;
 use serde_json::{Value, json};
 use tonic::Status;
 
@@ -32,6 +37,7 @@ pub(crate) fn routes(console: Console) -> Router {
         .route("/api/v1/key-persons", json_get(|c, a, q| persons(c, a, q, false)))
         .route("/api/v1/observation", json_get(|c, a, q| persons(c, a, q, true)))
         .route("/api/v1/alerts", json_get(alerts))
+        .route("/api/v1/inspections", json_get(inspections))
         .route("/api/v1/live", get(crate::live::live))
         .with_state(console)
 }
@@ -313,4 +319,52 @@ fn alerts(console: &Console, access: &Access, query: &Query) -> Result<Value, St
         console.inner.audit.record(access, "console.alerts", &office.id, "alerts naming persons");
     }
     Ok(json!({ "office": office.id, "next": next, "last": last, "alerts": found }))
+}
+
+/// An inspection report as the console shows it: its unit's key and kind, and the figures.
+fn inspection_json(report: &InspectionReport) -> Value {
+    let t = &report.tally;
+    json!({
+        "unit": report.unit.to_string(),
+        "names": report.names,
+        "kind": report.kind,
+        "version": report.version,
+        "window_days": report.window_days,
+        "halls_registered": t.halls_registered,
+        "halls_inspected": t.halls_inspected,
+        "halls_inspected_in_window": t.halls_inspected_in_window,
+        "halls_not_inspected_in_window": t.halls_not_inspected_in_window,
+        "items_failed": t.items_failed,
+        "findings_opened": t.findings_opened,
+        "findings_rectified": t.findings_rectified,
+        "findings_open": t.findings_open,
+        "findings_overdue": t.findings_overdue,
+        "halls_ever_inspected": t.halls_ever_inspected,
+        "halls_compliant": t.halls_compliant,
+        "compliance_rate": (t.halls_ever_inspected > 0).then(|| t.compliance_rate()),
+    })
+}
+
+/// The service-window inspections of `unit` (the province, a city or a hall) for `date`:
+/// its report, those of the units right under it (the province's cities, a city's halls),
+/// and the findings open at the day's end, checked as `GetInspectionReport` and
+/// `ListFindings` check them.
+fn inspections(console: &Console, access: &Access, query: &Query) -> Result<Value, Status> {
+    let model = &console.inner.model;
+    let unit = parse_inspection_unit("unit", query.text("unit"))?;
+    let day = day_of(console, query, "date")?;
+    may_read_inspections(model, access, "unit", &unit)?;
+    let reports = model.inspection_reports(&unit, day)?.unwrap_or_default();
+    let below = |r: &&InspectionReport| {
+        matches!(
+            (&unit, &r.unit),
+            (InspectionUnit::Province, InspectionUnit::City(_)) | (InspectionUnit::City(_), InspectionUnit::Hall(_))
+        )
+    };
+    let findings = model.findings(&unit, day, FindingFilter::Open)?.unwrap_or_default();
+    Ok(json!({
+        "report": reports.iter().find(|r| r.unit == unit).map(inspection_json),
+        "children": reports.iter().filter(below).map(inspection_json).collect::<Vec<_>>(),
+        "findings": json_of(&findings)?,
+    }))
 }

@@ -244,7 +244,8 @@ pub fn fed_alert(cursor: u64, item: &[u8]) -> Result<Option<FedAlert>, prost::De
         school: a.school,
         city: a.city,
         person: a.person_id,
-        occurred_at: a.occurred_at,
+        // An inspection alert is about a sealed day, not an event's instant.
+        occurred_at: if a.occurred_at.is_empty() { a.date } else { a.occurred_at },
         reason: a.reason,
         units: a.units,
     }))

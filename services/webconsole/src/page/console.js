@@ -32,12 +32,19 @@ const TEXT = {
     missing: "缺报学校", late: "迟报学校", not_yet: "尚未达标",
     unit: "单位", status_col: "状态", coverage_col: "覆盖率",
     alert: { fever: "发热", suspected: "疑似病例", confirmed: "确诊病例", kept_out_gate_in: "应留观者入校",
-      release_refused: "解除观察被拒" },
+      release_refused: "解除观察被拒", finding_overdue: "窗口检查问题逾期未整改", hall_not_inspected: "窗口单位逾期未检查" },
     person: "人员", kind: "类型", start: "开始", end: "预计解除", home: "居家", centralized: "集中",
     obs_status: "状态", refused: "解除被拒", none: "无", persons_more: (n) => `另有 ${n} 人未显示`,
     chart: { fever: "发热", abnormal: "异常人数", coverage: "覆盖率 %", suspected: "疑似（现有）",
       confirmed: "确诊（现有）", observation: "医学观察（居家+集中）", on_campus: "在校人数" },
     lang_switch: "English", bad_token: "令牌无效", error: "出错了：",
+    inspections: "窗口单位检查", halls: "登记单位", inspected_today: "当日检查",
+    in_window: (d) => `${d}天内已检查`, not_in_window: (d) => `${d}天内未检查`, findings_open: "未整改问题",
+    findings_overdue: "逾期未整改", compliance: "达标率", hall: "窗口单位", item: "检查项目", finding: "问题",
+    opened: "发现日期", deadline: "整改期限", no_findings: "无未整改问题",
+    finding_status: { Open: "未整改", Overdue: "逾期未整改", Rectified: "已整改" },
+    items: ["入口测温", "佩戴口罩", "工作人员防护", "工作人员健康监测", "消毒通风", "体温计和消毒液", "不见面服务",
+      "健康宣传", "工作人员培训"],
   },
   en: {
     title: "daybook duty console", day: "Day", signout: "Sign out", connecting: "connecting…", live: "● live",
@@ -73,12 +80,21 @@ const TEXT = {
     missing: "Missing", late: "Late", not_yet: "Not yet",
     unit: "Unit", status_col: "Status", coverage_col: "Coverage",
     alert: { fever: "Fever", suspected: "Suspected case", confirmed: "Confirmed case",
-      kept_out_gate_in: "Kept-out person came in", release_refused: "Release refused" },
+      kept_out_gate_in: "Kept-out person came in", release_refused: "Release refused",
+      finding_overdue: "Inspection finding overdue", hall_not_inspected: "Hall not inspected" },
     person: "Person", kind: "Kind", start: "Start", end: "Expected end", home: "home", centralized: "centralized",
     obs_status: "Status", refused: "release refused", none: "none", persons_more: (n) => `${n} more not shown`,
     chart: { fever: "Fever", abnormal: "Abnormal", coverage: "Coverage %", suspected: "Suspected (current)",
       confirmed: "Confirmed (current)", observation: "Under observation", on_campus: "On campus" },
     lang_switch: "中文", bad_token: "The token is not valid", error: "Error: ",
+    inspections: "Service-window inspections", halls: "Halls registered", inspected_today: "Inspected that day",
+    in_window: (d) => `Inspected within ${d} days`, not_in_window: (d) => `Not inspected within ${d} days`,
+    findings_open: "Findings open", findings_overdue: "Findings overdue", compliance: "Compliance", hall: "Hall",
+    item: "Item", finding: "Finding", opened: "Opened", deadline: "Deadline", no_findings: "No open findings",
+    finding_status: { Open: "open", Overdue: "overdue", Rectified: "rectified" },
+    items: ["Entrance temperature", "Masks required", "Staff protection", "Staff health monitored",
+      "Disinfection, ventilation", "Thermometers, sanitizer", "No-contact service", "Health publicity",
+      "Staff trained"],
   },
 };
 
@@ -289,11 +305,13 @@ async function render() {
       api("series", { unit, to: date, from: daysBefore(date, Number($("#range").value) - 1) }),
       level === "province" || level === "city" ? api("stragglers", { under: unit, date }) : null,
       state.info.persons && !["province", "city"].includes(level) ? api("observation", { unit, date }) : null,
+      // A scope without the halls (a school's) is refused them: the section stays hidden.
+      level === "province" || level === "city" ? api("inspections", { unit, date }).catch(() => null) : null,
     ];
-    const [report, children, series, stragglers, persons] = await Promise.all(wanted);
+    const [report, children, series, stragglers, persons, inspections] = await Promise.all(wanted);
     if (seq !== state.seq) return;
     $("#problem").hidden = true;
-    state.last = { report, children, series, stragglers, persons };
+    state.last = { report, children, series, stragglers, persons, inspections };
     draw(state.last);
   } catch (e) {
     if (seq !== state.seq) return;
@@ -309,7 +327,7 @@ function daysBefore(date, n) {
 
 $("#range").addEventListener("change", () => render());
 
-function draw({ report, children, series, stragglers, persons }) {
+function draw({ report, children, series, stragglers, persons, inspections }) {
   const r = report.report;
   const T = t();
   rememberNames(report.unit, r);
@@ -359,6 +377,7 @@ function draw({ report, children, series, stragglers, persons }) {
   drawChildren(children.children);
   drawTrends(series.days);
   drawPersons(persons);
+  drawInspections(inspections);
 }
 
 function statusClass(s) {
@@ -532,6 +551,47 @@ function drawPersons(persons) {
   if (persons.persons.length > shown.length) table.append(h("tr", {}, h("td", { class: "muted" }, T.persons_more(persons.persons.length - shown.length))));
 }
 
+// A unit's service-window inspections: its figures, its cities' or halls' rows, the
+// findings open at the day's end (overdue ones marked).
+function drawInspections(inspections) {
+  const box = $("#inspections-box");
+  const r = inspections && inspections.report;
+  box.hidden = !r || (r.halls_registered === 0 && r.halls_ever_inspected === 0);
+  if (box.hidden) return;
+  const T = t();
+  const rate = (x) => x.compliance_rate === null ? "—" : `${Math.round(x.compliance_rate * 1000) / 10}%`;
+  $("#inspection-figures").replaceChildren(
+    card("halls", T.halls, r.halls_registered),
+    card("inspected_today", T.inspected_today, r.halls_inspected),
+    card("in_window", T.in_window(r.window_days), r.halls_inspected_in_window),
+    card("findings_open", T.findings_open, r.findings_open),
+    card("findings_overdue", T.findings_overdue, r.findings_overdue, { alarm: true }),
+    card("compliance", T.compliance, rate(r)));
+  const table = $("#inspection-children");
+  table.replaceChildren(h("tr", {}, h("th", {}, T.unit), h("th", {}, T.halls), h("th", {}, T.inspected_today),
+    h("th", {}, T.in_window(r.window_days)), h("th", {}, T.findings_open), h("th", {}, T.findings_overdue),
+    h("th", {}, T.compliance)));
+  for (const c of inspections.children) {
+    const name = (state.lang === "zh" ? c.names.zh : c.names.en) || c.names.zh || c.names.en;
+    table.append(h("tr", { "data-row": c.unit }, h("td", {}, name ? `${name} (${c.unit})` : c.unit),
+      h("td", {}, c.halls_registered), h("td", {}, c.halls_inspected), h("td", {}, c.halls_inspected_in_window),
+      h("td", {}, c.findings_open), h("td", { class: c.findings_overdue ? "alarm" : "" }, c.findings_overdue),
+      h("td", {}, rate(c))));
+  }
+  const findings = $("#findings");
+  findings.replaceChildren(h("caption", {}, T.findings_open), h("tr", {}, h("th", {}, T.hall), h("th", {}, T.item), h("th", {}, T.finding),
+    h("th", {}, T.opened), h("th", {}, T.deadline), h("th", {}, T.status_col)));
+  for (const { hall, finding: f } of inspections.findings) {
+    const item = T.items[["EntranceTemperature", "MasksRequired", "StaffProtection", "StaffHealthMonitored",
+      "DisinfectionVentilation", "ThermometersSanitizer", "NoContactService", "HealthPublicity",
+      "StaffTrained"].indexOf(f.item)];
+    findings.append(h("tr", { "data-finding": `${hall}/${f.inspection_id}/${f.item}`, "data-status": f.status },
+      h("td", {}, hall), h("td", {}, item), h("td", {}, f.finding), h("td", {}, f.opened), h("td", {}, f.deadline),
+      h("td", { class: f.status === "Overdue" ? "alarm" : "" }, T.finding_status[f.status])));
+  }
+  if (!inspections.findings.length) findings.append(h("tr", {}, h("td", { class: "muted" }, T.no_findings)));
+}
+
 // ---- alerts ----
 
 async function loadAlerts(more) {
@@ -563,7 +623,8 @@ function drawAlerts() {
     const when = a.occurred_at.replace("T", " ").slice(0, 16);
     list.append(h("li", { class: `${a.kind} ${a.fresh ? "fresh" : ""}`, "data-kind": a.kind, "data-cursor": a.cursor },
       h("div", {}, h("strong", {}, what), a.person ? ` · ${T.person} ${a.person}` : ""),
-      h("div", {}, unitLink(unit, `${nameOf(unit)} (${a.school})`)),
+      // A hall has no daily report to open.
+      h("div", {}, unit.startsWith("hall:") ? `${T.hall} ${a.school}` : unitLink(unit, `${nameOf(unit)} (${a.school})`)),
       a.reason ? h("div", { class: "sub" }, a.reason) : null,
       h("div", { class: "when" }, when)));
     a.fresh = false;
