@@ -12,10 +12,32 @@
 //! `history travel|contact|close-contact DATE`, `returned BATCH`,
 //! `isolate home|centralized [ROOMMATE…]`, `release`, `gate in|out`, `leave UNTIL`,
 //! `leave-closed`. A line `clock DATE TIME` moves the province's clock there (days whose
-//! deadline, 09:00 the next morning, has passed are sealed) once the events above it are in. Cells are the report's JSON fields (`daybook report --json`), nested
-//! ones dotted: `symptoms.cough`, `checks.morning.done`, `batches.2.not_yet_returned`. An
-//! expectation with `error = "NotFound: …"` instead of cells expects the request refused
-//! with an error that starts so.
+//! deadline, 09:00 the next morning, has passed are sealed) once the events above it are in.
+//! Cells are the report's JSON fields (`daybook report --json`), nested ones dotted:
+//! `symptoms.cough`, `checks.morning.done`, `batches.2.not_yet_returned`. An expectation
+//! with `error = "NotFound: …"` instead of cells expects the request refused with an error
+//! that starts so.
+//!
+//! Service-window halls post with the hall's code as SCHOOL (the event's `site`) and `-`
+//! as PERSON: `hall-register KIND CITY` (KIND: `service-hall`, `social-insurance-bureau`,
+//! `talent-bureau`, `examination-bureau`, `rehabilitation-hospital`, `city-hall`; named
+//! `Hall CODE`), `hall-close`, `inspect ID CITY [fail ITEM DEADLINE]…` (ITEM 1 to 9 in the
+//! checklist's order; every item not listed passes; a failed one's finding reads `item
+//! ITEM failed`) and `rectify ID ITEM`, for example
+//! `2020-03-03 10:00 H1 - inspect I1 Guangzhou fail 2 2020-03-05`.
+//!
+//! An expectation reads the unit's daily report unless it says `report = "inspection"`
+//! (GetInspectionReport; units `province`, `city:C`, `hall:H`) or `report = "findings"`
+//! (ListFindings, with `filter = "all"` (the default), `"open"` or `"overdue"`). An
+//! inspection report's cells are its JSON fields (`wire::inspection_report_to_json`),
+//! with `items_failed.1` … `items_failed.9` the failed results per checklist item and
+//! `halls_not_inspected_in_window` the codes listed, joined by commas (`""` when none), so
+//! that a cell states the whole list. A listing's cells are `count`, the findings listed,
+//! and per finding `HALL/INSPECTION/ITEM.FIELD`: `H1/I1/2.status` (`FINDING_STATUS_…`),
+//! `.opened`, `.deadline`, `.rectified` (`""` while not), `.rectified_by_reinspection`,
+//! `.city`. A sealed inspection report is published by the server's publisher a moment
+//! after the fold (a revision too), so one whose cells are not all as expected is read
+//! again for up to 10 s before the scenario fails.
 
 use std::collections::BTreeMap;
 
@@ -37,10 +59,25 @@ struct Scenario {
 struct Expect {
     unit: String,
     date: String,
+    /// `daily` (the default), `inspection` or `findings`.
+    #[serde(default)]
+    report: Kind,
+    /// The findings listed (`report = "findings"`): `all` (the default), `open`, `overdue`.
+    filter: Option<String>,
     #[serde(default)]
     cells: BTreeMap<String, Value>,
     /// The start of the error the request is answered with instead (`NotFound: …`).
     error: Option<String>,
+}
+
+/// What an expectation reads.
+#[derive(serde::Deserialize, Default, Clone, Copy, PartialEq, Debug)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    #[default]
+    Daily,
+    Inspection,
+    Findings,
 }
 
 fn parse_event(n: usize, line: &str) -> pb::Event {
@@ -65,6 +102,16 @@ fn parse_event(n: usize, line: &str) -> pb::Event {
     let movement = |kind| Payload::Movement(pb::MovementEvent { person_id: person.clone(), kind: Some(kind) });
     let roster = |change| Payload::Roster(pb::RosterEvent { person_id: person.clone(), change: Some(change) });
     let named = |prefix: &str, value: &str| format!("{prefix}_{}", value.replace('-', "_")).to_uppercase();
+    if let Some(payload) = hall_payload(n, line, school, verb, args) {
+        return pb::Event {
+            site: school.to_string(),
+            event_id: format!("golden-{n}"),
+            source: "golden".into(),
+            school: String::new(),
+            occurred_at: format!("{date}T{time}:00+08:00"),
+            payload: Some(payload),
+        };
+    }
     use pb::health_event::Kind as H;
     use pb::movement_event::Kind as M;
     use pb::roster_event::Change as R;
@@ -129,6 +176,53 @@ fn parse_event(n: usize, line: &str) -> pb::Event {
     }
 }
 
+/// A hall's event (`hall-register`, `hall-close`, `inspect`, `rectify`), or `None` for
+/// another verb.
+fn hall_payload(n: usize, line: &str, hall: &str, verb: &str, args: &[&str]) -> Option<pb::event::Payload> {
+    use pb::inspection_event::Kind as I;
+    let arg = |i: usize| *args.get(i).unwrap_or_else(|| panic!("event {n}: {verb} needs more arguments: {line}"));
+    let item = |raw: &str| -> i32 {
+        let item: i32 = raw.parse().unwrap_or_else(|_| panic!("event {n}: item {raw:?} is not 1 to 9: {line}"));
+        assert!((1..=9).contains(&item), "event {n}: item {item} is not 1 to 9: {line}");
+        item
+    };
+    let kind = match verb {
+        "hall-register" => I::HallRegistered(pb::HallRegistered {
+            name_zh: format!("大厅{hall}"),
+            name_en: format!("Hall {hall}"),
+            city: arg(1).into(),
+            kind: pb::HallKind::from_str_name(&format!("HALL_KIND_{}", arg(0).replace('-', "_").to_uppercase()))
+                .unwrap_or_else(|| panic!("event {n}: hall kind {:?}: {line}", arg(0))) as i32,
+        }),
+        "hall-close" => I::HallClosed(pb::HallClosed {}),
+        "inspect" => {
+            let mut failed = BTreeMap::new();
+            let mut rest = &args[2..];
+            while let [word, which, deadline, tail @ ..] = rest {
+                assert_eq!(*word, "fail", "event {n}: inspect takes `fail ITEM DEADLINE`…: {line}");
+                failed.insert(item(which), deadline.to_string());
+                rest = tail;
+            }
+            assert!(rest.is_empty(), "event {n}: inspect takes `fail ITEM DEADLINE`…: {line}");
+            let items = (1..=9)
+                .map(|item| match failed.get(&item) {
+                    Some(deadline) => pb::ChecklistResult {
+                        item,
+                        passed: false,
+                        finding: format!("item {item} failed"),
+                        deadline: deadline.clone(),
+                    },
+                    None => pb::ChecklistResult { item, passed: true, ..Default::default() },
+                })
+                .collect();
+            I::Inspected(pb::Inspected { inspection_id: arg(0).into(), city: arg(1).into(), items })
+        }
+        "rectify" => I::Rectified(pb::Rectified { inspection_id: arg(0).into(), item: item(arg(1)) }),
+        _ => return None,
+    };
+    Some(pb::event::Payload::Inspection(pb::InspectionEvent { kind: Some(kind) }))
+}
+
 /// The report's JSON as dotted paths; arrays keyed by slot, batch or changed field
 /// (`changes.fever.after`), other arrays' items by their value (`reporting.missing."school:S2"`).
 fn cells(value: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
@@ -183,9 +277,26 @@ async fn run(name: &str, backend: Backend) {
     server.post_all(events).await;
     let mut observed = String::new();
     for expect in &scenario.expect {
-        let got = observe(&mut server, &expect.unit, &expect.date).await;
+        let mut got = observe(&mut server, expect).await;
+        // A sealed inspection report is as the publisher last published it: a revision
+        // shows once its next pass (at most half a second after the fold) is through.
+        let published_later = expect.report == Kind::Inspection && expect.error.is_none() && !regenerate;
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while published_later
+            && tokio::time::Instant::now() < until
+            && got.as_ref().is_ok_and(|got| expect.cells.iter().any(|(cell, want)| got.get(cell) != Some(want)))
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            got = observe(&mut server, expect).await;
+        }
         let context = format!("{} ({}): {} on {}", scenario.name, scenario.rule, expect.unit, expect.date);
         observed += &format!("[[expect]]\nunit = {:?}\ndate = {:?}\n", expect.unit, expect.date);
+        if expect.report != Kind::Daily {
+            observed += &format!("report = {:?}\n", format!("{:?}", expect.report).to_lowercase());
+        }
+        if let Some(filter) = &expect.filter {
+            observed += &format!("filter = {filter:?}\n");
+        }
         if let Some(want) = &expect.error {
             let error = got.as_ref().expect_err(&format!("{context}: a report, where {want:?} was expected"));
             observed += &format!("error = {error:?}\n\n");
@@ -208,19 +319,61 @@ async fn run(name: &str, backend: Backend) {
 }
 
 /// A report's cells, or the gRPC error it is answered with (`CODE: message`).
-async fn observe(server: &mut tests::Server, unit: &str, date: &str) -> Result<BTreeMap<String, Value>, String> {
+async fn observe(server: &mut tests::Server, expect: &Expect) -> Result<BTreeMap<String, Value>, String> {
     server.caught_up().await;
-    let request = pb::DailyReportRequest { unit: unit.into(), date: date.into() };
-    let report = match server.reports.get_daily_report(request).await {
-        Ok(report) => report.into_inner(),
-        Err(status) => return Err(format!("{:?}: {}", status.code(), status.message())),
-    };
-    let json = wire::json::report_to_json(&report);
-    if std::env::var("GOLDEN_DEBUG").is_ok() {
-        eprintln!("{unit} {date}: {json}");
-    }
+    let (unit, date) = (expect.unit.clone(), expect.date.clone());
+    let refused = |status: tonic::Status| format!("{:?}: {}", status.code(), status.message());
     let mut got = BTreeMap::new();
-    cells(&json, "", &mut got);
+    let json = match expect.report {
+        Kind::Daily => {
+            let request = pb::DailyReportRequest { unit, date };
+            let report = server.reports.get_daily_report(request).await.map_err(refused)?.into_inner();
+            let json = wire::json::report_to_json(&report);
+            cells(&json, "", &mut got);
+            json
+        }
+        Kind::Inspection => {
+            let request = pb::InspectionReportRequest { unit, date };
+            let report = server.reports.get_inspection_report(request).await.map_err(refused)?.into_inner();
+            let mut json = wire::inspection_report_to_json(&report);
+            // Items by their place in the checklist; the halls listed as one cell.
+            let items: serde_json::Map<String, Value> =
+                report.items_failed.iter().zip(1..).map(|(n, item)| (item.to_string(), Value::from(*n))).collect();
+            json["items_failed"] = Value::Object(items);
+            json["halls_not_inspected_in_window"] = report.halls_not_inspected_in_window.join(",").into();
+            cells(&json, "", &mut got);
+            json
+        }
+        Kind::Findings => {
+            let filter = match expect.filter.as_deref().unwrap_or("all") {
+                "all" => pb::FindingFilter::All,
+                "open" => pb::FindingFilter::Open,
+                "overdue" => pb::FindingFilter::Overdue,
+                other => panic!("{}: filter {other:?} is not all, open or overdue", expect.unit),
+            };
+            let request = pb::ListFindingsRequest { unit, date, filter: filter as i32 };
+            let listed = server.reports.list_findings(request).await.map_err(refused)?.into_inner().findings;
+            got.insert("count".to_owned(), Value::from(listed.len()));
+            for f in &listed {
+                let key = format!("{}/{}/{}", f.hall, f.inspection_id, f.item);
+                let status = pb::FindingStatus::try_from(f.status).map(|s| s.as_str_name()).unwrap_or_default();
+                for (field, value) in [
+                    ("status", Value::from(status)),
+                    ("opened", f.opened.clone().into()),
+                    ("deadline", f.deadline.clone().into()),
+                    ("rectified", f.rectified.clone().into()),
+                    ("rectified_by_reinspection", f.rectified_by_reinspection.into()),
+                    ("city", f.city.clone().into()),
+                ] {
+                    got.insert(format!("{key}.{field}"), value);
+                }
+            }
+            serde_json::to_value(&got).unwrap()
+        }
+    };
+    if std::env::var("GOLDEN_DEBUG").is_ok() {
+        eprintln!("{} {}: {json}", expect.unit, expect.date);
+    }
     Ok(got)
 }
 

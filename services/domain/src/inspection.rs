@@ -87,11 +87,6 @@ impl HallLog {
         held
     }
 
-    /// Whether the hall was ever registered, by any day.
-    fn ever_registered(&self) -> bool {
-        self.entries.values().any(|e| matches!(e.event, Inspection::HallRegistered(_)))
-    }
-
     /// The latest registration, whatever its day: the hall's names and kind as known now.
     pub fn latest_registration(&self) -> Option<&Hall> {
         self.entries.values().rev().find_map(|e| match &e.event {
@@ -106,7 +101,9 @@ impl HallLog {
         if let Some(hall) = self.registration(day) {
             return Some(Standing { city: &hall.city, registered: true });
         }
-        if self.ever_registered() && self.entries.values().any(|e| e.day <= day && is_roster(&e.event)) {
+        // Not registered at the end of the day yet a roster event by then: the latest was
+        // a closure, registered before or not (a registration dated later opens it again).
+        if self.entries.values().any(|e| e.day <= day && is_roster(&e.event)) {
             return None; // closed
         }
         let (_, latest) = self.inspections().into_iter().rev().find(|(d, _)| *d <= day)?;
@@ -557,6 +554,21 @@ mod tests {
         log.add("c", 10, 9, Inspection::HallClosed);
         assert!(log.0.tally("H1", day(10), 7).is_none());
         assert!(log.0.tally("H1", day(9), 7).is_some());
+    }
+
+    #[test]
+    fn a_hall_closed_without_a_registration_counts_nowhere_from_that_day_whatever_comes_later() {
+        let mut log = Log::new();
+        log.add("i", 2, 10, inspected("I1", &[(MASKS, 3)])).add("c", 4, 9, Inspection::HallClosed);
+        assert_eq!(log.tally(3).findings_open, 1, "inspected, never registered: it counts");
+        assert!(log.0.tally("H1", day(4), 7).is_none(), "closed on the 4th");
+        // A registration dated later opens it again from its own day, not before.
+        log.add("r", 8, 9, registered("Shenzhen"));
+        assert!(log.0.tally("H1", day(5), 7).is_none(), "still closed on the 5th");
+        assert_eq!(
+            log.0.tally("H1", day(8), 7).map(|(city, t)| (city, t.halls_registered)),
+            Some(("Shenzhen".into(), 1))
+        );
     }
 
     #[test]
