@@ -6,6 +6,7 @@
 //! projections from the log, and finally sends the same bytes through a raw rdkafka
 //! producer and consumer on the same broker, so that the table can give daybook / raw.
 
+mod inspections;
 mod raw;
 mod serve;
 mod table;
@@ -74,12 +75,14 @@ pub struct Args {
 pub struct Load {
     pub date: NaiveDate,
     pub schools: usize,
+    /// Service-window halls, whose inspections are in the day too.
+    pub halls: usize,
     pub persons: usize,
     /// The first school's code and city, where the freshness probes register.
     pub probe_school: (String, String),
     /// Posted one at a time: evenly spaced over the day, so every kind of event is in it.
     pub sample: Vec<pb::Event>,
-    /// The rest, per school, in the simulator's order.
+    /// The rest, per school and then per hall, in the simulator's order.
     pub bulk: Vec<Vec<pb::Event>>,
 }
 
@@ -89,8 +92,10 @@ impl Load {
         let date = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("an offset"));
         let date = date.date_naive();
         let province = simulator::Province::generate(scale, seed);
-        let days: Vec<Vec<pb::Event>> =
-            (0..province.schools().len()).map(|s| simulator::day_events(&province, s, date, seed)).collect();
+        let days: Vec<Vec<pb::Event>> = (0..province.schools().len())
+            .map(|s| simulator::day_events(&province, s, date, seed))
+            .chain(province.halls().iter().map(|hall| simulator::hall_events(hall, date, seed)))
+            .collect();
         let total: usize = days.iter().map(Vec::len).sum();
         let stride = (total / unary.max(1)).max(1);
         let (mut sample, mut bulk) = (Vec::new(), Vec::new());
@@ -111,6 +116,7 @@ impl Load {
         Load {
             date,
             schools: province.schools().len(),
+            halls: province.halls().len(),
             persons: province.persons(),
             probe_school: (first.code.clone(), first.city.to_owned()),
             sample,
@@ -133,6 +139,12 @@ impl Load {
     pub fn encoded_bytes(&self) -> usize {
         self.all().map(Message::encoded_len).sum()
     }
+}
+
+/// The site an event belongs to (a school, or a hall for inspections): `site`, else
+/// `school`, its former name; the log's key, as intake writes it.
+pub fn site(event: &pb::Event) -> &str {
+    if event.site.is_empty() { &event.school } else { &event.site }
 }
 
 /// Topic prefix and group names of one run, so runs can share a broker.
@@ -163,7 +175,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     eprintln!("generating the province day (scale {}, seed {})", args.scale, args.seed);
     let load = Load::generate(args.scale, args.seed, args.unary);
-    eprintln!("{} schools, {} persons, {} events", load.schools, load.persons, load.events());
+    eprintln!("{} schools, {} halls, {} persons, {} events", load.schools, load.halls, load.persons, load.events());
 
     // Before the runs, so that it names the commit the run started on.
     let header = table::Header::collect(&args, with_kafka, &load);
@@ -200,7 +212,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
 
-    let text = table::render(&header, &args, &embedded, days.as_ref(), kafka.as_ref());
+    // After the days, for the same reason: it folds in this process.
+    eprintln!("the inspections' fold at province scale, beside the schools':");
+    let inspections = inspections::measure(&args, &load)?;
+
+    let text = table::render(&header, &args, &embedded, days.as_ref(), Some(&inspections), kafka.as_ref());
     std::fs::write(&args.out, &text)?;
     print!("{text}");
     Ok(())

@@ -32,8 +32,8 @@ pub struct RawFigures {
 pub async fn measure(broker: &str, broker_pid: Option<u32>, load: &Load) -> anyhow::Result<RawFigures> {
     let topic = crate::unique_name("raw");
     create_topic(broker, &topic).await?;
-    // Key and value as daybook's log writes them: the school, and the protobuf event.
-    let records: Vec<(String, Vec<u8>)> = load.all().map(|e| (e.school.clone(), e.encode_to_vec())).collect();
+    // Key and value as daybook's log writes them: the site (school or hall), and the protobuf event.
+    let records: Vec<(String, Vec<u8>)> = load.all().map(|e| (crate::site(e).to_owned(), e.encode_to_vec())).collect();
     eprintln!("  producing {} records", records.len());
     let (produce, produce_busy) = broker_busy(broker_pid, produce(broker, &topic, &records)).await?;
     eprintln!("  consuming them");

@@ -195,10 +195,10 @@ struct Streamed {
     resent: u32,
 }
 
-/// Posts the day's bulk on `streams` concurrent `PublishStream` calls, whole schools per
-/// stream.
+/// Posts the day's bulk on `streams` concurrent `PublishStream` calls, whole schools (and
+/// halls) per stream.
 async fn stream_bulk(intake: &IntakeClient<Channel>, load: &Load, streams: usize) -> anyhow::Result<Streamed> {
-    // Each stream carries whole schools, so a school's events stay in order; the events
+    // Each stream carries whole schools and halls, so a site's events stay in order; the events
     // are copied before the clock starts, with a spare copy for sending a stream again.
     let streams = streams.max(1);
     let mut lanes = vec![Vec::new(); streams];
@@ -486,9 +486,11 @@ pub async fn rebuild_days(args: &Args, days: u32) -> anyhow::Result<DaysRebuilt>
         let log = eventlog::EmbeddedLog::open(&serve.join("log"), config.partitions)?;
         for back in (0..days).rev() {
             let date = today - chrono::Days::new(u64::from(back));
-            for school in 0..province.schools().len() {
-                let records: Vec<eventlog::Record> =
-                    simulator::day_events(&province, school, date, args.seed).iter().map(log_record).collect();
+            let schools =
+                (0..province.schools().len()).map(|school| simulator::day_events(&province, school, date, args.seed));
+            let halls = province.halls().iter().map(|hall| simulator::hall_events(hall, date, args.seed));
+            for day in schools.chain(halls) {
+                let records: Vec<eventlog::Record> = day.iter().map(log_record).collect();
                 written += records.len();
                 for chunk in records.chunks(4096) {
                     eventlog::EventLog::append(&log, chunk.to_vec()).await?;
@@ -623,8 +625,9 @@ async fn sealed_after(reports: &mut ReportsClient<Channel>, day: chrono::NaiveDa
     }
 }
 
-/// An event as intake puts it on the log: topic by kind, keyed by school, the protobuf.
-fn log_record(event: &pb::Event) -> eventlog::Record {
+/// An event as intake puts it on the log: topic by kind, keyed by site (the school, or the
+/// hall for inspections), the protobuf.
+pub fn log_record(event: &pb::Event) -> eventlog::Record {
     use pb::event::Payload;
     let topic = match event.payload {
         Some(Payload::Roster(_) | Payload::Unit(_)) => "roster",
@@ -634,7 +637,7 @@ fn log_record(event: &pb::Event) -> eventlog::Record {
     };
     eventlog::Record {
         topic: topic.to_owned(),
-        key: event.school.clone(),
+        key: crate::site(event).to_owned(),
         headers: vec![
             ("daybook-event-kind".to_owned(), topic.to_owned()),
             ("daybook-schema-version".to_owned(), wire::SCHEMA_VERSION.to_owned()),

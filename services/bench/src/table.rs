@@ -4,6 +4,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::inspections::Inspections;
 use crate::raw::RawFigures;
 use crate::serve::{Busy, DaysRebuilt, Figures, REPORT_CLIENTS, Rate};
 use crate::{Args, Load};
@@ -26,6 +27,7 @@ pub struct Header {
     pub command: String,
     pub load: String,
     pub persons: usize,
+    pub halls: usize,
 }
 
 impl Header {
@@ -68,11 +70,12 @@ impl Header {
             args.out.display()
         );
         let load_line = format!(
-            "scale {}, seed {}: {} schools, {} persons, {} events on {} ({:.1} MiB as protobuf)",
+            "scale {}, seed {}: {} schools, {} persons, {} service halls, {} events on {} ({:.1} MiB as protobuf)",
             args.scale,
             args.seed,
             load.schools,
             thousands(load.persons as f64),
+            load.halls,
             thousands(load.events() as f64),
             load.date,
             load.encoded_bytes() as f64 / 1024.0 / 1024.0
@@ -86,6 +89,7 @@ impl Header {
             command,
             load: load_line,
             persons: load.persons,
+            halls: load.halls,
         }
     }
 }
@@ -211,6 +215,7 @@ pub fn render(
     args: &Args,
     embedded: &Figures,
     days: Option<&DaysRebuilt>,
+    inspections: Option<&Inspections>,
     kafka: Option<&(Figures, RawFigures)>,
 ) -> String {
     let e = embedded;
@@ -419,6 +424,59 @@ pub fn render(
             dash(),
         ),
         row(
+            match inspections {
+                Some(i) => format!(
+                    "inspections at province scale: the {} halls' events of {} days, {} records ({} folded), folded alone into empty projections (`aggregator::Folder` in this process, no server or log), median of {}: CPU (ms), and folded events per CPU second",
+                    i.halls,
+                    i.days,
+                    thousands(i.halls_fold.records as f64),
+                    thousands(i.halls_fold.folded as f64),
+                    i.halls_fold.runs
+                ),
+                None => "inspections at province scale: the halls' events folded alone (ms CPU)".into(),
+            },
+            [
+                cell(inspections, |i| {
+                    format!("{:.1} ({}/s)", i.halls_fold.cpu.as_secs_f64() * 1000.0, thousands(i.halls_fold.per_cpu_second()))
+                }),
+                "not measured".into(),
+            ],
+            dash(),
+            dash(),
+            match inspections {
+                Some(i) => {
+                    let (h, s) = (i.halls_fold, i.schools_fold);
+                    format!(
+                        "issue 27: beside the schools' fold (next row): {:.1}× a school event's CPU per event; the {} days cost what {} school events do",
+                        h.cpu_per_event().as_secs_f64() / s.cpu_per_event().as_secs_f64().max(1e-12),
+                        i.days,
+                        thousands(h.cpu.as_secs_f64() / s.cpu_per_event().as_secs_f64().max(1e-12))
+                    )
+                }
+                None => "issue 27: beside the schools' fold".into(),
+            },
+        ),
+        row(
+            match inspections {
+                Some(i) => format!(
+                    "the schools' fold measured the same way: the day's {} school events at this scale ({} folded), median of {}: CPU (ms), and folded events per CPU second",
+                    thousands(i.schools_fold.records as f64),
+                    thousands(i.schools_fold.folded as f64),
+                    i.schools_fold.runs
+                ),
+                None => "the schools' fold measured the same way (ms CPU)".into(),
+            },
+            [
+                cell(inspections, |i| {
+                    format!("{:.1} ({}/s)", i.schools_fold.cpu.as_secs_f64() * 1000.0, thousands(i.schools_fold.per_cpu_second()))
+                }),
+                "not measured".into(),
+            ],
+            dash(),
+            dash(),
+            dash(),
+        ),
+        row(
             format!("freshness, acknowledged → in the class report, p50 of {} (ms)", args.fresh),
             both(&|f| cell(p(f, 50.0), millis)),
             dash(),
@@ -555,11 +613,11 @@ pub fn render(
         ],
         &rows,
     );
-    out += &notes(args, header);
+    out += &notes(args, header, inspections);
     out
 }
 
-fn notes(args: &Args, header: &Header) -> String {
+fn notes(args: &Args, header: &Header, inspections: Option<&Inspections>) -> String {
     format!(
         "
 Notes:
@@ -577,10 +635,10 @@ Notes:
   the default: the simulated day is today, and its reports are then never sealed while measured,
   whatever the hour), and on Kafka the tansu process.
 - Unary intake: {unary} events spread over the day, one `Publish` at a time. Streaming: the rest
-  of the day on {streams} concurrent `PublishStream` calls, whole schools per stream; a stream that
+  of the day on {streams} concurrent `PublishStream` calls, whole schools and halls per stream; a stream that
   intake answers UNAVAILABLE (the log did not acknowledge within its 10 s delivery timeout) is sent
   again whole, as a client would, and its time counts (the cell says how many). Raw producer:
-  the same event bytes (the protobuf `Event`, key = school, no headers) to one topic of 4
+  the same event bytes (the protobuf `Event`, key = school or hall, no headers) to one topic of 4
   partitions, idempotent, `acks=all`, lz4, linger 5 ms, as many in flight as librdkafka queues.
   On Kafka, daybook's intake runs while its own aggregator consumes the events and publishes the
   changelog to the same tansu on the same cores; the raw producer runs alone. So the ratio to it
@@ -651,6 +709,19 @@ Notes:
   Registrations repeat every day with the same
   ids, so fewer events are folded than records read. Not run on Kafka (tansu's memory storage
   would hold every day in memory, at the Kafka column's rate several minutes per day).
+- Inspections (issue 27): the load and the days above include the service halls' events at
+  this scale (the simulator's halls: the department's five and each city's, {load_halls} here,
+  each inspected about twice a week). Their own rows take the province's halls ({halls} at
+  scale 1, whatever `--scale`) over {hall_days} days ending today: a few dozen events a day,
+  which a server's run could not time apart from its start-up. So they are folded alone in
+  the bench's process by the aggregator's `Folder` into empty projections, as a rebuild folds
+  (one partition after another, polls of 32,768, checkpoints as the aggregator takes them, the
+  last stored), {hall_runs} times on new projections, the median by CPU shown; and the day's
+  school events the same way ({school_runs} times), so that the two costs stand side by side,
+  measured alike. CPU: `getrusage` of the process, all threads (the checkpoint writer's too),
+  in microseconds. A hall's registration repeats every day with the same id: folded once.
+  Reading the inspection reports (a hall's whole history for each day asked) and sealing them
+  are not in these rows; the days' rebuild and seal above include them at this scale.
 - Aggregators: on the embedded log, {fold_threads} in the server, each folding a share of its 4
   partitions (daybook's `--fold-threads`: one per core by default), on threads at a lower
   priority than intake's. On Kafka, one.
@@ -666,6 +737,11 @@ Notes:
         days_runs = args.days_runs.max(1),
         runs = args.runs.max(1),
         fold_threads = crate::serve::aggregators(args),
+        load_halls = header.halls,
+        halls = inspections.map_or(NOT_MEASURED.to_owned(), |i| i.halls.to_string()),
+        hall_days = inspections.map_or(args.days.max(1), |i| i.days),
+        hall_runs = crate::inspections::HALL_RUNS,
+        school_runs = crate::inspections::SCHOOL_RUNS,
     ) + if args.fresh == 0 { "- Freshness was not measured in this run (`--fresh 0`).\n" } else { "" }
 }
 
@@ -743,6 +819,7 @@ mod tests {
             command: "bench".into(),
             load: "load".into(),
             persons: 1_000,
+            halls: 26,
         };
         let args = <Args as clap::Parser>::parse_from(["daybook-bench"]);
         let rate = |per_second: u64| Some(Rate { count: per_second * 10, seconds: 10.0 });
@@ -762,7 +839,7 @@ mod tests {
             consume: Rate { count: 1, seconds: 1.0 },
             broker_busy: (busy(10, 10), busy(3, 4)),
         };
-        let table = render(&header, &args, &Figures::default(), None, Some(&(daybook, raw)));
+        let table = render(&header, &args, &Figures::default(), None, None, Some(&(daybook, raw)));
         let line = |starts: &str| table.lines().find(|l| l.starts_with(starts)).expect("the row").to_owned();
         let beside = line("| intake, streaming");
         assert!(beside.contains("0.50×") && !beside.contains("ratio"), "{beside}");
@@ -776,6 +853,45 @@ mod tests {
         // The broker's CPU over wall time, for each of the four; the rebuild's unread.
         let broker = line("| the broker's CPU");
         assert!(broker.contains("| 0.90; n/a ") && broker.contains("| producer: 1.00; consumer: 0.75 "), "{broker}");
+    }
+
+    #[test]
+    fn the_inspections_fold_stands_beside_the_schools() {
+        let header = Header {
+            cpu: "cpu".into(),
+            cores: 2,
+            memory: "1 GiB".into(),
+            commit: "abc".into(),
+            date: "today".into(),
+            command: "bench".into(),
+            load: "load".into(),
+            persons: 1_000,
+            halls: 26,
+        };
+        let args = <Args as clap::Parser>::parse_from(["daybook-bench"]);
+        let cost = |records: usize, folded: u64, cpu_ms: u64| crate::inspections::FoldCost {
+            records,
+            folded,
+            cpu: Duration::from_millis(cpu_ms),
+            wall: Duration::from_millis(cpu_ms),
+            runs: 3,
+        };
+        // Halls: 1,000 events in 20 ms (20 µs each); schools: 100,000 in 500 ms (5 µs each).
+        let inspections = Inspections {
+            halls: 72,
+            days: 30,
+            halls_fold: cost(3_000, 1_000, 20),
+            schools_fold: cost(100_000, 100_000, 500),
+        };
+        let table = render(&header, &args, &Figures::default(), None, Some(&inspections), None);
+        let line = |starts: &str| table.lines().find(|l| l.starts_with(starts)).expect("the row").to_owned();
+        let halls = line("| inspections at province scale");
+        assert!(halls.contains("the 72 halls' events of 30 days, 3,000 records (1,000 folded)"), "{halls}");
+        assert!(halls.contains("| 20.0 (50,000/s) "), "{halls}");
+        assert!(halls.contains("4.0× a school event's") && halls.contains("what 4,000 school events do"), "{halls}");
+        let schools = line("| the schools' fold measured the same way");
+        assert!(schools.contains("| 500.0 (200,000/s) "), "{schools}");
+        assert!(table.contains("each city's, 26 here") && table.contains("halls (72 at"), "{table}");
     }
 
     #[test]

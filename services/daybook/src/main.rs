@@ -131,7 +131,8 @@ struct SimulateArgs {
     #[arg(long, env = "DAYBOOK_TARGET", default_value = "http://127.0.0.1:50051")]
     target: String,
     /// Share of the province to simulate: 1 is 156 schools, 558,000 students, 32,000 staff
-    /// (2.2 million events a day); by default a small share, as `demo` posts.
+    /// (2.2 million events a day) and 72 service halls inspected about twice a week (26
+    /// halls at small scales); by default a small share, as `demo` posts.
     #[arg(long, default_value_t = 0.01)]
     scale: f64,
     /// Same seed, same province and same events.
@@ -408,8 +409,8 @@ async fn simulate(
     let options = simulator::SimulateOptions { target, scale, seed, date, streams, progress: true, token, tls };
     let s = simulator::run(&options).await?;
     let mut text = format!(
-        "posted {} events for {} persons in {} schools on {date}: {} accepted, {} duplicates (already posted before), {} rejected",
-        s.events_sent, s.persons, s.schools, s.accepted, s.duplicates, s.rejected
+        "posted {} events for {} persons in {} schools and {} service halls on {date}: {} accepted, {} duplicates (already posted before), {} rejected",
+        s.events_sent, s.persons, s.schools, s.halls, s.accepted, s.duplicates, s.rejected
     );
     for problem in &s.first_problems {
         text.push_str(&format!("\n  rejected: {problem}"));

@@ -1,11 +1,16 @@
 //! A synthetic province built from the seed's figures (156 technical schools in Guangdong's
 //! 21 cities, 558,000 students, 32,000 staff), and one day of its events posted to a running
 //! daybook server: registrations, three temperature checks, two histories, returns and
-//! isolation, fevers, symptoms, gate passes and the rare suspected case. Everything is
-//! deterministic in `(scale, seed, date)`; registrations keep the same event ids from day to
-//! day, so simulating a second day re-sends them and the server counts them as duplicates.
+//! isolation, fevers, symptoms, gate passes and the rare suspected case. Beside the schools,
+//! the province's service-window halls (the department's five, and each city's: 72 at scale
+//! 1, 26 at small scales) with their inspections, about twice a week each, failed items and
+//! their rectifications (see [`halls`] for the cadence and how `scale` counts halls).
+//! Everything is deterministic in `(scale, seed, date)`; registrations (persons' and
+//! halls') keep the same event ids from day to day, so simulating a second day re-sends
+//! them and the server counts them as duplicates.
 
 mod day;
+pub mod halls;
 mod province;
 mod random;
 
@@ -23,6 +28,7 @@ use wire::pb;
 use wire::pb::intake_client::IntakeClient;
 
 pub use day::{SOURCE, day_events};
+pub use halls::{Hall, hall_events};
 pub use province::{Class, Dorm, GRADES, Person, Province, School, Whereabouts};
 
 /// What to simulate and where to post it.
@@ -63,6 +69,7 @@ impl Default for SimulateOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     pub schools: usize,
+    pub halls: usize,
     pub persons: usize,
     pub events_sent: u64,
     pub accepted: u64,
@@ -79,8 +86,9 @@ const CHANNEL_CAPACITY: usize = 1024;
 
 /// Generates the province and posts one day of its events to `options.target`.
 ///
-/// Schools are handed out one at a time to `options.streams` producers, each feeding its
-/// own `PublishStream` call; a school's events therefore travel in order on one stream.
+/// Schools, then halls, are handed out one at a time to `options.streams` producers, each
+/// feeding its own `PublishStream` call; a school's (or hall's) events therefore travel in
+/// order on one stream.
 pub async fn run(options: &SimulateOptions) -> anyhow::Result<Summary> {
     if !(options.scale.is_finite() && options.scale > 0.0) {
         bail!("scale must be a positive number, not {}", options.scale);
@@ -111,10 +119,11 @@ pub async fn run(options: &SimulateOptions) -> anyhow::Result<Summary> {
 
     let (scale, seed, date) = (options.scale, options.seed, options.date);
     let province = Arc::new(tokio::task::spawn_blocking(move || Province::generate(scale, seed)).await?);
-    let schools = province.schools().len();
+    let (schools, halls) = (province.schools().len(), province.halls().len());
 
     let bar = if options.progress {
-        let estimate = (province.persons() as f64 * day::EVENTS_PER_PERSON) as u64;
+        // A hall sends its registration and, on about two days in seven, an inspection.
+        let estimate = (province.persons() as f64 * day::EVENTS_PER_PERSON) as u64 + 2 * halls as u64;
         ProgressBar::new(estimate).with_style(
             ProgressStyle::with_template(
                 "{elapsed_precise} [{wide_bar}] {human_pos}/~{human_len} events, {per_sec}, eta {eta}",
@@ -125,21 +134,25 @@ pub async fn run(options: &SimulateOptions) -> anyhow::Result<Summary> {
         ProgressBar::hidden()
     };
 
-    let next_school = Arc::new(AtomicUsize::new(0));
+    let next_unit = Arc::new(AtomicUsize::new(0));
     let sent = Arc::new(AtomicU64::new(0));
     let mut producers = Vec::new();
     let mut calls = Vec::new();
     for _ in 0..options.streams.max(1) {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        let (province, next_school, sent, bar) = (province.clone(), next_school.clone(), sent.clone(), bar.clone());
+        let (province, next_unit, sent, bar) = (province.clone(), next_unit.clone(), sent.clone(), bar.clone());
         // Generating is CPU work, so it runs off the async threads.
         producers.push(tokio::task::spawn_blocking(move || {
             loop {
-                let school = next_school.fetch_add(1, Ordering::Relaxed);
-                if school >= province.schools().len() {
+                let unit = next_unit.fetch_add(1, Ordering::Relaxed);
+                let events = if unit < schools {
+                    day_events(&province, unit, date, seed)
+                } else if let Some(hall) = province.halls().get(unit - schools) {
+                    hall_events(hall, date, seed)
+                } else {
                     return;
-                }
-                for event in day_events(&province, school, date, seed) {
+                };
+                for event in events {
                     if tx.blocking_send(event).is_err() {
                         return; // the call failed; its error is reported below
                     }
@@ -152,7 +165,7 @@ pub async fn run(options: &SimulateOptions) -> anyhow::Result<Summary> {
         calls.push(tokio::spawn(async move { client.publish_stream(ReceiverStream::new(rx)).await }));
     }
 
-    let mut summary = Summary { schools, persons: province.persons(), ..Summary::default() };
+    let mut summary = Summary { schools, halls, persons: province.persons(), ..Summary::default() };
     let mut failure = None;
     for call in calls {
         match call.await? {
@@ -281,8 +294,9 @@ mod tests {
         assert!(first.first_problems.iter().all(|p| p.contains("source: must not be empty")), "{first:?}");
 
         let second = run(&SimulateOptions { date: options.date.succ_opt().unwrap(), ..options.clone() }).await.unwrap();
-        // Each person's registration and each school's name, sent again.
-        assert_eq!(second.duplicates, second.persons as u64 + second.schools as u64);
+        // Each person's registration, each school's name and each hall's registration, sent again.
+        assert_eq!(first.halls, 26);
+        assert_eq!(second.duplicates, second.persons as u64 + second.schools as u64 + second.halls as u64);
         assert_eq!(second.accepted + second.duplicates + second.rejected, second.events_sent);
     }
 

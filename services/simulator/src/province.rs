@@ -6,6 +6,7 @@ use std::fmt;
 use rand::Rng;
 use wire::pb;
 
+use crate::halls::{Hall, halls};
 use crate::random::{SplitMix64, seeded};
 
 /// The seed's figures for the whole province (DOMAIN.md, "Who reports").
@@ -27,7 +28,7 @@ pub const GRADES: [&str; 3] = ["2017", "2018", "2019"];
 /// Guangdong's 21 prefecture-level cities with the number of technical schools each gets
 /// at scale 1. The split is invented, but plausible: the capital and the Pearl River Delta
 /// hold most schools; the weights sum to the seed's 156.
-const CITIES: [(&str, u32); 21] = [
+pub(crate) const CITIES: [(&str, u32); 21] = [
     ("Guangzhou", 30),
     ("Shenzhen", 12),
     ("Foshan", 12),
@@ -147,11 +148,13 @@ impl School {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Province {
     schools: Vec<School>,
+    halls: Vec<Hall>,
 }
 
 impl Province {
     /// `scale` 1 is the whole province; it multiplies schools and persons alike, with at
-    /// least one school of at least one student.
+    /// least one school of at least one student, and the cities' service halls (see
+    /// [`crate::halls`]).
     pub fn generate(scale: f64, seed: u64) -> Province {
         let schools = ((SCHOOLS * scale).round() as usize).max(1);
         let students = ((STUDENTS * scale / schools as f64).round() as usize).max(1);
@@ -164,11 +167,16 @@ impl Province {
                 build_school(i, city_of(i, schools), students, staff, &mut rng)
             })
             .collect();
-        Province { schools }
+        Province { schools, halls: halls(scale) }
     }
 
     pub fn schools(&self) -> &[School] {
         &self.schools
+    }
+
+    /// The service-window halls: the department's, then each city's.
+    pub fn halls(&self) -> &[Hall] {
+        &self.halls
     }
 
     pub fn persons(&self) -> usize {

@@ -127,6 +127,11 @@ async fn main() -> anyhow::Result<()> {
             post.await??;
         }
     }
+    // Then the service halls' day (registrations and inspections), on one stream.
+    let halls: Vec<_> =
+        province.halls().iter().flat_map(|hall| simulator::hall_events(hall, date, args.seed)).collect();
+    events += halls.len();
+    intake.clone().publish_stream(tokio_stream::iter(halls)).await?;
     daybook::report::wait_until_folded(&mut reports, Duration::from_secs(3600)).await?;
     eprintln!("{events} events of {} persons posted and folded in {:.0?}", province.persons(), started.elapsed());
 
