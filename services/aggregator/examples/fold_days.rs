@@ -38,21 +38,25 @@ fn main() {
         events.sort_by(|a, b| a.occurred_at.cmp(&b.occurred_at));
         events
     };
-    let mut offsets = [0u64; 12];
+    let mut offsets = [0u64; 16];
     let mut as_log = |events: Vec<pb::Event>| -> Vec<Polled> {
         events
             .into_iter()
             .map(|event| {
+                // The topics intake writes to: unit namings with the roster.
                 let topic = match event.payload {
-                    Some(pb::event::Payload::Roster(_)) => 0,
+                    Some(pb::event::Payload::Roster(_) | pb::event::Payload::Unit(_)) => 0,
                     Some(pb::event::Payload::Health(_)) => 1,
+                    Some(pb::event::Payload::Inspection(_)) => 3,
                     _ => 2,
                 };
-                let partition = eventlog::partition_for(&event.school, 4);
+                let site = if event.site.is_empty() { event.school.clone() } else { event.site.clone() };
+                let partition = eventlog::partition_for(&site, 4);
                 let offset = &mut offsets[topic * 4 + partition as usize];
-                let at = TopicPartition { topic: ["roster", "health", "movement"][topic].into(), partition };
+                let at =
+                    TopicPartition { topic: ["roster", "health", "movement", "inspection"][topic].into(), partition };
                 let payload = event.encode_to_vec();
-                let record = Record { topic: at.topic.clone(), key: event.school.clone(), headers: vec![], payload };
+                let record = Record { topic: at.topic.clone(), key: site, headers: vec![], payload };
                 *offset += 1;
                 Polled { at, offset: *offset - 1, record }
             })
