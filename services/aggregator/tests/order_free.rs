@@ -14,25 +14,8 @@ use eventlog::{Polled, Record, TopicPartition};
 use prost::Message;
 use wire::pb;
 
-/// xorshift64*: enough randomness for shuffles, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
+mod common;
+use common::Rng;
 
 const DAYS: u32 = 4;
 /// Days compared: past the 14 days of observation, so that releases fall due in range.

@@ -18,25 +18,8 @@ use prost::Message;
 use reports::inspection::FindingFilter;
 use wire::pb;
 
-/// xorshift64*: enough randomness for shuffles, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
+mod common;
+use common::Rng;
 
 const HALLS: [&str; 3] = ["H1", "H2", "H3"];
 const CITIES: [&str; 2] = ["Guangzhou", "Foshan"];
