@@ -146,6 +146,11 @@ fn per_second(rate: Option<Rate>) -> String {
 }
 
 /// Events over the CPU time spent folding them.
+/// A fold's CPU in milliseconds, and its folded events per CPU second.
+fn fold_cost(cost: &crate::inspections::FoldCost) -> String {
+    format!("{:.1} ({}/s)", cost.cpu.as_secs_f64() * 1000.0, thousands(cost.per_cpu_second()))
+}
+
 fn per_cpu_second(rate: Rate, cpu: Duration) -> f64 {
     rate.count as f64 / cpu.as_secs_f64().max(0.01)
 }
@@ -436,9 +441,7 @@ pub fn render(
                 None => "inspections at province scale: the halls' events folded alone (ms CPU)".into(),
             },
             [
-                cell(inspections, |i| {
-                    format!("{:.1} ({}/s)", i.halls_fold.cpu.as_secs_f64() * 1000.0, thousands(i.halls_fold.per_cpu_second()))
-                }),
+                cell(inspections, |i| fold_cost(&i.halls_fold)),
                 "not measured".into(),
             ],
             dash(),
@@ -467,9 +470,7 @@ pub fn render(
                 None => "the schools' fold measured the same way (ms CPU)".into(),
             },
             [
-                cell(inspections, |i| {
-                    format!("{:.1} ({}/s)", i.schools_fold.cpu.as_secs_f64() * 1000.0, thousands(i.schools_fold.per_cpu_second()))
-                }),
+                cell(inspections, |i| fold_cost(&i.schools_fold)),
                 "not measured".into(),
             ],
             dash(),
